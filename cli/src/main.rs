@@ -1,0 +1,19 @@
+//! The `drover` command: the operator's entry point, spelled the way Nomad's CLI is.
+//!
+//! Each command is a function from its arguments to an exit code, so that the exit codes
+//! Nomad documents (`job plan`'s 0/1/255, `job run`'s 0/1/2) are visible in one place per
+//! command. Output goes to stdout, diagnostics to stderr.
+
+mod commands;
+mod flags;
+mod jobfile;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    let code = commands::run(&args, &mut commands::Io { out: &mut out, err: &mut err });
+    ExitCode::from(code)
+}

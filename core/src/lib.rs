@@ -1,0 +1,17 @@
+//! drover-core: the sans-IO heart of drover.
+//!
+//! Everything here is a pure data type or a deterministic state machine. Time enters as a
+//! [`time::Millis`] parameter, randomness from seeded generators, and bytes through
+//! [`codec`]. Nothing in this crate opens a file, a socket or a thread, or reads a clock;
+//! `tests/tidy.rs` enforces that.
+
+pub mod broker;
+pub mod codec;
+pub mod id;
+pub mod jobspec;
+pub mod model;
+pub mod plan;
+pub mod raft;
+pub mod scheduler;
+pub mod state;
+pub mod time;

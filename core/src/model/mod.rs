@@ -1,0 +1,33 @@
+//! The domain model: jobs, nodes, allocations, evaluations, deployments and plans.
+//!
+//! Every type serialises to Nomad's v1 API JSON (PascalCase keys, durations as integer
+//! nanoseconds) and to the binary codec. Maps are `BTreeMap`s so that both encodings are
+//! deterministic.
+
+mod alloc;
+mod canonicalize;
+mod deployment;
+mod eval;
+mod job;
+mod metric;
+mod node;
+mod plan;
+mod resources;
+mod timestamp;
+mod validate;
+mod value;
+
+pub use alloc::*;
+pub use canonicalize::{
+    ApiDecodeError, decode_api_json, job_from_api_json, job_from_json_str, job_to_api_json,
+};
+pub use deployment::*;
+pub use eval::*;
+pub use job::*;
+pub use metric::*;
+pub use node::*;
+pub use plan::*;
+pub use resources::*;
+pub use timestamp::Timestamp;
+pub use validate::*;
+pub use value::{DurationNs, FreeValue};

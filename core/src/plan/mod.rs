@@ -1,0 +1,160 @@
+//! The plan applier: optimistic concurrency for schedulers.
+//!
+//! Schedulers plan against snapshots that may be stale by the time their plan arrives.
+//! [`evaluate_plan`] re-checks every node the plan touches against the latest state: the
+//! node must exist, be ready and eligible (a node that is not may still take stops), and
+//! its live allocations, minus the plan's stops, evictions and updated allocations, plus
+//! its placements, must fit in CPU, memory, disk, and ports without collision. Nodes that
+//! fail are dropped whole (partial commit) and the result carries a `RefreshIndex`; an
+//! all-at-once plan is then rejected whole. The caller commits the result through
+//! [`crate::state::Command::PlanApply`].
+//!
+//! The applier's fit rules are a superset of the scheduler's, so a plan computed on the
+//! same state is always accepted (checked by a property test); a stricter applier would
+//! reject the same plan forever (Nomad #9506).
+
+pub mod queue;
+
+use crate::model::{
+    Allocation, ComparableResources, NodeEligibility, NodeStatus, Plan, PlanResult,
+};
+use crate::state::{State, alloc_ports};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Why a node's part of a plan was refused, for traces and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRejection {
+    pub node_id: String,
+    pub reason: String,
+}
+
+/// The result and, for a partial commit, which nodes were dropped and why.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Evaluated {
+    pub result: PlanResult,
+    pub rejected: Vec<NodeRejection>,
+}
+
+pub fn evaluate_plan(state: &State, plan: &Plan) -> PlanResult {
+    evaluate_plan_verbose(state, plan).result
+}
+
+pub fn evaluate_plan_verbose(state: &State, plan: &Plan) -> Evaluated {
+    evaluate_plan_owned(state, plan.clone())
+}
+
+/// [`evaluate_plan_verbose`] taking the plan by value, so accepted allocations move into
+/// the result instead of being copied (the applier's hot path).
+pub fn evaluate_plan_owned(state: &State, mut plan: Plan) -> Evaluated {
+    let mut out = Evaluated::default();
+    let nodes: BTreeSet<&String> =
+        plan.node_update.keys().chain(plan.node_allocation.keys()).collect();
+    for node_id in nodes {
+        if let Err(reason) = evaluate_node(state, &plan, node_id) {
+            out.rejected.push(NodeRejection { node_id: node_id.clone(), reason });
+        }
+    }
+    for rejected in &out.rejected {
+        plan.node_update.remove(&rejected.node_id);
+        plan.node_allocation.remove(&rejected.node_id);
+        plan.node_preemptions.remove(&rejected.node_id);
+    }
+    out.result.node_update = std::mem::take(&mut plan.node_update);
+    out.result.node_allocation = std::mem::take(&mut plan.node_allocation);
+    out.result.node_preemptions = std::mem::take(&mut plan.node_preemptions);
+    if !out.rejected.is_empty() {
+        let indexes = state.table_indexes();
+        out.result.refresh_index = indexes.nodes.max(indexes.allocs).max(1);
+        if plan.all_at_once {
+            out.result.node_update.clear();
+            out.result.node_allocation.clear();
+            out.result.node_preemptions.clear();
+            return out;
+        }
+    }
+    out.result.deployment = plan.deployment.clone();
+    out.result.deployment_updates = plan.deployment_updates.clone();
+    out
+}
+
+/// Nomad's `evaluateNodePlan`.
+fn evaluate_node(state: &State, plan: &Plan, node_id: &str) -> Result<(), String> {
+    let placements = plan.node_allocation.get(node_id).map(Vec::as_slice).unwrap_or_default();
+    if placements.is_empty() {
+        return Ok(()); // stops and evictions always apply
+    }
+    let Some(node) = state.node(node_id) else { return Err("node does not exist".into()) };
+    if node.status != NodeStatus::Ready {
+        return Err("node is not ready for placements".into());
+    }
+    let updates_only = || placements.iter().all(|a| state.alloc(&a.id).is_some());
+    if node.scheduling_eligibility == NodeEligibility::Ineligible && !updates_only() {
+        return Err("node is not eligible".into());
+    }
+    // What the plan replaces on this node: its stops, evictions and updated allocations.
+    // A placement with create index 0 was made by the scheduler and never stored (state
+    // stamps every stored allocation with its index, always > 0), so it replaces nothing
+    // and needs no lookup; were such a placement to reuse a stored ID, its predecessor
+    // would simply count twice, which can only make this check stricter.
+    let removed = plan
+        .node_update
+        .get(node_id)
+        .into_iter()
+        .chain(plan.node_preemptions.get(node_id))
+        .flatten()
+        .chain(placements.iter().filter(|a| a.create_index != 0));
+    // Start from the node's cached live usage and take out what the plan replaces, so
+    // the check costs O(plan) rather than O(allocations on the node).
+    let base = state.node_allocs(node_id);
+    let mut used = base.map(|b| b.used).unwrap_or_default();
+    let mut ports: BTreeMap<i32, u32> = base.map(|b| b.ports.clone()).unwrap_or_default();
+    for replaced in removed {
+        let Some(alloc) =
+            base.and_then(|b| b.allocs.get(&replaced.id)).filter(|a| !a.is_terminal())
+        else {
+            continue;
+        };
+        add(&mut used, alloc, -1);
+        for port in alloc_ports(alloc) {
+            if let Some(count) = ports.get_mut(&port) {
+                *count = count.saturating_sub(1);
+            }
+        }
+    }
+    let reserved: BTreeSet<i32> = node
+        .reserved_resources
+        .networks
+        .ports()
+        .unwrap_or_default()
+        .into_iter()
+        .map(i32::from)
+        .collect();
+    for alloc in placements.iter().filter(|a| !a.is_terminal()) {
+        add(&mut used, alloc, 1);
+        for port in alloc_ports(alloc) {
+            let count = ports.entry(port).or_default();
+            if *count > 0 || reserved.contains(&port) {
+                return Err(format!("network: port collision on {port}"));
+            }
+            *count = 1;
+        }
+    }
+    let capacity = node.schedulable_capacity();
+    for (dimension, used, cap) in [
+        ("cpu", used.cpu_shares, capacity.cpu_shares),
+        ("memory", used.memory_mb, capacity.memory_mb),
+        ("disk", used.disk_mb, capacity.disk_mb),
+    ] {
+        if used > cap {
+            return Err(format!("{dimension} exhausted ({used} > {cap})"));
+        }
+    }
+    Ok(())
+}
+
+fn add(used: &mut ComparableResources, alloc: &Allocation, sign: i64) {
+    let r = alloc.allocated_resources.comparable();
+    used.cpu_shares += sign * r.cpu_shares;
+    used.memory_mb += sign * r.memory_mb;
+    used.disk_mb += sign * r.disk_mb;
+}

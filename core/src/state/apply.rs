@@ -1,0 +1,625 @@
+//! Applying log entries: the only way state changes.
+//!
+//! [`State::apply`] takes the entry's Raft index and the leader's stamped time (unix ns)
+//! and nothing else from the outside world, so replicas that apply the same entries hold
+//! the same state. A refused command (an EnforceIndex conflict) changes nothing but the
+//! latest index, which every replica moves identically.
+
+use super::{JOB_VERSIONS_RETAINED_MAX, JobKey, JobSummary, State};
+use crate::model::{
+    AllocClientStatus, Allocation, Deployment, DrainStrategy, EvalStatus, Evaluation, Job, Node,
+    NodeEligibility, NodeStatus, PlanResult,
+};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+
+/// A state-changing log entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Register or update a job; `enforce_index` is the `JobModifyIndex` the caller saw
+    /// (`Some(0)`: the job must not exist). `eval` is created with it (none for templates).
+    JobRegister {
+        job: Job,
+        enforce_index: Option<u64>,
+        eval: Option<Evaluation>,
+    },
+    /// Stop a job (keeping it, `Stop = true`) or purge it.
+    JobDeregister {
+        namespace: String,
+        job_id: String,
+        purge: bool,
+        eval: Option<Evaluation>,
+    },
+    NodeRegister {
+        node: Node,
+    },
+    NodeStatus {
+        node_id: String,
+        status: NodeStatus,
+        evals: Vec<Evaluation>,
+    },
+    NodeEligibility {
+        node_id: String,
+        eligibility: NodeEligibility,
+        evals: Vec<Evaluation>,
+    },
+    /// Start (`Some`) or cancel (`None`) a drain; starting marks the node's allocations
+    /// for migration and makes it ineligible.
+    NodeDrain {
+        node_id: String,
+        drain: Option<DrainStrategy>,
+        evals: Vec<Evaluation>,
+    },
+    EvalUpsert {
+        evals: Vec<Evaluation>,
+    },
+    /// A plan as the applier committed it, with the evaluations it produced.
+    PlanApply {
+        result: PlanResult,
+        job: Option<Job>,
+        evals: Vec<Evaluation>,
+    },
+    /// Client-side status reports.
+    AllocClientUpdate {
+        updates: Vec<AllocClientUpdate>,
+        evals: Vec<Evaluation>,
+    },
+    DeploymentUpsert {
+        deployment: Deployment,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocClientUpdate {
+    pub alloc_id: String,
+    pub client_status: AllocClientStatus,
+    pub client_description: String,
+}
+
+/// Why a command was refused. `Display` gives Nomad's texts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApplyError {
+    EnforceIndex { expected: u64, reason: EnforceFailure },
+    NotFound { what: &'static str, id: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EnforceFailure {
+    AlreadyExists,
+    Conflicting { current: u64 },
+    DoesNotExist,
+}
+
+impl fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApplyError::EnforceIndex { expected, reason } => {
+                write!(f, "Enforcing job modify index {expected}: ")?;
+                match reason {
+                    EnforceFailure::AlreadyExists => f.write_str("job already exists"),
+                    EnforceFailure::Conflicting { current } => {
+                        write!(f, "job exists with conflicting job modify index: {current}")
+                    }
+                    EnforceFailure::DoesNotExist => f.write_str("job does not exist"),
+                }
+            }
+            ApplyError::NotFound { what, id } => write!(f, "{what} not found: {id}"),
+        }
+    }
+}
+
+/// What the leader must act on after an entry is applied.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ApplyOutcome {
+    pub job_modify_index: u64,
+    /// Pending evaluations to hand to the broker, blocked ones to the tracker.
+    pub evals: Vec<Arc<Evaluation>>,
+    /// Computed classes where capacity may have appeared (a node became ready or eligible,
+    /// an allocation finished): blocked evaluations for them may now fit.
+    pub capacity_changed: Vec<String>,
+}
+
+impl State {
+    /// Applies one log entry at `index`, stamped `now_ns` by the leader.
+    pub fn apply(
+        &mut self,
+        index: u64,
+        now_ns: i64,
+        command: Command,
+    ) -> Result<ApplyOutcome, ApplyError> {
+        assert!(index > self.latest_index, "log index {index} not after {}", self.latest_index);
+        self.latest_index = index;
+        let mut outcome = ApplyOutcome::default();
+        match command {
+            Command::JobRegister { job, enforce_index, eval } => {
+                outcome.job_modify_index = self.register_job(index, now_ns, job, enforce_index)?;
+                let eval =
+                    eval.map(|e| Evaluation { job_modify_index: outcome.job_modify_index, ..e });
+                self.upsert_evals(index, now_ns, eval, &mut outcome);
+            }
+            Command::JobDeregister { namespace, job_id, purge, eval } => {
+                self.deregister_job(index, &JobKey::new(&namespace, &job_id), purge)?;
+                self.upsert_evals(index, now_ns, eval, &mut outcome);
+            }
+            Command::NodeRegister { node } => self.register_node(index, now_ns, node, &mut outcome),
+            Command::NodeStatus { node_id, status, evals } => {
+                self.update_node(index, &node_id, &mut outcome, |n| n.status = status)?;
+                self.upsert_evals(index, now_ns, evals, &mut outcome);
+            }
+            Command::NodeEligibility { node_id, eligibility, evals } => {
+                self.update_node(index, &node_id, &mut outcome, |n| {
+                    n.scheduling_eligibility = eligibility
+                })?;
+                self.upsert_evals(index, now_ns, evals, &mut outcome);
+            }
+            Command::NodeDrain { node_id, drain, evals } => {
+                self.drain_node(index, now_ns, &node_id, drain, &mut outcome)?;
+                self.upsert_evals(index, now_ns, evals, &mut outcome);
+            }
+            Command::EvalUpsert { evals } => self.upsert_evals(index, now_ns, evals, &mut outcome),
+            Command::PlanApply { result, job, evals } => {
+                self.apply_plan_result(index, now_ns, result, job.as_ref(), &mut outcome);
+                self.upsert_evals(index, now_ns, evals, &mut outcome);
+            }
+            Command::AllocClientUpdate { updates, evals } => {
+                for update in updates {
+                    self.client_update(index, now_ns, update, &mut outcome);
+                }
+                self.upsert_evals(index, now_ns, evals, &mut outcome);
+            }
+            Command::DeploymentUpsert { deployment } => {
+                self.upsert_deployment(index, now_ns, deployment)
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn register_job(
+        &mut self,
+        index: u64,
+        now_ns: i64,
+        mut job: Job,
+        enforce: Option<u64>,
+    ) -> Result<u64, ApplyError> {
+        let key = JobKey::of_job(&job);
+        let existing = self.jobs.get(&key).cloned();
+        check_enforce_index(existing.as_deref(), enforce)?;
+        job.modify_index = index;
+        job.submit_time = now_ns;
+        match &existing {
+            Some(old) if !spec_changed(old, &job) => {
+                job.create_index = old.create_index;
+                job.version = old.version;
+                job.job_modify_index = old.job_modify_index;
+                job.stable = old.stable;
+            }
+            Some(old) => {
+                job.create_index = old.create_index;
+                job.version = old.version + 1;
+                job.job_modify_index = index;
+                job.stable = false;
+            }
+            None => {
+                job.create_index = index;
+                job.version = 0;
+                job.job_modify_index = index;
+            }
+        }
+        job.status = self.job_status(&key, job.stop).to_owned();
+        let job = Arc::new(job);
+        self.jobs.insert(key.clone(), job.clone());
+        self.push_version(index, &key, job.clone());
+        let mut summary = self
+            .job_summaries
+            .get(&key)
+            .map(|s| (**s).clone())
+            .unwrap_or_else(|| JobSummary::new(&job, index));
+        summary.add_groups(&job);
+        summary.modify_index = index;
+        self.job_summaries.insert(key, Arc::new(summary));
+        self.indexes.jobs = index;
+        self.indexes.job_summary = index;
+        Ok(job.job_modify_index)
+    }
+
+    /// Keeps the newest versions; re-registering an unchanged spec replaces its entry.
+    fn push_version(&mut self, index: u64, key: &JobKey, job: Arc<Job>) {
+        let mut versions = self.job_versions.get(key).map(|v| (**v).clone()).unwrap_or_default();
+        versions.retain(|old| old.version != job.version);
+        versions.insert(0, job);
+        versions.truncate(JOB_VERSIONS_RETAINED_MAX);
+        self.job_versions.insert(key.clone(), Arc::new(versions));
+        self.indexes.job_versions = index;
+    }
+
+    fn deregister_job(&mut self, index: u64, key: &JobKey, purge: bool) -> Result<(), ApplyError> {
+        let Some(job) = self.jobs.get(key).cloned() else {
+            return Err(ApplyError::NotFound { what: "job", id: key.id.clone() });
+        };
+        if purge {
+            self.jobs.remove(key);
+            self.job_versions.remove(key);
+            self.job_summaries.remove(key);
+            self.indexes.job_versions = index;
+            self.indexes.job_summary = index;
+        } else {
+            let mut stopped = (*job).clone();
+            stopped.stop = true;
+            stopped.modify_index = index;
+            stopped.status = self.job_status(key, true).to_owned();
+            self.jobs.insert(key.clone(), Arc::new(stopped));
+        }
+        self.indexes.jobs = index;
+        Ok(())
+    }
+
+    /// Nomad's job status: dead once stopped with nothing live, running with anything
+    /// live, pending otherwise.
+    fn job_status(&self, key: &JobKey, stopped: bool) -> &'static str {
+        let live =
+            self.allocs_by_job.get(key).is_some_and(|m| m.values().any(|a| !a.is_terminal()));
+        match (live, stopped) {
+            (true, _) => "running",
+            (false, true) => "dead",
+            (false, false) => "pending",
+        }
+    }
+
+    fn register_node(
+        &mut self,
+        index: u64,
+        now_ns: i64,
+        mut node: Node,
+        outcome: &mut ApplyOutcome,
+    ) {
+        if let Some(old) = self.nodes.get(&node.id) {
+            node.create_index = old.create_index;
+            // The servers own eligibility and drain; a client re-registering keeps them.
+            node.scheduling_eligibility = old.scheduling_eligibility;
+            node.drain_strategy = old.drain_strategy.clone();
+        } else {
+            node.create_index = index;
+        }
+        node.modify_index = index;
+        node.status_updated_at = now_ns / 1_000_000_000;
+        node.compute_class();
+        if node.is_schedulable() {
+            outcome.capacity_changed.push(node.computed_class.clone());
+        }
+        self.nodes.insert(node.id.clone(), Arc::new(node));
+        self.indexes.nodes = index;
+        self.node_list = Default::default();
+    }
+
+    fn update_node(
+        &mut self,
+        index: u64,
+        id: &str,
+        outcome: &mut ApplyOutcome,
+        change: impl FnOnce(&mut Node),
+    ) -> Result<(), ApplyError> {
+        let Some(old) = self.nodes.get(id) else {
+            return Err(ApplyError::NotFound { what: "node", id: id.to_owned() });
+        };
+        let mut node = (**old).clone();
+        change(&mut node);
+        node.modify_index = index;
+        if node.is_schedulable() && !old.is_schedulable() {
+            outcome.capacity_changed.push(node.computed_class.clone());
+        }
+        self.nodes.insert(node.id.clone(), Arc::new(node));
+        self.indexes.nodes = index;
+        self.node_list = Default::default();
+        Ok(())
+    }
+
+    /// Starting a drain marks every live allocation on the node for migration at once
+    /// (Nomad's drainer paces this by `migrate.max_parallel`; pacing is not built yet).
+    fn drain_node(
+        &mut self,
+        index: u64,
+        now_ns: i64,
+        id: &str,
+        drain: Option<DrainStrategy>,
+        outcome: &mut ApplyOutcome,
+    ) -> Result<(), ApplyError> {
+        let draining = drain.is_some();
+        self.update_node(index, id, outcome, |node| {
+            node.drain_strategy = drain;
+            node.scheduling_eligibility =
+                if draining { NodeEligibility::Ineligible } else { NodeEligibility::Eligible };
+        })?;
+        if !draining {
+            return Ok(());
+        }
+        let live: Vec<Arc<Allocation>> = self
+            .node_allocs(id)
+            .map(|n| n.allocs.values().filter(|a| !a.is_terminal()).cloned().collect())
+            .unwrap_or_default();
+        for alloc in live {
+            let mut marked = (*alloc).clone();
+            marked.desired_transition.migrate = Some(true);
+            marked.modify_index = index;
+            marked.modify_time = now_ns;
+            self.put_alloc(index, marked);
+        }
+        Ok(())
+    }
+
+    fn upsert_evals(
+        &mut self,
+        index: u64,
+        now_ns: i64,
+        evals: impl IntoIterator<Item = Evaluation>,
+        outcome: &mut ApplyOutcome,
+    ) {
+        for mut eval in evals {
+            match self.evals.get(&eval.id) {
+                Some(old) => eval.create_index = old.create_index,
+                None => eval.create_index = index,
+            }
+            eval.modify_index = index;
+            if eval.create_time == 0 {
+                eval.create_time = now_ns;
+            }
+            eval.modify_time = now_ns;
+            self.set_queued(index, &eval);
+            self.job_eval_index.insert(JobKey::new(&eval.namespace, &eval.job_id), index);
+            let eval = Arc::new(eval);
+            self.evals.insert(eval.id.clone(), eval.clone());
+            self.indexes.evals = index;
+            if eval.should_enqueue() || eval.should_block() {
+                outcome.evals.push(eval);
+            }
+        }
+    }
+
+    /// A finished or blocked evaluation reports what it could not place: the queued count.
+    fn set_queued(&mut self, index: u64, eval: &Evaluation) {
+        if eval.queued_allocations.is_empty()
+            || !matches!(eval.status, EvalStatus::Complete | EvalStatus::Blocked)
+        {
+            return;
+        }
+        let key = JobKey::new(&eval.namespace, &eval.job_id);
+        let Some(summary) = self.job_summaries.get(&key) else { return };
+        let mut summary = (**summary).clone();
+        for (group, &queued) in &eval.queued_allocations {
+            summary.summary.entry(group.clone()).or_default().queued = queued.max(0) as u64;
+        }
+        summary.modify_index = index;
+        self.job_summaries.insert(key, Arc::new(summary));
+        self.indexes.job_summary = index;
+    }
+
+    fn apply_plan_result(
+        &mut self,
+        index: u64,
+        now_ns: i64,
+        result: PlanResult,
+        job: Option<&Job>,
+        outcome: &mut ApplyOutcome,
+    ) {
+        for stop in result.node_update.values().chain(result.node_preemptions.values()).flatten() {
+            let Some(existing) = self.allocs.get(&stop.id).cloned() else { continue };
+            let mut stopped = (*existing).clone();
+            stopped.desired_status = stop.desired_status;
+            stopped.desired_description = stop.desired_description.clone();
+            // The plan's copy may be stale on the client side; only a verdict of "lost"
+            // from the servers overrides what the client last reported.
+            if stop.client_status == AllocClientStatus::Lost {
+                stopped.client_status = AllocClientStatus::Lost;
+            }
+            stopped.followup_eval_id = stop.followup_eval_id.clone();
+            stopped.preempted_by_allocation = stop.preempted_by_allocation.clone();
+            stopped.modify_index = index;
+            stopped.alloc_modify_index = index;
+            stopped.modify_time = now_ns;
+            self.note_freed(&existing, &stopped, outcome);
+            self.put_alloc(index, stopped);
+        }
+        let mut key = job.map(JobKey::of_job);
+        for mut alloc in result.node_allocation.into_values().flatten() {
+            if let Some(job) = alloc.job.take().as_deref().or(job) {
+                alloc.job_version = job.version;
+            }
+            alloc.modify_index = index;
+            alloc.alloc_modify_index = index;
+            alloc.modify_time = now_ns;
+            self.link_previous(index, now_ns, &alloc);
+            if key.as_ref().is_none_or(|k| k.id != alloc.job_id || k.namespace != alloc.namespace) {
+                key = Some(JobKey::new(&alloc.namespace, &alloc.job_id));
+            }
+            // One walk of the alloc table both reads the stored version (an in-place
+            // update keeps its creation and client side) and writes the new one.
+            let mut fresh = Some(alloc);
+            let mut stored = None;
+            let old = self.allocs.upsert_with(fresh.as_ref().expect("set").id.clone(), |old| {
+                let mut alloc = fresh.take().expect("called once");
+                match old {
+                    Some(old) => {
+                        alloc.create_index = old.create_index;
+                        alloc.create_time = old.create_time;
+                        alloc.client_status = old.client_status;
+                        alloc.task_states = old.task_states.clone();
+                    }
+                    None => {
+                        alloc.create_index = index;
+                        alloc.create_time = now_ns;
+                    }
+                }
+                alloc.job = None;
+                let alloc = Arc::new(alloc);
+                stored = Some(alloc.clone());
+                alloc
+            });
+            let alloc = stored.expect("upsert_with calls make");
+            self.index_alloc(index, alloc, old, key.as_ref().expect("set above"));
+        }
+        if let Some(deployment) = result.deployment {
+            self.upsert_deployment(index, now_ns, deployment);
+        }
+        for update in &result.deployment_updates {
+            if let Some(old) = self.deployments.get(&update.deployment_id) {
+                let mut deployment = (**old).clone();
+                deployment.status = update.status;
+                deployment.status_description = update.status_description.clone();
+                self.upsert_deployment(index, now_ns, deployment);
+            }
+        }
+    }
+
+    /// A replacement names its predecessor; the predecessor learns its successor, so no
+    /// later pass replaces it twice.
+    fn link_previous(&mut self, index: u64, now_ns: i64, alloc: &Allocation) {
+        if alloc.previous_allocation.is_empty() {
+            return;
+        }
+        let Some(previous) = self.allocs.get(&alloc.previous_allocation) else { return };
+        if previous.next_allocation == alloc.id {
+            return;
+        }
+        let mut previous = (**previous).clone();
+        previous.next_allocation = alloc.id.clone();
+        previous.modify_index = index;
+        previous.modify_time = now_ns;
+        self.put_alloc(index, previous);
+    }
+
+    fn client_update(
+        &mut self,
+        index: u64,
+        now_ns: i64,
+        update: AllocClientUpdate,
+        outcome: &mut ApplyOutcome,
+    ) {
+        let Some(existing) = self.allocs.get(&update.alloc_id).cloned() else { return };
+        let mut alloc = (*existing).clone();
+        alloc.client_status = update.client_status;
+        alloc.client_description = update.client_description;
+        alloc.modify_index = index;
+        alloc.modify_time = now_ns;
+        self.note_freed(&existing, &alloc, outcome);
+        self.put_alloc(index, alloc);
+    }
+
+    /// An allocation turning terminal frees capacity on its node's class.
+    fn note_freed(&self, old: &Allocation, new: &Allocation, outcome: &mut ApplyOutcome) {
+        let freed = !old.is_terminal() && new.is_terminal();
+        if let Some(node) = self.nodes.get(&new.node_id).filter(|_| freed) {
+            outcome.capacity_changed.push(node.computed_class.clone());
+        }
+    }
+
+    /// Writes an allocation into the three alloc tables and its job's summary.
+    fn put_alloc(&mut self, index: u64, alloc: Allocation) {
+        let key = JobKey::new(&alloc.namespace, &alloc.job_id);
+        self.put_alloc_keyed(index, alloc, &key);
+    }
+
+    /// [`State::put_alloc`] with the job's key computed by the caller (once per plan).
+    fn put_alloc_keyed(&mut self, index: u64, mut alloc: Allocation, key: &JobKey) {
+        alloc.job = None;
+        let alloc = Arc::new(alloc);
+        let old = self.allocs.insert(alloc.id.clone(), alloc.clone());
+        self.index_alloc(index, alloc, old, key);
+    }
+
+    /// Updates the node and job indexes, the summary and the job status for `alloc`,
+    /// just stored in the alloc table in place of `old`.
+    fn index_alloc(
+        &mut self,
+        index: u64,
+        alloc: Arc<Allocation>,
+        old: Option<Arc<Allocation>>,
+        key: &JobKey,
+    ) {
+        // make_mut copies a node's or job's map only while a snapshot still shares it.
+        let by_node = match self.allocs_by_node.get_mut(alloc.node_id.as_str()) {
+            Some(by_node) => Arc::make_mut(by_node),
+            None => Arc::make_mut(
+                self.allocs_by_node.get_or_insert_with(alloc.node_id.clone(), Default::default),
+            ),
+        };
+        by_node.add(&alloc);
+        let used = by_node.used;
+        self.note_node_usage(&alloc.node_id, used);
+        match self.allocs_by_job.get_mut(key) {
+            Some(by_job) => drop(Arc::make_mut(by_job).insert(alloc.id.clone(), alloc.clone())),
+            None => {
+                let by_job = self.allocs_by_job.get_or_insert_with(key.clone(), Default::default);
+                Arc::make_mut(by_job).insert(alloc.id.clone(), alloc.clone());
+            }
+        }
+        if let Some(summary) = self.job_summaries.get_mut(key) {
+            let summary = Arc::make_mut(summary);
+            summary.transition(
+                &alloc.task_group,
+                old.map(|o| o.client_status),
+                alloc.client_status,
+            );
+            summary.modify_index = index;
+            self.indexes.job_summary = index;
+        }
+        self.refresh_job_status(key, &alloc);
+        self.indexes.allocs = index;
+    }
+
+    fn refresh_job_status(&mut self, key: &JobKey, changed: &Allocation) {
+        let Some(job) = self.jobs.get(key) else { return };
+        // A live allocation makes the job running without looking at its siblings.
+        let status = if changed.is_terminal() { self.job_status(key, job.stop) } else { "running" };
+        if job.status != status {
+            let mut job = (**job).clone();
+            job.status = status.to_owned();
+            self.jobs.insert(key.clone(), Arc::new(job));
+        }
+    }
+
+    fn upsert_deployment(&mut self, index: u64, now_ns: i64, mut deployment: Deployment) {
+        match self.deployments.get(&deployment.id) {
+            Some(old) => deployment.create_index = old.create_index,
+            None => {
+                deployment.create_index = index;
+                deployment.create_time = now_ns;
+            }
+        }
+        deployment.modify_index = index;
+        deployment.modify_time = now_ns;
+        self.deployments.insert(deployment.id.clone(), Arc::new(deployment));
+        self.indexes.deployments = index;
+    }
+}
+
+fn check_enforce_index(existing: Option<&Job>, enforce: Option<u64>) -> Result<(), ApplyError> {
+    let Some(expected) = enforce else { return Ok(()) };
+    let reason = match (existing, expected) {
+        (Some(_), 0) => EnforceFailure::AlreadyExists,
+        (Some(job), n) if job.job_modify_index != n => {
+            EnforceFailure::Conflicting { current: job.job_modify_index }
+        }
+        (None, n) if n != 0 => EnforceFailure::DoesNotExist,
+        _ => return Ok(()),
+    };
+    Err(ApplyError::EnforceIndex { expected, reason })
+}
+
+/// Whether `new` differs from `old` in anything but bookkeeping (indexes, version,
+/// status, submit time, stability): only then does the job get a new version.
+pub fn spec_changed(old: &Job, new: &Job) -> bool {
+    fn spec(job: &Job) -> Job {
+        Job {
+            version: 0,
+            create_index: 0,
+            modify_index: 0,
+            job_modify_index: 0,
+            submit_time: 0,
+            status: String::new(),
+            status_description: String::new(),
+            stable: false,
+            ..job.clone()
+        }
+    }
+    spec(old) != spec(new)
+}

@@ -1,0 +1,237 @@
+//! State store tests: EnforceIndex with Nomad's texts, version history, summaries,
+//! copy-on-write snapshots, and byte snapshots (restore(snapshot(S)) == S, other
+//! versions refused).
+
+use drover_core::codec::{self, FrameKind};
+use drover_core::model::{
+    AllocClientStatus, Allocation, EvalStatus, Evaluation, Job, Node, NodeStatus, PlanResult, Task,
+    TaskGroup,
+};
+use drover_core::state::{
+    AllocClientUpdate, Command, JOB_VERSIONS_RETAINED_MAX, SnapshotError, State,
+};
+use proptest::prelude::*;
+
+const NOW: i64 = 1_700_000_000_000_000_000;
+
+fn job(id: &str, image: &str) -> Job {
+    let mut task = Task { name: "t".into(), driver: "docker".into(), ..Task::default() };
+    task.config.insert("image".into(), serde_json::from_str(&format!("{image:?}")).unwrap());
+    Job {
+        id: id.into(),
+        name: id.into(),
+        datacenters: vec!["dc1".into()],
+        task_groups: vec![TaskGroup {
+            name: "g".into(),
+            count: 2,
+            tasks: vec![task],
+            ..TaskGroup::default()
+        }],
+        ..Job::default()
+    }
+}
+
+fn register(state: &mut State, index: u64, job: Job, enforce: Option<u64>) -> Result<u64, String> {
+    state
+        .apply(index, NOW, Command::JobRegister { job, enforce_index: enforce, eval: None })
+        .map(|o| o.job_modify_index)
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn enforce_index_uses_nomads_texts() {
+    let mut state = State::new();
+    assert_eq!(
+        register(&mut state, 1, job("web", "a"), Some(5)),
+        Err("Enforcing job modify index 5: job does not exist".into())
+    );
+    assert_eq!(register(&mut state, 2, job("web", "a"), Some(0)), Ok(2));
+    assert_eq!(
+        register(&mut state, 3, job("web", "b"), Some(0)),
+        Err("Enforcing job modify index 0: job already exists".into())
+    );
+    assert_eq!(
+        register(&mut state, 4, job("web", "b"), Some(7)),
+        Err("Enforcing job modify index 7: job exists with conflicting job modify index: 2".into())
+    );
+    assert_eq!(register(&mut state, 5, job("web", "b"), Some(2)), Ok(5));
+    assert_eq!(state.job("default", "web").unwrap().version, 1);
+    assert_eq!(state.latest_index(), 5, "refused entries still advance the index");
+}
+
+#[test]
+fn versions_keep_the_newest_six_and_unchanged_specs_do_not_bump() {
+    let mut state = State::new();
+    for i in 0..9u64 {
+        register(&mut state, i + 1, job("web", &format!("img:{i}")), None).unwrap();
+    }
+    let current = state.job("default", "web").unwrap().clone();
+    assert_eq!(current.version, 8);
+    register(&mut state, 20, job("web", "img:8"), None).unwrap();
+    let again = state.job("default", "web").unwrap();
+    assert_eq!(
+        (again.version, again.job_modify_index, again.modify_index),
+        (8, current.job_modify_index, 20)
+    );
+    let versions: Vec<u64> =
+        state.job_versions("default", "web").iter().map(|j| j.version).collect();
+    assert_eq!(versions.len(), JOB_VERSIONS_RETAINED_MAX);
+    assert_eq!(versions, vec![8, 7, 6, 5, 4, 3]);
+}
+
+fn node(id: &str) -> Node {
+    let mut node = Node { id: id.into(), status: NodeStatus::Ready, ..Node::default() };
+    node.node_resources.cpu.cpu_shares = 4000;
+    node.node_resources.memory.memory_mb = 8192;
+    node
+}
+
+fn placement(id: &str, node: &str, index: u32) -> Allocation {
+    let mut alloc = Allocation {
+        id: id.into(),
+        namespace: "default".into(),
+        name: format!("web.g[{index}]"),
+        node_id: node.into(),
+        job_id: "web".into(),
+        task_group: "g".into(),
+        ..Allocation::default()
+    };
+    alloc.allocated_resources.shared.disk_mb = 10;
+    alloc
+}
+
+fn place(state: &mut State, index: u64, allocs: Vec<Allocation>) {
+    let mut result = PlanResult::default();
+    for alloc in allocs {
+        result.node_allocation.entry(alloc.node_id.clone()).or_default().push(alloc);
+    }
+    let job = state.job("default", "web").map(|j| (**j).clone());
+    state
+        .apply(index, NOW + index as i64, Command::PlanApply { result, job, evals: vec![] })
+        .unwrap();
+}
+
+#[test]
+fn summaries_follow_client_status_and_match_a_recount() {
+    let mut state = State::new();
+    register(&mut state, 1, job("web", "a"), None).unwrap();
+    state.apply(2, NOW, Command::NodeRegister { node: node("n1") }).unwrap();
+    place(&mut state, 3, vec![placement("a1", "n1", 0), placement("a2", "n1", 1)]);
+    let update = |id: &str, status| AllocClientUpdate {
+        alloc_id: id.into(),
+        client_status: status,
+        client_description: String::new(),
+    };
+    let updates =
+        vec![update("a1", AllocClientStatus::Running), update("a2", AllocClientStatus::Failed)];
+    state.apply(4, NOW, Command::AllocClientUpdate { updates, evals: vec![] }).unwrap();
+    let summary = state.job_summary("default", "web").unwrap();
+    let group = &summary.summary["g"];
+    assert_eq!((group.starting, group.running, group.failed), (0, 1, 1));
+    let allocs = state.job_allocs("default", "web");
+    assert_eq!(**summary, summary.recompute(allocs.iter().map(|a| a.as_ref())));
+    assert_eq!(state.job("default", "web").unwrap().status, "running");
+    let usage = state.node_allocs("n1").unwrap().used;
+    assert_eq!(usage.disk_mb, 10, "only the live allocation holds resources");
+}
+
+#[test]
+fn snapshots_are_immutable() {
+    let mut state = State::new();
+    register(&mut state, 1, job("web", "a"), None).unwrap();
+    state.apply(2, NOW, Command::NodeRegister { node: node("n1") }).unwrap();
+    let before = state.snapshot();
+    place(&mut state, 3, vec![placement("a1", "n1", 0)]);
+    assert!(before.alloc("a1").is_none() && state.alloc("a1").is_some());
+    assert!(before.node_allocs("n1").is_none());
+    assert_eq!(before.latest_index(), 2);
+}
+
+#[test]
+fn byte_snapshots_refuse_other_versions_and_damage() {
+    let mut state = State::new();
+    register(&mut state, 1, job("web", "a"), None).unwrap();
+    let bytes = state.to_snapshot_bytes().unwrap();
+    assert_eq!(State::from_snapshot_bytes(&bytes, 1 << 20).unwrap(), state);
+    let other = codec::encode(FrameKind::SNAPSHOT, &(99u32, Vec::<u8>::new())).unwrap();
+    let refused = State::from_snapshot_bytes(&other, 1 << 20).unwrap_err();
+    assert_eq!(refused, SnapshotError::UnsupportedVersion { found: 99, supported: 1 });
+    assert!(refused.to_string().contains("format version 99"));
+    let mut damaged = bytes.clone();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0xff;
+    assert!(matches!(State::from_snapshot_bytes(&damaged, 1 << 20), Err(SnapshotError::Codec(_))));
+}
+
+/// A random sequence of writes: jobs, nodes, placements, client updates, evaluations.
+fn build(ops: &[(u8, u8)]) -> State {
+    let mut state = State::new();
+    let mut index = 0;
+    for (n, &(op, arg)) in ops.iter().enumerate() {
+        index += 1;
+        let command = match op % 5 {
+            0 => Command::JobRegister {
+                job: job("web", &format!("img:{}", arg % 3)),
+                enforce_index: None,
+                eval: None,
+            },
+            1 => Command::NodeRegister { node: node(&format!("n{}", arg % 4)) },
+            2 if state.job("default", "web").is_some()
+                && state.node(&format!("n{}", arg % 4)).is_some() =>
+            {
+                let mut result = PlanResult::default();
+                let alloc =
+                    placement(&format!("a{n}"), &format!("n{}", arg % 4), u32::from(arg % 3));
+                result.node_allocation.insert(alloc.node_id.clone(), vec![alloc]);
+                Command::PlanApply {
+                    result,
+                    job: state.job("default", "web").map(|j| (**j).clone()),
+                    evals: vec![],
+                }
+            }
+            3 => {
+                let Some(alloc) = state.allocs().next().cloned() else { continue };
+                let status = [
+                    AllocClientStatus::Running,
+                    AllocClientStatus::Complete,
+                    AllocClientStatus::Failed,
+                ][usize::from(arg % 3)];
+                let update = AllocClientUpdate {
+                    alloc_id: alloc.id.clone(),
+                    client_status: status,
+                    client_description: "x".into(),
+                };
+                Command::AllocClientUpdate { updates: vec![update], evals: vec![] }
+            }
+            _ => Command::EvalUpsert {
+                evals: vec![Evaluation {
+                    id: format!("e{}", arg % 5),
+                    job_id: "web".into(),
+                    status: EvalStatus::Pending,
+                    ..Evaluation::default()
+                }],
+            },
+        };
+        let _ = state.apply(index, NOW + index as i64, command);
+    }
+    state
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn restore_of_snapshot_is_identity(ops in proptest::collection::vec((any::<u8>(), any::<u8>()), 0..40)) {
+        let state = build(&ops);
+        let bytes = state.to_snapshot_bytes().unwrap();
+        let restored = State::from_snapshot_bytes(&bytes, 16 << 20).unwrap();
+        prop_assert_eq!(&restored, &state);
+        for node in state.nodes() {
+            prop_assert_eq!(restored.node_allocs(&node.id), state.node_allocs(&node.id));
+        }
+        if let Some(summary) = state.job_summary("default", "web") {
+            let allocs = state.job_allocs("default", "web");
+            prop_assert_eq!(&**summary, &summary.recompute(allocs.iter().map(|a| a.as_ref())));
+        }
+    }
+}
