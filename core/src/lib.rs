@@ -12,6 +12,7 @@ pub mod jobspec;
 pub mod model;
 pub mod plan;
 pub mod raft;
+pub mod rpc;
 pub mod scheduler;
 pub mod state;
 pub mod time;

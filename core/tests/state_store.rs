@@ -121,6 +121,7 @@ fn summaries_follow_client_status_and_match_a_recount() {
         alloc_id: id.into(),
         client_status: status,
         client_description: String::new(),
+        ..AllocClientUpdate::default()
     };
     let updates =
         vec![update("a1", AllocClientStatus::Running), update("a2", AllocClientStatus::Failed)];
@@ -200,6 +201,7 @@ fn build(ops: &[(u8, u8)]) -> State {
                     alloc_id: alloc.id.clone(),
                     client_status: status,
                     client_description: "x".into(),
+                    ..AllocClientUpdate::default()
                 };
                 Command::AllocClientUpdate { updates: vec![update], evals: vec![] }
             }

@@ -7,9 +7,10 @@
 
 use super::{JOB_VERSIONS_RETAINED_MAX, JobKey, JobSummary, State};
 use crate::model::{
-    AllocClientStatus, Allocation, Deployment, DrainStrategy, EvalStatus, Evaluation, Job, Node,
-    NodeEligibility, NodeStatus, PlanResult,
+    AllocClientStatus, AllocDeploymentStatus, Allocation, Deployment, DrainStrategy, EvalStatus, Evaluation, Job, Node,
+    NodeEligibility, NodeStatus, PlanResult, TaskState,
 };
+use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
@@ -70,11 +71,15 @@ pub enum Command {
     },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AllocClientUpdate {
     pub alloc_id: String,
     pub client_status: AllocClientStatus,
     pub client_description: String,
+    /// The task runners' states, by task name; an empty map keeps what the server has.
+    pub task_states: BTreeMap<String, TaskState>,
+    /// Set once the client decided the allocation's health for a deployment.
+    pub deployment_status: Option<AllocDeploymentStatus>,
 }
 
 /// Why a command was refused. `Display` gives Nomad's texts.
@@ -498,6 +503,12 @@ impl State {
         let mut alloc = (*existing).clone();
         alloc.client_status = update.client_status;
         alloc.client_description = update.client_description;
+        if !update.task_states.is_empty() {
+            alloc.task_states = update.task_states;
+        }
+        if update.deployment_status.is_some() {
+            alloc.deployment_status = update.deployment_status;
+        }
         alloc.modify_index = index;
         alloc.modify_time = now_ns;
         self.note_freed(&existing, &alloc, outcome);

@@ -357,6 +357,7 @@ impl Cluster {
             alloc_id: alloc.id.clone(),
             client_status,
             client_description: String::new(),
+            ..AllocClientUpdate::default()
         };
         let evals = if client_status == AllocClientStatus::Failed {
             self.eval_for(&alloc.job_id, TriggeredBy::AllocFailure).into_iter().collect()
