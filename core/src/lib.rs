@@ -7,6 +7,7 @@
 
 pub mod broker;
 pub mod codec;
+pub mod gossip;
 pub mod id;
 pub mod jobspec;
 pub mod model;
