@@ -1,4 +1,6 @@
 //! drover-runtime: binds `drover-core` to the world (transport, disk, HTTP, drivers).
 //!
-//! Empty until the agent runtime lands; the crate exists so the workspace has its final
-//! shape and dependencies point the right way (`runtime` → `core`, never back).
+//! Every decision is a `core` machine's; this crate carries decisions out. So far it holds
+//! the Raft store ([`store`]); the node host, QUIC transport, HTTP API and drivers follow.
+
+pub mod store;

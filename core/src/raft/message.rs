@@ -124,7 +124,7 @@ pub struct Persist {
 }
 
 /// What a restarted node reads back from its disk.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Restored {
     pub hard_state: HardState,
     pub snapshot: Snapshot,

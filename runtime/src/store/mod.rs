@@ -1,0 +1,76 @@
+//! Where a server keeps its Raft log, hard state and snapshots.
+//!
+//! [`RaftStore`] is what the node host drives: it hands over each [`Persist`] batch Raft
+//! asks for, then makes the batch durable with one `sync` (a group commit: every batch
+//! drained after one input shares one fsync), and only then reports the last write id to
+//! Raft with `handle_durable`. Nothing written counts before `sync` returns; a store that
+//! loses power keeps a prefix of what it was given and never a reordering of it.
+//!
+//! [`file::FileStore`] keeps it in a data directory; the simulator has its own in-memory
+//! store with a power-fail model.
+
+pub mod file;
+
+use drover_core::codec::CodecError;
+use drover_core::raft::{Entry, HardState, Persist, Restored, SnapshotMeta, WriteId};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::PathBuf;
+
+/// A place Raft's writes become durable.
+pub trait RaftStore {
+    /// Takes a batch; it is durable only once a later [`RaftStore::sync`] returns.
+    fn write(&mut self, persist: Persist) -> Result<(), StoreError>;
+
+    /// Makes every batch written so far durable and returns the last one's id (the id to
+    /// report with `handle_durable`), or 0 when nothing was written since the start.
+    fn sync(&mut self) -> Result<WriteId, StoreError>;
+
+    /// What the store holds durably, for `Raft::restore` after a start.
+    fn restored(&self) -> Restored;
+}
+
+/// One record of the log files, in the order a batch's parts take effect: a snapshot
+/// (dropping the entries it covers, or all of them on a reset), the hard state, entries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Record {
+    Snapshot { meta: SnapshotMeta, log_reset: bool },
+    HardState(HardState),
+    Entry(Entry),
+}
+
+/// Why the store could not write, sync or load. Every variant names the file involved.
+#[derive(Debug)]
+pub enum StoreError {
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        error: std::io::Error,
+    },
+    /// A record that cannot be a torn tail: damage before the end of the last segment, in
+    /// an older segment, or in a snapshot file. Refused rather than applied.
+    Corrupt {
+        path: PathBuf,
+        offset_bytes: u64,
+        reason: String,
+    },
+    Encode {
+        reason: CodecError,
+    },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Io { path, action, error } => {
+                write!(f, "{action} {}: {error}", path.display())
+            }
+            StoreError::Corrupt { path, offset_bytes, reason } => {
+                write!(f, "{} is corrupt at byte {offset_bytes}: {reason}", path.display())
+            }
+            StoreError::Encode { reason } => write!(f, "cannot encode a raft record: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}

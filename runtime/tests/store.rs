@@ -1,0 +1,235 @@
+//! The file store: what was synced comes back after a restart, a torn tail is cut (and
+//! only a tail), damage elsewhere is refused, and snapshots switch atomically.
+
+use drover_core::raft::{
+    Entry, HardState, Membership, Payload, Persist, Restored, Snapshot, SnapshotMeta,
+};
+use drover_core::time::Millis;
+use drover_runtime::store::file::FileStore;
+use drover_runtime::store::{RaftStore, StoreError};
+use proptest::prelude::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn entry(index: u64, term: u64) -> Entry {
+    Entry { term, index, at: Millis(index), payload: Payload::Command(vec![index as u8; 40]) }
+}
+
+fn snapshot(index: u64, term: u64) -> Snapshot {
+    let meta = SnapshotMeta { index, term, membership: Membership::default() };
+    Snapshot { meta, data: format!("state@{index}").into_bytes() }
+}
+
+/// One batch of the kinds Raft issues, by a compact description.
+#[derive(Clone, Debug)]
+enum Batch {
+    /// Entries `from..from+len` of `term`, replacing anything at or after `from`.
+    Append {
+        from: u64,
+        len: u64,
+        term: u64,
+    },
+    Vote {
+        term: u64,
+    },
+    Compact {
+        upto: u64,
+    },
+    Install {
+        index: u64,
+        term: u64,
+    },
+}
+
+/// The oracle: what a log holds after a batch, written independently of the store.
+fn model_apply(model: &mut Restored, batch: &Batch) {
+    match *batch {
+        Batch::Append { from, len, term } => {
+            model.entries.retain(|e| e.index < from);
+            let next = model.entries.last().map_or(model.snapshot.meta.index + 1, |e| e.index + 1);
+            if from == next {
+                model.entries.extend((from..from + len).map(|i| entry(i, term)));
+            }
+        }
+        Batch::Vote { term } => model.hard_state = HardState { term, vote: Some(1) },
+        Batch::Compact { upto } => {
+            let term = model.entries.iter().find(|e| e.index == upto).map_or(0, |e| e.term);
+            model.snapshot = snapshot(upto, term);
+            model.entries.retain(|e| e.index > upto);
+        }
+        Batch::Install { index, term } => {
+            model.snapshot = snapshot(index, term);
+            model.entries.clear();
+        }
+    }
+}
+
+/// Turns a batch into Raft's write, if it is one Raft could issue on `model`.
+fn persist(id: u64, model: &Restored, batch: &Batch) -> Option<Persist> {
+    let mut write = Persist { id, ..Persist::default() };
+    let covered = model.snapshot.meta.index;
+    let last = model.entries.last().map_or(covered, |e| e.index);
+    match *batch {
+        Batch::Append { from, len, term } => {
+            if from <= covered || from > last + 1 || len == 0 {
+                return None;
+            }
+            write.entries = (from..from + len).map(|i| entry(i, term)).collect();
+        }
+        Batch::Vote { term } => write.hard_state = Some(HardState { term, vote: Some(1) }),
+        Batch::Compact { upto } => {
+            let term = model.entries.iter().find(|e| e.index == upto)?.term;
+            write.snapshot = Some(snapshot(upto, term));
+        }
+        Batch::Install { index, term } => {
+            if index <= covered {
+                return None;
+            }
+            write.snapshot = Some(snapshot(index, term));
+            write.log_reset = true;
+        }
+    }
+    Some(write)
+}
+
+fn batches() -> impl Strategy<Value = Vec<Batch>> {
+    let batch = prop_oneof![
+        6 => (1u64..60, 1u64..8, 1u64..5).prop_map(|(from, len, term)| Batch::Append { from, len, term }),
+        1 => (1u64..5).prop_map(|term| Batch::Vote { term }),
+        1 => (1u64..60).prop_map(|upto| Batch::Compact { upto }),
+        1 => (1u64..80, 1u64..5).prop_map(|(index, term)| Batch::Install { index, term }),
+    ];
+    prop::collection::vec(batch, 1..40)
+}
+
+/// The one helper: writes `batches` (syncing each), returning the store's directory, the
+/// oracle's state after every synced batch, and the newest segment's length at each.
+fn check(dir: &Path, batches: &[Batch]) -> Vec<(Restored, u64)> {
+    let mut store = FileStore::open(dir).unwrap();
+    let mut model = Restored::default();
+    let mut synced = vec![(model.clone(), newest_segment_len(dir))];
+    let mut id = 0;
+    for batch in batches {
+        let Some(write) = persist(id + 1, &model, batch) else { continue };
+        id += 1;
+        store.write(write).unwrap();
+        assert_eq!(store.sync().unwrap(), id);
+        model_apply(&mut model, batch);
+        assert_eq!(store.restored(), model, "after {batch:?}");
+        synced.push((model.clone(), newest_segment_len(dir)));
+    }
+    synced
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    found.sort();
+    found
+}
+
+fn newest_segment_len(dir: &Path) -> u64 {
+    segments(dir).last().map_or(0, |p| fs::metadata(p).unwrap().len())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever sequence Raft writes, a reopened store restores exactly what was synced.
+    #[test]
+    fn synced_writes_survive_a_restart(batches in batches()) {
+        let dir = tempfile::tempdir().unwrap();
+        let synced = check(dir.path(), &batches);
+        let restored = FileStore::open(dir.path()).unwrap().restored();
+        prop_assert_eq!(&restored, &synced.last().unwrap().0);
+        prop_assert!(segments(dir.path()).len() == 1, "older segments are deleted");
+    }
+
+    /// A crash mid-append leaves any prefix of the newest segment, maybe padded with zeros:
+    /// the store restores every whole record in it (a prefix of the log), cuts the rest
+    /// and reports the cut; it never restores a garbled record.
+    #[test]
+    fn a_torn_tail_restores_every_whole_record(
+        batches in prop::collection::vec((1u64..5, 1u64..6), 1..20),
+        cut_permille in 0u64..1000,
+        zeros in 0usize..64,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut next = 1;
+        let appends: Vec<Batch> = batches
+            .iter()
+            .map(|&(term, len)| {
+                let batch = Batch::Append { from: next, len, term };
+                next += len;
+                batch
+            })
+            .collect();
+        let synced = check(dir.path(), &appends);
+        let segment = segments(dir.path()).pop().unwrap();
+        let full_len = fs::metadata(&segment).unwrap().len();
+        let cut_len = full_len * cut_permille / 1000;
+        let mut bytes = fs::read(&segment).unwrap();
+        bytes.truncate(cut_len as usize);
+        bytes.extend(std::iter::repeat_n(0, zeros));
+        fs::write(&segment, &bytes).unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
+        // Every batch that fits whole survives; of the next, a prefix of its records may.
+        let whole = synced.iter().rposition(|(_, len)| *len <= cut_len).unwrap();
+        let restored = store.restored();
+        let (at_least, at_most) = (&synced[whole].0, &synced[(whole + 1).min(synced.len() - 1)].0);
+        prop_assert!(restored.entries.len() >= at_least.entries.len());
+        prop_assert_eq!(&restored.entries[..], &at_most.entries[..restored.entries.len()]);
+        let kept_len = fs::metadata(&segment).unwrap().len();
+        prop_assert!(synced[whole].1 <= kept_len && kept_len <= cut_len);
+        prop_assert_eq!(store.torn_tail_cut_bytes(), cut_len + zeros as u64 - kept_len);
+    }
+}
+
+#[test]
+fn damage_before_the_tail_is_refused_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let appends: Vec<Batch> =
+        (0..5).map(|i| Batch::Append { from: 1 + i * 3, len: 3, term: 1 }).collect();
+    check(dir.path(), &appends);
+    let segment = segments(dir.path()).pop().unwrap();
+    let mut bytes = fs::read(&segment).unwrap();
+    bytes[20] ^= 0xff;
+    fs::write(&segment, &bytes).unwrap();
+    let error = FileStore::open(dir.path()).err().expect("damage is refused");
+    let StoreError::Corrupt { path, offset_bytes, reason } = &error else {
+        panic!("expected a corruption error, got {error}");
+    };
+    assert_eq!((path, *offset_bytes), (&segment, 0));
+    assert!(reason.contains("checksum"), "{error}");
+}
+
+#[test]
+fn a_snapshot_switch_interrupted_before_its_record_keeps_the_old_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let synced = check(
+        dir.path(),
+        &[Batch::Append { from: 1, len: 10, term: 2 }, Batch::Compact { upto: 4 }],
+    );
+    // A newer snapshot file whose log record never became durable, and a temporary file.
+    let orphan = dir.path().join(format!("snapshot-{:020}-{:020}.bin", 9, 2));
+    fs::write(&orphan, b"complete but not in force").unwrap();
+    let temporary = dir.path().join(format!("snapshot-{:020}-{:020}.tmp", 10, 2));
+    fs::write(&temporary, b"half").unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    assert_eq!(store.restored(), synced.last().unwrap().0);
+    assert_eq!(store.restored().snapshot.meta.index, 4);
+    assert!(!orphan.exists() && !temporary.exists());
+}
+
+#[test]
+fn a_missing_snapshot_the_log_names_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    check(dir.path(), &[Batch::Install { index: 7, term: 3 }]);
+    let file = dir.path().join(format!("snapshot-{:020}-{:020}.bin", 7, 3));
+    fs::remove_file(&file).unwrap();
+    let error = FileStore::open(dir.path()).err().expect("a missing snapshot is refused");
+    assert!(error.to_string().contains("read the snapshot the log names"), "{error}");
+}
