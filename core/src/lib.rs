@@ -16,4 +16,5 @@ pub mod raft;
 pub mod rpc;
 pub mod scheduler;
 pub mod state;
+pub mod taskenv;
 pub mod time;
