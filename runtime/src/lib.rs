@@ -4,5 +4,6 @@
 //! the Raft store ([`store`]) and the machine fingerprint ([`fingerprint`]); the node
 //! host, QUIC transport, HTTP API and drivers follow.
 
+pub mod driver;
 pub mod fingerprint;
 pub mod store;
