@@ -77,6 +77,11 @@ impl Parsed {
         self.values.get(name).and_then(|v| v.last()).is_some_and(|v| v == "true")
     }
 
+    /// A value flag's value: the last one given wins, as in Go.
+    pub fn last(&self, name: &str) -> Option<&str> {
+        self.all(name).last().map(String::as_str)
+    }
+
     pub fn all(&self, name: &str) -> &[String] {
         self.values.get(name).map_or(&[], Vec::as_slice)
     }

@@ -7,3 +7,4 @@
 pub mod driver;
 pub mod fingerprint;
 pub mod store;
+pub mod tls;

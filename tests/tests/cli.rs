@@ -214,3 +214,41 @@ fn json_jobs_validate_and_print() {
     let as_hcl = scratch.drover(&["job", "validate", "bare.txt"]);
     assert_eq!(as_hcl.code, 1, "{as_hcl}");
 }
+
+#[test]
+fn tls_makes_a_ca_and_role_certificates_and_never_overwrites() {
+    check(
+        "tls",
+        &[],
+        &[
+            &["tls", "ca", "create"],
+            &["tls", "cert", "create", "-server", "-region", "eu"],
+            &["tls", "cert", "create", "-client", "-additional-ipaddress", "10.0.0.9"],
+            &["tls", "cert", "create", "-cli"],
+            &["tls", "ca", "create"],
+            &["tls", "cert", "create", "-server", "-region", "eu"],
+            &["tls", "cert", "create"],
+            &["tls", "cert", "create", "-client", "-server"],
+            &["tls", "cert", "create", "-client", "-region", "x", "-additional-ipaddress", "nope"],
+            &["tls", "cert", "create", "-client", "-region", "y", "-ca", "missing.pem"],
+            &["tls", "ca", "create", "-days", "0"],
+        ],
+    );
+}
+
+#[test]
+fn tls_keys_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = Scratch::new("tls-modes");
+    assert_eq!(scratch.drover(&["tls", "ca", "create"]).code, 0);
+    assert_eq!(scratch.drover(&["tls", "cert", "create", "-server"]).code, 0);
+    for (file, mode) in [
+        ("drover-agent-ca.pem", 0o644),
+        ("drover-agent-ca-key.pem", 0o600),
+        ("global-server-drover.pem", 0o644),
+        ("global-server-drover-key.pem", 0o600),
+    ] {
+        let metadata = std::fs::metadata(scratch.path.join(file)).unwrap();
+        assert_eq!(metadata.permissions().mode() & 0o777, mode, "{file}");
+    }
+}

@@ -6,6 +6,7 @@
 mod job_init;
 mod job_run;
 mod job_validate;
+mod tls;
 
 use std::io::Write;
 
@@ -24,6 +25,7 @@ Usage: drover [-version] [-help] <command> [args]
 Common commands:
     run         Run a new job or update an existing job
     job         Interact with jobs
+    tls         Create the certificates agents verify each other with
     validate    Checks if a given job specification is valid
     version     Prints the drover version
 ";
@@ -55,8 +57,13 @@ Subcommands:
 
 type Command = fn(&[String], &mut Io<'_>) -> u8;
 
-const COMMANDS: &[(&str, Command)] =
-    &[("job", job), ("run", job_run::run), ("validate", job_validate::run), ("version", version)];
+const COMMANDS: &[(&str, Command)] = &[
+    ("job", job),
+    ("run", job_run::run),
+    ("tls", tls::run),
+    ("validate", job_validate::run),
+    ("version", version),
+];
 
 const JOB_SUBCOMMANDS: &[(&str, Command)] =
     &[("init", job_init::run), ("run", job_run::run), ("validate", job_validate::run)];
