@@ -7,11 +7,11 @@
 
 use super::{JOB_VERSIONS_RETAINED_MAX, JobKey, JobSummary, State};
 use crate::model::{
-    AllocClientStatus, AllocDeploymentStatus, Allocation, Deployment, DrainStrategy, EvalStatus, Evaluation, Job, Node,
-    NodeEligibility, NodeStatus, PlanResult, TaskState,
+    AllocClientStatus, AllocDeploymentStatus, Allocation, Deployment, DrainStrategy, EvalStatus,
+    Evaluation, Job, Node, NodeEligibility, NodeStatus, PlanResult, TaskState,
 };
-use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
