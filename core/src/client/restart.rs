@@ -102,8 +102,10 @@ impl RestartTracker {
         if self.rules.attempts == 0 {
             return Verdict::Stop { failed: !done, reason: REASON_NO_RESTARTS_ALLOWED.into() };
         }
+        // A window that ends exactly now is over: restarting "in 0 s" at its edge would
+        // only spin the task.
         let window_end = self.window_start + Millis(self.rules.interval_ms);
-        if now > window_end {
+        if now >= window_end {
             self.count = 0;
             self.window_start = now;
         }
@@ -193,6 +195,15 @@ mod tests {
         let _ = tracker.decide(Millis(1_000), AttemptEnd::Failure, &mut rng);
         let verdict = tracker.decide(Millis(10_000), AttemptEnd::Failure, &mut rng);
         assert_eq!(verdict, Verdict::Restart { delay_ms: 50_000, reason: REASON_DELAY });
+    }
+
+    #[test]
+    fn delay_mode_at_the_window_edge_opens_a_new_window() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut tracker = RestartTracker::new(Millis(0), rules(1, RestartMode::Delay), true);
+        let _ = tracker.decide(Millis(1_000), AttemptEnd::Failure, &mut rng);
+        let verdict = tracker.decide(Millis(60_000), AttemptEnd::Failure, &mut rng);
+        assert!(matches!(verdict, Verdict::Restart { reason: REASON_WITHIN_POLICY, .. }));
     }
 
     #[test]
