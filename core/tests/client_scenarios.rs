@@ -530,6 +530,16 @@ fn server_stop_kills_with_timeout_then_forces() {
 }
 
 #[test]
+fn stop_while_starting_and_poststop_after_stop() {
+    check("stop_poststop.txt");
+}
+
+#[test]
+fn redirects_are_bounded() {
+    check("redirects.txt");
+}
+
+#[test]
 fn unreachable_servers_retry_redirect_and_resync() {
     check("disconnect.txt");
 }

@@ -231,7 +231,8 @@ impl Client {
             wait_ms,
         };
         // The servers may add up to a sixteenth of the wait as jitter.
-        let timeout_ms = wait_ms + wait_ms / 16 + self.config.rpc_timeout_ms;
+        let timeout_ms =
+            wait_ms.saturating_add(wait_ms / 16).saturating_add(self.config.rpc_timeout_ms);
         self.send(now, Channel::Watch, request, timeout_ms, Vec::new());
     }
 

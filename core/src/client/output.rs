@@ -110,7 +110,8 @@ pub(crate) struct Ctx<'a> {
     pub kill_timeout_max_ms: u64,
 }
 
-/// Unix nanoseconds of a wall-clock `now` in milliseconds, as task states stamp time.
-pub(crate) fn unix_nanos(now: Millis) -> i64 {
-    i64::try_from(now.as_u64()).unwrap_or(i64::MAX).saturating_mul(1_000_000)
+/// Milliseconds as nanoseconds, saturating: a wall-clock `now` becomes the Unix
+/// nanoseconds task states stamp, a delay becomes the `DurationNs` events carry.
+pub(crate) fn nanos(ms: Millis) -> i64 {
+    i64::try_from(ms.as_u64()).unwrap_or(i64::MAX).saturating_mul(1_000_000)
 }

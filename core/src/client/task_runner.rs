@@ -7,7 +7,7 @@
 //! the reported [`TaskState`] in step.
 
 use super::driver::{DriverCommand, TaskExit, TaskRef};
-use super::output::{ClientEvent, Ctx, unix_nanos};
+use super::output::{ClientEvent, Ctx, nanos};
 use super::restart::{AttemptEnd, REASON_WITHIN_POLICY, RestartRules, RestartTracker, Verdict};
 use crate::model::{
     Allocation, DurationNs, JobType, RestartPolicy, Task, TaskEvent, TaskState, TaskStateKind,
@@ -194,7 +194,7 @@ impl TaskRunner {
         self.ever_started = true;
         self.phase = Phase::Running { handle };
         self.state.state = TaskStateKind::Running;
-        self.state.started_at = Timestamp::from_unix_nanos(unix_nanos(ctx.now));
+        self.state.started_at = Timestamp::from_unix_nanos(nanos(ctx.now));
         self.emit(ctx, event(ctx.now, task_event::STARTED, "Task started by client"));
         if kill_pending {
             self.send_stop(ctx);
@@ -264,7 +264,7 @@ impl TaskRunner {
         let Phase::Running { handle } = &self.phase else { return };
         let handle = handle.clone();
         let kill_timeout_ms = self.spec.kill_timeout.as_millis().min(ctx.kill_timeout_max_ms);
-        let kill_timeout = DurationNs::from_millis(kill_timeout_ms as i64);
+        let kill_timeout = DurationNs(nanos(Millis(kill_timeout_ms)));
         let mut killing = event(
             ctx.now,
             task_event::KILLING,
@@ -290,7 +290,7 @@ impl TaskRunner {
     fn after_attempt(&mut self, ctx: &mut Ctx<'_>, end: AttemptEnd) {
         match self.restart.decide(ctx.now, end, ctx.rng) {
             Verdict::Restart { delay_ms, reason } => {
-                let delay = DurationNs::from_millis(delay_ms as i64);
+                let delay = DurationNs(nanos(Millis(delay_ms)));
                 let mut display = format!("Task restarting in {delay}");
                 if reason != REASON_WITHIN_POLICY {
                     display = format!("{reason} - {display}");
@@ -317,7 +317,7 @@ impl TaskRunner {
         self.phase = Phase::Dead;
         self.state.state = TaskStateKind::Dead;
         self.state.failed |= failed;
-        self.state.finished_at = Timestamp::from_unix_nanos(unix_nanos(ctx.now));
+        self.state.finished_at = Timestamp::from_unix_nanos(nanos(ctx.now));
     }
 
     /// Appends an event to the task state (keeping the newest `task_events_max`) and
@@ -342,7 +342,7 @@ impl TaskRunner {
 pub(crate) fn event(now: Millis, event_type: &str, display: &str) -> TaskEvent {
     TaskEvent {
         event_type: event_type.to_owned(),
-        time: unix_nanos(now),
+        time: nanos(now),
         display_message: display.to_owned(),
         ..TaskEvent::default()
     }
