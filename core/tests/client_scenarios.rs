@@ -10,7 +10,8 @@
 //! Commands (time starts at 0 and moves only with `tick`):
 //! - `client [servers=s1,s2] [seed=N] [batch=N]`: a client for node `node-1`
 //! - `alloc ID type=service|batch tasks=NAME[:HOOK],... [restart=ATTEMPTS/INTERVAL/DELAY/MODE]
-//!   [kill=DURATION] [leader=NAME]`: an allocation the servers hold for the node; HOOK is
+//!   [kill=DURATION] [leader=NAME] [deploy=MIN_HEALTHY/HEALTHY_DEADLINE]`: an allocation
+//!   the servers hold for the node, in a deployment when `deploy` is given; HOOK is
 //!   `prestart`, `prestart-sidecar`, `poststart`, `poststart-sidecar` or `poststop`
 //! - `stop ID`: the servers mark the allocation desired `stop`
 //! - `reply TARGET REPLY`: answer the newest outstanding request of a kind (`register`,
@@ -31,7 +32,7 @@ use drover_core::client::{
 };
 use drover_core::model::{
     AllocDesiredStatus, Allocation, DurationNs, Job, JobType, Node, RestartPolicy, Task, TaskGroup,
-    TaskLifecycle, TaskStateKind,
+    TaskLifecycle, TaskStateKind, UpdateStrategy,
 };
 use drover_core::rpc::{ClientRequest, ServerReply, ServerRpc};
 use drover_core::state::AllocClientUpdate;
@@ -178,7 +179,18 @@ impl Env {
                 render_templates: false,
             }
         });
-        let group = TaskGroup { name: "g".into(), tasks, restart_policy, ..TaskGroup::default() };
+        let update = arg(args, "deploy").map(|text| {
+            let (min, deadline) = text.split_once('/').expect("MIN/DEADLINE");
+            UpdateStrategy {
+                min_healthy_time: DurationNs::from_millis(duration_ms(min) as i64),
+                healthy_deadline: DurationNs::from_millis(duration_ms(deadline) as i64),
+                health_check: "task_states".into(),
+                ..UpdateStrategy::default()
+            }
+        });
+        let deployment_id = if update.is_some() { format!("d-{id}") } else { String::new() };
+        let group =
+            TaskGroup { name: "g".into(), tasks, restart_policy, update, ..TaskGroup::default() };
         let job =
             Job { id: format!("job-{id}"), job_type, task_groups: vec![group], ..Job::default() };
         let alloc = Allocation {
@@ -189,6 +201,7 @@ impl Env {
             job: Some(Box::new(job)),
             task_group: "g".into(),
             alloc_modify_index: 1,
+            deployment_id,
             ..Allocation::default()
         };
         self.allocs.insert(id.to_owned(), alloc);
@@ -412,7 +425,13 @@ fn describe_update(update: &AllocClientUpdate) -> String {
             format!("{name}={kind}{failed}{restarts}")
         })
         .collect();
-    format!("{}:{}[{}]", update.alloc_id, update.client_status.as_str(), tasks.join(" "))
+    let health = match update.deployment_status.as_ref().and_then(|d| d.healthy) {
+        Some(true) => " healthy",
+        Some(false) => " unhealthy",
+        None => "",
+    };
+    let status = update.client_status.as_str();
+    format!("{}:{status}[{}]{health}", update.alloc_id, tasks.join(" "))
 }
 
 fn describe_event(event: &ClientEvent) -> String {
@@ -426,6 +445,9 @@ fn describe_event(event: &ClientEvent) -> String {
             format!("event alloc {alloc_id} refused: {reason}")
         }
         ClientEvent::AllocRemoved { alloc_id } => format!("event alloc {alloc_id} removed"),
+        ClientEvent::AllocHealth { alloc_id, healthy } => {
+            format!("event alloc {alloc_id} {}", if *healthy { "healthy" } else { "unhealthy" })
+        }
         ClientEvent::AllocStatus { alloc_id, status, description } => {
             format!("event alloc {alloc_id} {}: {description}", status.as_str())
         }
@@ -557,6 +579,11 @@ fn duplicate_and_late_replies_are_ignored() {
 #[test]
 fn updates_are_batched_and_bounded() {
     check("batching.txt");
+}
+
+#[test]
+fn deployment_health_from_task_states() {
+    check("health.txt");
 }
 
 #[test]

@@ -9,9 +9,13 @@
 //! too. Poststop tasks are never swept by those kills: they run after them.
 
 use super::driver::DriverEvent;
-use super::output::{ClientEvent, Ctx};
+use super::health::HealthWatch;
+use super::output::{ClientEvent, Ctx, nanos};
 use super::task_runner::{Hook, TaskRunner, event};
-use crate::model::{AllocClientStatus, Allocation, TaskEvent, TaskStateKind, task_event};
+use crate::model::{
+    AllocClientStatus, AllocDeploymentStatus, Allocation, TaskEvent, TaskStateKind, Timestamp,
+    task_event,
+};
 use crate::state::AllocClientUpdate;
 use crate::time::Millis;
 use std::collections::BTreeSet;
@@ -27,6 +31,8 @@ pub(crate) struct AllocRunner {
     stopping: bool,
     pub status: AllocClientStatus,
     pub description: String,
+    /// Deployment health, for allocations the client judges.
+    health: Option<HealthWatch>,
 }
 
 impl AllocRunner {
@@ -37,6 +43,7 @@ impl AllocRunner {
             stopping: false,
             status: AllocClientStatus::Pending,
             description: String::new(),
+            health: HealthWatch::for_alloc(ctx.now, &alloc),
             alloc,
         };
         match build_tasks(ctx.now, &runner.alloc, tasks_max) {
@@ -74,7 +81,8 @@ impl AllocRunner {
     }
 
     pub fn deadline(&self) -> Option<Millis> {
-        self.tasks.iter().filter_map(TaskRunner::deadline).min()
+        let health = self.health.as_ref().and_then(HealthWatch::deadline);
+        self.tasks.iter().filter_map(TaskRunner::deadline).chain(health).min()
     }
 
     pub fn on_timeout(&mut self, ctx: &mut Ctx<'_>) {
@@ -115,12 +123,21 @@ impl AllocRunner {
                 break;
             }
         }
+        self.judge_health(ctx);
         let (status, description) = self.derive_status();
         if (status, description.as_str()) != (self.status, self.description.as_str()) {
             self.status = status;
             self.description = description.clone();
             let alloc_id = self.alloc.id.clone();
             ctx.out.event(ClientEvent::AllocStatus { alloc_id, status, description });
+        }
+    }
+
+    fn judge_health(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(health) = self.health.as_mut() else { return };
+        if let Some(healthy) = health.observe(ctx.now, &self.tasks) {
+            let alloc_id = self.alloc.id.clone();
+            ctx.out.event(ClientEvent::AllocHealth { alloc_id, healthy });
         }
     }
 
@@ -215,8 +232,19 @@ impl AllocRunner {
                 .iter()
                 .map(|t| (t.task_ref.task.clone(), t.state.clone()))
                 .collect(),
-            deployment_status: None,
+            deployment_status: self.deployment_status(),
         }
+    }
+
+    /// The health verdict once reached, keeping the servers' canary flag.
+    fn deployment_status(&self) -> Option<AllocDeploymentStatus> {
+        let (healthy, at) = self.health.as_ref()?.verdict?;
+        Some(AllocDeploymentStatus {
+            healthy: Some(healthy),
+            timestamp: Timestamp::from_unix_nanos(nanos(at)),
+            canary: self.alloc.is_canary(),
+            modify_index: 0,
+        })
     }
 }
 

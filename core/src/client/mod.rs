@@ -29,6 +29,7 @@
 mod alloc_runner;
 mod config;
 mod driver;
+mod health;
 mod links;
 mod output;
 mod restart;
@@ -58,7 +59,9 @@ use rand_core::SeedableRng;
 use servers::ServerList;
 use std::collections::BTreeMap;
 
-/// One client node. See the module documentation for the protocol with the runtime.
+/// One client node. After every input, drain [`Client::poll_driver_command`], then
+/// [`Client::poll_send`], then [`Client::poll_event`], then ask [`Client::poll_timeout`];
+/// the module documentation gives the whole protocol with the runtime.
 #[derive(Debug)]
 pub struct Client {
     config: ClientConfig,

@@ -48,6 +48,11 @@ pub enum ClientEvent {
         status: AllocClientStatus,
         description: String,
     },
+    /// The client judged the allocation's deployment health.
+    AllocHealth {
+        alloc_id: String,
+        healthy: bool,
+    },
     Task {
         task: TaskRef,
         event: Box<TaskEvent>,
