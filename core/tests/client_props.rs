@@ -51,6 +51,8 @@ enum Reply {
 enum Action {
     AddAlloc(AllocSpec),
     StopAlloc(usize),
+    /// The servers garbage-collect the n-th allocation if it is stopped.
+    Gc(usize),
     /// Answer the n-th newest outstanding request.
     Reply(Reply, usize),
     /// Answer the n-th outstanding start: started, or failed (recoverable or not).
@@ -89,6 +91,7 @@ fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
         2 => alloc_spec().prop_map(Action::AddAlloc),
         1 => (0..4usize).prop_map(Action::StopAlloc),
+        1 => (0..4usize).prop_map(Action::Gc),
         8 => (reply, 0..3usize).prop_map(|(how, n)| Action::Reply(how, n)),
         4 => (0..4usize, 0..6u8).prop_map(|(n, how)| Action::AnswerStart(n, how)),
         3 => (0..4usize, prop_oneof![Just(0), Just(1)]).prop_map(|(n, c)| Action::Exit(n, c)),
@@ -140,7 +143,7 @@ impl World {
     }
 
     fn add_alloc(&mut self, spec: AllocSpec) {
-        let id = format!("a{}", self.allocs.len());
+        let id = format!("a{}", self.policies.len());
         let tasks = spec
             .hooks
             .iter()
@@ -185,6 +188,14 @@ impl World {
             self.index += 1;
             alloc.desired_status = AllocDesiredStatus::Stop;
             alloc.alloc_modify_index = self.index;
+        }
+    }
+
+    fn gc(&mut self, n: usize) {
+        let stopped = self.allocs.iter().nth(n).filter(|(_, a)| a.server_terminal());
+        if let Some(alloc_id) = stopped.map(|(id, _)| id.clone()) {
+            self.allocs.remove(&alloc_id);
+            self.index += 1;
         }
     }
 
@@ -338,6 +349,8 @@ impl World {
             }
         }
         assert!(self.client.requests_in_flight() <= 3);
+        // Queued statuses all belong to allocations the client still holds.
+        assert!(self.client.updates_pending() <= self.client.alloc_ids().count());
         self.check_restart_bounds();
     }
 
@@ -407,6 +420,7 @@ proptest! {
             match action {
                 Action::AddAlloc(spec) => world.add_alloc(spec.clone()),
                 Action::StopAlloc(n) => world.stop_alloc(*n),
+                Action::Gc(n) => world.gc(*n),
                 Action::Reply(how, newest) => world.reply(how, *newest),
                 Action::AnswerStart(n, how) => world.answer_start(*n, *how),
                 Action::Exit(n, code) => world.exit(*n, *code),

@@ -252,6 +252,13 @@ impl Client {
         self.send(now, Channel::Update, request, self.config.rpc_timeout_ms, alloc_ids);
     }
 
+    /// Queues the allocations of an update that did not land again, except those the
+    /// client dropped meanwhile (so every queued id still has a status to send).
+    fn requeue_updates(&mut self, alloc_ids: Vec<String>) {
+        let known = alloc_ids.into_iter().filter(|id| self.allocs.contains_key(id)).collect();
+        self.links.requeue(known);
+    }
+
     fn on_heartbeat_ok(&mut self, now: Millis, server: &str, ttl_ms: u64, servers: &[ServerAddr]) {
         let server = server.to_owned();
         let links = &mut self.links;
@@ -293,7 +300,7 @@ impl Client {
         self.links.node.succeeded();
         self.links.node.next_at = Some(now);
         if request.channel == Channel::Update {
-            self.links.requeue(request.alloc_ids);
+            self.requeue_updates(request.alloc_ids);
         }
     }
 
@@ -315,7 +322,7 @@ impl Client {
                 self.links.connected = false;
                 self.out.event(ClientEvent::Disconnected { server: request.server });
             }
-            Channel::Update => self.links.requeue(request.alloc_ids),
+            Channel::Update => self.requeue_updates(request.alloc_ids),
             Channel::Node | Channel::Watch => {}
         }
     }
@@ -332,7 +339,7 @@ impl Client {
                 link.redirects += 1;
                 link.next_at = Some(now);
                 if request.channel == Channel::Update {
-                    self.links.requeue(request.alloc_ids);
+                    self.requeue_updates(request.alloc_ids);
                 }
             }
             _ => self.fail(now, request),
