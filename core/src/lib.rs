@@ -6,6 +6,7 @@
 //! `tests/tidy.rs` enforces that.
 
 pub mod broker;
+pub mod client;
 pub mod codec;
 pub mod gossip;
 pub mod id;

@@ -12,6 +12,10 @@ use crate::model::{Allocation, Node, NodeStatus};
 use crate::state::AllocClientUpdate;
 use serde::{Deserialize, Serialize};
 
+/// The text a server's [`ServerReply::Error`] contains when it does not know the node;
+/// the client registers again when it sees it (Nomad matches the same words).
+pub const NODE_NOT_FOUND: &str = "node not found";
+
 /// A server's RPC address (`host:port`, port 4647 in production), as clients and servers
 /// name each other.
 pub type ServerAddr = String;

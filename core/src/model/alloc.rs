@@ -314,6 +314,8 @@ pub mod task_event {
     pub const RESTART_SIGNAL: &str = "Restart Signaled";
     pub const SIBLING_FAILED: &str = "Sibling Task Failed";
     pub const LEADER_DEAD: &str = "Leader Task Dead";
+    /// Sidecars killed because every main task of the group is dead.
+    pub const MAIN_DEAD: &str = "Main Tasks Dead";
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
