@@ -14,5 +14,6 @@ pub mod plan;
 pub mod raft;
 pub mod rpc;
 pub mod scheduler;
+pub mod server;
 pub mod state;
 pub mod time;
