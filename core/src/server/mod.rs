@@ -287,6 +287,7 @@ impl Server {
         deadlines.extend(self.raft.poll_timeout());
         if let Some(leader) = &self.leader {
             deadlines.extend(leader.poll_timeout());
+            deadlines.extend(self.raft.lease_until());
         }
         deadlines.extend(
             self.services.iter().filter(|_| self.leader.is_some()).filter_map(|s| s.poll_timeout()),
@@ -448,18 +449,19 @@ impl Server {
     }
 
     /// Starts the leader's loop once Raft leads with an entry of its term committed and
-    /// applied; drops it the moment Raft does not lead.
+    /// applied, and holds a lease (a quorum heard it recently enough that no other leader
+    /// can be elected); drops it the moment either ends, so at most one loop runs at once.
     fn follow_leadership(&mut self, now: Millis) -> bool {
-        let leading = self.raft.is_leader();
-        let ready = leading
+        let leased = self.raft.lease_until().is_some_and(|until| now < until);
+        let ready = leased
             && self.raft.term_at(self.raft.commit_index()) == Some(self.raft.term())
             && self.raft.applied_index() == self.raft.commit_index();
-        match (&self.leader, ready) {
-            (None, true) => {
+        match &self.leader {
+            None if ready => {
                 self.establish_leadership(now);
                 true
             }
-            (Some(loop_), _) if !leading || loop_.term != self.raft.term() => {
+            Some(running) if !leased || running.term != self.raft.term() => {
                 self.revoke_leadership();
                 true
             }

@@ -3,7 +3,8 @@
 //! safety checks (at most one active leader loop, applied histories that agree, no node
 //! over-committed) after every step.
 //!
-//! Time starts at a fixed unix instant and moves only with `tick`/`campaign`; `tick`
+//! Time starts at a fixed unix instant and moves only with `tick`/`campaign` (which
+//! ticks until the new leader's loop runs); `tick`
 //! jumps from one deadline to the next. Every disk write is synced as soon as it is
 //! issued. Client nodes heartbeat on their own at half their TTL until stopped.
 
@@ -296,6 +297,13 @@ impl Cluster {
         self.server_mut(id).expect("up").handle_timeout(now);
         self.pump(id);
         self.stabilize();
+        // The loop starts once a heartbeat round gave the new leader its lease.
+        for _ in 0..40 {
+            if self.leader().is_some() {
+                break;
+            }
+            self.tick(50);
+        }
     }
 
     pub fn crash(&mut self, id: NodeId) {
