@@ -12,7 +12,8 @@
 //! - `tick MS`, `campaign N`, `crash N`, `restart N`, `isolate N`, `heal`, `status`
 //! - `node C [cpu=] [mem=]`: client node C registers and heartbeats until `client-stop C`
 //! - `job ID [count=] [cpu=] [mem=] [type=] [enforce=IDX] [region=R]`, `plan ID …`,
-//!   `stop-job ID [purge]`, `scale ID count=N`, `drain C`
+//!   `stop-job ID [purge]`, `scale ID count=N`, `revert ID version=V [prior=V]`,
+//!   `evaluate ID`, `drain C`
 //! - `alloc NAME running|complete|failed`: the allocation's node reports it
 //! - `read jobs|nodes|evals [min=IDX] [wait=MS]`, `node-allocs C [min=IDX] [wait=MS]`
 //! - `show allocs|evals|nodes|jobs [on=N]`, `heartbeats`
@@ -118,4 +119,9 @@ fn follower_worker_submits_to_leader() {
 #[test]
 fn gc_reaps_terminal_objects() {
     check("gc.txt");
+}
+
+#[test]
+fn scale_evaluate_revert() {
+    check("job_changes.txt");
 }

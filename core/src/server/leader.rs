@@ -111,13 +111,7 @@ pub(super) struct LeaderLoop {
 impl LeaderLoop {
     /// Starts from the state: pending evaluations back into the broker, blocked ones into
     /// the tracker, and every live node on the failover TTL.
-    pub fn establish(
-        now: Millis,
-        term: Term,
-        config: &ServerConfig,
-        state: &State,
-        _rng: &mut ChaCha8Rng,
-    ) -> LeaderLoop {
+    pub fn establish(now: Millis, term: Term, config: &ServerConfig, state: &State) -> LeaderLoop {
         let mut leader = LeaderLoop {
             term,
             broker: EvalBroker::new(config.broker),

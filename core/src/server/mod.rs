@@ -462,7 +462,7 @@ impl Server {
                 true
             }
             Some(running) if !leased || running.term != self.raft.term() => {
-                self.revoke_leadership();
+                self.revoke_leadership(now);
                 true
             }
             _ => false,
@@ -472,21 +472,21 @@ impl Server {
     fn establish_leadership(&mut self, now: Millis) {
         self.leader_epoch += 1;
         let term = self.raft.term();
-        let leader = LeaderLoop::establish(now, term, &self.config, &self.state, &mut self.rng);
+        let leader = LeaderLoop::establish(now, term, &self.config, &self.state);
         self.leader = Some(leader);
         for service in &mut self.services {
             service.establish(now, &self.state);
         }
     }
 
-    fn revoke_leadership(&mut self) {
+    fn revoke_leadership(&mut self, now: Millis) {
         self.leader = None;
         for service in &mut self.services {
             service.revoke();
         }
         let pending = std::mem::take(&mut self.pending_writes);
-        for (index, write) in pending {
-            self.fail_write(index, write.waiter);
+        for write in pending.into_values() {
+            self.fail_waiter(now, write.waiter, "leadership lost while committing".into());
         }
         for worker in &mut self.workers {
             worker.reset();
@@ -497,14 +497,14 @@ impl Server {
     fn propose(&mut self, command: &Command, now: Millis, waiter: Waiter) {
         let bytes = match codec::encode(FrameKind::LOG_ENTRY, command) {
             Ok(bytes) => bytes,
-            Err(error) => return self.fail_waiter(waiter, format!("cannot encode: {error}")),
+            Err(error) => return self.fail_waiter(now, waiter, format!("cannot encode: {error}")),
         };
         match self.raft.propose(now, bytes) {
             Ok(index) => {
                 let term = self.raft.term();
                 self.pending_writes.insert(index, PendingWrite { term, waiter });
             }
-            Err(error) => self.fail_waiter(waiter, error.to_string()),
+            Err(error) => self.fail_waiter(now, waiter, error.to_string()),
         }
     }
 

@@ -80,12 +80,8 @@ pub(super) struct ParkedRead {
 impl Server {
     pub(super) fn on_client_rpc(&mut self, now: Millis, call: ClientCall) {
         let (conn, request_id) = (call.conn, call.rpc.request_id);
-        if let ClientRequest::NodeAllocs { node_id, min_index, wait_ms } = call.rpc.request {
-            let query = Query::NodeAllocs { node_id };
-            let caller = ReadCaller::Client { conn, request_id };
-            return self.read(now, caller, query, min_index, wait_ms);
-        }
-        if self.leader.is_none() {
+        let is_read = matches!(call.rpc.request, ClientRequest::NodeAllocs { .. });
+        if self.leader.is_none() && !is_read {
             let reply = ServerReply::NotLeader {
                 leader: self.leader_id().and_then(|id| self.config.servers.get(&id).cloned()),
             };
@@ -101,7 +97,11 @@ impl Server {
             ClientRequest::AllocUpdate { node_id, updates } => {
                 self.alloc_update(now, conn, request_id, &node_id, updates)
             }
-            ClientRequest::NodeAllocs { .. } => unreachable!("answered above"),
+            // Reads are served by any server, from its own state.
+            ClientRequest::NodeAllocs { node_id, min_index, wait_ms } => {
+                let caller = ReadCaller::Client { conn, request_id };
+                self.read(now, caller, Query::NodeAllocs { node_id }, min_index, wait_ms)
+            }
         }
     }
 
@@ -296,6 +296,9 @@ impl Server {
         };
         match request {
             ApiRequest::JobRegister { job, enforce_index } => {
+                if job.id.is_empty() {
+                    return Err("Missing job ID for registration".into());
+                }
                 let eval = (!job.is_template())
                     .then(|| self.new_eval(now, &job, TriggeredBy::JobRegister));
                 let ids: Vec<Evaluation> = eval.iter().cloned().collect();
@@ -477,7 +480,7 @@ impl Server {
                     let _ = leader.broker.handle_ack(now, &eval_id, &token);
                 }
             }
-            (waiter, Err(message)) => self.fail_waiter(waiter, message),
+            (waiter, Err(message)) => self.fail_waiter(now, waiter, message),
             (Waiter::Leader, Ok(_)) => {}
         }
     }
@@ -490,11 +493,7 @@ impl Server {
         }
     }
 
-    pub(super) fn fail_write(&mut self, _index: Index, waiter: Waiter) {
-        self.fail_waiter(waiter, "leadership lost while committing".into());
-    }
-
-    pub(super) fn fail_waiter(&mut self, waiter: Waiter, message: String) {
+    pub(super) fn fail_waiter(&mut self, now: Millis, waiter: Waiter, message: String) {
         match waiter {
             Waiter::Api { caller, .. } => self.answer(caller, ApiReply::Error { message }),
             Waiter::Heartbeat { conn, request_id, .. }
@@ -502,8 +501,8 @@ impl Server {
                 self.reply_client(conn, request_id, ServerReply::Error { message })
             }
             Waiter::Plan { origin, eval_id, token } => {
-                self.plan_applied(Millis(0), &eval_id, &token);
-                self.answer_plan(Millis(0), &origin, Err(message))
+                self.plan_applied(now, &eval_id, &token);
+                self.answer_plan(now, &origin, Err(message))
             }
             Waiter::Finish { .. } | Waiter::Leader => {}
         }

@@ -212,10 +212,11 @@ impl Server {
             .workers
             .iter()
             .position(|w| matches!(&w.step, Step::Scheduling { pass_id: p, .. } if *p == pass_id));
-        let Some(id) = found else { return }; // the worker moved on (leadership changed)
+        // No worker waits for it when leadership changed meanwhile: the output is dropped.
+        let Some(id) = found else { return };
         let Step::Scheduling { mut assignment, .. } = std::mem::take(&mut self.workers[id].step)
         else {
-            unreachable!("matched above")
+            return;
         };
         let mut plan = std::mem::take(&mut output.plan);
         let followups = output.followups.clone();

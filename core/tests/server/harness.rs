@@ -770,6 +770,20 @@ impl Cluster {
                 };
                 self.api(to, "", request);
             }
+            "revert" => {
+                let request = ApiRequest::JobRevert {
+                    namespace: "default".into(),
+                    job_id: args[0].into(),
+                    version: number("version", 0),
+                    enforce_prior_version: kv(args, "prior").map(|v| v.parse().expect("version")),
+                };
+                self.api(to, "", request);
+            }
+            "evaluate" => {
+                let request =
+                    ApiRequest::JobEvaluate { namespace: "default".into(), job_id: args[0].into() };
+                self.api(to, "", request);
+            }
             "drain" => {
                 let request = ApiRequest::NodeDrain {
                     node_id: args[0].into(),
