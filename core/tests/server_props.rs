@@ -125,7 +125,8 @@ proptest! {
     /// One leader loop at a time, agreeing applied histories, no over-committed node.
     #[test]
     fn server_safety(seed in 0u64..1_000, ops in proptest::collection::vec(op(), 1..30)) {
-        let mut cluster = Cluster::new(3, seed);
+        // Snapshots every 8 entries, so compaction and snapshot installs happen too.
+        let mut cluster = Cluster::with_snapshot_threshold(3, seed, 8);
         cluster.tick(3_000);
         for op in &ops {
             step(&mut cluster, op);
@@ -148,5 +149,11 @@ proptest! {
             .map(|s| s.state().latest_index())
             .collect();
         prop_assert!(states.windows(2).all(|w| w[0] == w[1]), "states differ: {states:?}");
+        let servers: Vec<_> =
+            cluster.server_ids().iter().filter_map(|&id| cluster.server(id)).collect();
+        for pair in servers.windows(2) {
+            prop_assert!(pair[0].state() == pair[1].state(), "replicas hold different states");
+            prop_assert_eq!(pair[0].undecodable_entries(), 0);
+        }
     }
 }

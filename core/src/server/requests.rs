@@ -57,6 +57,9 @@ pub(super) enum Waiter {
     Leader,
 }
 
+/// A command to commit and the IDs of the evaluations it creates.
+type WriteCommand = (Command, Vec<String>);
+
 #[derive(Clone, Debug)]
 pub(super) struct PendingWrite {
     pub term: Term,
@@ -285,15 +288,7 @@ impl Server {
     }
 
     /// The command a write commits, and the evaluations it creates.
-    fn command_for(
-        &mut self,
-        now: Millis,
-        request: ApiRequest,
-    ) -> Result<(Command, Vec<String>), String> {
-        let now_ns = Server::now_ns(now);
-        let with_ids = |command: Command, evals: &[Evaluation]| {
-            (command, evals.iter().map(|e| e.id.clone()).collect::<Vec<_>>())
-        };
+    fn command_for(&mut self, now: Millis, request: ApiRequest) -> Result<WriteCommand, String> {
         match request {
             ApiRequest::JobRegister { job, enforce_index } => {
                 if job.id.is_empty() {
@@ -301,67 +296,36 @@ impl Server {
                 }
                 let eval = (!job.is_template())
                     .then(|| self.new_eval(now, &job, TriggeredBy::JobRegister));
-                let ids: Vec<Evaluation> = eval.iter().cloned().collect();
-                Ok(with_ids(Command::JobRegister { job: *job, enforce_index, eval }, &ids))
+                let ids = eval.iter().map(|e| e.id.clone()).collect();
+                Ok((Command::JobRegister { job: *job, enforce_index, eval }, ids))
             }
             ApiRequest::JobDeregister { namespace, job_id, purge } => {
                 let job = self.stored_job(&namespace, &job_id)?;
                 let eval = self.new_eval(now, &job, TriggeredBy::JobDeregister);
-                let command =
-                    Command::JobDeregister { namespace, job_id, purge, eval: Some(eval.clone()) };
-                Ok(with_ids(command, &[eval]))
+                let ids = vec![eval.id.clone()];
+                Ok((Command::JobDeregister { namespace, job_id, purge, eval: Some(eval) }, ids))
             }
             ApiRequest::JobEvaluate { namespace, job_id } => {
-                let job = self.stored_job(&namespace, &job_id)?;
+                let job = self.state.job(&namespace, &job_id).ok_or("job not found")?.clone();
                 let eval = self.new_eval(now, &job, TriggeredBy::JobRegister);
-                Ok(with_ids(Command::EvalUpsert { evals: vec![eval.clone()] }, &[eval]))
+                let ids = vec![eval.id.clone()];
+                Ok((Command::EvalUpsert { evals: vec![eval] }, ids))
             }
             ApiRequest::JobRevert { namespace, job_id, version, enforce_prior_version } => {
-                let current = self.stored_job(&namespace, &job_id)?;
-                if let Some(prior) = enforce_prior_version.filter(|&p| p != current.version) {
-                    return Err(format!(
-                        "Current job has version {}; enforcing version {prior}",
-                        current.version
-                    ));
-                }
-                if version == current.version {
-                    return Err(format!("can't revert to current version {version}"));
-                }
-                let Some(old) = self.state.job_version(&namespace, &job_id, version) else {
-                    return Err(format!("job {job_id:?} at version {version} not found"));
-                };
-                let job = (*old).clone();
-                let eval = self.new_eval(now, &job, TriggeredBy::JobRegister);
-                let command =
-                    Command::JobRegister { job, enforce_index: None, eval: Some(eval.clone()) };
-                Ok(with_ids(command, &[eval]))
+                self.revert_command(now, (&namespace, &job_id), version, enforce_prior_version)
             }
             ApiRequest::JobScale { namespace, job_id, group, count } => {
-                let mut job = self.stored_job(&namespace, &job_id)?;
-                let Some(target) = job.task_groups.iter_mut().find(|g| g.name == group) else {
-                    return Err(format!(
-                        "task group {group:?} specified for scaling does not exist in job"
-                    ));
-                };
-                if count < 0 {
-                    return Err("scaling action count can't be negative".into());
-                }
-                target.count = count as _;
-                let eval = self.new_eval(now, &job, TriggeredBy::JobScaling);
-                let command =
-                    Command::JobRegister { job, enforce_index: None, eval: Some(eval.clone()) };
-                Ok(with_ids(command, &[eval]))
+                self.scale_command(now, (&namespace, &job_id), &group, count)
             }
             ApiRequest::NodeDrain { node_id, drain } => {
                 self.stored_node(&node_id)?;
-                let evals = if drain.is_some() {
-                    self.node_evals(now, &node_id, TriggeredBy::NodeDrain)
-                } else {
-                    Vec::new()
+                let evals = match drain {
+                    Some(_) => self.node_evals(now, &node_id, TriggeredBy::NodeDrain),
+                    None => Vec::new(),
                 };
-                let drain = drain.map(|spec| DrainStrategy::start(spec, Timestamp(now_ns)));
-                let command = Command::NodeDrain { node_id, drain, evals: evals.clone() };
-                Ok(with_ids(command, &evals))
+                let drain = drain.map(|s| DrainStrategy::start(s, Timestamp(Server::now_ns(now))));
+                let ids = evals.iter().map(|e| e.id.clone()).collect();
+                Ok((Command::NodeDrain { node_id, drain, evals }, ids))
             }
             ApiRequest::NodeEligibility { node_id, eligibility } => {
                 self.stored_node(&node_id)?;
@@ -371,12 +335,71 @@ impl Server {
                     }
                     NodeEligibility::Ineligible => Vec::new(),
                 };
-                let command =
-                    Command::NodeEligibility { node_id, eligibility, evals: evals.clone() };
-                Ok(with_ids(command, &evals))
+                let ids = evals.iter().map(|e| e.id.clone()).collect();
+                Ok((Command::NodeEligibility { node_id, eligibility, evals }, ids))
             }
             ApiRequest::Read { .. } | ApiRequest::JobPlan { .. } => Err("not a write".into()),
         }
+    }
+
+    /// Registers a kept version again, as Nomad's `Job.Revert` (same texts); with a prior
+    /// version to enforce, the registration enforces the current job modify index too.
+    fn revert_command(
+        &mut self,
+        now: Millis,
+        (namespace, job_id): (&str, &str),
+        version: u64,
+        enforce_prior_version: Option<u64>,
+    ) -> Result<WriteCommand, String> {
+        let Some(current) = self.state.job(namespace, job_id).cloned() else {
+            return Err(format!("job {job_id:?} not found"));
+        };
+        if version == current.version {
+            return Err("can't revert to current version".into());
+        }
+        let Some(old) = self.state.job_version(namespace, job_id, version) else {
+            return Err(format!(
+                "job {job_id:?} in namespace {namespace:?} at version {version} not found"
+            ));
+        };
+        if let Some(prior) = enforce_prior_version.filter(|&p| p != current.version) {
+            let current = current.version;
+            return Err(format!("Current job has version {current}; enforcing version {prior}"));
+        }
+        let enforce_index = enforce_prior_version.map(|_| current.job_modify_index);
+        let job = (*old).clone();
+        let eval = self.new_eval(now, &job, TriggeredBy::JobRegister);
+        let ids = vec![eval.id.clone()];
+        Ok((Command::JobRegister { job, enforce_index, eval: Some(eval) }, ids))
+    }
+
+    /// Sets a group's count, as Nomad's `Job.Scale` (same texts).
+    fn scale_command(
+        &mut self,
+        now: Millis,
+        (namespace, job_id): (&str, &str),
+        group: &str,
+        count: i64,
+    ) -> Result<WriteCommand, String> {
+        let Some(mut job) = self.state.job(namespace, job_id).map(|j| (**j).clone()) else {
+            return Err(format!("job {job_id:?} not found"));
+        };
+        if count < 0 {
+            return Err("scaling action count can't be negative".into());
+        }
+        if job.job_type == crate::model::JobType::System && count > 1 {
+            return Err("jobs of type \"system\" can only be scaled to 1 or 0".into());
+        }
+        let Some(target) = job.task_groups.iter_mut().find(|g| g.name == group) else {
+            return Err(format!(
+                "task group {group:?} specified for scaling does not exist in job"
+            ));
+        };
+        target.count = count as _;
+        let enforce_index = Some(job.job_modify_index);
+        let eval = self.new_eval(now, &job, TriggeredBy::JobScaling);
+        let ids = vec![eval.id.clone()];
+        Ok((Command::JobRegister { job, enforce_index, eval: Some(eval) }, ids))
     }
 
     fn stored_job(&self, namespace: &str, job_id: &str) -> Result<Job, String> {

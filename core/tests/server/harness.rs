@@ -109,6 +109,15 @@ fn server_addr(id: NodeId) -> String {
 
 impl Cluster {
     pub fn new(servers: u64, seed: u64) -> Cluster {
+        Cluster::with_snapshot_threshold(
+            servers,
+            seed,
+            drover_core::raft::SNAPSHOT_THRESHOLD_ENTRIES,
+        )
+    }
+
+    /// A region whose servers snapshot their state every `entries` applied entries.
+    pub fn with_snapshot_threshold(servers: u64, seed: u64, entries: u64) -> Cluster {
         let addrs: BTreeMap<NodeId, String> =
             (1..=servers).map(|id| (id, server_addr(id))).collect();
         let now = Millis(START_MS);
@@ -130,8 +139,9 @@ impl Cluster {
             out: String::new(),
         };
         for id in 1..=servers {
-            let config =
+            let mut config =
                 ServerConfig::new(id, seed.wrapping_mul(31).wrapping_add(id), addrs.clone());
+            config.raft.snapshot_threshold_entries = entries;
             let server = Server::new(now, config.clone());
             let peer = Peer {
                 server: Some(server),
