@@ -125,3 +125,8 @@ fn gc_reaps_terminal_objects() {
 fn scale_evaluate_revert() {
     check("job_changes.txt");
 }
+
+#[test]
+fn isolated_leader_stops_before_a_new_one_starts() {
+    check("partition.txt");
+}
