@@ -5,6 +5,8 @@
 //! After every step the harness checks that at most one server runs the leader loop,
 //! that no two servers applied different entries at the same index (so applied histories
 //! are prefixes of one another), and that no server's state over-commits a node.
+//! Once healed, one leader loop runs, every replica holds the same state, and no group
+//! runs more live allocations than its count.
 
 #[path = "server/harness.rs"]
 mod harness;
@@ -125,8 +127,9 @@ proptest! {
     /// One leader loop at a time, agreeing applied histories, no over-committed node.
     #[test]
     fn server_safety(seed in 0u64..1_000, ops in proptest::collection::vec(op(), 1..30)) {
-        // Snapshots every 8 entries, so compaction and snapshot installs happen too.
-        let mut cluster = Cluster::with_snapshot_threshold(3, seed, 8);
+        // Snapshots every 8 entries, so compaction and snapshot installs happen too; two
+        // workers per server, so plans race each other.
+        let mut cluster = Cluster::with_settings(3, seed, 8, 2);
         cluster.tick(3_000);
         for op in &ops {
             step(&mut cluster, op);
@@ -151,6 +154,19 @@ proptest! {
         prop_assert!(states.windows(2).all(|w| w[0] == w[1]), "states differ: {states:?}");
         let servers: Vec<_> =
             cluster.server_ids().iter().filter_map(|&id| cluster.server(id)).collect();
+        // No group runs more live allocations than its count (Nomad #1269).
+        if let Some(server) = servers.first() {
+            let state = server.state();
+            for job in state.jobs().filter(|j| !j.stop) {
+                let live = state.job_allocs(&job.namespace, &job.id);
+                for group in &job.task_groups {
+                    let running =
+                        live.iter().filter(|a| a.task_group == group.name && !a.is_terminal());
+                    let running = running.count() as i64;
+                    prop_assert!(running <= group.count as i64, "{} runs {running}", job.id);
+                }
+            }
+        }
         for pair in servers.windows(2) {
             prop_assert!(pair[0].state() == pair[1].state(), "replicas hold different states");
             prop_assert_eq!(pair[0].undecodable_entries(), 0);

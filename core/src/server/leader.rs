@@ -225,6 +225,13 @@ impl Server {
         let Some((ticket, plan)) = leader.plans.poll_next() else { return false };
         let queued = leader.queued.remove(&ticket).expect("every ticket is recorded");
         let (eval_id, token) = (plan.eval_id.clone(), plan.eval_token.clone());
+        // A plan whose evaluation was nacked meanwhile (and maybe handed to another
+        // worker) is refused: its worker no longer holds the evaluation.
+        if leader.broker.pause_nack_timeout(&eval_id, &token).is_err() {
+            let message = format!("evaluation {eval_id} is no longer held with this token");
+            self.answer_plan(now, &queued.origin, Err(message));
+            return true;
+        }
         let expected = plan.placement_count();
         let job = plan.job.clone();
         let evaluated = evaluate_plan_owned(&self.state, plan);

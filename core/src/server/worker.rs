@@ -136,6 +136,12 @@ impl Server {
 
     fn dequeue(&mut self, now: Millis, id: WorkerId, leader: Option<NodeId>) -> bool {
         let Some(leader) = leader else { return false };
+        // Like Nomad, the leader keeps a quarter of its workers (at least one) scheduling
+        // and leaves the rest of its time to the applier and the broker.
+        let active_on_leader = (self.workers.len() / 4).max(1);
+        if leader == self.config.id && id as usize >= active_on_leader {
+            return false;
+        }
         if leader != self.config.id {
             let worker = &mut self.workers[id as usize];
             worker.seq += 1;

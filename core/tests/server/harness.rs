@@ -109,15 +109,12 @@ fn server_addr(id: NodeId) -> String {
 
 impl Cluster {
     pub fn new(servers: u64, seed: u64) -> Cluster {
-        Cluster::with_snapshot_threshold(
-            servers,
-            seed,
-            drover_core::raft::SNAPSHOT_THRESHOLD_ENTRIES,
-        )
+        Cluster::with_settings(servers, seed, drover_core::raft::SNAPSHOT_THRESHOLD_ENTRIES, 1)
     }
 
-    /// A region whose servers snapshot their state every `entries` applied entries.
-    pub fn with_snapshot_threshold(servers: u64, seed: u64, entries: u64) -> Cluster {
+    /// A region whose servers snapshot their state every `entries` applied entries and run
+    /// `workers` scheduler workers each.
+    pub fn with_settings(servers: u64, seed: u64, entries: u64, workers: u32) -> Cluster {
         let addrs: BTreeMap<NodeId, String> =
             (1..=servers).map(|id| (id, server_addr(id))).collect();
         let now = Millis(START_MS);
@@ -142,6 +139,7 @@ impl Cluster {
             let mut config =
                 ServerConfig::new(id, seed.wrapping_mul(31).wrapping_add(id), addrs.clone());
             config.raft.snapshot_threshold_entries = entries;
+            config.workers_count = workers;
             let server = Server::new(now, config.clone());
             let peer = Peer {
                 server: Some(server),
