@@ -279,6 +279,19 @@ impl Server {
     }
 
     fn write(&mut self, now: Millis, caller: Caller, request: ApiRequest) {
+        // Stopping a job that does not exist succeeds at once and commits nothing (Nomad).
+        if let ApiRequest::JobDeregister { namespace, job_id, .. } = &request
+            && self.state.job(namespace, job_id).is_none()
+        {
+            let index = self.state.latest_index();
+            let reply = ApiReply::Write {
+                index,
+                job_modify_index: 0,
+                eval_ids: vec![],
+                eval_create_index: 0,
+            };
+            return self.answer(caller, reply);
+        }
         match self.command_for(now, request) {
             Ok((command, eval_ids)) => {
                 self.propose(&command, now, Waiter::Api { caller, eval_ids })
