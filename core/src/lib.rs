@@ -16,6 +16,7 @@ pub mod plan;
 pub mod raft;
 pub mod rpc;
 pub mod scheduler;
+pub mod server;
 pub mod state;
 pub mod taskenv;
 pub mod time;

@@ -286,6 +286,7 @@ impl Raft {
             term_start_index: next_index,
             transfer: None,
             read_seq: 0,
+            rounds_sent: VecDeque::new(),
             reads: VecDeque::new(),
             reads_waiting: Vec::new(),
         });
@@ -312,8 +313,12 @@ impl Raft {
         }
         if leading.heartbeat_deadline <= now {
             leading.heartbeat_deadline = now + Millis(heartbeat_ms);
+            // Every round gets its own number, so an answer dates the round it answers:
+            // the leader lease counts from when that round was sent. Reads stay correct:
+            // a later round confirms every read registered before it.
+            leading.read_seq += 1;
             let read_seq = leading.read_seq;
-            self.bcast_heartbeat(read_seq);
+            self.bcast_heartbeat(now, read_seq);
         }
         let leading = self.leading.as_mut().expect("leading");
         if leading.check_quorum_deadline <= now {

@@ -108,7 +108,7 @@ impl Raft {
             .filter(|(id, _)| voters.contains(id))
             .max_by_key(|&(&id, p)| (p.match_index, Reverse(id)))
             .map(|(&id, _)| id);
-        self.bcast_heartbeat(read_seq);
+        self.bcast_heartbeat(now, read_seq);
         if let Some(target) = successor {
             self.send(target, Message::TimeoutNow { term: self.term });
         }

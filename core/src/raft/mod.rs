@@ -55,6 +55,9 @@ pub const APPENDS_IN_FLIGHT_MAX: usize = 8;
 /// Reads a node holds at once (waiting for a heartbeat round or for the leader); more
 /// fail at once, so a flood of reads cannot grow memory without bound.
 pub const READS_PENDING_MAX: usize = 4096;
+/// Heartbeat rounds whose send time a leader remembers for its lease; an answer to an
+/// older round is too old to extend the lease anyway.
+pub const HEARTBEAT_ROUNDS_TRACKED_MAX: usize = 64;
 /// Nomad's default: take a snapshot after this many applied entries.
 pub const SNAPSHOT_THRESHOLD_ENTRIES: u64 = 8192;
 
@@ -136,6 +139,9 @@ struct LeaderState {
     term_start_index: Index,
     transfer: Option<(NodeId, Millis)>,
     read_seq: u64,
+    /// When each recent heartbeat round (by `read_seq`) was first sent, oldest first, at
+    /// most [`HEARTBEAT_ROUNDS_TRACKED_MAX`].
+    rounds_sent: VecDeque<(u64, Millis)>,
     reads: VecDeque<PendingRead>,
     /// Reads that arrived before the leader committed an entry of its term.
     reads_waiting: Vec<(ReadId, ReadOrigin)>,
@@ -295,6 +301,31 @@ impl Raft {
     pub fn progress(&self, peer: NodeId) -> Option<(Index, Index)> {
         let leading = self.leading.as_ref()?;
         leading.progress.get(&peer).map(|p| (p.match_index, p.next_index))
+    }
+
+    /// Until when no other leader can exist: a quorum of voters acknowledged heartbeat
+    /// rounds, and each refuses other candidates for an election timeout after it heard
+    /// the round. `None` when not leading or before a quorum acknowledged a round.
+    /// Assumes clocks advance at the same rate and a restarted voter stays silent for an
+    /// election timeout (it campaigns no earlier); a runtime with drift subtracts its
+    /// bound.
+    pub fn lease_until(&self) -> Option<Millis> {
+        let leading = self.leading.as_ref()?;
+        let membership = self.log.membership();
+        let me = self.config.id;
+        let mut sent: Vec<Millis> = membership
+            .voters
+            .iter()
+            .filter(|&&v| v != me)
+            .filter_map(|v| leading.progress.get(v)?.lease_sent)
+            .collect();
+        sent.sort_unstable_by(|a, b| b.cmp(a));
+        let needed = membership.quorum() - usize::from(membership.voters.contains(&me));
+        let timeout = Millis(self.config.election_timeout_ms);
+        match needed {
+            0 => Some(Millis(u64::MAX)),
+            n => sent.get(n - 1).map(|&at| at + timeout),
+        }
     }
 
     /// A cheap read of local state, possibly stale: it never talks to the leader.

@@ -10,6 +10,7 @@
 //! appends; Snapshot streams chunks and sends no appends.
 
 use super::message::Index;
+use crate::time::Millis;
 use std::collections::VecDeque;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +32,9 @@ pub(crate) struct Progress {
     pub(crate) in_flight: VecDeque<Index>,
     /// Set by any response in the current check-quorum window.
     pub(crate) recent_active: bool,
+    /// When the leader sent the newest heartbeat round this follower acknowledged: the
+    /// follower refuses other candidates for an election timeout from a later instant.
+    pub(crate) lease_sent: Option<Millis>,
 }
 
 impl Progress {
@@ -42,6 +46,7 @@ impl Progress {
             state: ProgressState::Probe { paused: false },
             in_flight: VecDeque::new(),
             recent_active: true,
+            lease_sent: None,
         }
     }
 

@@ -51,7 +51,7 @@ impl Raft {
         leading.reads.push_back(PendingRead { id, origin, index: commit, seq, acks });
         self.ack_reads(now, me, 0);
         if self.leading.as_ref().is_some_and(|l| !l.reads.is_empty()) {
-            self.bcast_heartbeat(seq);
+            self.bcast_heartbeat(now, seq);
         }
     }
 

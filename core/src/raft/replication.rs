@@ -127,9 +127,15 @@ impl Raft {
         end
     }
 
-    pub(super) fn bcast_heartbeat(&mut self, read_seq: u64) {
+    pub(super) fn bcast_heartbeat(&mut self, now: Millis, read_seq: u64) {
         let term = self.term;
-        let leading = self.leading.as_ref().expect("leading");
+        let leading = self.leading.as_mut().expect("leading");
+        if leading.rounds_sent.back().is_none_or(|&(seq, _)| seq < read_seq) {
+            leading.rounds_sent.push_back((read_seq, now));
+            if leading.rounds_sent.len() > super::HEARTBEAT_ROUNDS_TRACKED_MAX {
+                leading.rounds_sent.pop_front();
+            }
+        }
         let beats: Vec<(NodeId, Index)> = leading
             .progress
             .iter()
@@ -226,6 +232,11 @@ impl Raft {
         let leading = self.leading.as_mut().expect("leading");
         let Some(progress) = leading.progress.get_mut(&from) else { return };
         progress.recent_active = true;
+        // The first send of this round is the earliest the follower could have heard it.
+        let sent = leading.rounds_sent.iter().find(|(seq, _)| *seq == read_seq).map(|(_, at)| *at);
+        if let Some(sent) = sent {
+            progress.lease_sent = progress.lease_sent.max(Some(sent));
+        }
         match progress.state {
             ProgressState::Probe { .. } => progress.state = ProgressState::Probe { paused: false },
             // A lost append would stall a full pipeline; free a slot so the follower's

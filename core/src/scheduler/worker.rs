@@ -58,7 +58,7 @@ pub fn process(
     config: SchedulerConfig,
 ) -> EvalRun {
     let mut run = EvalRun::default();
-    let mut ids = IdGen::new(seed_from(&eval.id, log.state.latest_index()) ^ 0x5eed);
+    let mut ids = verdict_ids(&eval.id, log.state.latest_index());
     let max = plan_attempts_max(eval.scheduler);
     let mut failures = 0;
     // A worker must plan from state at least as new as the evaluation and every earlier
@@ -104,15 +104,26 @@ pub fn process(
             committed_all = true;
             break;
         }
-        failures = if placed > 0 { 0 } else { failures + 1 };
+        failures = next_failures(failures, placed);
     }
     finish(log, eval, &mut ids, (committed_all, snapshot_index), &mut run);
     run
 }
 
+/// The IDs a worker mints for an evaluation's verdict (its blocked successor), seeded
+/// from the evaluation and the state index it started from.
+pub fn verdict_ids(eval_id: &str, state_index: u64) -> IdGen {
+    IdGen::new(seed_from(eval_id, state_index) ^ 0x5eed)
+}
+
+/// The retry counter after an attempt that committed `placed` placements: progress
+/// resets it, a fruitless attempt counts against [`super::plan_attempts_max`].
+pub fn next_failures(failures: u32, placed: usize) -> u32 {
+    if placed > 0 { 0 } else { failures + 1 }
+}
+
 /// Stores the evaluation's verdict and, if anything is left unplaced, its blocked
-/// successor. The blocked evaluation records the snapshot its scheduler saw, so the
-/// tracker can tell a capacity change it missed from one it already accounted for.
+/// successor.
 fn finish(
     log: &mut Log<'_>,
     eval: &Evaluation,
@@ -120,31 +131,58 @@ fn finish(
     (committed_all, snapshot_index): (bool, u64),
     run: &mut EvalRun,
 ) {
-    let mut done = eval.clone();
-    done.status = if committed_all { EvalStatus::Complete } else { EvalStatus::Failed };
-    done.status_description =
-        if committed_all { String::new() } else { "maximum attempts reached".into() };
-    done.failed_tg_allocs = run.output.failed_tg_allocs.clone();
-    done.queued_allocations = run.output.queued.clone();
-    done.snapshot_index = log.state.latest_index();
-    let mut evals = Vec::new();
-    if run.output.has_failures() || !committed_all {
-        let context = BlockedContext {
-            failed_tg_allocs: run.output.failed_tg_allocs.clone(),
-            class_eligibility: run.output.class_eligibility.clone(),
-            escaped_computed_class: run.output.escaped_computed_class,
-            quota_limit_reached: String::new(),
-        };
-        let mut blocked = eval.blocked_eval(ids.next_id(), context, log.now_ns);
-        if !committed_all {
-            blocked.triggered_by = TriggeredBy::MaxPlanAttempts;
-        }
-        blocked.snapshot_index = snapshot_index;
-        done.blocked_eval = blocked.id.clone();
-        evals.push(blocked.clone());
-        run.blocked = Some(blocked);
-    }
-    evals.insert(0, done.clone());
+    let verdict = Verdict { committed_all, snapshot_index, state_index: log.state.latest_index() };
+    let (done, blocked) = verdict.evals(eval, &run.output, ids, log.now_ns);
+    let mut evals = vec![done.clone()];
+    evals.extend(blocked.clone());
+    run.blocked = blocked;
     run.outcomes.push(log.commit(Command::EvalUpsert { evals }));
     run.eval = done;
+}
+
+/// How an evaluation ended: whether every plan committed whole, the snapshot its last
+/// pass saw, and the state index when it finished.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub committed_all: bool,
+    pub snapshot_index: u64,
+    pub state_index: u64,
+}
+
+impl Verdict {
+    /// The evaluation as finally stored (complete or failed) and, if anything is left
+    /// unplaced, its blocked successor. The blocked evaluation records the snapshot its
+    /// scheduler saw, so the tracker can tell a capacity change it missed from one it
+    /// already accounted for.
+    pub fn evals(
+        self,
+        eval: &Evaluation,
+        output: &ScheduleOutput,
+        ids: &mut IdGen,
+        now_ns: i64,
+    ) -> (Evaluation, Option<Evaluation>) {
+        let mut done = eval.clone();
+        done.status = if self.committed_all { EvalStatus::Complete } else { EvalStatus::Failed };
+        done.status_description =
+            if self.committed_all { String::new() } else { "maximum attempts reached".into() };
+        done.failed_tg_allocs = output.failed_tg_allocs.clone();
+        done.queued_allocations = output.queued.clone();
+        done.snapshot_index = self.state_index;
+        if !output.has_failures() && self.committed_all {
+            return (done, None);
+        }
+        let context = BlockedContext {
+            failed_tg_allocs: output.failed_tg_allocs.clone(),
+            class_eligibility: output.class_eligibility.clone(),
+            escaped_computed_class: output.escaped_computed_class,
+            quota_limit_reached: String::new(),
+        };
+        let mut blocked = eval.blocked_eval(ids.next_id(), context, now_ns);
+        if !self.committed_all {
+            blocked.triggered_by = TriggeredBy::MaxPlanAttempts;
+        }
+        blocked.snapshot_index = self.snapshot_index;
+        done.blocked_eval = blocked.id.clone();
+        (done, Some(blocked))
+    }
 }

@@ -69,6 +69,15 @@ pub enum Command {
     DeploymentUpsert {
         deployment: Deployment,
     },
+    /// Garbage collection: forgets terminal evaluations and allocations, purges dead
+    /// jobs and deletes down nodes, as the leader found them past their thresholds.
+    /// Anything no longer eligible by the time the entry applies is kept.
+    Reap {
+        eval_ids: Vec<String>,
+        alloc_ids: Vec<String>,
+        jobs: Vec<JobKey>,
+        node_ids: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +184,9 @@ impl State {
             }
             Command::DeploymentUpsert { deployment } => {
                 self.upsert_deployment(index, now_ns, deployment)
+            }
+            Command::Reap { eval_ids, alloc_ids, jobs, node_ids } => {
+                self.reap(index, &eval_ids, &alloc_ids, &jobs, &node_ids)
             }
         }
         Ok(outcome)
@@ -600,6 +612,69 @@ impl State {
         deployment.modify_time = now_ns;
         self.deployments.insert(deployment.id.clone(), Arc::new(deployment));
         self.indexes.deployments = index;
+    }
+}
+
+impl State {
+    fn reap(
+        &mut self,
+        index: u64,
+        eval_ids: &[String],
+        alloc_ids: &[String],
+        jobs: &[JobKey],
+        node_ids: &[String],
+    ) {
+        for id in eval_ids {
+            if self.evals.get(id).is_some_and(|e| e.is_terminal()) {
+                self.evals.remove(id);
+                self.indexes.evals = index;
+            }
+        }
+        for id in alloc_ids {
+            if self.allocs.get(id).is_some_and(|a| a.is_terminal()) {
+                self.remove_alloc(index, id);
+            }
+        }
+        for key in jobs {
+            let live =
+                self.allocs_by_job.get(key).is_some_and(|m| m.values().any(|a| !a.is_terminal()));
+            if !live && self.jobs.get(key).is_some_and(|j| j.stop || j.status == "dead") {
+                // Checked just above: the job exists, so purging cannot fail.
+                let _ = self.deregister_job(index, key, true);
+            }
+        }
+        for id in node_ids {
+            let empty =
+                self.node_allocs(id).is_none_or(|n| n.allocs.values().all(|a| a.is_terminal()));
+            if empty && self.nodes.get(id).is_some_and(|n| n.status == NodeStatus::Down) {
+                self.nodes.remove(id);
+                self.indexes.nodes = index;
+                self.node_list = Default::default();
+            }
+        }
+    }
+
+    /// Drops a terminal allocation from the alloc tables (it uses nothing on its node).
+    fn remove_alloc(&mut self, index: u64, id: &str) {
+        let Some(alloc) = self.allocs.remove(&id.to_owned()) else { return };
+        assert!(alloc.is_terminal(), "only terminal allocations are reaped");
+        // Empty per-node and per-job maps are dropped, as a restore would never build them.
+        if let Some(by_node) = self.allocs_by_node.get_mut(alloc.node_id.as_str()) {
+            let by_node = Arc::make_mut(by_node);
+            by_node.allocs.remove(id);
+            if by_node.allocs.is_empty() {
+                self.allocs_by_node.remove(&alloc.node_id);
+            }
+        }
+        let key = JobKey::new(&alloc.namespace, &alloc.job_id);
+        if let Some(by_job) = self.allocs_by_job.get_mut(&key) {
+            let by_job = Arc::make_mut(by_job);
+            by_job.remove(id);
+            if by_job.is_empty() {
+                self.allocs_by_job.remove(&key);
+            }
+        }
+        self.indexes.allocs = index;
     }
 }
 

@@ -1,0 +1,401 @@
+//! The leader's loop: the eval broker and blocked evaluations, the plan queue and its
+//! applier, heartbeat timers, garbage collection and the plugged leader services.
+//!
+//! It exists only inside [`LeaderLoop`], which the server creates when Raft leads and
+//! drops when it does not: nothing here can outlive leadership, so two servers never
+//! run it for the same term, and a deposed leader stops marking nodes down at once.
+
+use super::requests::Waiter;
+use super::{Server, ServerConfig};
+use crate::broker::EvalBroker;
+use crate::broker::blocked::BlockedEvals;
+use crate::model::{EvalStatus, Evaluation, JobType, NodeStatus, Plan, SchedulerType, TriggeredBy};
+use crate::plan::evaluate_plan_owned;
+use crate::plan::queue::{PlanQueue, PlanTicket};
+use crate::raft::{Index, NodeId, Term};
+use crate::state::{ApplyOutcome, Command, JobKey, State};
+use crate::time::Millis;
+use rand_chacha::ChaCha8Rng;
+use rand_core::Rng;
+use std::collections::BTreeMap;
+
+/// Nomad's heartbeat settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeartbeatConfig {
+    pub min_heartbeat_ttl_ms: u64,
+    pub max_heartbeats_per_second: u64,
+    pub heartbeat_grace_ms: u64,
+    /// Every node's TTL right after a leader takes over, so none is marked down for
+    /// heartbeats that went to the old leader.
+    pub failover_heartbeat_ttl_ms: u64,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> HeartbeatConfig {
+        HeartbeatConfig {
+            min_heartbeat_ttl_ms: 10_000,
+            max_heartbeats_per_second: 50,
+            heartbeat_grace_ms: 10_000,
+            failover_heartbeat_ttl_ms: 300_000,
+        }
+    }
+}
+
+/// Nomad's garbage-collection thresholds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GcConfig {
+    pub interval_ms: u64,
+    pub eval_gc_threshold_ms: u64,
+    pub batch_eval_gc_threshold_ms: u64,
+    pub job_gc_threshold_ms: u64,
+    pub node_gc_threshold_ms: u64,
+    /// Objects of each kind one GC entry reaps at most, so one entry stays small.
+    pub reap_batch_max: usize,
+}
+
+impl Default for GcConfig {
+    fn default() -> GcConfig {
+        GcConfig {
+            interval_ms: 300_000,
+            eval_gc_threshold_ms: 3_600_000,
+            batch_eval_gc_threshold_ms: 86_400_000,
+            job_gc_threshold_ms: 14_400_000,
+            node_gc_threshold_ms: 86_400_000,
+            reap_batch_max: 1024,
+        }
+    }
+}
+
+/// A leader-only service plugged into the server: the periodic dispatcher and the
+/// deployment watcher live here. It starts with the leader's loop, is ticked at its
+/// deadlines, and stops the moment leadership ends; its commands go through Raft.
+pub trait LeaderService {
+    fn establish(&mut self, now: Millis, state: &State);
+    /// Work due at `now`: commands to commit.
+    fn tick(&mut self, now: Millis, state: &State) -> Vec<Command>;
+    fn poll_timeout(&self) -> Option<Millis>;
+    fn revoke(&mut self);
+}
+
+/// Where a queued plan came from, so its verdict finds the worker.
+#[derive(Clone, Debug)]
+pub(super) struct PlanOrigin {
+    /// `None`: a worker on this server.
+    pub peer: Option<NodeId>,
+    pub worker: u32,
+    pub seq: u64,
+}
+
+#[derive(Clone, Debug)]
+struct QueuedPlan {
+    origin: PlanOrigin,
+    followups: Vec<Evaluation>,
+}
+
+/// Everything that exists only while this server leads.
+pub(super) struct LeaderLoop {
+    pub term: Term,
+    pub broker: EvalBroker,
+    pub blocked: BlockedEvals,
+    plans: PlanQueue,
+    queued: BTreeMap<PlanTicket, QueuedPlan>,
+    /// The plan committing now; the next is evaluated only after it applied, so every
+    /// check sees the state every earlier plan left.
+    applying: Option<Index>,
+    /// Node → when it is marked down without a heartbeat.
+    pub heartbeats: BTreeMap<String, Millis>,
+    next_gc: Millis,
+    pub heartbeat: HeartbeatConfig,
+}
+
+impl LeaderLoop {
+    /// Starts from the state: pending evaluations back into the broker, blocked ones into
+    /// the tracker, and every live node on the failover TTL.
+    pub fn establish(now: Millis, term: Term, config: &ServerConfig, state: &State) -> LeaderLoop {
+        let mut leader = LeaderLoop {
+            term,
+            broker: EvalBroker::new(config.broker),
+            blocked: BlockedEvals::default(),
+            plans: PlanQueue::new(config.plans_pending_max),
+            queued: BTreeMap::new(),
+            applying: None,
+            heartbeats: BTreeMap::new(),
+            next_gc: now + Millis(config.gc.interval_ms),
+            heartbeat: config.heartbeat,
+        };
+        for eval in state.evals() {
+            if eval.should_enqueue() {
+                let _ = leader.broker.handle_enqueue(now, (**eval).clone());
+            } else if eval.should_block() {
+                leader.blocked.block((**eval).clone());
+            }
+        }
+        let failover = now + Millis(config.heartbeat.failover_heartbeat_ttl_ms);
+        for node in state.nodes().filter(|n| n.status != NodeStatus::Down) {
+            leader.heartbeats.insert(node.id.clone(), failover);
+        }
+        leader
+    }
+
+    /// What an applied entry means for the broker and the tracker.
+    pub fn absorb(&mut self, now: Millis, index: Index, outcome: &ApplyOutcome) {
+        for eval in &outcome.evals {
+            if eval.should_block() {
+                self.blocked.block((**eval).clone());
+            } else if eval.should_enqueue() && !self.broker.is_outstanding(&eval.id) {
+                let _ = self.broker.handle_enqueue(now, (**eval).clone());
+            }
+        }
+        for class in &outcome.capacity_changed {
+            self.blocked.unblock_class(class, index);
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        let heartbeat = self.heartbeats.values().min().copied();
+        [self.broker.poll_timeout(), heartbeat, Some(self.next_gc)].into_iter().flatten().min()
+    }
+
+    /// A node's TTL: `max(min_ttl, nodes / rate)` plus a random stagger up to that much.
+    pub fn heartbeat_ttl_ms(&self, nodes: usize, rng: &mut ChaCha8Rng) -> u64 {
+        let config = self.heartbeat;
+        let rate = config.max_heartbeats_per_second.max(1);
+        let base = config.min_heartbeat_ttl_ms.max(nodes as u64 * 1000 / rate);
+        base + rng.next_u64() % base.max(1)
+    }
+}
+
+impl Server {
+    /// The leader's next steps: broker and tracker outputs into Raft, the next plan.
+    pub(super) fn leader_step(&mut self, now: Millis) -> bool {
+        let now_ns = Server::now_ns(now);
+        let mut commands = Vec::new();
+        let leader = self.leader.as_mut().expect("leader_step runs while leading");
+        while let Some(mut failed) = leader.broker.poll_failed() {
+            let followup = leader.broker.failed_follow_up(&failed, now_ns);
+            failed.status = EvalStatus::Failed;
+            failed.status_description = "evaluation reached delivery limit".into();
+            failed.next_eval = followup.id.clone();
+            commands.push(Command::EvalUpsert { evals: vec![failed, followup] });
+        }
+        let mut cancelled: Vec<Evaluation> = std::iter::from_fn(|| leader.broker.poll_cancelled())
+            .chain(leader.blocked.drain_cancelled())
+            .collect();
+        cancelled.truncate(self.config.gc.reap_batch_max);
+        if !cancelled.is_empty() {
+            commands.push(Command::EvalUpsert { evals: cancelled });
+        }
+        for mut eval in leader.blocked.drain_unblocked() {
+            eval.status = EvalStatus::Pending;
+            let _ = leader.broker.handle_enqueue(now, eval);
+        }
+        let moved = !commands.is_empty();
+        for command in commands {
+            self.propose(&command, now, Waiter::Leader);
+        }
+        moved | self.apply_next_plan(now)
+    }
+
+    /// A worker's plan joins the queue; its evaluation's nack clock stops meanwhile.
+    pub(super) fn submit_plan(
+        &mut self,
+        now: Millis,
+        origin: PlanOrigin,
+        plan: Plan,
+        followups: Vec<Evaluation>,
+    ) {
+        let Some(leader) = self.leader.as_mut() else {
+            return self.answer_plan(now, &origin, Err("not the leader".into()));
+        };
+        if let Err(error) = leader.broker.pause_nack_timeout(&plan.eval_id, &plan.eval_token) {
+            return self.answer_plan(now, &origin, Err(error.to_string()));
+        }
+        match leader.plans.handle_enqueue(plan) {
+            Ok(ticket) => drop(leader.queued.insert(ticket, QueuedPlan { origin, followups })),
+            Err(_) => self.answer_plan(now, &origin, Err("plan queue full".into())),
+        }
+    }
+
+    /// Re-checks the next plan against the latest state and commits what fits.
+    fn apply_next_plan(&mut self, now: Millis) -> bool {
+        let leader = self.leader.as_mut().expect("leading");
+        if leader.applying.is_some() {
+            return false;
+        }
+        let Some((ticket, plan)) = leader.plans.poll_next() else { return false };
+        let queued = leader.queued.remove(&ticket).expect("every ticket is recorded");
+        let (eval_id, token) = (plan.eval_id.clone(), plan.eval_token.clone());
+        // A plan whose evaluation was nacked meanwhile (and maybe handed to another
+        // worker) is refused: its worker no longer holds the evaluation.
+        if leader.broker.pause_nack_timeout(&eval_id, &token).is_err() {
+            let message = format!("evaluation {eval_id} is no longer held with this token");
+            self.answer_plan(now, &queued.origin, Err(message));
+            return true;
+        }
+        let expected = plan.placement_count();
+        let job = plan.job.clone();
+        let evaluated = evaluate_plan_owned(&self.state, plan);
+        let placed: usize = evaluated.result.node_allocation.values().map(Vec::len).sum();
+        let evals = if placed == expected { queued.followups } else { Vec::new() };
+        let command = Command::PlanApply { result: evaluated.result, job, evals };
+        let index_before = self.raft.last_index();
+        self.propose(&command, now, Waiter::Plan { origin: queued.origin, eval_id, token });
+        if self.raft.last_index() > index_before {
+            self.leader.as_mut().expect("leading").applying = Some(self.raft.last_index());
+        }
+        true
+    }
+
+    /// The applied plan's verdict goes back to its worker; the applier takes the next.
+    pub(super) fn plan_applied(&mut self, now: Millis, eval_id: &str, token: &str) {
+        if let Some(leader) = self.leader.as_mut() {
+            leader.applying = None;
+            let _ = leader.broker.resume_nack_timeout(now, eval_id, token);
+        }
+    }
+
+    pub(super) fn answer_plan(
+        &mut self,
+        now: Millis,
+        origin: &PlanOrigin,
+        result: Result<Box<crate::model::PlanResult>, String>,
+    ) {
+        match origin.peer {
+            Some(peer) => self.send(
+                peer,
+                super::PeerMessage::PlanReply { worker: origin.worker, seq: origin.seq, result },
+            ),
+            None => self.local_plan_reply(now, origin.worker, origin.seq, result),
+        }
+    }
+
+    /// Fires the leader's deadlines: broker timers, missed heartbeats, GC, services.
+    pub(super) fn leader_timeouts(&mut self, now: Millis) {
+        let Some(leader) = self.leader.as_mut() else { return };
+        leader.broker.handle_tick(now);
+        let expired: Vec<String> = leader
+            .heartbeats
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for node_id in &expired {
+            leader.heartbeats.remove(node_id);
+        }
+        let gc_due = leader.next_gc <= now;
+        if gc_due {
+            leader.next_gc = now + Millis(self.config.gc.interval_ms);
+        }
+        for node_id in expired {
+            self.mark_node_down(now, &node_id);
+        }
+        if gc_due {
+            self.collect_garbage(now);
+        }
+        self.tick_services(now);
+    }
+
+    fn tick_services(&mut self, now: Millis) {
+        let mut commands = Vec::new();
+        for service in &mut self.services {
+            if service.poll_timeout().is_some_and(|d| d <= now) {
+                commands.extend(service.tick(now, &self.state));
+            }
+        }
+        for command in commands {
+            self.propose(&command, now, Waiter::Leader);
+        }
+    }
+
+    /// A node missed its heartbeat past TTL and grace: down, with evaluations for every
+    /// job it ran so their allocations are replaced.
+    fn mark_node_down(&mut self, now: Millis, node_id: &str) {
+        let Some(node) = self.state.node(node_id) else { return };
+        if node.status == NodeStatus::Down {
+            return;
+        }
+        let evals = self.node_evals(now, node_id, TriggeredBy::NodeUpdate);
+        let command =
+            Command::NodeStatus { node_id: node_id.to_owned(), status: NodeStatus::Down, evals };
+        self.propose(&command, now, Waiter::Leader);
+    }
+
+    /// Evaluations for every job with live allocations on the node, and every system
+    /// job (which may now run there).
+    pub(super) fn node_evals(
+        &mut self,
+        now: Millis,
+        node_id: &str,
+        trigger: TriggeredBy,
+    ) -> Vec<Evaluation> {
+        let mut jobs: Vec<JobKey> = self
+            .state
+            .node_allocs(node_id)
+            .map(|n| {
+                let live = n.allocs.values().filter(|a| !a.is_terminal());
+                live.map(|a| JobKey::new(&a.namespace, &a.job_id)).collect()
+            })
+            .unwrap_or_default();
+        let system = self
+            .state
+            .jobs()
+            .filter(|j| matches!(j.job_type, JobType::System | JobType::Sysbatch) && !j.stop);
+        jobs.extend(system.map(|j| JobKey::of_job(j)));
+        jobs.sort();
+        jobs.dedup();
+        let node_modify_index = self.state.node(node_id).map_or(0, |n| n.modify_index);
+        jobs.iter()
+            .filter_map(|key| self.job_eval(now, key, trigger))
+            .map(|e| Evaluation { node_id: node_id.to_owned(), node_modify_index, ..e })
+            .collect()
+    }
+
+    /// A pending evaluation of a stored job.
+    pub(super) fn job_eval(
+        &mut self,
+        now: Millis,
+        key: &JobKey,
+        trigger: TriggeredBy,
+    ) -> Option<Evaluation> {
+        let job = self.state.job(&key.namespace, &key.id)?.clone();
+        Some(Evaluation {
+            id: self.ids.next_id(),
+            namespace: job.namespace.clone(),
+            priority: job.priority,
+            scheduler: SchedulerType::from(job.job_type),
+            triggered_by: trigger,
+            job_id: job.id.clone(),
+            job_modify_index: job.job_modify_index,
+            status: EvalStatus::Pending,
+            create_time: Server::now_ns(now),
+            modify_time: Server::now_ns(now),
+            ..Evaluation::default()
+        })
+    }
+
+    /// Resets a node's heartbeat timer and returns the TTL to give the client.
+    pub(super) fn reset_heartbeat(&mut self, now: Millis, node_id: &str) -> u64 {
+        let nodes = self.state.node_count();
+        let Some(leader) = self.leader.as_mut() else { return 0 };
+        let ttl_ms = leader.heartbeat_ttl_ms(nodes, &mut self.rng);
+        let deadline = now + Millis(ttl_ms + leader.heartbeat.heartbeat_grace_ms);
+        leader.heartbeats.insert(node_id.to_owned(), deadline);
+        ttl_ms
+    }
+
+    /// Reaps terminal evaluations and their allocations, dead jobs and down nodes past
+    /// Nomad's thresholds, in one bounded entry.
+    fn collect_garbage(&mut self, now: Millis) {
+        let command =
+            super::requests::gc_candidates(&self.state, Server::now_ns(now), &self.config.gc);
+        if let Command::Reap { eval_ids, alloc_ids, jobs, node_ids } = &command
+            && eval_ids.is_empty()
+            && alloc_ids.is_empty()
+            && jobs.is_empty()
+            && node_ids.is_empty()
+        {
+            return;
+        }
+        self.propose(&command, now, Waiter::Leader);
+    }
+}

@@ -1,0 +1,530 @@
+//! One region's server as a sans-IO machine: Raft, the replicated state, the leader's
+//! loop (broker, blocked evaluations, plan applier, heartbeats, GC) and scheduler workers.
+//!
+//! A [`Server`] owns no clock, disk, socket or thread. The runtime feeds it inputs:
+//! [`Server::handle_peer_message`], [`Server::handle_client_rpc`],
+//! [`Server::handle_api_call`], [`Server::handle_schedule_output`],
+//! [`Server::handle_durable`] and [`Server::handle_timeout`], each with `now`, the region's
+//! unix time in milliseconds (it must never go backwards). After every input it drains the
+//! outputs **in this order**:
+//! 1. [`Server::poll_persist`]: write the Raft batch, then report it with `handle_durable`;
+//! 2. [`Server::poll_peer_message`]: send to the named server (Raft messages come out only
+//!    once the writes they depend on are durable, so persist-before-send holds end to end);
+//! 3. [`Server::poll_reply`]: answer a client node or an API caller;
+//! 4. [`Server::poll_schedule`]: run the pass on a worker thread and report its output
+//!    with `handle_schedule_output`;
+//! 5. [`Server::poll_region_forward`]: hand a call naming another region to that region;
+//! 6. [`Server::poll_timeout`]: call `handle_timeout` at that instant at the latest.
+//!
+//! Every server applies committed entries ([`crate::state::Command`] frames, stamped with
+//! the leader's time) to its [`State`] in log order and snapshots it for compaction. The
+//! leader's loop runs exactly while this server leads and has committed an entry of its
+//! term; it starts from the state (pending evaluations back into the broker, blocked ones
+//! into the tracker, every node on the failover heartbeat TTL) and is dropped whole the
+//! moment Raft steps down. [`Server::leader_epoch`] counts how often it started.
+//!
+//! Scheduler workers run on every server: a follower's workers dequeue from the leader
+//! and submit plans to it with [`PeerMessage`]s; the leader's use its broker and plan
+//! queue directly. Writes reach only the leader: a follower forwards API writes and
+//! answers client writes with [`crate::rpc::ServerReply::NotLeader`]. Reads are served
+//! from local state, blocking until the table they read passes the caller's index.
+
+mod leader;
+mod message;
+mod requests;
+mod worker;
+
+pub use leader::{GcConfig, HeartbeatConfig, LeaderService};
+pub use message::{
+    ApiCall, ApiReply, ApiRequest, ApiResponse, ClientCall, ClientConn, PassId, PeerEnvelope,
+    PeerMessage, Query, QueryResult, RegionForward, Reply, SchedulePass, WorkerId,
+};
+
+use crate::broker::BrokerConfig;
+use crate::codec::{self, FRAME_LEN_MAX_BYTES_DEFAULT, FrameKind};
+use crate::id::IdGen;
+use crate::raft::{self, Entry, Index, Membership, NodeId, Payload, Persist, Raft, Term, WriteId};
+use crate::rpc::ServerAddr;
+use crate::scheduler::{ScheduleOutput, SchedulerConfig};
+use crate::state::{ApplyOutcome, Command, State};
+use crate::time::Millis;
+use leader::LeaderLoop;
+use rand_chacha::ChaCha8Rng;
+use rand_core::SeedableRng;
+use requests::{ParkedRead, PendingWrite, Waiter};
+use std::collections::{BTreeMap, VecDeque};
+use worker::Worker;
+
+/// Blocking reads parked at once; more are answered at once with what is there.
+pub const BLOCKING_QUERIES_MAX: usize = 4096;
+/// API writes forwarded to the leader and not yet answered.
+pub const FORWARDS_PENDING_MAX: usize = 4096;
+/// Nomad's cap on a blocking query's wait.
+pub const BLOCKING_WAIT_MAX_MS: u64 = 300_000;
+
+/// A server's settings. Every bound is named with its unit last.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub id: NodeId,
+    pub region: String,
+    pub rng_seed: u64,
+    /// Every server of the region (this one included) and its RPC address.
+    pub servers: BTreeMap<NodeId, ServerAddr>,
+    pub raft: raft::Config,
+    pub broker: BrokerConfig,
+    pub scheduler: SchedulerConfig,
+    pub heartbeat: HeartbeatConfig,
+    pub gc: GcConfig,
+    /// Scheduler workers on this server.
+    pub workers_count: u32,
+    pub plans_pending_max: usize,
+    /// How long a worker waits for local state to reach an evaluation's index.
+    pub worker_state_wait_ms: u64,
+    /// How long an idle follower worker waits before asking the leader again.
+    pub dequeue_retry_ms: u64,
+    /// How long a forwarded call or a worker's request to the leader may go unanswered.
+    pub peer_rpc_timeout_ms: u64,
+}
+
+impl ServerConfig {
+    pub fn new(id: NodeId, rng_seed: u64, servers: BTreeMap<NodeId, ServerAddr>) -> ServerConfig {
+        ServerConfig {
+            id,
+            region: "global".into(),
+            rng_seed,
+            servers,
+            raft: raft::Config::new(id, rng_seed),
+            broker: BrokerConfig { seed: rng_seed ^ 0xb40c, ..BrokerConfig::default() },
+            scheduler: SchedulerConfig::default(),
+            heartbeat: HeartbeatConfig::default(),
+            gc: GcConfig::default(),
+            workers_count: 1,
+            plans_pending_max: crate::plan::queue::PLANS_PENDING_MAX_DEFAULT,
+            worker_state_wait_ms: 5_000,
+            dequeue_retry_ms: 500,
+            peer_rpc_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// A forwarded API call waiting for the leader's answer.
+#[derive(Clone, Debug)]
+struct Forwarded {
+    request_id: u64,
+    deadline: Millis,
+}
+
+/// A dry run (`job plan`) waiting for its scheduling pass.
+#[derive(Clone, Debug)]
+struct DryRun {
+    caller: requests::Caller,
+    job_modify_index: u64,
+}
+
+/// One server. See the module documentation for the protocol with the runtime.
+pub struct Server {
+    config: ServerConfig,
+    raft: Raft,
+    state: State,
+    rng: ChaCha8Rng,
+    ids: IdGen,
+    leader: Option<LeaderLoop>,
+    leader_epoch: u64,
+    services: Vec<Box<dyn LeaderService>>,
+    pending_writes: BTreeMap<Index, PendingWrite>,
+    parked: Vec<ParkedRead>,
+    forwards: BTreeMap<u64, Forwarded>,
+    next_forward: u64,
+    workers: Vec<Worker>,
+    next_pass: PassId,
+    dry_runs: BTreeMap<PassId, DryRun>,
+    passes: VecDeque<SchedulePass>,
+    peer_out: VecDeque<PeerEnvelope>,
+    replies: VecDeque<Reply>,
+    region_out: VecDeque<RegionForward>,
+    /// Plan results committed at an index a local waiter is waiting on.
+    committed_plans: BTreeMap<Index, crate::model::PlanResult>,
+    /// Committed entries whose payload did not decode (never expected; counted, skipped).
+    undecodable_entries: u64,
+}
+
+impl Server {
+    /// A brand-new server of a region whose voters are `config.servers`.
+    pub fn new(now: Millis, config: ServerConfig) -> Server {
+        let membership = Membership::with_voters(config.servers.keys().copied());
+        let raft = Raft::new(now, config.raft.clone(), membership);
+        Server::with_raft(config, raft, State::new())
+    }
+
+    /// A server restarted from its disk: Raft's durable state, the state machine restored
+    /// from `restored.snapshot` (entries after it are applied again as they commit).
+    pub fn restore(
+        now: Millis,
+        config: ServerConfig,
+        restored: raft::Restored,
+    ) -> Result<Server, crate::state::SnapshotError> {
+        let state = state_from_bytes(&restored.snapshot.data)?;
+        let raft = Raft::restore(now, config.raft.clone(), restored);
+        Ok(Server::with_raft(config, raft, state))
+    }
+
+    fn with_raft(config: ServerConfig, raft: Raft, state: State) -> Server {
+        let workers = (0..config.workers_count).map(|_| Worker::default()).collect();
+        Server {
+            rng: ChaCha8Rng::seed_from_u64(config.rng_seed ^ 0x5e4e),
+            ids: IdGen::new(config.rng_seed ^ 0x1d5),
+            config,
+            raft,
+            state,
+            leader: None,
+            leader_epoch: 0,
+            services: Vec::new(),
+            pending_writes: BTreeMap::new(),
+            parked: Vec::new(),
+            forwards: BTreeMap::new(),
+            next_forward: 0,
+            workers,
+            next_pass: 0,
+            dry_runs: BTreeMap::new(),
+            passes: VecDeque::new(),
+            peer_out: VecDeque::new(),
+            replies: VecDeque::new(),
+            region_out: VecDeque::new(),
+            undecodable_entries: 0,
+            committed_plans: BTreeMap::new(),
+        }
+    }
+
+    /// Plugs a leader-only service (the periodic dispatcher, the deployment watcher): it
+    /// starts and stops with the leader's loop and its commands go through Raft.
+    pub fn add_leader_service(&mut self, service: Box<dyn LeaderService>) {
+        self.services.push(service);
+    }
+
+    // ---------------------------------------------------------------- getters
+
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Whether this server runs the leader's loop right now.
+    pub fn is_leader_loop_active(&self) -> bool {
+        self.leader.is_some()
+    }
+
+    /// How many times this server's leader loop has started; with the term, what a
+    /// checker needs to see that at most one loop runs at a time.
+    pub fn leader_epoch(&self) -> u64 {
+        self.leader_epoch
+    }
+
+    /// The term the active leader loop serves, if any.
+    pub fn leader_loop_term(&self) -> Option<Term> {
+        self.leader.as_ref().map(|l| l.term)
+    }
+
+    pub fn undecodable_entries(&self) -> u64 {
+        self.undecodable_entries
+    }
+
+    /// The leader's address, when known.
+    pub fn leader_addr(&self) -> Option<ServerAddr> {
+        self.raft.leader().and_then(|id| self.config.servers.get(&id).cloned())
+    }
+
+    /// Broker and tracker counters on the leader (ready, unacked, blocked).
+    pub fn broker_stats(&self) -> Option<(crate::broker::BrokerStats, usize)> {
+        self.leader.as_ref().map(|l| (l.broker.stats(), l.blocked.len()))
+    }
+
+    /// The heartbeat deadline the leader holds for `node_id`.
+    pub fn heartbeat_deadline(&self, node_id: &str) -> Option<Millis> {
+        self.leader.as_ref().and_then(|l| l.heartbeats.get(node_id).copied())
+    }
+
+    // ---------------------------------------------------------------- outputs
+
+    #[must_use]
+    pub fn poll_persist(&mut self) -> Option<Persist> {
+        self.raft.poll_persist()
+    }
+
+    #[must_use]
+    pub fn poll_peer_message(&mut self) -> Option<PeerEnvelope> {
+        if let Some(envelope) = self.raft.poll_message() {
+            let raft::Envelope { from, to, message, .. } = envelope;
+            return Some(PeerEnvelope { from, to, message: PeerMessage::Raft(message) });
+        }
+        self.peer_out.pop_front()
+    }
+
+    #[must_use]
+    pub fn poll_reply(&mut self) -> Option<Reply> {
+        self.replies.pop_front()
+    }
+
+    #[must_use]
+    pub fn poll_schedule(&mut self) -> Option<SchedulePass> {
+        self.passes.pop_front()
+    }
+
+    #[must_use]
+    pub fn poll_region_forward(&mut self) -> Option<RegionForward> {
+        self.region_out.pop_front()
+    }
+
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        let mut deadlines: Vec<Millis> = Vec::new();
+        deadlines.extend(self.raft.poll_timeout());
+        if let Some(leader) = &self.leader {
+            deadlines.extend(leader.poll_timeout());
+            deadlines.extend(self.raft.lease_until());
+        }
+        deadlines.extend(
+            self.services.iter().filter(|_| self.leader.is_some()).filter_map(|s| s.poll_timeout()),
+        );
+        deadlines.extend(self.parked.iter().map(|p| p.deadline));
+        deadlines.extend(self.forwards.values().map(|f| f.deadline));
+        deadlines.extend(self.workers.iter().filter_map(Worker::deadline));
+        deadlines.into_iter().min()
+    }
+
+    // ---------------------------------------------------------------- inputs
+
+    pub fn handle_durable(&mut self, now: Millis, id: WriteId) {
+        self.raft.handle_durable(now, id);
+        self.advance(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Millis) {
+        self.raft.handle_timeout(now);
+        self.advance(now);
+        self.leader_timeouts(now);
+        self.expire_parked(now);
+        self.expire_forwards(now);
+        self.worker_timeouts(now);
+        self.advance(now);
+    }
+
+    pub fn handle_peer_message(&mut self, now: Millis, envelope: PeerEnvelope) {
+        if envelope.to != self.config.id || !self.config.servers.contains_key(&envelope.from) {
+            return; // misaddressed or from a stranger: dropped, never trusted
+        }
+        let from = envelope.from;
+        match envelope.message {
+            PeerMessage::Raft(message) => {
+                let to = self.config.id;
+                self.raft.handle_message(now, raft::Envelope { from, to, after_write: 0, message });
+            }
+            PeerMessage::Forward { forward_id, call } => {
+                self.on_forward(now, from, forward_id, call)
+            }
+            PeerMessage::ForwardReply { forward_id, reply } => {
+                if let Some(forwarded) = self.forwards.remove(&forward_id) {
+                    let response = ApiResponse { request_id: forwarded.request_id, reply };
+                    self.replies.push_back(Reply::Api(response));
+                }
+            }
+            message => self.on_worker_message(now, from, message),
+        }
+        self.advance(now);
+    }
+
+    pub fn handle_client_rpc(&mut self, now: Millis, call: ClientCall) {
+        self.on_client_rpc(now, call);
+        self.advance(now);
+    }
+
+    pub fn handle_api_call(&mut self, now: Millis, call: ApiCall) {
+        if !call.region.is_empty() && call.region != self.config.region {
+            let region = call.region.clone();
+            self.region_out.push_back(RegionForward { region, call });
+            return;
+        }
+        self.on_api_call(now, requests::Caller::Api(call.request_id), call.request);
+        self.advance(now);
+    }
+
+    /// The output of a pass from [`Server::poll_schedule`].
+    pub fn handle_schedule_output(&mut self, now: Millis, pass_id: PassId, output: ScheduleOutput) {
+        if let Some(dry_run) = self.dry_runs.remove(&pass_id) {
+            self.answer_dry_run(dry_run, output);
+        } else {
+            self.on_pass_output(now, pass_id, output);
+        }
+        self.advance(now);
+    }
+
+    // ---------------------------------------------------------------- the engine
+
+    /// Applies what committed, follows leadership changes, and runs the leader's and the
+    /// workers' next steps, until nothing moves.
+    fn advance(&mut self, now: Millis) {
+        for _ in 0..64 {
+            let mut moved = self.apply_committed(now);
+            moved |= self.follow_leadership(now);
+            if self.leader.is_some() {
+                moved |= self.leader_step(now);
+            }
+            moved |= self.workers_step(now);
+            if !moved {
+                break;
+            }
+        }
+        self.answer_parked(now);
+    }
+
+    fn apply_committed(&mut self, now: Millis) -> bool {
+        let mut moved = false;
+        if let Some(snapshot) = self.raft.poll_snapshot() {
+            match state_from_bytes(&snapshot.data) {
+                Ok(state) => self.state = state,
+                Err(_) => self.undecodable_entries += 1,
+            }
+            moved = true;
+        }
+        while let Some(entries) = self.raft.poll_committed() {
+            for entry in entries {
+                self.apply_entry(now, entry);
+            }
+            moved = true;
+        }
+        if let Some(index) = self.raft.snapshot_due()
+            && let Ok(bytes) = self.state.to_snapshot_bytes()
+        {
+            self.raft.handle_snapshot_taken(now, index, bytes);
+        }
+        moved
+    }
+
+    fn apply_entry(&mut self, now: Millis, entry: Entry) {
+        let now_ns = (entry.at.as_u64() as i64).saturating_mul(1_000_000);
+        let result = match entry.payload {
+            Payload::Command(bytes) => {
+                match codec::decode::<Command>(
+                    FrameKind::LOG_ENTRY,
+                    &bytes,
+                    FRAME_LEN_MAX_BYTES_DEFAULT,
+                ) {
+                    Ok(command) => {
+                        if let Command::PlanApply { result, .. } = &command
+                            && self.pending_writes.contains_key(&entry.index)
+                        {
+                            let result = crate::model::PlanResult {
+                                alloc_index: entry.index,
+                                ..result.clone()
+                            };
+                            self.committed_plans.insert(entry.index, result);
+                        }
+                        Some(self.state.apply(entry.index, now_ns, command))
+                    }
+                    Err(_) => {
+                        self.undecodable_entries += 1;
+                        None
+                    }
+                }
+            }
+            Payload::Noop | Payload::Membership(_) => None,
+        };
+        if let (Some(leader), Some(Ok(outcome))) = (self.leader.as_mut(), &result) {
+            leader.absorb(now, entry.index, outcome);
+        }
+        if let Some(pending) = self.pending_writes.remove(&entry.index) {
+            let result = if pending.term == entry.term {
+                result.unwrap_or(Ok(ApplyOutcome::default())).map_err(|e| e.to_string())
+            } else {
+                Err("leadership lost while committing".to_owned())
+            };
+            self.resolve_write(now, entry.index, pending.waiter, result);
+        }
+    }
+
+    /// Starts the leader's loop once Raft leads with an entry of its term committed and
+    /// applied, and holds a lease (a quorum heard it recently enough that no other leader
+    /// can be elected); drops it the moment either ends, so at most one loop runs at once.
+    fn follow_leadership(&mut self, now: Millis) -> bool {
+        let leased = self.raft.lease_until().is_some_and(|until| now < until);
+        let ready = leased
+            && self.raft.term_at(self.raft.commit_index()) == Some(self.raft.term())
+            && self.raft.applied_index() == self.raft.commit_index();
+        match &self.leader {
+            None if ready => {
+                self.establish_leadership(now);
+                true
+            }
+            Some(running) if !leased || running.term != self.raft.term() => {
+                self.revoke_leadership(now);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn establish_leadership(&mut self, now: Millis) {
+        self.leader_epoch += 1;
+        let term = self.raft.term();
+        let leader = LeaderLoop::establish(now, term, &self.config, &self.state);
+        self.leader = Some(leader);
+        for service in &mut self.services {
+            service.establish(now, &self.state);
+        }
+    }
+
+    fn revoke_leadership(&mut self, now: Millis) {
+        self.leader = None;
+        for service in &mut self.services {
+            service.revoke();
+        }
+        let pending = std::mem::take(&mut self.pending_writes);
+        for write in pending.into_values() {
+            self.fail_waiter(now, write.waiter, "leadership lost while committing".into());
+        }
+        for worker in &mut self.workers {
+            worker.reset();
+        }
+    }
+
+    /// Proposes `command` through Raft; `waiter` learns the outcome once it applies.
+    fn propose(&mut self, command: &Command, now: Millis, waiter: Waiter) {
+        let bytes = match codec::encode(FrameKind::LOG_ENTRY, command) {
+            Ok(bytes) => bytes,
+            Err(error) => return self.fail_waiter(now, waiter, format!("cannot encode: {error}")),
+        };
+        match self.raft.propose(now, bytes) {
+            Ok(index) => {
+                let term = self.raft.term();
+                self.pending_writes.insert(index, PendingWrite { term, waiter });
+            }
+            Err(error) => self.fail_waiter(now, waiter, error.to_string()),
+        }
+    }
+
+    fn send(&mut self, to: NodeId, message: PeerMessage) {
+        self.peer_out.push_back(PeerEnvelope { from: self.config.id, to, message });
+    }
+
+    fn now_ns(now: Millis) -> i64 {
+        (now.as_u64() as i64).saturating_mul(1_000_000)
+    }
+
+    fn leader_id(&self) -> Option<NodeId> {
+        self.raft.leader().filter(|&id| id != self.config.id || self.leader.is_some())
+    }
+}
+
+/// The state a snapshot's bytes hold; empty bytes are the empty state of a new region.
+fn state_from_bytes(bytes: &[u8]) -> Result<State, crate::state::SnapshotError> {
+    if bytes.is_empty() {
+        return Ok(State::new());
+    }
+    State::from_snapshot_bytes(bytes, FRAME_LEN_MAX_BYTES_DEFAULT)
+}

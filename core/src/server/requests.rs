@@ -1,0 +1,722 @@
+//! Requests: client RPCs and API calls turned into commands, forwarded to the leader, or
+//! answered from local state (blocking until the table read passes the caller's index).
+
+use super::leader::{GcConfig, PlanOrigin};
+use super::{
+    ApiReply, ApiRequest, ApiResponse, BLOCKING_QUERIES_MAX, BLOCKING_WAIT_MAX_MS, ClientCall,
+    ClientConn, DryRun, FORWARDS_PENDING_MAX, Forwarded, PeerMessage, Query, QueryResult, Reply,
+    SchedulePass, Server,
+};
+use crate::id::seed_from;
+use crate::model::{
+    AllocClientStatus, DrainStrategy, EvalStatus, Evaluation, Job, NodeEligibility, NodeStatus,
+    SchedulerType, Timestamp, TriggeredBy,
+};
+use crate::raft::{Index, NodeId, Term};
+use crate::rpc::{ClientRequest, ServerReply, ServerRpc};
+use crate::state::{AllocClientUpdate, ApplyOutcome, Command, JobKey, State};
+use crate::time::Millis;
+use rand_core::Rng;
+use std::sync::Arc;
+
+/// Who asked an API question: a local caller, or a follower that forwarded it.
+#[derive(Clone, Debug)]
+pub(super) enum Caller {
+    Api(u64),
+    Peer { peer: NodeId, forward_id: u64 },
+}
+
+/// What a committed write must be answered with.
+#[derive(Clone, Debug)]
+pub(super) enum Waiter {
+    Api {
+        caller: Caller,
+        eval_ids: Vec<String>,
+    },
+    /// Node register or heartbeat: the node's TTL.
+    Heartbeat {
+        conn: ClientConn,
+        request_id: u64,
+        ttl_ms: u64,
+    },
+    AllocUpdate {
+        conn: ClientConn,
+        request_id: u64,
+    },
+    Plan {
+        origin: PlanOrigin,
+        eval_id: String,
+        token: String,
+    },
+    /// A worker's final evaluations: ack the evaluation once they are stored.
+    Finish {
+        eval_id: String,
+        token: String,
+    },
+    /// The leader's own housekeeping.
+    Leader,
+}
+
+/// A command to commit and the IDs of the evaluations it creates.
+type WriteCommand = (Command, Vec<String>);
+
+#[derive(Clone, Debug)]
+pub(super) struct PendingWrite {
+    pub term: Term,
+    pub waiter: Waiter,
+}
+
+#[derive(Clone, Debug)]
+pub(super) enum ReadCaller {
+    Api(Caller),
+    Client { conn: ClientConn, request_id: u64 },
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct ParkedRead {
+    caller: ReadCaller,
+    query: Query,
+    min_index: u64,
+    pub deadline: Millis,
+}
+
+impl Server {
+    pub(super) fn on_client_rpc(&mut self, now: Millis, call: ClientCall) {
+        let (conn, request_id) = (call.conn, call.rpc.request_id);
+        let is_read = matches!(call.rpc.request, ClientRequest::NodeAllocs { .. });
+        if self.leader.is_none() && !is_read {
+            let reply = ServerReply::NotLeader {
+                leader: self.leader_id().and_then(|id| self.config.servers.get(&id).cloned()),
+            };
+            return self.reply_client(conn, request_id, reply);
+        }
+        match call.rpc.request {
+            ClientRequest::NodeRegister { node } => {
+                self.node_register(now, conn, request_id, *node)
+            }
+            ClientRequest::NodeHeartbeat { node_id, status } => {
+                self.node_heartbeat(now, conn, request_id, &node_id, status)
+            }
+            ClientRequest::AllocUpdate { node_id, updates } => {
+                self.alloc_update(now, conn, request_id, &node_id, updates)
+            }
+            // Reads are served by any server, from its own state.
+            ClientRequest::NodeAllocs { node_id, min_index, wait_ms } => {
+                let caller = ReadCaller::Client { conn, request_id };
+                self.read(now, caller, Query::NodeAllocs { node_id }, min_index, wait_ms)
+            }
+        }
+    }
+
+    fn reply_client(&mut self, conn: ClientConn, request_id: u64, reply: ServerReply) {
+        self.replies.push_back(Reply::Client { conn, rpc: ServerRpc { request_id, reply } });
+    }
+
+    fn node_register(
+        &mut self,
+        now: Millis,
+        conn: ClientConn,
+        request_id: u64,
+        node: crate::model::Node,
+    ) {
+        if node.id.is_empty() {
+            let message = "missing node ID for client registration".to_owned();
+            return self.reply_client(conn, request_id, ServerReply::Error { message });
+        }
+        let ttl_ms = self.reset_heartbeat(now, &node.id);
+        let ready = node.status == NodeStatus::Ready;
+        let node_id = node.id.clone();
+        self.propose(
+            &Command::NodeRegister { node },
+            now,
+            Waiter::Heartbeat { conn, request_id, ttl_ms },
+        );
+        // A new ready node may run system jobs: evaluate them for it.
+        let evals: Vec<Evaluation> =
+            if ready { self.system_job_evals(now, &node_id) } else { Vec::new() };
+        if !evals.is_empty() {
+            self.propose(&Command::EvalUpsert { evals }, now, Waiter::Leader);
+        }
+    }
+
+    fn system_job_evals(&mut self, now: Millis, node_id: &str) -> Vec<Evaluation> {
+        let keys: Vec<JobKey> = self
+            .state
+            .jobs()
+            .filter(|j| {
+                matches!(
+                    j.job_type,
+                    crate::model::JobType::System | crate::model::JobType::Sysbatch
+                ) && !j.stop
+            })
+            .map(|j| JobKey::of_job(j))
+            .collect();
+        keys.iter()
+            .filter_map(|k| self.job_eval(now, k, TriggeredBy::NodeUpdate))
+            .map(|e| Evaluation { node_id: node_id.to_owned(), ..e })
+            .collect()
+    }
+
+    fn node_heartbeat(
+        &mut self,
+        now: Millis,
+        conn: ClientConn,
+        request_id: u64,
+        node_id: &str,
+        status: NodeStatus,
+    ) {
+        let Some(node) = self.state.node(node_id) else {
+            let message = format!("node not found: {node_id}");
+            return self.reply_client(conn, request_id, ServerReply::Error { message });
+        };
+        let changed = node.status != status;
+        let ttl_ms = self.reset_heartbeat(now, node_id);
+        let waiter = Waiter::Heartbeat { conn, request_id, ttl_ms };
+        if changed {
+            let evals = if status == NodeStatus::Ready {
+                self.node_evals(now, node_id, TriggeredBy::NodeUpdate)
+            } else {
+                Vec::new()
+            };
+            let command = Command::NodeStatus { node_id: node_id.to_owned(), status, evals };
+            return self.propose(&command, now, waiter);
+        }
+        self.resolve_write(now, self.state.latest_index(), waiter, Ok(ApplyOutcome::default()));
+    }
+
+    fn alloc_update(
+        &mut self,
+        now: Millis,
+        conn: ClientConn,
+        request_id: u64,
+        node_id: &str,
+        updates: Vec<AllocClientUpdate>,
+    ) {
+        // Only the node's own allocations may be reported by it.
+        let foreign = updates
+            .iter()
+            .find(|u| self.state.alloc(&u.alloc_id).is_some_and(|a| a.node_id != node_id));
+        if let Some(update) = foreign {
+            let message = format!("allocation {} does not run on node {node_id}", update.alloc_id);
+            return self.reply_client(conn, request_id, ServerReply::Error { message });
+        }
+        let mut failed_jobs: Vec<JobKey> = updates
+            .iter()
+            .filter(|u| u.client_status == AllocClientStatus::Failed)
+            .filter_map(|u| self.state.alloc(&u.alloc_id))
+            .filter(|a| a.client_status != AllocClientStatus::Failed)
+            .map(|a| JobKey::new(&a.namespace, &a.job_id))
+            .collect();
+        failed_jobs.sort();
+        failed_jobs.dedup();
+        let evals = failed_jobs
+            .iter()
+            .filter_map(|k| self.job_eval(now, k, TriggeredBy::AllocFailure))
+            .collect();
+        let command = Command::AllocClientUpdate { updates, evals };
+        self.propose(&command, now, Waiter::AllocUpdate { conn, request_id });
+    }
+
+    // ------------------------------------------------------------------ API calls
+
+    pub(super) fn on_api_call(&mut self, now: Millis, caller: Caller, request: ApiRequest) {
+        match request {
+            ApiRequest::Read { query, min_index, wait_ms } => {
+                self.read(now, ReadCaller::Api(caller), query, min_index, wait_ms)
+            }
+            ApiRequest::JobPlan { job } => self.dry_run(now, caller, *job),
+            request if self.leader.is_some() => self.write(now, caller, request),
+            request => self.forward_or_refuse(now, caller, request),
+        }
+    }
+
+    fn forward_or_refuse(&mut self, now: Millis, caller: Caller, request: ApiRequest) {
+        let leader = self.leader_id().filter(|&id| id != self.config.id);
+        match (leader, &caller) {
+            (Some(leader), Caller::Api(request_id))
+                if self.forwards.len() < FORWARDS_PENDING_MAX =>
+            {
+                self.next_forward += 1;
+                let forward_id = self.next_forward;
+                let deadline = now + Millis(self.config.peer_rpc_timeout_ms);
+                self.forwards.insert(forward_id, Forwarded { request_id: *request_id, deadline });
+                let call =
+                    super::ApiCall { request_id: *request_id, region: String::new(), request };
+                self.send(leader, PeerMessage::Forward { forward_id, call });
+            }
+            _ => {
+                let leader = self.leader_id().and_then(|id| self.config.servers.get(&id).cloned());
+                self.answer(caller, ApiReply::NotLeader { leader });
+            }
+        }
+    }
+
+    /// A follower's forwarded write: served if leading, never forwarded again.
+    pub(super) fn on_forward(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        forward_id: u64,
+        call: super::ApiCall,
+    ) {
+        let caller = Caller::Peer { peer: from, forward_id };
+        if self.leader.is_some() && call.request.is_write() {
+            return self.write(now, caller, call.request);
+        }
+        let leader = self.leader_id().and_then(|id| self.config.servers.get(&id).cloned());
+        self.answer(caller, ApiReply::NotLeader { leader });
+    }
+
+    pub(super) fn answer(&mut self, caller: Caller, reply: ApiReply) {
+        match caller {
+            Caller::Api(request_id) => {
+                self.replies.push_back(Reply::Api(ApiResponse { request_id, reply }))
+            }
+            Caller::Peer { peer, forward_id } => {
+                self.send(peer, PeerMessage::ForwardReply { forward_id, reply })
+            }
+        }
+    }
+
+    fn write(&mut self, now: Millis, caller: Caller, request: ApiRequest) {
+        // Stopping a job that does not exist succeeds at once and commits nothing (Nomad).
+        if let ApiRequest::JobDeregister { namespace, job_id, .. } = &request
+            && self.state.job(namespace, job_id).is_none()
+        {
+            let index = self.state.latest_index();
+            let reply = ApiReply::Write {
+                index,
+                job_modify_index: 0,
+                eval_ids: vec![],
+                eval_create_index: 0,
+            };
+            return self.answer(caller, reply);
+        }
+        match self.command_for(now, request) {
+            Ok((command, eval_ids)) => {
+                self.propose(&command, now, Waiter::Api { caller, eval_ids })
+            }
+            Err(message) => self.answer(caller, ApiReply::Error { message }),
+        }
+    }
+
+    /// The command a write commits, and the evaluations it creates.
+    fn command_for(&mut self, now: Millis, request: ApiRequest) -> Result<WriteCommand, String> {
+        match request {
+            ApiRequest::JobRegister { job, enforce_index } => {
+                if job.id.is_empty() {
+                    return Err("Missing job ID for registration".into());
+                }
+                let eval = (!job.is_template())
+                    .then(|| self.new_eval(now, &job, TriggeredBy::JobRegister));
+                let ids = eval.iter().map(|e| e.id.clone()).collect();
+                Ok((Command::JobRegister { job: *job, enforce_index, eval }, ids))
+            }
+            ApiRequest::JobDeregister { namespace, job_id, purge } => {
+                let job = self.stored_job(&namespace, &job_id)?;
+                let eval = self.new_eval(now, &job, TriggeredBy::JobDeregister);
+                let ids = vec![eval.id.clone()];
+                Ok((Command::JobDeregister { namespace, job_id, purge, eval: Some(eval) }, ids))
+            }
+            ApiRequest::JobEvaluate { namespace, job_id } => {
+                let job = self.state.job(&namespace, &job_id).ok_or("job not found")?.clone();
+                let eval = self.new_eval(now, &job, TriggeredBy::JobRegister);
+                let ids = vec![eval.id.clone()];
+                Ok((Command::EvalUpsert { evals: vec![eval] }, ids))
+            }
+            ApiRequest::JobRevert { namespace, job_id, version, enforce_prior_version } => {
+                self.revert_command(now, (&namespace, &job_id), version, enforce_prior_version)
+            }
+            ApiRequest::JobScale { namespace, job_id, group, count } => {
+                self.scale_command(now, (&namespace, &job_id), &group, count)
+            }
+            ApiRequest::NodeDrain { node_id, drain } => {
+                self.stored_node(&node_id)?;
+                let evals = match drain {
+                    Some(_) => self.node_evals(now, &node_id, TriggeredBy::NodeDrain),
+                    None => Vec::new(),
+                };
+                let drain = drain.map(|s| DrainStrategy::start(s, Timestamp(Server::now_ns(now))));
+                let ids = evals.iter().map(|e| e.id.clone()).collect();
+                Ok((Command::NodeDrain { node_id, drain, evals }, ids))
+            }
+            ApiRequest::NodeEligibility { node_id, eligibility } => {
+                self.stored_node(&node_id)?;
+                let evals = match eligibility {
+                    NodeEligibility::Eligible => {
+                        self.node_evals(now, &node_id, TriggeredBy::NodeUpdate)
+                    }
+                    NodeEligibility::Ineligible => Vec::new(),
+                };
+                let ids = evals.iter().map(|e| e.id.clone()).collect();
+                Ok((Command::NodeEligibility { node_id, eligibility, evals }, ids))
+            }
+            ApiRequest::Read { .. } | ApiRequest::JobPlan { .. } => Err("not a write".into()),
+        }
+    }
+
+    /// Registers a kept version again, as Nomad's `Job.Revert` (same texts); with a prior
+    /// version to enforce, the registration enforces the current job modify index too.
+    fn revert_command(
+        &mut self,
+        now: Millis,
+        (namespace, job_id): (&str, &str),
+        version: u64,
+        enforce_prior_version: Option<u64>,
+    ) -> Result<WriteCommand, String> {
+        let Some(current) = self.state.job(namespace, job_id).cloned() else {
+            return Err(format!("job {job_id:?} not found"));
+        };
+        if version == current.version {
+            return Err("can't revert to current version".into());
+        }
+        let Some(old) = self.state.job_version(namespace, job_id, version) else {
+            return Err(format!(
+                "job {job_id:?} in namespace {namespace:?} at version {version} not found"
+            ));
+        };
+        if let Some(prior) = enforce_prior_version.filter(|&p| p != current.version) {
+            let current = current.version;
+            return Err(format!("Current job has version {current}; enforcing version {prior}"));
+        }
+        let enforce_index = enforce_prior_version.map(|_| current.job_modify_index);
+        let job = (*old).clone();
+        let eval = self.new_eval(now, &job, TriggeredBy::JobRegister);
+        let ids = vec![eval.id.clone()];
+        Ok((Command::JobRegister { job, enforce_index, eval: Some(eval) }, ids))
+    }
+
+    /// Sets a group's count, as Nomad's `Job.Scale` (same texts).
+    fn scale_command(
+        &mut self,
+        now: Millis,
+        (namespace, job_id): (&str, &str),
+        group: &str,
+        count: i64,
+    ) -> Result<WriteCommand, String> {
+        let Some(mut job) = self.state.job(namespace, job_id).map(|j| (**j).clone()) else {
+            return Err(format!("job {job_id:?} not found"));
+        };
+        if count < 0 {
+            return Err("scaling action count can't be negative".into());
+        }
+        if job.job_type == crate::model::JobType::System && count > 1 {
+            return Err("jobs of type \"system\" can only be scaled to 1 or 0".into());
+        }
+        let Some(target) = job.task_groups.iter_mut().find(|g| g.name == group) else {
+            return Err(format!(
+                "task group {group:?} specified for scaling does not exist in job"
+            ));
+        };
+        target.count = count as _;
+        let enforce_index = Some(job.job_modify_index);
+        let eval = self.new_eval(now, &job, TriggeredBy::JobScaling);
+        let ids = vec![eval.id.clone()];
+        Ok((Command::JobRegister { job, enforce_index, eval: Some(eval) }, ids))
+    }
+
+    fn stored_job(&self, namespace: &str, job_id: &str) -> Result<Job, String> {
+        self.state
+            .job(namespace, job_id)
+            .map(|j| (**j).clone())
+            .ok_or_else(|| "job not found".to_owned())
+    }
+
+    fn stored_node(&self, node_id: &str) -> Result<(), String> {
+        self.state.node(node_id).map(drop).ok_or_else(|| format!("node not found: {node_id}"))
+    }
+
+    fn new_eval(&mut self, now: Millis, job: &Job, trigger: TriggeredBy) -> Evaluation {
+        Evaluation {
+            id: self.ids.next_id(),
+            namespace: job.namespace.clone(),
+            priority: job.priority,
+            scheduler: SchedulerType::from(job.job_type),
+            triggered_by: trigger,
+            job_id: job.id.clone(),
+            status: EvalStatus::Pending,
+            create_time: Server::now_ns(now),
+            modify_time: Server::now_ns(now),
+            ..Evaluation::default()
+        }
+    }
+
+    // ------------------------------------------------------------------ dry runs
+
+    /// `job plan`: the job registered on a private copy of the state, scheduled as a pass,
+    /// answered with what the scheduler would do. Nothing reaches Raft.
+    fn dry_run(&mut self, now: Millis, caller: Caller, job: Job) {
+        let job_modify_index =
+            self.state.job(&job.namespace, &job.id).map_or(0, |j| j.job_modify_index);
+        let mut eval = self.new_eval(now, &job, TriggeredBy::JobRegister);
+        eval.annotate_plan = true;
+        let mut snapshot = self.state.snapshot();
+        let index = snapshot.latest_index() + 1;
+        let register = Command::JobRegister { job, enforce_index: None, eval: Some(eval.clone()) };
+        if let Err(error) = snapshot.apply(index, Server::now_ns(now), register) {
+            return self.answer(caller, ApiReply::Error { message: error.to_string() });
+        }
+        let eval = snapshot.eval(&eval.id).map(|e| (**e).clone()).unwrap_or(eval);
+        self.next_pass += 1;
+        let pass_id = self.next_pass;
+        self.dry_runs.insert(pass_id, DryRun { caller, job_modify_index });
+        let seed = seed_from(&eval.id, index);
+        let config = self.config.scheduler;
+        let now_ns = Server::now_ns(now);
+        self.passes.push_back(SchedulePass { pass_id, eval, snapshot, seed, now_ns, config });
+    }
+
+    pub(super) fn answer_dry_run(
+        &mut self,
+        dry_run: DryRun,
+        output: crate::scheduler::ScheduleOutput,
+    ) {
+        let reply = ApiReply::Plan {
+            job_modify_index: dry_run.job_modify_index,
+            desired_updates: output.desired_updates,
+            failed_tg_allocs: output.failed_tg_allocs,
+            created_evals: output.followups,
+            plan: Box::new(output.plan),
+        };
+        self.answer(dry_run.caller, reply);
+    }
+
+    // ------------------------------------------------------------------ write outcomes
+
+    pub(super) fn resolve_write(
+        &mut self,
+        now: Millis,
+        index: Index,
+        waiter: Waiter,
+        result: Result<ApplyOutcome, String>,
+    ) {
+        match (waiter, result) {
+            (Waiter::Api { caller, eval_ids }, Ok(outcome)) => {
+                let eval_create_index = if eval_ids.is_empty() { 0 } else { index };
+                let job_modify_index = outcome.job_modify_index;
+                let reply =
+                    ApiReply::Write { index, job_modify_index, eval_ids, eval_create_index };
+                self.answer(caller, reply);
+            }
+            (Waiter::Heartbeat { conn, request_id, ttl_ms }, Ok(_)) => {
+                let servers = self.config.servers.values().cloned().collect();
+                let reply = ServerReply::HeartbeatOk { index, heartbeat_ttl_ms: ttl_ms, servers };
+                self.reply_client(conn, request_id, reply);
+            }
+            (Waiter::AllocUpdate { conn, request_id }, Ok(_)) => {
+                self.reply_client(conn, request_id, ServerReply::AllocUpdateOk { index })
+            }
+            (Waiter::Plan { origin, eval_id, token }, result) => {
+                self.plan_applied(now, &eval_id, &token);
+                let result = result.and_then(|_| self.committed_plan(index));
+                self.answer_plan(now, &origin, result);
+            }
+            (Waiter::Finish { eval_id, token }, Ok(_)) => {
+                if let Some(leader) = self.leader.as_mut() {
+                    let _ = leader.broker.handle_ack(now, &eval_id, &token);
+                }
+            }
+            (waiter, Err(message)) => self.fail_waiter(now, waiter, message),
+            (Waiter::Leader, Ok(_)) => {}
+        }
+    }
+
+    /// The plan result as committed at `index` (read back from the log entry).
+    fn committed_plan(&mut self, index: Index) -> Result<Box<crate::model::PlanResult>, String> {
+        match self.committed_plans.remove(&index) {
+            Some(result) => Ok(Box::new(result)),
+            None => Err("the plan's entry did not hold a plan".into()),
+        }
+    }
+
+    pub(super) fn fail_waiter(&mut self, now: Millis, waiter: Waiter, message: String) {
+        match waiter {
+            Waiter::Api { caller, .. } => self.answer(caller, ApiReply::Error { message }),
+            Waiter::Heartbeat { conn, request_id, .. }
+            | Waiter::AllocUpdate { conn, request_id } => {
+                self.reply_client(conn, request_id, ServerReply::Error { message })
+            }
+            Waiter::Plan { origin, eval_id, token } => {
+                self.plan_applied(now, &eval_id, &token);
+                self.answer_plan(now, &origin, Err(message))
+            }
+            Waiter::Finish { .. } | Waiter::Leader => {}
+        }
+    }
+
+    // ------------------------------------------------------------------ reads
+
+    fn read(
+        &mut self,
+        now: Millis,
+        caller: ReadCaller,
+        query: Query,
+        min_index: u64,
+        wait_ms: u64,
+    ) {
+        let ready = min_index == 0 || table_index(&self.state, &query) > min_index;
+        if ready || wait_ms == 0 || self.parked.len() >= BLOCKING_QUERIES_MAX {
+            return self.answer_read(caller, &query);
+        }
+        let wait_ms = wait_ms.min(BLOCKING_WAIT_MAX_MS);
+        let jitter_ms = self.rng.next_u64() % (wait_ms / 16).max(1);
+        let deadline = now + Millis(wait_ms + jitter_ms);
+        self.parked.push(ParkedRead { caller, query, min_index, deadline });
+    }
+
+    fn answer_read(&mut self, caller: ReadCaller, query: &Query) {
+        let index = table_index(&self.state, query);
+        let result = run_query(&self.state, query);
+        match caller {
+            ReadCaller::Api(caller) => self.answer(caller, ApiReply::Read { index, result }),
+            ReadCaller::Client { conn, request_id } => {
+                let allocs = match result {
+                    QueryResult::Allocs(allocs) => allocs,
+                    _ => Vec::new(),
+                };
+                self.reply_client(conn, request_id, ServerReply::NodeAllocs { index, allocs });
+            }
+        }
+    }
+
+    /// Answers parked reads whose table passed their index.
+    pub(super) fn answer_parked(&mut self, _now: Millis) {
+        let parked = std::mem::take(&mut self.parked);
+        for read in parked {
+            if table_index(&self.state, &read.query) > read.min_index {
+                self.answer_read(read.caller, &read.query);
+            } else {
+                self.parked.push(read);
+            }
+        }
+    }
+
+    pub(super) fn expire_parked(&mut self, now: Millis) {
+        let parked = std::mem::take(&mut self.parked);
+        for read in parked {
+            if read.deadline <= now {
+                self.answer_read(read.caller, &read.query);
+            } else {
+                self.parked.push(read);
+            }
+        }
+    }
+
+    pub(super) fn expire_forwards(&mut self, now: Millis) {
+        let expired: Vec<u64> =
+            self.forwards.iter().filter(|(_, f)| f.deadline <= now).map(|(id, _)| *id).collect();
+        for id in expired {
+            let forwarded = self.forwards.remove(&id).expect("listed above");
+            let message = "rpc error: timeout waiting for the leader".to_owned();
+            self.answer(Caller::Api(forwarded.request_id), ApiReply::Error { message });
+        }
+    }
+}
+
+/// The index of the table a query reads: what a blocking query waits on.
+fn table_index(state: &State, query: &Query) -> u64 {
+    let indexes = state.table_indexes();
+    match query {
+        Query::Job { .. } | Query::Jobs => indexes.jobs,
+        Query::Node { .. } | Query::Nodes => indexes.nodes,
+        Query::JobAllocs { .. } | Query::NodeAllocs { .. } => indexes.allocs,
+        Query::Eval { .. } | Query::Evals => indexes.evals,
+    }
+}
+
+fn run_query(state: &State, query: &Query) -> QueryResult {
+    let owned = |job: &Arc<Job>| (**job).clone();
+    match query {
+        Query::Job { namespace, job_id } => {
+            QueryResult::Job(state.job(namespace, job_id).map(|j| Box::new(owned(j))))
+        }
+        Query::Jobs => QueryResult::Jobs(state.jobs().map(owned).collect()),
+        Query::Node { node_id } => {
+            QueryResult::Node(state.node(node_id).map(|n| Box::new((**n).clone())))
+        }
+        Query::Nodes => QueryResult::Nodes(state.nodes().map(|n| (**n).clone()).collect()),
+        Query::JobAllocs { namespace, job_id } => QueryResult::Allocs(
+            state.job_allocs(namespace, job_id).iter().map(|a| (**a).clone()).collect(),
+        ),
+        Query::NodeAllocs { node_id } => {
+            // Clients need the job each allocation runs; state stores it once per version.
+            let allocs =
+                state.node_allocs(node_id).map(|n| n.allocs.values().cloned().collect::<Vec<_>>());
+            let with_job = allocs.unwrap_or_default().into_iter().map(|a| {
+                let mut alloc = (*a).clone();
+                alloc.job = state.alloc_job(&a).map(|j| Box::new((*j).clone()));
+                alloc
+            });
+            QueryResult::Allocs(with_job.collect())
+        }
+        Query::Eval { eval_id } => {
+            QueryResult::Eval(state.eval(eval_id).map(|e| Box::new((**e).clone())))
+        }
+        Query::Evals => QueryResult::Evals(state.evals().map(|e| (**e).clone()).collect()),
+    }
+}
+
+/// What garbage collection may reap now: terminal evaluations past their threshold with
+/// their terminal allocations, dead jobs past theirs with everything they left, and down
+/// nodes past theirs that run nothing. Each kind is bounded by `reap_batch_max`.
+pub(super) fn gc_candidates(state: &State, now_ns: i64, gc: &GcConfig) -> Command {
+    let older = |time_ns: i64, threshold_ms: u64| {
+        now_ns.saturating_sub(time_ns) >= (threshold_ms as i64).saturating_mul(1_000_000)
+    };
+    let mut eval_ids = Vec::new();
+    let mut alloc_ids = Vec::new();
+    for eval in state.evals() {
+        let threshold = match eval.scheduler {
+            SchedulerType::Batch | SchedulerType::Sysbatch => gc.batch_eval_gc_threshold_ms,
+            _ => gc.eval_gc_threshold_ms,
+        };
+        if !eval.is_terminal() || !older(eval.modify_time, threshold) {
+            continue;
+        }
+        let allocs = state.job_allocs(&eval.namespace, &eval.job_id);
+        let mine: Vec<_> = allocs.iter().filter(|a| a.eval_id == eval.id).collect();
+        if mine.iter().any(|a| !a.is_terminal()) {
+            continue;
+        }
+        alloc_ids.extend(mine.iter().map(|a| a.id.clone()));
+        eval_ids.push(eval.id.clone());
+    }
+    let mut jobs = Vec::new();
+    for job in state.jobs().filter(|j| j.stop && j.status == "dead") {
+        let evals: Vec<_> =
+            state.evals().filter(|e| e.job_id == job.id && e.namespace == job.namespace).collect();
+        let newest =
+            evals.iter().map(|e| e.modify_time).chain([job.submit_time]).max().unwrap_or(0);
+        if evals.iter().any(|e| !e.is_terminal()) || !older(newest, gc.job_gc_threshold_ms) {
+            continue;
+        }
+        eval_ids.extend(evals.iter().map(|e| e.id.clone()));
+        alloc_ids.extend(state.job_allocs(&job.namespace, &job.id).iter().map(|a| a.id.clone()));
+        jobs.push(JobKey::of_job(job));
+    }
+    let node_ids = state
+        .nodes()
+        .filter(|n| {
+            n.status == NodeStatus::Down
+                && older(n.status_updated_at.saturating_mul(1_000_000_000), gc.node_gc_threshold_ms)
+        })
+        .filter(|n| {
+            state.node_allocs(&n.id).is_none_or(|a| a.allocs.values().all(|a| a.is_terminal()))
+        })
+        .map(|n| n.id.clone())
+        .collect::<Vec<_>>();
+    let bound = gc.reap_batch_max;
+    eval_ids.sort();
+    eval_ids.dedup();
+    alloc_ids.sort();
+    alloc_ids.dedup();
+    eval_ids.truncate(bound);
+    alloc_ids.truncate(bound);
+    jobs.truncate(bound);
+    Command::Reap {
+        eval_ids,
+        alloc_ids,
+        jobs,
+        node_ids: node_ids.into_iter().take(bound).collect(),
+    }
+}

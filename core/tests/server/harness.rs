@@ -1,0 +1,912 @@
+//! An in-process region: three `core::server` machines, scripted client nodes speaking
+//! `core::rpc`, an in-memory network and disks, scheduling passes run inline, and the
+//! safety checks (at most one active leader loop, applied histories that agree, no node
+//! over-committed) after every step.
+//!
+//! Time starts at a fixed unix instant and moves only with `tick`/`campaign` (which
+//! ticks until the new leader's loop runs); `tick`
+//! jumps from one deadline to the next. Every disk write is synced as soon as it is
+//! issued. Client nodes heartbeat on their own at half their TTL until stopped.
+
+#![allow(dead_code)]
+
+use drover_core::jobspec::{ParseOptions, parse};
+use drover_core::model::{
+    AllocClientStatus, DrainSpec, DriverInfo, Job, Node, NodeEligibility, NodeStatus,
+};
+use drover_core::raft::{Entry, HardState, Index, NodeId, Persist, Restored, Snapshot, Term};
+use drover_core::rpc::{ClientRequest, ClientRpc, ServerReply};
+use drover_core::server::{
+    ApiCall, ApiReply, ApiRequest, ClientCall, PeerEnvelope, Query, QueryResult, Reply,
+    SchedulePass, Server, ServerConfig,
+};
+use drover_core::state::{AllocClientUpdate, State};
+use drover_core::time::Millis;
+use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt::Write as _;
+
+/// 2023-11-14T22:13:20Z: servers read unix milliseconds.
+pub const START_MS: u64 = 1_700_000_000_000;
+
+#[derive(Default)]
+struct Disk {
+    hard_state: HardState,
+    snapshot: Snapshot,
+    entries: Vec<Entry>,
+}
+
+impl Disk {
+    fn write(&mut self, persist: &Persist) {
+        if let Some(snapshot) = &persist.snapshot {
+            let first = self.snapshot.meta.index + 1;
+            if persist.log_reset {
+                self.entries.clear();
+            } else {
+                let drop = (snapshot.meta.index + 1).saturating_sub(first) as usize;
+                self.entries.drain(..drop.min(self.entries.len()));
+            }
+            self.snapshot = snapshot.clone();
+        }
+        if let Some(hard_state) = persist.hard_state {
+            self.hard_state = hard_state;
+        }
+        for entry in &persist.entries {
+            let first = self.snapshot.meta.index + 1;
+            if entry.index < first {
+                continue;
+            }
+            self.entries.truncate((entry.index - first) as usize);
+            self.entries.push(entry.clone());
+        }
+    }
+}
+
+struct Peer {
+    server: Option<Server>,
+    config: ServerConfig,
+    disk: Disk,
+    /// The leader loop state last printed: (active, epoch).
+    shown: (bool, u64),
+    /// Applied indexes already checked against the region's history.
+    checked: Index,
+}
+
+struct ClientNode {
+    node: Node,
+    server: NodeId,
+    alive: bool,
+    next_heartbeat: Millis,
+}
+
+pub struct Cluster {
+    pub now: Millis,
+    peers: BTreeMap<NodeId, Peer>,
+    queue: VecDeque<PeerEnvelope>,
+    isolated: BTreeSet<NodeId>,
+    clients: BTreeMap<String, ClientNode>,
+    next_request: u64,
+    /// Requests whose replies are not printed (automatic heartbeats).
+    quiet: BTreeSet<u64>,
+    /// The term of each applied index, as first seen on any server.
+    history: BTreeMap<Index, Term>,
+    /// Which server ran a leader loop in which term.
+    loop_terms: BTreeMap<Term, NodeId>,
+    pub violations: Vec<String>,
+    /// Percent of peer messages dropped (the property test's fault), drawn from `rng`.
+    pub drop_percent: u64,
+    /// Servers whose scheduling passes wait for `run-passes` instead of running at once.
+    deferred: BTreeSet<NodeId>,
+    held: Vec<(NodeId, SchedulePass)>,
+    rng: ChaCha8Rng,
+    pub out: String,
+}
+
+fn server_addr(id: NodeId) -> String {
+    format!("10.0.0.{id}:4647")
+}
+
+impl Cluster {
+    pub fn new(servers: u64, seed: u64) -> Cluster {
+        Cluster::with_settings(servers, seed, drover_core::raft::SNAPSHOT_THRESHOLD_ENTRIES, 1)
+    }
+
+    /// A region whose servers snapshot their state every `entries` applied entries and run
+    /// `workers` scheduler workers each.
+    pub fn with_settings(servers: u64, seed: u64, entries: u64, workers: u32) -> Cluster {
+        let addrs: BTreeMap<NodeId, String> =
+            (1..=servers).map(|id| (id, server_addr(id))).collect();
+        let now = Millis(START_MS);
+        let mut cluster = Cluster {
+            now,
+            peers: BTreeMap::new(),
+            queue: VecDeque::new(),
+            isolated: BTreeSet::new(),
+            clients: BTreeMap::new(),
+            next_request: 0,
+            quiet: BTreeSet::new(),
+            history: BTreeMap::new(),
+            loop_terms: BTreeMap::new(),
+            violations: Vec::new(),
+            drop_percent: 0,
+            deferred: BTreeSet::new(),
+            held: Vec::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            out: String::new(),
+        };
+        for id in 1..=servers {
+            let mut config =
+                ServerConfig::new(id, seed.wrapping_mul(31).wrapping_add(id), addrs.clone());
+            config.raft.snapshot_threshold_entries = entries;
+            config.workers_count = workers;
+            let server = Server::new(now, config.clone());
+            let peer = Peer {
+                server: Some(server),
+                config,
+                disk: Disk::default(),
+                shown: (false, 0),
+                checked: 0,
+            };
+            cluster.peers.insert(id, peer);
+            cluster.pump(id);
+        }
+        cluster
+    }
+
+    pub fn line(&mut self, text: impl AsRef<str>) {
+        self.out.push_str(text.as_ref());
+        self.out.push('\n');
+    }
+
+    pub fn server(&self, id: NodeId) -> Option<&Server> {
+        self.peers.get(&id).and_then(|p| p.server.as_ref())
+    }
+
+    fn server_mut(&mut self, id: NodeId) -> Option<&mut Server> {
+        self.peers.get_mut(&id).and_then(|p| p.server.as_mut())
+    }
+
+    pub fn server_ids(&self) -> Vec<NodeId> {
+        self.peers.keys().copied().collect()
+    }
+
+    /// The server running the leader loop, if exactly one does.
+    pub fn leader(&self) -> Option<NodeId> {
+        let active: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.server.as_ref().is_some_and(Server::is_leader_loop_active))
+            .map(|(id, _)| *id)
+            .collect();
+        (active.len() == 1).then(|| active[0])
+    }
+
+    // ------------------------------------------------------------------ the network
+
+    /// Drains one server's outputs in the documented order until it is quiet.
+    fn pump(&mut self, id: NodeId) {
+        let now = self.now;
+        for _ in 0..10_000 {
+            let Some(peer) = self.peers.get_mut(&id) else { return };
+            let Some(server) = peer.server.as_mut() else { return };
+            let mut moved = false;
+            while let Some(persist) = server.poll_persist() {
+                peer.disk.write(&persist);
+                server.handle_durable(now, persist.id);
+                moved = true;
+            }
+            let mut messages = Vec::new();
+            while let Some(envelope) = server.poll_peer_message() {
+                messages.push(envelope);
+            }
+            let mut replies = Vec::new();
+            while let Some(reply) = server.poll_reply() {
+                replies.push(reply);
+            }
+            let mut passes = Vec::new();
+            while let Some(pass) = server.poll_schedule() {
+                passes.push(pass);
+            }
+            let mut forwards = Vec::new();
+            while let Some(forward) = server.poll_region_forward() {
+                forwards.push(forward);
+            }
+            moved |= !(messages.is_empty()
+                && replies.is_empty()
+                && passes.is_empty()
+                && forwards.is_empty());
+            self.queue.extend(messages);
+            for reply in replies {
+                self.on_reply(id, reply);
+            }
+            for pass in passes {
+                if self.deferred.contains(&id) {
+                    self.line(format!("n{id} holds a pass for {}", pass.eval.job_id));
+                    self.held.push((id, pass));
+                    continue;
+                }
+                let output = pass.run();
+                if let Some(server) = self.server_mut(id) {
+                    server.handle_schedule_output(now, pass.pass_id, output);
+                }
+            }
+            for forward in forwards {
+                self.line(format!(
+                    "n{id} forwards #{} to region {}",
+                    forward.call.request_id, forward.region
+                ));
+            }
+            if !moved {
+                break;
+            }
+        }
+        self.observe(id);
+    }
+
+    fn deliver(&mut self, envelope: PeerEnvelope) {
+        let (from, to) = (envelope.from, envelope.to);
+        let cut = self.isolated.contains(&from) || self.isolated.contains(&to);
+        let dropped = self.drop_percent > 0 && self.rng.next_u64() % 100 < self.drop_percent;
+        if cut || dropped || self.server(to).is_none() {
+            return;
+        }
+        let now = self.now;
+        self.server_mut(to).expect("checked").handle_peer_message(now, envelope);
+        self.pump(to);
+    }
+
+    pub fn stabilize(&mut self) {
+        for _ in 0..100_000 {
+            let Some(envelope) = self.queue.pop_front() else { return };
+            self.deliver(envelope);
+        }
+        panic!("the network did not settle");
+    }
+
+    /// Moves time forward by `ms`, from deadline to deadline.
+    pub fn tick(&mut self, ms: u64) {
+        let end = self.now + Millis(ms);
+        for _ in 0..1_000_000 {
+            self.stabilize();
+            let servers = self.peers.values().filter_map(|p| p.server.as_ref()?.poll_timeout());
+            let clients = self.clients.values().filter(|c| c.alive).map(|c| c.next_heartbeat);
+            let next = servers.chain(clients).min().unwrap_or(end).max(self.now);
+            if next > end {
+                break;
+            }
+            self.now = next;
+            for id in self.server_ids() {
+                let due = self.server(id).and_then(Server::poll_timeout).is_some_and(|d| d <= next);
+                if due {
+                    self.server_mut(id).expect("due").handle_timeout(next);
+                    self.pump(id);
+                }
+            }
+            let due: Vec<String> = self
+                .clients
+                .iter()
+                .filter(|(_, c)| c.alive && c.next_heartbeat <= next)
+                .map(|(n, _)| n.clone())
+                .collect();
+            for name in due {
+                self.heartbeat(&name);
+            }
+        }
+        self.now = end;
+        self.stabilize();
+    }
+
+    /// Fires server `id`'s election timeout now.
+    pub fn campaign(&mut self, id: NodeId) {
+        let Some(deadline) = self.server(id).and_then(|s| s.raft().poll_timeout()) else { return };
+        self.now = self.now.max(deadline);
+        let now = self.now;
+        self.server_mut(id).expect("up").handle_timeout(now);
+        self.pump(id);
+        self.stabilize();
+        // The loop starts once a heartbeat round gave the new leader its lease.
+        for _ in 0..40 {
+            if self.leader().is_some() {
+                break;
+            }
+            self.tick(50);
+        }
+    }
+
+    pub fn crash(&mut self, id: NodeId) {
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.server = None;
+        }
+        self.queue.retain(|e| e.from != id);
+        self.observe(id);
+        self.line(format!("n{id} crashed"));
+    }
+
+    pub fn restart(&mut self, id: NodeId) {
+        let now = self.now;
+        let Some(peer) = self.peers.get_mut(&id) else { return };
+        if peer.server.is_some() {
+            return;
+        }
+        let restored = Restored {
+            hard_state: peer.disk.hard_state,
+            snapshot: peer.disk.snapshot.clone(),
+            entries: peer.disk.entries.clone(),
+        };
+        match Server::restore(now, peer.config.clone(), restored) {
+            Ok(server) => peer.server = Some(server),
+            Err(error) => panic!("n{id} cannot restart: {error}"),
+        }
+        peer.checked = 0;
+        self.line(format!("n{id} restarted"));
+        self.pump(id);
+    }
+
+    pub fn isolate(&mut self, id: NodeId) {
+        self.isolated.insert(id);
+    }
+
+    pub fn heal(&mut self) {
+        self.isolated.clear();
+    }
+
+    // ------------------------------------------------------------------ checks
+
+    /// Prints leader-loop changes and checks the safety rules on server `id`.
+    fn observe(&mut self, id: NodeId) {
+        let Some(peer) = self.peers.get_mut(&id) else { return };
+        let (active, epoch, term) = match &peer.server {
+            Some(s) => (s.is_leader_loop_active(), s.leader_epoch(), s.raft().term()),
+            None => (false, peer.shown.1, 0),
+        };
+        let shown = (active, epoch.max(peer.shown.1));
+        let mut lines = Vec::new();
+        if shown != peer.shown {
+            lines.push(match active {
+                true => format!("n{id} leads: loop started (term {term}, epoch {epoch})"),
+                false => format!("n{id} leader loop stopped"),
+            });
+            peer.shown = shown;
+        }
+        let mut violations = Vec::new();
+        if let Some(server) = &peer.server {
+            if active && *self.loop_terms.entry(term).or_insert(id) != id {
+                violations.push(format!("two leader loops in term {term}"));
+            }
+            let applied = server.raft().applied_index();
+            for index in (peer.checked + 1)..=applied {
+                let Some(term) = server.raft().term_at(index) else { continue };
+                if *self.history.entry(index).or_insert(term) != term {
+                    violations.push(format!(
+                        "n{id} applied term {term} at {index}, another server a different one"
+                    ));
+                }
+            }
+            peer.checked = peer.checked.max(applied);
+            violations.extend(
+                overcommitted(server.state())
+                    .into_iter()
+                    .map(|n| format!("n{id}: node {n} over-committed")),
+            );
+        }
+        let active_loops = self
+            .peers
+            .values()
+            .filter(|p| p.server.as_ref().is_some_and(Server::is_leader_loop_active))
+            .count();
+        if active_loops > 1 {
+            violations.push(format!("{active_loops} active leader loops at {}", self.now));
+        }
+        for line in lines {
+            self.line(line);
+        }
+        self.violations.extend(violations);
+    }
+
+    // ------------------------------------------------------------------ callers
+
+    fn next_id(&mut self) -> u64 {
+        self.next_request += 1;
+        self.next_request
+    }
+
+    /// Sends an API call to server `to` and delivers until the network settles.
+    pub fn api(&mut self, to: NodeId, region: &str, request: ApiRequest) -> u64 {
+        let request_id = self.next_id();
+        let now = self.now;
+        let call = ApiCall { request_id, region: region.into(), request };
+        if let Some(server) = self.server_mut(to) {
+            server.handle_api_call(now, call);
+            self.pump(to);
+        }
+        self.stabilize();
+        request_id
+    }
+
+    fn client_rpc(&mut self, name: &str, request: ClientRequest, quiet: bool) {
+        let Some(client) = self.clients.get(name) else { return };
+        let to = client.server;
+        let request_id = self.next_id();
+        if quiet {
+            self.quiet.insert(request_id);
+        }
+        let conn = client_conn(name);
+        let now = self.now;
+        if self.server(to).is_none() {
+            // No answer from a dead server: the client tries the next one next time.
+            let ids = self.server_ids();
+            let next = ids.iter().position(|&id| id == to).map_or(0, |i| (i + 1) % ids.len());
+            self.clients.get_mut(name).expect("known").server = ids[next];
+            return;
+        }
+        if let Some(server) = self.server_mut(to) {
+            server.handle_client_rpc(
+                now,
+                ClientCall { conn, rpc: ClientRpc { request_id, request } },
+            );
+            self.pump(to);
+        }
+        self.stabilize();
+    }
+
+    pub fn register_node(&mut self, name: &str, cpu: i64, memory_mb: i64, to: NodeId) {
+        let node = client_node(name, cpu, memory_mb);
+        let next_heartbeat = self.now + Millis(1_000);
+        self.clients.insert(
+            name.into(),
+            ClientNode { node: node.clone(), server: to, alive: true, next_heartbeat },
+        );
+        self.client_rpc(name, ClientRequest::NodeRegister { node: Box::new(node) }, false);
+    }
+
+    fn heartbeat(&mut self, name: &str) {
+        let Some(client) = self.clients.get_mut(name) else { return };
+        // Until an answer says otherwise, try again in a second.
+        client.next_heartbeat = self.now + Millis(1_000);
+        let request =
+            ClientRequest::NodeHeartbeat { node_id: name.into(), status: NodeStatus::Ready };
+        self.client_rpc(name, request, true);
+    }
+
+    pub fn stop_client(&mut self, name: &str) {
+        if let Some(client) = self.clients.get_mut(name) {
+            client.alive = false;
+        }
+    }
+
+    pub fn alloc_update(&mut self, name: &str, alloc_id: &str, status: AllocClientStatus) {
+        let update = AllocClientUpdate {
+            alloc_id: alloc_id.into(),
+            client_status: status,
+            ..AllocClientUpdate::default()
+        };
+        let request = ClientRequest::AllocUpdate { node_id: name.into(), updates: vec![update] };
+        self.client_rpc(name, request, false);
+    }
+
+    pub fn node_allocs(&mut self, name: &str, min_index: u64, wait_ms: u64) {
+        let request = ClientRequest::NodeAllocs { node_id: name.into(), min_index, wait_ms };
+        self.client_rpc(name, request, false);
+    }
+
+    fn on_reply(&mut self, server: NodeId, reply: Reply) {
+        match reply {
+            Reply::Api(response) => {
+                let text = render_api_reply(&response.reply);
+                self.line(format!("n{server} reply #{}: {text}", response.request_id));
+            }
+            Reply::Client { conn, rpc } => {
+                let name = self
+                    .clients
+                    .keys()
+                    .find(|n| client_conn(n) == conn)
+                    .cloned()
+                    .unwrap_or_default();
+                let quiet = self.quiet.remove(&rpc.request_id);
+                let text = render_client_reply(&rpc.reply);
+                if let Some(client) = self.clients.get_mut(&name) {
+                    match &rpc.reply {
+                        ServerReply::HeartbeatOk { heartbeat_ttl_ms, .. } => {
+                            client.next_heartbeat = self.now + Millis(heartbeat_ttl_ms / 2);
+                        }
+                        ServerReply::NotLeader { leader: Some(addr) } => {
+                            if let Some(id) = (1..=9).find(|id| server_addr(*id) == *addr) {
+                                client.server = id;
+                            }
+                        }
+                        ServerReply::NotLeader { leader: None } | ServerReply::Error { .. } => {
+                            let others: Vec<NodeId> = self.peers.keys().copied().collect();
+                            let next = others
+                                .iter()
+                                .position(|&id| id == client.server)
+                                .map_or(0, |i| (i + 1) % others.len());
+                            client.server = others[next];
+                        }
+                        _ => {}
+                    }
+                }
+                if !quiet {
+                    self.line(format!("{name} <- n{server}: {text}"));
+                }
+            }
+        }
+    }
+}
+
+fn client_conn(name: &str) -> u64 {
+    name.bytes().fold(0u64, |h, b| h.wrapping_mul(131).wrapping_add(u64::from(b)))
+}
+
+pub fn client_node(name: &str, cpu: i64, memory_mb: i64) -> Node {
+    let mut node = Node {
+        id: name.into(),
+        name: name.into(),
+        secret_id: format!("secret-{name}"),
+        status: NodeStatus::Ready,
+        ..Node::default()
+    };
+    node.node_resources.cpu.cpu_shares = cpu;
+    node.node_resources.memory.memory_mb = memory_mb;
+    node.node_resources.disk.disk_mb = 100_000;
+    node.attributes.insert("kernel.name".into(), "linux".into());
+    node.attributes.insert("unique.hostname".into(), name.into());
+    node.drivers.insert(
+        "raw_exec".into(),
+        DriverInfo { detected: true, healthy: true, ..DriverInfo::default() },
+    );
+    node
+}
+
+/// A one-group raw_exec job.
+pub fn job(id: &str, job_type: &str, count: u32, cpu: u32, memory_mb: u32) -> Job {
+    let hcl = format!(
+        "job \"{id}\" {{\n  type = \"{job_type}\"\n  group \"g\" {{\n    count = {count}\n    task \"t\" {{\n      driver = \"raw_exec\"\n      config {{ command = \"/bin/sleep\" }}\n      resources {{\n        cpu = {cpu}\n        memory = {memory_mb}\n      }}\n    }}\n  }}\n}}\n"
+    );
+    match parse("job.hcl", hcl.as_bytes(), &ParseOptions::default()) {
+        Ok(job) => job,
+        Err(report) => panic!("test job does not parse:\n{report}"),
+    }
+}
+
+/// Nodes whose live allocations use more than they offer.
+pub fn overcommitted(state: &State) -> Vec<String> {
+    let mut over = Vec::new();
+    for node in state.nodes() {
+        let Some(allocs) = state.node_allocs(&node.id) else { continue };
+        let capacity = node.schedulable_capacity();
+        let used = allocs.used;
+        if used.cpu_shares > capacity.cpu_shares || used.memory_mb > capacity.memory_mb {
+            over.push(node.id.clone());
+        }
+    }
+    over
+}
+
+fn render_api_reply(reply: &ApiReply) -> String {
+    match reply {
+        ApiReply::Write { index, job_modify_index, eval_ids, eval_create_index } => format!(
+            "ok index={index} job_modify_index={job_modify_index} evals={} eval_create_index={eval_create_index}",
+            eval_ids.len()
+        ),
+        ApiReply::Plan { job_modify_index, desired_updates, failed_tg_allocs, plan, .. } => {
+            let mut text = format!("plan job_modify_index={job_modify_index}");
+            for (group, u) in desired_updates {
+                let _ = write!(
+                    text,
+                    " {group}: place={} stop={} ignore={} inplace={} destructive={}",
+                    u.place, u.stop, u.ignore, u.in_place_update, u.destructive_update
+                );
+            }
+            let _ = write!(
+                text,
+                " placements={} failed_groups={}",
+                plan.placement_count(),
+                failed_tg_allocs.len()
+            );
+            text
+        }
+        ApiReply::Read { index, result } => {
+            format!("read index={index} {}", render_query_result(result))
+        }
+        ApiReply::NotLeader { leader } => {
+            format!("not leader (leader {})", leader.as_deref().unwrap_or("unknown"))
+        }
+        ApiReply::Error { message } => format!("error: {message}"),
+    }
+}
+
+fn render_query_result(result: &QueryResult) -> String {
+    match result {
+        QueryResult::Job(job) => job
+            .as_ref()
+            .map_or("job=none".into(), |j| format!("job={} v{} {}", j.id, j.version, j.status)),
+        QueryResult::Jobs(jobs) => format!("jobs={}", jobs.len()),
+        QueryResult::Node(node) => node
+            .as_ref()
+            .map_or("node=none".into(), |n| format!("node={} {}", n.id, n.status.as_str())),
+        QueryResult::Nodes(nodes) => format!("nodes={}", nodes.len()),
+        QueryResult::Allocs(allocs) => format!("allocs={}", allocs.len()),
+        QueryResult::Eval(eval) => {
+            eval.as_ref().map_or("eval=none".into(), |e| format!("eval {}", e.status.as_str()))
+        }
+        QueryResult::Evals(evals) => format!("evals={}", evals.len()),
+    }
+}
+
+fn render_client_reply(reply: &ServerReply) -> String {
+    match reply {
+        ServerReply::HeartbeatOk { index, heartbeat_ttl_ms, servers } => {
+            format!("heartbeat ok index={index} ttl={heartbeat_ttl_ms}ms servers={}", servers.len())
+        }
+        ServerReply::AllocUpdateOk { index } => format!("alloc update ok index={index}"),
+        ServerReply::NodeAllocs { index, allocs } => {
+            let with_job = allocs.iter().filter(|a| a.job.is_some()).count();
+            format!("node allocs index={index} allocs={} with_job={with_job}", allocs.len())
+        }
+        ServerReply::NotLeader { leader } => {
+            format!("not leader (leader {})", leader.as_deref().unwrap_or("unknown"))
+        }
+        ServerReply::Error { message } => format!("error: {message}"),
+    }
+}
+
+/// Stable text of one server's state for scenario files.
+pub fn show(state: &State, what: &str) -> Vec<String> {
+    match what {
+        "allocs" => {
+            let mut allocs: Vec<_> = state.allocs().collect();
+            allocs.sort_by(|a, b| (a.create_index, &a.name).cmp(&(b.create_index, &b.name)));
+            allocs
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{} on {} desired={} client={} index={}",
+                        a.name,
+                        a.node_id,
+                        a.desired_status.as_str(),
+                        a.client_status.as_str(),
+                        a.create_index
+                    )
+                })
+                .collect()
+        }
+        "evals" => {
+            let mut evals: Vec<_> = state.evals().collect();
+            evals.sort_by(|a, b| {
+                (a.create_index, a.triggered_by.as_str(), a.status.as_str()).cmp(&(
+                    b.create_index,
+                    b.triggered_by.as_str(),
+                    b.status.as_str(),
+                ))
+            });
+            evals
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{} {} {} node={} index={}",
+                        e.job_id,
+                        e.triggered_by.as_str(),
+                        e.status.as_str(),
+                        if e.node_id.is_empty() { "-" } else { &e.node_id },
+                        e.create_index
+                    )
+                })
+                .collect()
+        }
+        "nodes" => state
+            .nodes()
+            .map(|n| {
+                let eligible = if n.scheduling_eligibility == NodeEligibility::Eligible {
+                    "eligible"
+                } else {
+                    "ineligible"
+                };
+                let drain = if n.drain_strategy.is_some() { " draining" } else { "" };
+                format!("{} {} {eligible}{drain}", n.id, n.status.as_str())
+            })
+            .collect(),
+        "jobs" => state
+            .jobs()
+            .map(|j| format!("{} v{} {} stop={}", j.id, j.version, j.status, j.stop))
+            .collect(),
+        other => vec![format!("unknown table {other}")],
+    }
+}
+
+/// Parses `key=value` words.
+pub fn kv<'a>(words: &'a [&'a str], key: &str) -> Option<&'a str> {
+    words.iter().find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+}
+
+impl Cluster {
+    /// Runs one scenario command and returns what it printed.
+    pub fn run(&mut self, command: &str) -> String {
+        self.out.clear();
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let (name, args) = words.split_first().expect("a command");
+        let number = |key: &str, default: u64| {
+            kv(args, key).map_or(default, |v| v.parse().expect("a number"))
+        };
+        let to = number("to", self.leader().unwrap_or(1));
+        match *name {
+            "tick" => self.tick(args[0].parse().expect("ms")),
+            "campaign" => self.campaign(args[0].parse().expect("id")),
+            "crash" => self.crash(args[0].parse().expect("id")),
+            "restart" => self.restart(args[0].parse().expect("id")),
+            "isolate" => self.isolate(args[0].parse().expect("id")),
+            "heal" => self.heal(),
+            "node" => self.register_node(
+                args[0],
+                number("cpu", 4000) as i64,
+                number("mem", 8192) as i64,
+                to,
+            ),
+            "client-stop" => self.stop_client(args[0]),
+            "job" | "plan" => {
+                let job_type = kv(args, "type").unwrap_or("service");
+                let job = job(
+                    args[0],
+                    job_type,
+                    number("count", 1) as u32,
+                    number("cpu", 500) as u32,
+                    number("mem", 256) as u32,
+                );
+                let request = match *name {
+                    "job" => ApiRequest::JobRegister {
+                        job: Box::new(job),
+                        enforce_index: kv(args, "enforce").map(|v| v.parse().expect("index")),
+                    },
+                    _ => ApiRequest::JobPlan { job: Box::new(job) },
+                };
+                self.api(to, kv(args, "region").unwrap_or(""), request);
+            }
+            "stop-job" => {
+                let request = ApiRequest::JobDeregister {
+                    namespace: "default".into(),
+                    job_id: args[0].into(),
+                    purge: args.contains(&"purge"),
+                };
+                self.api(to, "", request);
+            }
+            "scale" => {
+                let request = ApiRequest::JobScale {
+                    namespace: "default".into(),
+                    job_id: args[0].into(),
+                    group: "g".into(),
+                    count: number("count", 1) as i64,
+                };
+                self.api(to, "", request);
+            }
+            "revert" => {
+                let request = ApiRequest::JobRevert {
+                    namespace: "default".into(),
+                    job_id: args[0].into(),
+                    version: number("version", 0),
+                    enforce_prior_version: kv(args, "prior").map(|v| v.parse().expect("version")),
+                };
+                self.api(to, "", request);
+            }
+            "evaluate" => {
+                let request =
+                    ApiRequest::JobEvaluate { namespace: "default".into(), job_id: args[0].into() };
+                self.api(to, "", request);
+            }
+            "drain" => {
+                let request = ApiRequest::NodeDrain {
+                    node_id: args[0].into(),
+                    drain: Some(DrainSpec::default()),
+                };
+                self.api(to, "", request);
+            }
+            "alloc" => {
+                let status = match args[1] {
+                    "running" => AllocClientStatus::Running,
+                    "complete" => AllocClientStatus::Complete,
+                    "failed" => AllocClientStatus::Failed,
+                    other => panic!("unknown status {other}"),
+                };
+                let state = self.server(to).expect("up").state();
+                let alloc = state
+                    .allocs()
+                    .filter(|a| a.name == args[0] && !a.client_status.is_terminal())
+                    .map(|a| (a.id.clone(), a.node_id.clone()))
+                    .next();
+                let Some((alloc_id, node)) = alloc else {
+                    self.line(format!("no live allocation {}", args[0]));
+                    return std::mem::take(&mut self.out);
+                };
+                self.alloc_update(&node, &alloc_id, status);
+            }
+            "read" => {
+                let query = match args[0] {
+                    "jobs" => Query::Jobs,
+                    "nodes" => Query::Nodes,
+                    "evals" => Query::Evals,
+                    other => panic!("unknown query {other}"),
+                };
+                let request = ApiRequest::Read {
+                    query,
+                    min_index: number("min", 0),
+                    wait_ms: number("wait", 0),
+                };
+                self.api(to, "", request);
+            }
+            "node-allocs" => self.node_allocs(args[0], number("min", 0), number("wait", 0)),
+            "show" => {
+                let on = number("on", self.leader().unwrap_or(1));
+                let lines = self.server(on).map(|s| show(s.state(), args[0])).unwrap_or_default();
+                for line in lines {
+                    self.line(line);
+                }
+            }
+            "heartbeats" => {
+                let names: Vec<String> = self.clients.keys().cloned().collect();
+                let lines: Vec<String> = names
+                    .iter()
+                    .map(|name| {
+                        let deadline = self.server(to).and_then(|s| s.heartbeat_deadline(name));
+                        let text = deadline.map_or("no timer".to_string(), |d| {
+                            format!("down after {}", d - self.now)
+                        });
+                        format!("{name} {text}")
+                    })
+                    .collect();
+                for line in lines {
+                    self.line(line);
+                }
+            }
+            "defer-passes" => {
+                self.deferred.insert(args[0].parse().expect("id"));
+            }
+            "run-passes" => {
+                let id: NodeId = args[0].parse().expect("id");
+                self.deferred.remove(&id);
+                let held: Vec<(NodeId, SchedulePass)> = self.held.drain(..).collect();
+                for (server, pass) in held {
+                    if server != id {
+                        self.held.push((server, pass));
+                        continue;
+                    }
+                    let output = pass.run();
+                    let now = self.now;
+                    if let Some(s) = self.server_mut(id) {
+                        s.handle_schedule_output(now, pass.pass_id, output);
+                        self.pump(id);
+                    }
+                }
+                self.stabilize();
+            }
+            "status" => self.status(),
+            other => panic!("unknown command {other}"),
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn status(&mut self) {
+        let mut lines = Vec::new();
+        for (id, peer) in &self.peers {
+            let Some(server) = &peer.server else {
+                lines.push(format!("n{id} down"));
+                continue;
+            };
+            let raft = server.raft();
+            let (broker, blocked) =
+                server.broker_stats().map_or((String::from("-"), 0), |(s, b)| {
+                    (format!("ready={} unacked={}", s.total_ready, s.total_unacked), b)
+                });
+            lines.push(format!(
+                "n{id} {:?} term={} loop={} epoch={} applied={} state_index={} broker={broker} blocked={blocked}",
+                raft.role(),
+                raft.term(),
+                server.is_leader_loop_active(),
+                server.leader_epoch(),
+                raft.applied_index(),
+                server.state().latest_index(),
+            ));
+        }
+        for line in lines {
+            self.line(line);
+        }
+    }
+}
