@@ -6,5 +6,6 @@
 
 pub mod driver;
 pub mod fingerprint;
+pub mod net;
 pub mod store;
 pub mod tls;

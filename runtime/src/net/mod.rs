@@ -1,0 +1,3 @@
+//! The network between agents: [`quic`] carries frames between servers and clients.
+
+pub mod quic;

@@ -1,0 +1,203 @@
+//! QUIC between agents (quinn over rustls), with mutual TLS from the cluster's own CA.
+//!
+//! One endpoint both listens and dials. Every frame travels on its own unidirectional
+//! stream, so a slow or lost frame never blocks the next one (no head-of-line blocking
+//! between Raft heartbeats and a large snapshot chunk), and connections are cached per
+//! peer and redialled when they fail. Both ends present a certificate signed by the CA;
+//! a dialler also checks that the peer's certificate names the role and region it meant
+//! to reach (`server.global.drover`), so a client certificate cannot pose as a server.
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// The largest frame accepted from a peer; larger streams are reset unread.
+pub const FRAME_LEN_MAX_BYTES: usize = drover_core::codec::FRAME_LEN_MAX_BYTES_DEFAULT;
+/// Frames received and not yet taken by the host; past this, peers wait (back-pressure).
+pub const INBOUND_FRAMES_MAX: usize = 4096;
+/// A connection that carried nothing for this long is closed.
+pub const IDLE_TIMEOUT_MS: u32 = 30_000;
+
+/// This agent's certificate and key, and the CA its peers' certificates must chain to.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// A frame from a peer.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Inbound {
+    pub from: SocketAddr,
+    pub frame: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub enum NetError {
+    Tls(String),
+    Bind(std::io::Error),
+    Connect { to: SocketAddr, reason: String },
+    Send { to: SocketAddr, reason: String },
+}
+
+impl fmt::Display for NetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetError::Tls(reason) => write!(f, "TLS configuration: {reason}"),
+            NetError::Bind(error) => write!(f, "cannot bind the QUIC endpoint: {error}"),
+            NetError::Connect { to, reason } => write!(f, "cannot connect to {to}: {reason}"),
+            NetError::Send { to, reason } => write!(f, "cannot send to {to}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for NetError {}
+
+/// A QUIC endpoint: `send` frames to peers, `recv` what peers sent.
+pub struct QuicNet {
+    endpoint: quinn::Endpoint,
+    connections: Arc<Mutex<HashMap<(SocketAddr, String), quinn::Connection>>>,
+    inbound: mpsc::Receiver<Inbound>,
+}
+
+impl QuicNet {
+    /// Binds `addr` (port 0 picks a free one) and starts accepting peers. Must run inside
+    /// a tokio runtime.
+    pub fn bind(addr: SocketAddr, identity: &TlsIdentity) -> Result<QuicNet, NetError> {
+        let (server, client) = configs(identity)?;
+        let mut endpoint = quinn::Endpoint::server(server, addr).map_err(NetError::Bind)?;
+        endpoint.set_default_client_config(client);
+        let (sender, inbound) = mpsc::channel(INBOUND_FRAMES_MAX);
+        tokio::spawn(accept_loop(endpoint.clone(), sender));
+        Ok(QuicNet { endpoint, connections: Arc::default(), inbound })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.endpoint.local_addr().expect("a bound endpoint has an address")
+    }
+
+    /// Sends one frame to `to`, whose certificate must name `peer_name`.
+    pub async fn send(
+        &self,
+        to: SocketAddr,
+        peer_name: &str,
+        frame: &[u8],
+    ) -> Result<(), NetError> {
+        let connection = self.connection(to, peer_name).await?;
+        let sent = async {
+            let mut stream = connection.open_uni().await.map_err(|e| e.to_string())?;
+            stream.write_all(frame).await.map_err(|e| e.to_string())?;
+            stream.finish().map_err(|e| e.to_string())
+        };
+        match sent.await {
+            Ok(()) => Ok(()),
+            Err(reason) => {
+                // The next send redials instead of reusing a broken connection.
+                self.connections.lock().expect("not poisoned").remove(&(to, peer_name.to_owned()));
+                Err(NetError::Send { to, reason })
+            }
+        }
+    }
+
+    async fn connection(
+        &self,
+        to: SocketAddr,
+        peer_name: &str,
+    ) -> Result<quinn::Connection, NetError> {
+        let key = (to, peer_name.to_owned());
+        let cached = self.connections.lock().expect("not poisoned").get(&key).cloned();
+        if let Some(connection) = cached.filter(|c| c.close_reason().is_none()) {
+            return Ok(connection);
+        }
+        let connect_error = |reason: String| NetError::Connect { to, reason };
+        let connecting =
+            self.endpoint.connect(to, peer_name).map_err(|e| connect_error(e.to_string()))?;
+        let connection = connecting.await.map_err(|e| connect_error(e.to_string()))?;
+        self.connections.lock().expect("not poisoned").insert(key, connection.clone());
+        Ok(connection)
+    }
+
+    /// The next frame a peer sent; `None` once the endpoint is closed.
+    pub async fn recv(&mut self) -> Option<Inbound> {
+        self.inbound.recv().await
+    }
+
+    /// Closes every connection and stops accepting.
+    pub fn close(&self) {
+        self.endpoint.close(0u32.into(), b"shutting down");
+    }
+}
+
+async fn accept_loop(endpoint: quinn::Endpoint, sender: mpsc::Sender<Inbound>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let sender = sender.clone();
+        tokio::spawn(async move {
+            // A peer that fails the handshake (wrong CA, no certificate) is dropped here.
+            let Ok(connection) = incoming.await else { return };
+            let from = connection.remote_address();
+            while let Ok(mut stream) = connection.accept_uni().await {
+                let sender = sender.clone();
+                tokio::spawn(async move {
+                    let Ok(frame) = stream.read_to_end(FRAME_LEN_MAX_BYTES).await else {
+                        // Too large or cut short: dropped whole, never half-delivered.
+                        let _reset = stream.stop(1u32.into());
+                        return;
+                    };
+                    let _closed = sender.send(Inbound { from, frame }).await;
+                });
+            }
+        });
+    }
+}
+
+fn configs(identity: &TlsIdentity) -> Result<(quinn::ServerConfig, quinn::ClientConfig), NetError> {
+    let tls = |e: &dyn fmt::Display| NetError::Tls(e.to_string());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(identity.ca_pem.as_bytes()) {
+        roots.add(cert.map_err(|e| tls(&e))?).map_err(|e| tls(&e))?;
+    }
+    let roots = Arc::new(roots);
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| tls(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes()).map_err(|e| tls(&e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+
+    let client_verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        roots.clone(),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| tls(&e))?;
+    let server_tls = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| tls(&e))?
+        .with_client_cert_verifier(client_verifier)
+        .with_single_cert(chain.clone(), key.clone_key())
+        .map_err(|e| tls(&e))?;
+    let client_tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| tls(&e))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| tls(&e))?;
+
+    let server_crypto =
+        quinn::crypto::rustls::QuicServerConfig::try_from(server_tls).map_err(|e| tls(&e))?;
+    let client_crypto =
+        quinn::crypto::rustls::QuicClientConfig::try_from(client_tls).map_err(|e| tls(&e))?;
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_idle_timeout(Some(quinn::VarInt::from_u32(IDLE_TIMEOUT_MS).into()));
+    let transport = Arc::new(transport);
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+    server.transport_config(transport.clone());
+    let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
+    client.transport_config(transport);
+    Ok((server, client))
+}
