@@ -11,6 +11,8 @@
 //! drover-bench eval-latency [--nodes 5000] [--jobs 1000] [--count 10]
 //! ```
 
+pub mod store;
+
 use drover_core::broker::{BrokerConfig, EvalBroker};
 use drover_core::id::IdGen;
 use drover_core::model::{

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p drover-sim --bin drover-bench -- raft-commit [--entries N]
+//! cargo run --release -p drover-sim --bin drover-bench -- store-fsync [--dir D] [--entries N]
 //! ```
 //! `raft-commit` runs a 3-node Raft group in one thread with instant delivery and a no-op
 //! disk (every write is durable at once), proposes commands as fast as the leader takes
@@ -137,9 +138,10 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("raft-commit") => {}
         Some(which @ ("c1m-core" | "eval-latency")) => return scheduling_bench(which, &args[1..]),
+        Some("store-fsync") => return drover_sim::bench::store::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: drover-bench raft-commit [--entries N] | c1m-core | eval-latency [--nodes N] [--jobs J] [--count C]"
+                "usage: drover-bench raft-commit [--entries N] | c1m-core | eval-latency [--nodes N] [--jobs J] [--count C] | store-fsync [--dir D] [--entries N]"
             );
             return ExitCode::from(2);
         }
