@@ -110,7 +110,7 @@ fn evaluate_node(state: &State, plan: &Plan, node_id: &str) -> Result<(), String
     let mut ports: BTreeMap<i32, u32> = base.map(|b| b.ports.clone()).unwrap_or_default();
     for replaced in removed {
         let Some(alloc) =
-            base.and_then(|b| b.allocs.get(&replaced.id)).filter(|a| !a.is_terminal())
+            base.and_then(|b| b.allocs.get(replaced.id.as_str())).filter(|a| !a.is_terminal())
         else {
             continue;
         };

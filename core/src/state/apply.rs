@@ -5,13 +5,14 @@
 //! the same state. A refused command (an EnforceIndex conflict) changes nothing but the
 //! latest index, which every replica moves identically.
 
+use super::table::IdKey;
 use super::{JOB_VERSIONS_RETAINED_MAX, JobKey, JobSummary, State};
 use crate::model::{
-    AllocClientStatus, AllocDeploymentStatus, Allocation, Deployment, DrainStrategy, EvalStatus, Evaluation, Job, Node,
-    NodeEligibility, NodeStatus, PlanResult, TaskState,
+    AllocClientStatus, AllocDeploymentStatus, Allocation, Deployment, DrainStrategy, EvalStatus,
+    Evaluation, Job, Node, NodeEligibility, NodeStatus, PlanResult, TaskState,
 };
-use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -407,7 +408,7 @@ impl State {
         outcome: &mut ApplyOutcome,
     ) {
         for stop in result.node_update.values().chain(result.node_preemptions.values()).flatten() {
-            let Some(existing) = self.allocs.get(&stop.id).cloned() else { continue };
+            let Some(existing) = self.allocs.get(stop.id.as_str()).cloned() else { continue };
             let mut stopped = (*existing).clone();
             stopped.desired_status = stop.desired_status;
             stopped.desired_description = stop.desired_description.clone();
@@ -438,9 +439,10 @@ impl State {
             }
             // One walk of the alloc table both reads the stored version (an in-place
             // update keeps its creation and client side) and writes the new one.
+            let id = IdKey::new(&alloc.id);
             let mut fresh = Some(alloc);
             let mut stored = None;
-            let old = self.allocs.upsert_with(fresh.as_ref().expect("set").id.clone(), |old| {
+            let old = self.allocs.upsert_with(id.clone(), |old| {
                 let mut alloc = fresh.take().expect("called once");
                 match old {
                     Some(old) => {
@@ -460,7 +462,7 @@ impl State {
                 alloc
             });
             let alloc = stored.expect("upsert_with calls make");
-            self.index_alloc(index, alloc, old, key.as_ref().expect("set above"));
+            self.index_alloc(index, (id, alloc), old, key.as_ref().expect("set above"));
         }
         if let Some(deployment) = result.deployment {
             self.upsert_deployment(index, now_ns, deployment);
@@ -481,7 +483,7 @@ impl State {
         if alloc.previous_allocation.is_empty() {
             return;
         }
-        let Some(previous) = self.allocs.get(&alloc.previous_allocation) else { return };
+        let Some(previous) = self.allocs.get(alloc.previous_allocation.as_str()) else { return };
         if previous.next_allocation == alloc.id {
             return;
         }
@@ -499,7 +501,7 @@ impl State {
         update: AllocClientUpdate,
         outcome: &mut ApplyOutcome,
     ) {
-        let Some(existing) = self.allocs.get(&update.alloc_id).cloned() else { return };
+        let Some(existing) = self.allocs.get(update.alloc_id.as_str()).cloned() else { return };
         let mut alloc = (*existing).clone();
         alloc.client_status = update.client_status;
         alloc.client_description = update.client_description;
@@ -533,8 +535,9 @@ impl State {
     fn put_alloc_keyed(&mut self, index: u64, mut alloc: Allocation, key: &JobKey) {
         alloc.job = None;
         let alloc = Arc::new(alloc);
-        let old = self.allocs.insert(alloc.id.clone(), alloc.clone());
-        self.index_alloc(index, alloc, old, key);
+        let id = IdKey::new(&alloc.id);
+        let old = self.allocs.insert(id.clone(), alloc.clone());
+        self.index_alloc(index, (id, alloc), old, key);
     }
 
     /// Updates the node and job indexes, the summary and the job status for `alloc`,
@@ -542,7 +545,7 @@ impl State {
     fn index_alloc(
         &mut self,
         index: u64,
-        alloc: Arc<Allocation>,
+        (id, alloc): (IdKey, Arc<Allocation>),
         old: Option<Arc<Allocation>>,
         key: &JobKey,
     ) {
@@ -553,14 +556,14 @@ impl State {
                 self.allocs_by_node.get_or_insert_with(alloc.node_id.clone(), Default::default),
             ),
         };
-        by_node.add(&alloc);
+        by_node.add(id.clone(), &alloc);
         let used = by_node.used;
         self.note_node_usage(&alloc.node_id, used);
         match self.allocs_by_job.get_mut(key) {
-            Some(by_job) => drop(Arc::make_mut(by_job).insert(alloc.id.clone(), alloc.clone())),
+            Some(by_job) => drop(Arc::make_mut(by_job).insert(id, alloc.clone())),
             None => {
                 let by_job = self.allocs_by_job.get_or_insert_with(key.clone(), Default::default);
-                Arc::make_mut(by_job).insert(alloc.id.clone(), alloc.clone());
+                Arc::make_mut(by_job).insert(id, alloc.clone());
             }
         }
         if let Some(summary) = self.job_summaries.get_mut(key) {
