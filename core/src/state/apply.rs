@@ -426,43 +426,13 @@ impl State {
             self.put_alloc(index, stopped);
         }
         let mut key = job.map(JobKey::of_job);
-        for mut alloc in result.node_allocation.into_values().flatten() {
-            if let Some(job) = alloc.job.take().as_deref().or(job) {
-                alloc.job_version = job.version;
+        for allocs in result.node_allocation.into_values() {
+            let mut on_node = Vec::with_capacity(allocs.len());
+            for alloc in allocs {
+                let stored = self.store_placement(index, now_ns, alloc, job, &mut key);
+                on_node.push(stored);
             }
-            alloc.modify_index = index;
-            alloc.alloc_modify_index = index;
-            alloc.modify_time = now_ns;
-            self.link_previous(index, now_ns, &alloc);
-            if key.as_ref().is_none_or(|k| k.id != alloc.job_id || k.namespace != alloc.namespace) {
-                key = Some(JobKey::new(&alloc.namespace, &alloc.job_id));
-            }
-            // One walk of the alloc table both reads the stored version (an in-place
-            // update keeps its creation and client side) and writes the new one.
-            let id = IdKey::new(&alloc.id);
-            let mut fresh = Some(alloc);
-            let mut stored = None;
-            let old = self.allocs.upsert_with(id.clone(), |old| {
-                let mut alloc = fresh.take().expect("called once");
-                match old {
-                    Some(old) => {
-                        alloc.create_index = old.create_index;
-                        alloc.create_time = old.create_time;
-                        alloc.client_status = old.client_status;
-                        alloc.task_states = old.task_states.clone();
-                    }
-                    None => {
-                        alloc.create_index = index;
-                        alloc.create_time = now_ns;
-                    }
-                }
-                alloc.job = None;
-                let alloc = Arc::new(alloc);
-                stored = Some(alloc.clone());
-                alloc
-            });
-            let alloc = stored.expect("upsert_with calls make");
-            self.index_alloc(index, (id, alloc), old, key.as_ref().expect("set above"));
+            self.index_on_nodes(&on_node);
         }
         if let Some(deployment) = result.deployment {
             self.upsert_deployment(index, now_ns, deployment);
@@ -475,6 +445,55 @@ impl State {
                 self.upsert_deployment(index, now_ns, deployment);
             }
         }
+    }
+
+    /// Stores one placement or in-place update of a committed plan and indexes it by job;
+    /// the caller indexes it by node, once per node. `key` caches the job's key.
+    fn store_placement(
+        &mut self,
+        index: u64,
+        now_ns: i64,
+        mut alloc: Allocation,
+        job: Option<&Job>,
+        key: &mut Option<JobKey>,
+    ) -> (IdKey, Arc<Allocation>) {
+        if let Some(job) = alloc.job.take().as_deref().or(job) {
+            alloc.job_version = job.version;
+        }
+        alloc.modify_index = index;
+        alloc.alloc_modify_index = index;
+        alloc.modify_time = now_ns;
+        self.link_previous(index, now_ns, &alloc);
+        if key.as_ref().is_none_or(|k| k.id != alloc.job_id || k.namespace != alloc.namespace) {
+            *key = Some(JobKey::new(&alloc.namespace, &alloc.job_id));
+        }
+        // One walk of the alloc table both reads the stored version (an in-place
+        // update keeps its creation and client side) and writes the new one.
+        let id = IdKey::new(&alloc.id);
+        let mut fresh = Some(alloc);
+        let mut stored = None;
+        let old = self.allocs.upsert_with(id.clone(), |old| {
+            let mut alloc = fresh.take().expect("called once");
+            match old {
+                Some(old) => {
+                    alloc.create_index = old.create_index;
+                    alloc.create_time = old.create_time;
+                    alloc.client_status = old.client_status;
+                    alloc.task_states = old.task_states.clone();
+                }
+                None => {
+                    alloc.create_index = index;
+                    alloc.create_time = now_ns;
+                }
+            }
+            alloc.job = None;
+            let alloc = Arc::new(alloc);
+            stored = Some(alloc.clone());
+            alloc
+        });
+        let alloc = stored.expect("upsert_with calls make");
+        self.index_in_job(index, (&id, &alloc), old, key.as_ref().expect("set above"));
+        (id, alloc)
     }
 
     /// A replacement names its predecessor; the predecessor learns its successor, so no
@@ -549,21 +568,45 @@ impl State {
         old: Option<Arc<Allocation>>,
         key: &JobKey,
     ) {
-        // make_mut copies a node's or job's map only while a snapshot still shares it.
-        let by_node = match self.allocs_by_node.get_mut(alloc.node_id.as_str()) {
-            Some(by_node) => Arc::make_mut(by_node),
-            None => Arc::make_mut(
-                self.allocs_by_node.get_or_insert_with(alloc.node_id.clone(), Default::default),
-            ),
-        };
-        by_node.add(id.clone(), &alloc);
-        let used = by_node.used;
-        self.note_node_usage(&alloc.node_id, used);
+        self.index_in_job(index, (&id, &alloc), old, key);
+        self.index_on_nodes(&[(id, alloc)]);
+    }
+
+    /// Adds stored allocations to their nodes' indexes and keeps the node list's usage
+    /// current, with one lookup per run of allocations on the same node: a plan's
+    /// placements come grouped by node, and finding a node cost more than adding to it.
+    fn index_on_nodes(&mut self, allocs: &[(IdKey, Arc<Allocation>)]) {
+        for run in allocs.chunk_by(|a, b| a.1.node_id == b.1.node_id) {
+            let node_id = run[0].1.node_id.as_str();
+            // make_mut copies a node's map only while a snapshot still shares it.
+            let by_node = match self.allocs_by_node.get_mut(node_id) {
+                Some(by_node) => Arc::make_mut(by_node),
+                None => Arc::make_mut(
+                    self.allocs_by_node.get_or_insert_with(node_id.to_owned(), Default::default),
+                ),
+            };
+            for (id, alloc) in run {
+                by_node.add(id.clone(), alloc);
+            }
+            let used = by_node.used;
+            self.note_node_usage(node_id, used);
+        }
+    }
+
+    /// Updates the job's index, its summary and its status for `alloc`, just stored in
+    /// the alloc table in place of `old`.
+    fn index_in_job(
+        &mut self,
+        index: u64,
+        (id, alloc): (&IdKey, &Arc<Allocation>),
+        old: Option<Arc<Allocation>>,
+        key: &JobKey,
+    ) {
         match self.allocs_by_job.get_mut(key) {
-            Some(by_job) => drop(Arc::make_mut(by_job).insert(id, alloc.clone())),
+            Some(by_job) => drop(Arc::make_mut(by_job).insert(id.clone(), alloc.clone())),
             None => {
                 let by_job = self.allocs_by_job.get_or_insert_with(key.clone(), Default::default);
-                Arc::make_mut(by_job).insert(id, alloc.clone());
+                Arc::make_mut(by_job).insert(id.clone(), alloc.clone());
             }
         }
         if let Some(summary) = self.job_summaries.get_mut(key) {
@@ -576,7 +619,7 @@ impl State {
             summary.modify_index = index;
             self.indexes.job_summary = index;
         }
-        self.refresh_job_status(key, &alloc);
+        self.refresh_job_status(key, alloc);
         self.indexes.allocs = index;
     }
 
