@@ -26,7 +26,7 @@ use drover_core::scheduler::SchedulerConfig;
 use drover_core::scheduler::worker::{EvalWork, Log};
 use drover_core::state::{Command, State};
 use drover_core::time::Millis;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Leader time at the start of a run (unix ns); it advances 1 ms per evaluation.
@@ -121,7 +121,7 @@ fn job(j: usize, count: usize) -> Job {
 /// Wall time per stage of the pipeline, summed over the run.
 #[derive(Debug, Default)]
 struct Breakdown {
-    /// Planning: the parallel passes on shared snapshots and the retries after them.
+    /// Planning: the parallel passes on shared snapshots, retries included.
     schedule: Duration,
     /// The plan applier's re-check against the latest state.
     plan_evaluate: Duration,
@@ -145,12 +145,14 @@ struct Bench {
     breakdown: Breakdown,
 }
 
-/// An evaluation dequeued for the current batch.
+/// An evaluation in the workers' hands, from dequeue to ack.
 struct Work {
     eval: Evaluation,
     token: String,
     /// Leader time for its passes and commits.
     now_ns: i64,
+    /// When the broker handed it out: its latency runs from here to its ack.
+    dequeued: Instant,
     steps: EvalWork,
 }
 
@@ -203,32 +205,46 @@ impl Bench {
         self.commit(Command::JobRegister { job, enforce_index: None, eval: Some(eval) });
     }
 
-    /// Until the broker is empty: dequeue up to one evaluation per worker, plan them all
-    /// at once on one snapshot, then let the applier re-check and commit each plan in
-    /// turn against the latest state (a plan made stale by its batch-mates is partly
-    /// refused, and its evaluation plans again from fresh state), then ack.
+    /// Until the broker is empty: fill a batch of up to one evaluation per worker (first
+    /// those whose plan was partly refused, then fresh ones from the broker), plan them
+    /// all at once on one snapshot, then let the applier re-check and commit each plan in
+    /// turn against the latest state. A plan made stale by its batch-mates is partly
+    /// refused, and its evaluation goes into the next batch to plan again from fresh
+    /// state (the worker's retry rules); the others are finished and acked.
     fn drain(&mut self) {
         let config = SchedulerConfig::default();
+        let mut retries: VecDeque<Work> = VecDeque::new();
         loop {
-            let started = Instant::now();
-            let mut batch = Vec::new();
+            let mut batch: Vec<Work> = Vec::new();
             while batch.len() < self.workers {
+                if let Some(work) = retries.pop_front() {
+                    batch.push(work);
+                    continue;
+                }
                 let now = self.now();
                 let Some((eval, token)) = self.broker.dequeue(now, &[SchedulerType::Service])
                 else {
                     break;
                 };
                 let steps = EvalWork::new(&self.state, &eval, false);
-                batch.push(Work { eval, token, now_ns: self.now_ns, steps });
+                let dequeued = Instant::now();
+                batch.push(Work { eval, token, now_ns: self.now_ns, dequeued, steps });
                 self.now_ns += 1_000_000;
             }
             if batch.is_empty() {
                 return;
             }
             let plans = self.plan_batch(&mut batch, config);
-            for (work, plan) in batch.into_iter().zip(plans) {
-                self.settle(work, plan, config);
-                self.latencies_us.push(started.elapsed().as_micros() as u64);
+            for (mut work, plan) in batch.into_iter().zip(plans) {
+                if let Some(plan) = plan {
+                    self.apply_plan(&mut work, plan);
+                }
+                if work.steps.wants_plan() {
+                    self.breakdown.replans += 1;
+                    retries.push_back(work);
+                } else {
+                    self.finish(work);
+                }
             }
         }
     }
@@ -253,29 +269,18 @@ impl Bench {
         plans
     }
 
-    /// The applier's side of one evaluation: re-check and commit its plan, plan again
-    /// on fresh state after a partial commit (the worker's retry rules), store the
-    /// verdict and ack.
-    fn settle(&mut self, mut work: Work, mut plan: Option<Plan>, config: SchedulerConfig) {
-        loop {
-            if let Some(plan) = plan.take() {
-                let started = Instant::now();
-                let checked = work.steps.evaluate(&self.state, plan);
-                let evaluated = Instant::now();
-                work.steps.commit(&mut self.log(work.now_ns), checked);
-                self.breakdown.plan_evaluate += evaluated - started;
-                self.breakdown.state_apply += evaluated.elapsed();
-            }
-            if !work.steps.wants_plan() {
-                break;
-            }
-            let started = Instant::now();
-            let snap = self.state.snapshot();
-            plan = work.steps.plan(&snap, work.now_ns, config);
-            drop(snap);
-            self.breakdown.schedule += started.elapsed();
-            self.breakdown.replans += 1;
-        }
+    /// The applier: re-check `plan` against the latest state and commit what fits.
+    fn apply_plan(&mut self, work: &mut Work, plan: Plan) {
+        let started = Instant::now();
+        let checked = work.steps.evaluate(&self.state, plan);
+        let evaluated = Instant::now();
+        work.steps.commit(&mut self.log(work.now_ns), checked);
+        self.breakdown.plan_evaluate += evaluated - started;
+        self.breakdown.state_apply += evaluated.elapsed();
+    }
+
+    /// Stores the evaluation's verdict and acks it.
+    fn finish(&mut self, work: Work) {
         let started = Instant::now();
         let run = work.steps.finish(&mut self.log(work.now_ns));
         self.breakdown.state_apply += started.elapsed();
@@ -284,6 +289,7 @@ impl Bench {
         self.broker
             .handle_ack(now, &work.eval.id, &work.token)
             .expect("the worker holds the token");
+        self.latencies_us.push(work.dequeued.elapsed().as_micros() as u64);
     }
 
     fn log(&mut self, now_ns: i64) -> Log<'_> {
