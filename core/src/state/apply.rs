@@ -469,29 +469,26 @@ impl State {
         }
         // One walk of the alloc table both reads the stored version (an in-place
         // update keeps its creation and client side) and writes the new one.
+        // The allocation moves into its `Arc` once, here, and is finished in place: it is
+        // large, and each move of it cost more than the bookkeeping around it.
         let id = IdKey::new(&alloc.id);
-        let mut fresh = Some(alloc);
-        let mut stored = None;
+        let mut alloc = Arc::new(alloc);
         let old = self.allocs.upsert_with(id.clone(), |old| {
-            let mut alloc = fresh.take().expect("called once");
+            let fresh = Arc::get_mut(&mut alloc).expect("not shared yet");
             match old {
                 Some(old) => {
-                    alloc.create_index = old.create_index;
-                    alloc.create_time = old.create_time;
-                    alloc.client_status = old.client_status;
-                    alloc.task_states = old.task_states.clone();
+                    fresh.create_index = old.create_index;
+                    fresh.create_time = old.create_time;
+                    fresh.client_status = old.client_status;
+                    fresh.task_states = old.task_states.clone();
                 }
                 None => {
-                    alloc.create_index = index;
-                    alloc.create_time = now_ns;
+                    fresh.create_index = index;
+                    fresh.create_time = now_ns;
                 }
             }
-            alloc.job = None;
-            let alloc = Arc::new(alloc);
-            stored = Some(alloc.clone());
-            alloc
+            alloc.clone()
         });
-        let alloc = stored.expect("upsert_with calls make");
         self.index_in_job(index, (&id, &alloc), old, key.as_ref().expect("set above"));
         (id, alloc)
     }
