@@ -83,7 +83,13 @@ fn evaluate_node(state: &State, plan: &Plan, node_id: &str) -> Result<(), String
     if placements.is_empty() {
         return Ok(()); // stops and evictions always apply
     }
-    let Some(node) = state.node(node_id) else { return Err("node does not exist".into()) };
+    // The node list holds the node, its capacity and its live usage flat, found with one
+    // lookup: the applier re-checks every node of every plan, serially.
+    let list = state.node_list();
+    let Some(position) = list.position(node_id) else {
+        return Err("node does not exist".into());
+    };
+    let node = &list.nodes()[position];
     if node.status != NodeStatus::Ready {
         return Err("node is not ready for placements".into());
     }
@@ -96,21 +102,26 @@ fn evaluate_node(state: &State, plan: &Plan, node_id: &str) -> Result<(), String
     // stamps every stored allocation with its index, always > 0), so it replaces nothing
     // and needs no lookup; were such a placement to reuse a stored ID, its predecessor
     // would simply count twice, which can only make this check stricter.
-    let removed = plan
+    let mut removed = plan
         .node_update
         .get(node_id)
         .into_iter()
         .chain(plan.node_preemptions.get(node_id))
         .flatten()
-        .chain(placements.iter().filter(|a| a.create_index != 0));
-    // Start from the node's cached live usage and take out what the plan replaces, so
-    // the check costs O(plan) rather than O(allocations on the node).
-    let base = state.node_allocs(node_id);
-    let mut used = base.map(|b| b.used).unwrap_or_default();
+        .chain(placements.iter().filter(|a| a.create_index != 0))
+        .peekable();
+    let live = || placements.iter().filter(|a| !a.is_terminal());
+    let asks_ports = live().any(|a| !alloc_ports(a).is_empty());
+    // Start from the node's live usage and take out what the plan replaces, so the check
+    // costs O(plan) rather than O(allocations on the node); the node's allocations are
+    // only looked at when the plan replaces some or asks for ports.
+    let mut used = list.used(position);
+    let base =
+        if removed.peek().is_some() || asks_ports { state.node_allocs(node_id) } else { None };
     let mut ports: BTreeMap<i32, u32> = base.map(|b| b.ports.clone()).unwrap_or_default();
     for replaced in removed {
         let Some(alloc) =
-            base.and_then(|b| b.allocs.get(&replaced.id)).filter(|a| !a.is_terminal())
+            base.and_then(|b| b.allocs.get(replaced.id.as_str())).filter(|a| !a.is_terminal())
         else {
             continue;
         };
@@ -121,15 +132,13 @@ fn evaluate_node(state: &State, plan: &Plan, node_id: &str) -> Result<(), String
             }
         }
     }
-    let reserved: BTreeSet<i32> = node
-        .reserved_resources
-        .networks
-        .ports()
-        .unwrap_or_default()
-        .into_iter()
-        .map(i32::from)
-        .collect();
-    for alloc in placements.iter().filter(|a| !a.is_terminal()) {
+    let reserved: BTreeSet<i32> = if asks_ports {
+        let reserved = node.reserved_resources.networks.ports().unwrap_or_default();
+        reserved.into_iter().map(i32::from).collect()
+    } else {
+        BTreeSet::new()
+    };
+    for alloc in live() {
         add(&mut used, alloc, 1);
         for port in alloc_ports(alloc) {
             let count = ports.entry(port).or_default();
@@ -139,7 +148,7 @@ fn evaluate_node(state: &State, plan: &Plan, node_id: &str) -> Result<(), String
             *count = 1;
         }
     }
-    let capacity = node.schedulable_capacity();
+    let capacity = list.capacity(position);
     for (dimension, used, cap) in [
         ("cpu", used.cpu_shares, capacity.cpu_shares),
         ("memory", used.memory_mb, capacity.memory_mb),

@@ -11,7 +11,7 @@
 
 use super::{ScheduleOutput, SchedulerConfig, plan_attempts_max, schedule};
 use crate::id::{IdGen, seed_from};
-use crate::model::{BlockedContext, EvalStatus, Evaluation, Plan, TriggeredBy};
+use crate::model::{BlockedContext, EvalStatus, Evaluation, Job, Plan, TriggeredBy};
 use crate::plan::{Evaluated, evaluate_plan_owned};
 use crate::state::{ApplyOutcome, Command, Snapshot, State};
 
@@ -57,57 +57,144 @@ pub fn process(
     stale: Option<Snapshot>,
     config: SchedulerConfig,
 ) -> EvalRun {
-    let mut run = EvalRun::default();
-    let mut ids = verdict_ids(&eval.id, log.state.latest_index());
-    let max = plan_attempts_max(eval.scheduler);
-    let mut failures = 0;
-    // A worker must plan from state at least as new as the evaluation and every earlier
-    // evaluation of its job (Nomad's wait index): an older snapshot may predate the plan
-    // of the job's previous evaluation and would place the same allocations again. A server waits for its state to
-    // catch up (or nacks); here the caller's state is current, so it is used instead.
-    let wait_index = eval.modify_index.max(log.state.job_wait_index(&eval.namespace, &eval.job_id));
-    let mut stale = stale.filter(|snap| snap.latest_index() >= wait_index);
-    let mut committed_all = false;
-    let mut snapshot_index = 0;
-    while failures < max {
+    let mut work = EvalWork::new(log.state, eval, log.record);
+    let mut stale = stale.filter(|snap| work.can_plan_on(snap));
+    while work.wants_plan() {
         let snap = stale.take().unwrap_or_else(|| log.state.snapshot());
-        snapshot_index = snap.latest_index();
-        let seed = seed_from(&eval.id, snap.latest_index());
-        let mut output = schedule(&snap, eval, seed, log.now_ns, config);
+        let plan = work.plan(&snap, log.now_ns, config);
         drop(snap); // let the commit below write without copying shared tables
-        let plan = std::mem::take(&mut output.plan);
-        run.output = output;
-        if plan.is_no_op() && run.output.followups.is_empty() {
-            committed_all = true;
-            break;
+        if let Some(plan) = plan {
+            let checked = work.evaluate(log.state, plan);
+            work.commit(log, checked);
         }
-        let expected = plan.placement_count();
-        let summary = if log.record {
+    }
+    work.finish(log)
+}
+
+/// One evaluation in a worker's hands, in the steps a server splits between its
+/// scheduler workers ([`EvalWork::plan`], on any snapshot new enough) and its plan
+/// applier ([`EvalWork::evaluate`] and [`EvalWork::commit`], against the latest state).
+/// [`process`] runs the steps in-line; a caller may plan several evaluations on one
+/// snapshot at once and commit them one by one, as Nomad's workers and applier do.
+pub struct EvalWork {
+    eval: Evaluation,
+    ids: IdGen,
+    attempts_max: u32,
+    /// Attempts in a row that committed nothing.
+    failures: u32,
+    /// A worker must plan from state at least as new as the evaluation and every earlier
+    /// evaluation of its job (Nomad's wait index): an older snapshot may predate the plan
+    /// of the job's previous evaluation and would place the same allocations again.
+    wait_index: u64,
+    committed_all: bool,
+    snapshot_index: u64,
+    record: bool,
+    run: EvalRun,
+}
+
+/// A plan the applier has re-checked, with what the worker needs to judge the result.
+pub struct Checked {
+    /// The plan itself when recording, else only its snapshot index.
+    summary: Plan,
+    job: Option<Job>,
+    placements_expected: usize,
+    evaluated: Evaluated,
+}
+
+impl EvalWork {
+    /// Takes `eval` on; `state` is the latest state (its index seeds the IDs minted when
+    /// the evaluation is finished). `record` keeps every plan and result in the run.
+    pub fn new(state: &State, eval: &Evaluation, record: bool) -> EvalWork {
+        EvalWork {
+            eval: eval.clone(),
+            ids: verdict_ids(&eval.id, state.latest_index()),
+            attempts_max: plan_attempts_max(eval.scheduler),
+            failures: 0,
+            wait_index: eval.modify_index.max(state.job_wait_index(&eval.namespace, &eval.job_id)),
+            committed_all: false,
+            snapshot_index: 0,
+            record,
+            run: EvalRun::default(),
+        }
+    }
+
+    /// Whether `snap` is new enough to plan from. A server waits for its state to catch
+    /// up (or nacks); an in-line caller's state is current, so it plans on that instead.
+    pub fn can_plan_on(&self, snap: &Snapshot) -> bool {
+        snap.latest_index() >= self.wait_index
+    }
+
+    /// Whether another attempt is due: nothing committed in full yet, attempts left.
+    pub fn wants_plan(&self) -> bool {
+        !self.committed_all && self.failures < self.attempts_max
+    }
+
+    /// Schedules the evaluation on `snap` (which [`EvalWork::can_plan_on`] accepts).
+    /// `None`: the pass has nothing to commit, and the evaluation is done.
+    pub fn plan(&mut self, snap: &Snapshot, now_ns: i64, config: SchedulerConfig) -> Option<Plan> {
+        self.snapshot_index = snap.latest_index();
+        let seed = seed_from(&self.eval.id, snap.latest_index());
+        let mut output = schedule(snap, &self.eval, seed, now_ns, config);
+        let plan = std::mem::take(&mut output.plan);
+        self.run.output = output;
+        if plan.is_no_op() && self.run.output.followups.is_empty() {
+            self.committed_all = true;
+            return None;
+        }
+        Some(plan)
+    }
+
+    /// The applier's re-check of `plan` against `state`, the latest state.
+    pub fn evaluate(&self, state: &State, plan: Plan) -> Checked {
+        let summary = if self.record {
             plan.clone()
         } else {
             Plan { snapshot_index: plan.snapshot_index, ..Plan::default() }
         };
         let job = plan.job.clone();
-        let mut evaluated = evaluate_plan_owned(log.state, plan);
+        let placements_expected = plan.placement_count();
+        Checked { summary, job, placements_expected, evaluated: evaluate_plan_owned(state, plan) }
+    }
+
+    /// Commits what the applier accepted. A partial commit means the snapshot was stale:
+    /// the next attempt plans again from fresh state.
+    pub fn commit(&mut self, log: &mut Log<'_>, checked: Checked) {
+        let Checked { summary, job, placements_expected, mut evaluated } = checked;
         let placed = evaluated.result.node_allocation.values().map(Vec::len).sum::<usize>();
-        let full = placed == expected;
-        run.placed += placed;
-        let result = if log.record {
+        let full = placed == placements_expected;
+        self.run.placed += placed;
+        let result = if self.record {
             evaluated.result.clone()
         } else {
             std::mem::take(&mut evaluated.result)
         };
-        let evals = if full { run.output.followups.clone() } else { Vec::new() };
-        run.outcomes.push(log.commit(Command::PlanApply { result, job, evals }));
-        run.attempts.push((summary, evaluated));
+        let evals = if full { self.run.output.followups.clone() } else { Vec::new() };
+        self.run.outcomes.push(log.commit(Command::PlanApply { result, job, evals }));
+        self.run.attempts.push((summary, evaluated));
         if full {
-            committed_all = true;
-            break;
+            self.committed_all = true;
+        } else {
+            self.failures = next_failures(self.failures, placed);
         }
-        failures = next_failures(failures, placed);
     }
-    finish(log, eval, &mut ids, (committed_all, snapshot_index), &mut run);
-    run
+
+    /// Stores the evaluation's verdict and, if anything is left unplaced, its blocked
+    /// successor (see [`Verdict::evals`]).
+    pub fn finish(mut self, log: &mut Log<'_>) -> EvalRun {
+        let verdict = Verdict {
+            committed_all: self.committed_all,
+            snapshot_index: self.snapshot_index,
+            state_index: log.state.latest_index(),
+        };
+        let (done, blocked) =
+            verdict.evals(&self.eval, &self.run.output, &mut self.ids, log.now_ns);
+        let mut evals = vec![done.clone()];
+        evals.extend(blocked.clone());
+        self.run.blocked = blocked;
+        self.run.outcomes.push(log.commit(Command::EvalUpsert { evals }));
+        self.run.eval = done;
+        self.run
+    }
 }
 
 /// The IDs a worker mints for an evaluation's verdict (its blocked successor), seeded
@@ -120,24 +207,6 @@ pub fn verdict_ids(eval_id: &str, state_index: u64) -> IdGen {
 /// resets it, a fruitless attempt counts against [`super::plan_attempts_max`].
 pub fn next_failures(failures: u32, placed: usize) -> u32 {
     if placed > 0 { 0 } else { failures + 1 }
-}
-
-/// Stores the evaluation's verdict and, if anything is left unplaced, its blocked
-/// successor.
-fn finish(
-    log: &mut Log<'_>,
-    eval: &Evaluation,
-    ids: &mut IdGen,
-    (committed_all, snapshot_index): (bool, u64),
-    run: &mut EvalRun,
-) {
-    let verdict = Verdict { committed_all, snapshot_index, state_index: log.state.latest_index() };
-    let (done, blocked) = verdict.evals(eval, &run.output, ids, log.now_ns);
-    let mut evals = vec![done.clone()];
-    evals.extend(blocked.clone());
-    run.blocked = blocked;
-    run.outcomes.push(log.commit(Command::EvalUpsert { evals }));
-    run.eval = done;
 }
 
 /// How an evaluation ended: whether every plan committed whole, the snapshot its last

@@ -5,6 +5,7 @@
 //! the same state. A refused command (an EnforceIndex conflict) changes nothing but the
 //! latest index, which every replica moves identically.
 
+use super::table::IdKey;
 use super::{JOB_VERSIONS_RETAINED_MAX, JobKey, JobSummary, State};
 use crate::model::{
     AllocClientStatus, AllocDeploymentStatus, Allocation, Deployment, DrainStrategy, EvalStatus,
@@ -419,7 +420,7 @@ impl State {
         outcome: &mut ApplyOutcome,
     ) {
         for stop in result.node_update.values().chain(result.node_preemptions.values()).flatten() {
-            let Some(existing) = self.allocs.get(&stop.id).cloned() else { continue };
+            let Some(existing) = self.allocs.get(stop.id.as_str()).cloned() else { continue };
             let mut stopped = (*existing).clone();
             stopped.desired_status = stop.desired_status;
             stopped.desired_description = stop.desired_description.clone();
@@ -437,42 +438,13 @@ impl State {
             self.put_alloc(index, stopped);
         }
         let mut key = job.map(JobKey::of_job);
-        for mut alloc in result.node_allocation.into_values().flatten() {
-            if let Some(job) = alloc.job.take().as_deref().or(job) {
-                alloc.job_version = job.version;
+        for allocs in result.node_allocation.into_values() {
+            let mut on_node = Vec::with_capacity(allocs.len());
+            for alloc in allocs {
+                let stored = self.store_placement(index, now_ns, alloc, job, &mut key);
+                on_node.push(stored);
             }
-            alloc.modify_index = index;
-            alloc.alloc_modify_index = index;
-            alloc.modify_time = now_ns;
-            self.link_previous(index, now_ns, &alloc);
-            if key.as_ref().is_none_or(|k| k.id != alloc.job_id || k.namespace != alloc.namespace) {
-                key = Some(JobKey::new(&alloc.namespace, &alloc.job_id));
-            }
-            // One walk of the alloc table both reads the stored version (an in-place
-            // update keeps its creation and client side) and writes the new one.
-            let mut fresh = Some(alloc);
-            let mut stored = None;
-            let old = self.allocs.upsert_with(fresh.as_ref().expect("set").id.clone(), |old| {
-                let mut alloc = fresh.take().expect("called once");
-                match old {
-                    Some(old) => {
-                        alloc.create_index = old.create_index;
-                        alloc.create_time = old.create_time;
-                        alloc.client_status = old.client_status;
-                        alloc.task_states = old.task_states.clone();
-                    }
-                    None => {
-                        alloc.create_index = index;
-                        alloc.create_time = now_ns;
-                    }
-                }
-                alloc.job = None;
-                let alloc = Arc::new(alloc);
-                stored = Some(alloc.clone());
-                alloc
-            });
-            let alloc = stored.expect("upsert_with calls make");
-            self.index_alloc(index, alloc, old, key.as_ref().expect("set above"));
+            self.index_on_nodes(&on_node);
         }
         if let Some(deployment) = result.deployment {
             self.upsert_deployment(index, now_ns, deployment);
@@ -487,13 +459,59 @@ impl State {
         }
     }
 
+    /// Stores one placement or in-place update of a committed plan and indexes it by job;
+    /// the caller indexes it by node, once per node. `key` caches the job's key.
+    fn store_placement(
+        &mut self,
+        index: u64,
+        now_ns: i64,
+        mut alloc: Allocation,
+        job: Option<&Job>,
+        key: &mut Option<JobKey>,
+    ) -> (IdKey, Arc<Allocation>) {
+        if let Some(job) = alloc.job.take().as_deref().or(job) {
+            alloc.job_version = job.version;
+        }
+        alloc.modify_index = index;
+        alloc.alloc_modify_index = index;
+        alloc.modify_time = now_ns;
+        self.link_previous(index, now_ns, &alloc);
+        if key.as_ref().is_none_or(|k| k.id != alloc.job_id || k.namespace != alloc.namespace) {
+            *key = Some(JobKey::new(&alloc.namespace, &alloc.job_id));
+        }
+        // One walk of the alloc table both reads the stored version (an in-place
+        // update keeps its creation and client side) and writes the new one.
+        // The allocation moves into its `Arc` once, here, and is finished in place: it is
+        // large, and each move of it cost more than the bookkeeping around it.
+        let id = IdKey::new(&alloc.id);
+        let mut alloc = Arc::new(alloc);
+        let old = self.allocs.upsert_with(id.clone(), |old| {
+            let fresh = Arc::get_mut(&mut alloc).expect("not shared yet");
+            match old {
+                Some(old) => {
+                    fresh.create_index = old.create_index;
+                    fresh.create_time = old.create_time;
+                    fresh.client_status = old.client_status;
+                    fresh.task_states = old.task_states.clone();
+                }
+                None => {
+                    fresh.create_index = index;
+                    fresh.create_time = now_ns;
+                }
+            }
+            alloc.clone()
+        });
+        self.index_in_job(index, (&id, &alloc), old, key.as_ref().expect("set above"));
+        (id, alloc)
+    }
+
     /// A replacement names its predecessor; the predecessor learns its successor, so no
     /// later pass replaces it twice.
     fn link_previous(&mut self, index: u64, now_ns: i64, alloc: &Allocation) {
         if alloc.previous_allocation.is_empty() {
             return;
         }
-        let Some(previous) = self.allocs.get(&alloc.previous_allocation) else { return };
+        let Some(previous) = self.allocs.get(alloc.previous_allocation.as_str()) else { return };
         if previous.next_allocation == alloc.id {
             return;
         }
@@ -511,7 +529,7 @@ impl State {
         update: AllocClientUpdate,
         outcome: &mut ApplyOutcome,
     ) {
-        let Some(existing) = self.allocs.get(&update.alloc_id).cloned() else { return };
+        let Some(existing) = self.allocs.get(update.alloc_id.as_str()).cloned() else { return };
         let mut alloc = (*existing).clone();
         alloc.client_status = update.client_status;
         alloc.client_description = update.client_description;
@@ -545,8 +563,9 @@ impl State {
     fn put_alloc_keyed(&mut self, index: u64, mut alloc: Allocation, key: &JobKey) {
         alloc.job = None;
         let alloc = Arc::new(alloc);
-        let old = self.allocs.insert(alloc.id.clone(), alloc.clone());
-        self.index_alloc(index, alloc, old, key);
+        let id = IdKey::new(&alloc.id);
+        let old = self.allocs.insert(id.clone(), alloc.clone());
+        self.index_alloc(index, (id, alloc), old, key);
     }
 
     /// Updates the node and job indexes, the summary and the job status for `alloc`,
@@ -554,25 +573,49 @@ impl State {
     fn index_alloc(
         &mut self,
         index: u64,
-        alloc: Arc<Allocation>,
+        (id, alloc): (IdKey, Arc<Allocation>),
         old: Option<Arc<Allocation>>,
         key: &JobKey,
     ) {
-        // make_mut copies a node's or job's map only while a snapshot still shares it.
-        let by_node = match self.allocs_by_node.get_mut(alloc.node_id.as_str()) {
-            Some(by_node) => Arc::make_mut(by_node),
-            None => Arc::make_mut(
-                self.allocs_by_node.get_or_insert_with(alloc.node_id.clone(), Default::default),
-            ),
-        };
-        by_node.add(&alloc);
-        let used = by_node.used;
-        self.note_node_usage(&alloc.node_id, used);
+        self.index_in_job(index, (&id, &alloc), old, key);
+        self.index_on_nodes(&[(id, alloc)]);
+    }
+
+    /// Adds stored allocations to their nodes' indexes and keeps the node list's usage
+    /// current, with one lookup per run of allocations on the same node: a plan's
+    /// placements come grouped by node, and finding a node cost more than adding to it.
+    fn index_on_nodes(&mut self, allocs: &[(IdKey, Arc<Allocation>)]) {
+        for run in allocs.chunk_by(|a, b| a.1.node_id == b.1.node_id) {
+            let node_id = run[0].1.node_id.as_str();
+            // make_mut copies a node's map only while a snapshot still shares it.
+            let by_node = match self.allocs_by_node.get_mut(node_id) {
+                Some(by_node) => Arc::make_mut(by_node),
+                None => Arc::make_mut(
+                    self.allocs_by_node.get_or_insert_with(node_id.to_owned(), Default::default),
+                ),
+            };
+            for (id, alloc) in run {
+                by_node.add(id.clone(), alloc);
+            }
+            let used = by_node.used;
+            self.note_node_usage(node_id, used);
+        }
+    }
+
+    /// Updates the job's index, its summary and its status for `alloc`, just stored in
+    /// the alloc table in place of `old`.
+    fn index_in_job(
+        &mut self,
+        index: u64,
+        (id, alloc): (&IdKey, &Arc<Allocation>),
+        old: Option<Arc<Allocation>>,
+        key: &JobKey,
+    ) {
         match self.allocs_by_job.get_mut(key) {
-            Some(by_job) => drop(Arc::make_mut(by_job).insert(alloc.id.clone(), alloc.clone())),
+            Some(by_job) => drop(Arc::make_mut(by_job).insert(id.clone(), alloc.clone())),
             None => {
                 let by_job = self.allocs_by_job.get_or_insert_with(key.clone(), Default::default);
-                Arc::make_mut(by_job).insert(alloc.id.clone(), alloc.clone());
+                Arc::make_mut(by_job).insert(id.clone(), alloc.clone());
             }
         }
         if let Some(summary) = self.job_summaries.get_mut(key) {
@@ -585,7 +628,7 @@ impl State {
             summary.modify_index = index;
             self.indexes.job_summary = index;
         }
-        self.refresh_job_status(key, &alloc);
+        self.refresh_job_status(key, alloc);
         self.indexes.allocs = index;
     }
 
@@ -631,7 +674,7 @@ impl State {
             }
         }
         for id in alloc_ids {
-            if self.allocs.get(id).is_some_and(|a| a.is_terminal()) {
+            if self.allocs.get(id.as_str()).is_some_and(|a| a.is_terminal()) {
                 self.remove_alloc(index, id);
             }
         }
@@ -656,7 +699,7 @@ impl State {
 
     /// Drops a terminal allocation from the alloc tables (it uses nothing on its node).
     fn remove_alloc(&mut self, index: u64, id: &str) {
-        let Some(alloc) = self.allocs.remove(&id.to_owned()) else { return };
+        let Some(alloc) = self.allocs.remove(&IdKey::new(id)) else { return };
         assert!(alloc.is_terminal(), "only terminal allocations are reaped");
         // Empty per-node and per-job maps are dropped, as a restore would never build them.
         if let Some(by_node) = self.allocs_by_node.get_mut(alloc.node_id.as_str()) {

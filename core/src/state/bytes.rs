@@ -6,6 +6,7 @@
 //! restore builds a fresh [`State`] and only returns it whole. Secondary indexes (allocs
 //! by node and by job, node usage) are not stored: restore rebuilds them.
 
+use super::table::IdKey;
 use super::{JobKey, JobSummary, State, TableIndexes};
 use crate::codec::{self, CodecError, FrameKind};
 use crate::model::{Allocation, Deployment, Evaluation, Job, Node};
@@ -133,12 +134,13 @@ impl State {
     /// Inserts an allocation and its secondary indexes, leaving summaries as restored.
     fn restore_alloc(&mut self, alloc: Allocation) {
         let alloc = Arc::new(alloc);
-        self.allocs.insert(alloc.id.clone(), alloc.clone());
+        let id = IdKey::new(&alloc.id);
+        self.allocs.insert(id.clone(), alloc.clone());
         let by_node =
             self.allocs_by_node.get_or_insert_with(alloc.node_id.clone(), Default::default);
-        Arc::make_mut(by_node).add(&alloc);
+        Arc::make_mut(by_node).add(id.clone(), &alloc);
         let key = JobKey::new(&alloc.namespace, &alloc.job_id);
         let by_job = self.allocs_by_job.get_or_insert_with(key, Default::default);
-        Arc::make_mut(by_job).insert(alloc.id.clone(), alloc);
+        Arc::make_mut(by_job).insert(id, alloc);
     }
 }

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
-use table::{FNV_OFFSET_BASIS, Table, TableKey, fnv1a};
+use table::{FNV_OFFSET_BASIS, IdKey, Table, TableKey, fnv1a};
 
 /// How many versions of a job the state keeps, newest first (Nomad keeps 6).
 pub const JOB_VERSIONS_RETAINED_MAX: usize = 6;
@@ -61,7 +61,7 @@ impl TableKey for JobKey {
 /// fit check costs O(1) instead of a walk over the node's allocations.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NodeAllocs {
-    pub allocs: BTreeMap<String, Arc<Allocation>>,
+    pub allocs: BTreeMap<IdKey, Arc<Allocation>>,
     /// Sum over non-terminal allocations.
     pub used: ComparableResources,
     /// Host ports held by non-terminal allocations, with how many hold each (more than one
@@ -70,8 +70,8 @@ pub struct NodeAllocs {
 }
 
 impl NodeAllocs {
-    fn add(&mut self, alloc: &Arc<Allocation>) {
-        if let Some(old) = self.allocs.insert(alloc.id.clone(), alloc.clone()) {
+    fn add(&mut self, key: IdKey, alloc: &Arc<Allocation>) {
+        if let Some(old) = self.allocs.insert(key, alloc.clone()) {
             self.account(&old, -1);
         }
         self.account(alloc, 1);
@@ -143,9 +143,9 @@ pub struct State {
     job_versions: Table<JobKey, Arc<Vec<Arc<Job>>>>,
     job_summaries: Table<JobKey, Arc<JobSummary>>,
     nodes: Table<String, Arc<Node>>,
-    allocs: Table<String, Arc<Allocation>>,
+    allocs: Table<IdKey, Arc<Allocation>>,
     allocs_by_node: Table<String, Arc<NodeAllocs>>,
-    allocs_by_job: Table<JobKey, Arc<BTreeMap<String, Arc<Allocation>>>>,
+    allocs_by_job: Table<JobKey, Arc<BTreeMap<IdKey, Arc<Allocation>>>>,
     evals: Table<String, Arc<Evaluation>>,
     /// Per job, the highest modify index of its evaluations: a worker must plan from
     /// state at least this new (Nomad's `getWaitIndex`), or it could miss the plan of

@@ -35,6 +35,44 @@ impl TableKey for String {
     }
 }
 
+/// An ID as an ordered-map key. It orders exactly like the string, but holds the first
+/// 16 bytes inline and compares them first: searching a map of string keys dereferenced
+/// every key it passed, and those cache misses were most of the cost of storing an
+/// allocation. The string is shared, so the three allocation indexes hold one copy.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IdKey {
+    /// The first 16 bytes, big-endian, zero-padded: `a < b` implies `head(a) <= head(b)`,
+    /// and equal heads fall back to the whole string.
+    head: u128,
+    id: Arc<str>,
+}
+
+impl IdKey {
+    pub fn new(id: &str) -> IdKey {
+        let mut head = [0u8; 16];
+        let len = id.len().min(16);
+        head[..len].copy_from_slice(&id.as_bytes()[..len]);
+        IdKey { head: u128::from_be_bytes(head), id: id.into() }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.id
+    }
+}
+
+/// Lookups by `&str` agree with the key's order, since it is the string's order.
+impl Borrow<str> for IdKey {
+    fn borrow(&self) -> &str {
+        &self.id
+    }
+}
+
+impl TableKey for IdKey {
+    fn table_hash(&self) -> u64 {
+        str::key_hash(&self.id)
+    }
+}
+
 /// Borrowed lookups (`table.get("id")`) hash like the owned key.
 pub trait KeyHash {
     fn key_hash(&self) -> u64;

@@ -141,7 +141,7 @@ fn main() -> ExitCode {
         Some("store-fsync") => return drover_sim::bench::store::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: drover-bench raft-commit [--entries N] | c1m-core | eval-latency [--nodes N] [--jobs J] [--count C] | store-fsync [--dir D] [--entries N]"
+                "usage: drover-bench raft-commit [--entries N] | c1m-core | eval-latency [--nodes N] [--jobs J] [--count C] [--workers W] | store-fsync [--dir D] [--entries N]"
             );
             return ExitCode::from(2);
         }
@@ -162,15 +162,19 @@ fn main() -> ExitCode {
 /// `c1m-core` and `eval-latency` (code in `drover_sim::bench`).
 fn scheduling_bench(which: &str, flags: &[String]) -> ExitCode {
     let count = if which == "c1m-core" { 1000 } else { 10 };
-    let mut shape = drover_sim::bench::Shape { nodes: 5000, jobs: 1000, count };
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut shape = drover_sim::bench::Shape { nodes: 5000, jobs: 1000, count, workers };
     for pair in flags.chunks(2) {
         let value = pair.get(1).and_then(|v| v.parse::<usize>().ok());
         match (pair[0].as_str(), value) {
             ("--nodes", Some(n)) => shape.nodes = n,
             ("--jobs", Some(n)) => shape.jobs = n,
             ("--count", Some(n)) => shape.count = n,
+            ("--workers", Some(n)) if n > 0 => shape.workers = n,
             _ => {
-                eprintln!("drover-bench {which}: expected --nodes N, --jobs J or --count C");
+                eprintln!(
+                    "drover-bench {which}: expected --nodes N, --jobs J, --count C or --workers W"
+                );
                 return ExitCode::from(2);
             }
         }
