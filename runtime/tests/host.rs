@@ -649,3 +649,74 @@ fn a_failed_sync_stops_the_host_and_reports_nothing_durable() {
     assert!(matches!(error, HostError::Store(_)));
     insta::assert_snapshot!("failed_sync", text);
 }
+
+// ------------------------------------------------------------------------ group commit
+
+/// A memory store that records each write and sync in a shared journal.
+struct JournaledStore {
+    inner: MemStore,
+    journal: Rc<RefCell<Vec<String>>>,
+}
+
+impl RaftStore for JournaledStore {
+    fn write(&mut self, persist: Persist) -> Result<(), StoreError> {
+        let line = format!(
+            "write {} (hard_state={} entries={})",
+            persist.id,
+            persist.hard_state.is_some(),
+            persist.entries.len()
+        );
+        self.journal.borrow_mut().push(line);
+        self.inner.write(persist)
+    }
+
+    fn sync(&mut self) -> Result<WriteId, StoreError> {
+        let write_id = self.inner.sync()?;
+        self.journal.borrow_mut().push(format!("sync -> {write_id}"));
+        Ok(write_id)
+    }
+
+    fn restored(&self) -> Restored {
+        self.inner.restored()
+    }
+}
+
+#[test]
+fn every_input_ends_in_one_sync_for_all_its_writes() {
+    let addrs: BTreeMap<NodeId, String> = BTreeMap::from([(1, server_addr(1))]);
+    let journal = Rc::new(RefCell::new(Vec::new()));
+    let store = JournaledStore { inner: MemStore::new(), journal: Rc::clone(&journal) };
+    let config = ServerConfig::new(1, 9, addrs);
+    let mut now = Millis(START_MS);
+    let mut host = ServerHost::start(
+        now,
+        config,
+        CountingTransport::default(),
+        store,
+        InlinePassRunner::default(),
+    )
+    .expect("starts");
+    while !host.server().is_leader_loop_active() {
+        now = host.next_deadline().expect("a deadline").max(now);
+        assert!(now.0 < START_MS + SETTLE_MAX_MS, "never led");
+        host.handle_timeout(now).expect("a working store");
+    }
+    journal.borrow_mut().push(format!("-- leader, api call at +{}ms", now.0 - START_MS));
+    let request =
+        ApiRequest::JobRegister { job: Box::new(job("web", "service", 1)), enforce_index: None };
+    host.handle_api_call(now, ApiCall { request_id: 1, region: String::new(), request })
+        .expect("a working store");
+    let reply = host.poll_api_reply().map(|r| render_api_reply(&r.reply));
+    journal.borrow_mut().push(format!("-- reply: {reply:?}"));
+    let lines = journal.borrow().clone();
+    // Every sync follows at least one write and reports the last one written.
+    let mut last_written = None;
+    for line in &lines {
+        if let Some(rest) = line.strip_prefix("write ") {
+            last_written = rest.split(' ').next().map(str::to_owned);
+        } else if let Some(id) = line.strip_prefix("sync -> ") {
+            assert_eq!(last_written.take().as_deref(), Some(id), "{lines:#?}");
+        }
+    }
+    insta::assert_snapshot!("group_commit", lines.join("\n"));
+}
