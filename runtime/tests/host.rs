@@ -720,3 +720,41 @@ fn every_input_ends_in_one_sync_for_all_its_writes() {
     }
     insta::assert_snapshot!("group_commit", lines.join("\n"));
 }
+
+// ------------------------------------------------------------------------ hostile bytes
+
+proptest::proptest! {
+    /// Any bytes, or a valid frame with one byte changed, cost a counter and nothing else.
+    #[test]
+    fn no_frame_makes_a_host_fail(
+        noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+        position in 0usize..4096,
+        flip in 1u8..=255,
+    ) {
+        let addrs: BTreeMap<NodeId, String> = BTreeMap::from([(1, server_addr(1))]);
+        let now = Millis(START_MS);
+        let config = ServerConfig::new(1, 11, addrs);
+        let mut host = ServerHost::start(
+            now,
+            config,
+            CountingTransport::default(),
+            MemStore::new(),
+            InlinePassRunner::default(),
+        )
+        .expect("starts");
+        let request = drover_core::rpc::ClientRpc {
+            request_id: 1,
+            request: drover_core::rpc::ClientRequest::NodeRegister {
+                node: Box::new(client_node("c1")),
+            },
+        };
+        let mut mutated = encode_wire(&WireMessage::Request(request)).expect("encode");
+        let position = position % mutated.len();
+        mutated[position] ^= flip;
+        for bytes in [&noise, &mutated] {
+            proptest::prop_assert!(host.handle_frame(now, "10.9.9.9:1", bytes).is_ok());
+        }
+        let counters = host.counters();
+        proptest::prop_assert!(counters.frames_undecodable + counters.frames_unexpected >= 1);
+    }
+}
