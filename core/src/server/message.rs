@@ -149,7 +149,7 @@ pub enum QueryResult {
 }
 
 /// A message from one server to another in the same region.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum PeerMessage {
     Raft(Message),
     /// A follower hands an API write to the leader.
@@ -199,7 +199,7 @@ pub enum PeerMessage {
 }
 
 /// A message to a peer.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PeerEnvelope {
     pub from: NodeId,
     pub to: NodeId,

@@ -16,7 +16,7 @@
 //! never reported durable, so it is cut off and the length cut is reported. Damage
 //! anywhere else is [`StoreError::Corrupt`], and nothing is applied.
 
-use super::{RaftStore, Record, StoreError};
+use super::{RaftStore, Record, StoreError, apply_record};
 use drover_core::codec::{
     self, CodecError, FRAME_LEN_MAX_BYTES_DEFAULT, FrameKind, HEADER_LEN_BYTES, Peek,
 };
@@ -119,7 +119,7 @@ impl FileStore {
         }
         let record = Record::Snapshot { meta, log_reset };
         self.append(&record)?;
-        apply(&mut self.state, record).map_err(|reason| self.corrupt_write(reason))?;
+        apply_record(&mut self.state, record).map_err(|reason| self.corrupt_write(reason))?;
         self.state.snapshot.data = snapshot.data;
         Ok(())
     }
@@ -195,12 +195,12 @@ impl RaftStore for FileStore {
         if let Some(hard_state) = persist.hard_state {
             let record = Record::HardState(hard_state);
             self.append(&record)?;
-            apply(&mut self.state, record).map_err(|reason| self.corrupt_write(reason))?;
+            apply_record(&mut self.state, record).map_err(|reason| self.corrupt_write(reason))?;
         }
         for entry in persist.entries {
             let record = Record::Entry(entry);
             self.append(&record)?;
-            apply(&mut self.state, record).map_err(|reason| self.corrupt_write(reason))?;
+            apply_record(&mut self.state, record).map_err(|reason| self.corrupt_write(reason))?;
         }
         self.last_written = persist.id;
         if snapshot_written || self.segment_len_bytes > SEGMENT_LEN_MAX_BYTES {
@@ -220,36 +220,6 @@ impl RaftStore for FileStore {
     }
 }
 
-/// Applies one record to the state it describes; the one rule for writing and replaying.
-fn apply(state: &mut Restored, record: Record) -> Result<(), String> {
-    match record {
-        Record::Snapshot { meta, log_reset } => {
-            if log_reset {
-                state.entries.clear();
-            } else {
-                state.entries.retain(|e| e.index > meta.index);
-            }
-            state.snapshot = Snapshot { meta, data: Vec::new() };
-        }
-        Record::HardState(hard_state) => state.hard_state = hard_state,
-        Record::Entry(entry) => {
-            let covered = state.snapshot.meta.index;
-            if entry.index <= covered {
-                return Ok(());
-            }
-            let first = state.entries.first().map_or(covered + 1, |e| e.index);
-            // An entry replaces the one at its index and everything after it.
-            state.entries.truncate(entry.index.saturating_sub(first) as usize);
-            let expected = state.entries.last().map_or(covered + 1, |e| e.index + 1);
-            if entry.index != expected {
-                return Err(format!("entry {} cannot follow entry {}", entry.index, expected - 1));
-            }
-            state.entries.push(entry);
-        }
-    }
-    Ok(())
-}
-
 /// Replays one segment into `state`; returns the bytes cut from a torn tail.
 fn replay(path: &Path, newest: bool, state: &mut Restored) -> Result<u64, StoreError> {
     let bytes = fs::read(path).map_err(io(path, "read"))?;
@@ -265,7 +235,7 @@ fn replay(path: &Path, newest: bool, state: &mut Restored) -> Result<u64, StoreE
                 };
                 let record: Record =
                     frame.decode(FrameKind::LOG_ENTRY).map_err(|e| corrupt(e.to_string()))?;
-                apply(state, record).map_err(corrupt)?;
+                apply_record(state, record).map_err(corrupt)?;
                 offset += frame.frame_len_bytes();
                 continue;
             }

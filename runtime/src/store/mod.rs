@@ -6,13 +6,14 @@
 //! Raft with `handle_durable`. Nothing written counts before `sync` returns; a store that
 //! loses power keeps a prefix of what it was given and never a reordering of it.
 //!
-//! [`file::FileStore`] keeps it in a data directory; the simulator has its own in-memory
-//! store with a power-fail model.
+//! [`file::FileStore`] keeps it in a data directory; [`mem::MemStore`] keeps it in memory
+//! with a power-fail model, for tests and the simulator.
 
 pub mod file;
+pub mod mem;
 
 use drover_core::codec::CodecError;
-use drover_core::raft::{Entry, HardState, Persist, Restored, SnapshotMeta, WriteId};
+use drover_core::raft::{Entry, HardState, Persist, Restored, Snapshot, SnapshotMeta, WriteId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
@@ -57,6 +58,11 @@ pub enum StoreError {
     Encode {
         reason: CodecError,
     },
+    /// A batch that cannot follow what the store holds (a write id out of order, a gap in
+    /// the log): a bug in the caller, refused rather than stored.
+    Rejected {
+        reason: String,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -69,8 +75,40 @@ impl fmt::Display for StoreError {
                 write!(f, "{} is corrupt at byte {offset_bytes}: {reason}", path.display())
             }
             StoreError::Encode { reason } => write!(f, "cannot encode a raft record: {reason}"),
+            StoreError::Rejected { reason } => write!(f, "raft write refused: {reason}"),
         }
     }
 }
 
 impl std::error::Error for StoreError {}
+
+/// Applies one record to the state it describes; the one rule for writing and replaying.
+/// A snapshot record carries only its meta: the caller keeps the data.
+pub(crate) fn apply_record(state: &mut Restored, record: Record) -> Result<(), String> {
+    match record {
+        Record::Snapshot { meta, log_reset } => {
+            if log_reset {
+                state.entries.clear();
+            } else {
+                state.entries.retain(|e| e.index > meta.index);
+            }
+            state.snapshot = Snapshot { meta, data: Vec::new() };
+        }
+        Record::HardState(hard_state) => state.hard_state = hard_state,
+        Record::Entry(entry) => {
+            let covered = state.snapshot.meta.index;
+            if entry.index <= covered {
+                return Ok(());
+            }
+            let first = state.entries.first().map_or(covered + 1, |e| e.index);
+            // An entry replaces the one at its index and everything after it.
+            state.entries.truncate(entry.index.saturating_sub(first) as usize);
+            let expected = state.entries.last().map_or(covered + 1, |e| e.index + 1);
+            if entry.index != expected {
+                return Err(format!("entry {} cannot follow entry {}", entry.index, expected - 1));
+            }
+            state.entries.push(entry);
+        }
+    }
+    Ok(())
+}

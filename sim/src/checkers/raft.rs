@@ -2,8 +2,8 @@
 //! completeness, state machine safety, commit monotonicity, persist-before-send and
 //! linearizable reads.
 
-use crate::raft::disk::Disk;
 use drover_core::raft::{Entry, Envelope, Index, Message, NodeId, Payload, Persist, Raft, Term};
+use drover_runtime::store::mem::MemStore;
 use std::collections::BTreeMap;
 
 /// A 64-bit FNV-1a over the parts of an entry, so equal entries hash equally.
@@ -131,12 +131,14 @@ impl RaftChecker {
     }
 
     /// Persist before send: what a response claims must already be on the disk.
-    pub fn on_send(&mut self, envelope: &Envelope, disk: &Disk, raft: &Raft) {
+    pub fn on_send(&mut self, envelope: &Envelope, disk: &MemStore, raft: &Raft) {
         let id = envelope.from;
-        if envelope.after_write > disk.synced {
+        if envelope.after_write > disk.synced() {
             self.fail(format!(
                 "n{id} sent {} before write {} was durable (synced {})",
-                envelope.message, envelope.after_write, disk.synced
+                envelope.message,
+                envelope.after_write,
+                disk.synced()
             ));
             return;
         }

@@ -9,6 +9,7 @@ use super::node::App;
 use super::{Event, Sim};
 use drover_core::raft::{ConfChange, Membership, NodeId, Raft};
 use drover_core::time::Millis;
+use drover_runtime::store::RaftStore;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
@@ -59,7 +60,7 @@ impl Sim {
         let Some(id) = leader.or_else(|| self.rng.pick(&up)) else { return };
         let unsynced = {
             let node = &self.nodes[&id];
-            (node.disk.last_written() - node.disk.synced) as usize
+            (node.disk.last_written() - node.disk.synced()) as usize
         };
         let kept = self.rng.range(0, unsynced as u64 + 1) as usize;
         let torn = self.rng.chance(0.5).then(|| self.rng.range(0, 40) as usize);
@@ -85,7 +86,7 @@ impl Sim {
         let config = self.config(id, incarnation);
         let now = self.local_now(id);
         let node = self.nodes.get_mut(&id).expect("node");
-        let raft = Raft::restore(now, config, node.disk.restore());
+        let raft = Raft::restore(now, config, node.disk.restored());
         node.app = App::from_snapshot(&node.disk.snapshot().data);
         let (index, hash) = (node.app.index, node.app.hash);
         let (term, last) = (raft.term(), raft.last_index());

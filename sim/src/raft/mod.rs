@@ -9,7 +9,6 @@
 //! off, and a leader must commit every pending command within a bounded simulated time.
 
 pub mod clock;
-pub mod disk;
 pub mod node;
 pub mod params;
 
@@ -19,6 +18,7 @@ use drover_core::raft::{
     Config, Envelope, Membership, NodeId, Payload, Raft, ReadOutcome, WriteId,
 };
 use drover_core::time::Millis;
+use drover_runtime::store::mem::MemStore;
 use node::{Drained, SimNode};
 use params::Params;
 use rand_chacha::ChaCha8Rng;
@@ -242,7 +242,7 @@ impl Sim {
             // Bootstrapping completes before the server starts: its first write is durable.
             let node = self.nodes.get_mut(&id).expect("node");
             let write = node.disk.last_written();
-            node.disk.sync(write);
+            sync_disk(id, &mut node.disk, write);
         }
         self.after(1, self.params.propose_interval_ms, Event::Propose);
         self.after(1, self.params.read_interval_ms, Event::Read);
@@ -399,7 +399,7 @@ impl Sim {
             return;
         }
         // The disk itself syncs on time; a paused process only hears of it later.
-        node.disk.sync(write);
+        sync_disk(id, &mut node.disk, write);
         if self.postpone_if_paused(id, Event::Sync { node: id, incarnation, write }).is_none() {
             return;
         }
@@ -708,4 +708,12 @@ impl Sim {
 
 fn command_bytes(command: u64) -> Vec<u8> {
     command.to_le_bytes().to_vec()
+}
+
+/// Makes a node's writes up to `write` durable; a write the store refuses is a bug in the
+/// machine under test, reported as the run's failure.
+fn sync_disk(id: NodeId, disk: &mut MemStore, write: WriteId) {
+    if let Err(error) = disk.sync_to(write) {
+        panic!("n{id}: {error}");
+    }
 }

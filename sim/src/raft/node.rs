@@ -1,11 +1,12 @@
 //! One simulated server: a Raft node, its disk, its state machine and its process state.
 
 use super::clock::Clock;
-use super::disk::Disk;
 use crate::checkers::RaftChecker;
 use crate::checkers::raft::chain_next;
 use drover_core::raft::{Entry, Envelope, Index, Persist, Raft, ReadResult, WriteId};
 use drover_core::time::Millis;
+use drover_runtime::store::RaftStore;
+use drover_runtime::store::mem::MemStore;
 use std::fmt::Write as _;
 
 /// The replicated state machine: the hash chain of everything applied, which is exactly
@@ -45,7 +46,7 @@ impl App {
 pub struct SimNode {
     /// `None` while crashed or once retired.
     pub raft: Option<Raft>,
-    pub disk: Disk,
+    pub disk: MemStore,
     pub incarnation: u64,
     pub paused_until: Millis,
     /// Removed from the group and shut down for good.
@@ -65,7 +66,7 @@ impl SimNode {
     pub fn new(raft: Raft, joined: bool, clock: Clock) -> SimNode {
         SimNode {
             raft: Some(raft),
-            disk: Disk::default(),
+            disk: MemStore::default(),
             incarnation: 0,
             paused_until: Millis::ZERO,
             retired: false,
@@ -113,7 +114,9 @@ impl SimNode {
                     out.lines.push(describe_persist(id, &persist));
                 }
                 out.writes.push(persist.id);
-                self.disk.write(persist);
+                if let Err(error) = self.disk.write(persist) {
+                    panic!("n{id}: {error}");
+                }
             }
             while let Some(envelope) = raft.poll_message() {
                 checker.on_send(&envelope, &self.disk, raft);
