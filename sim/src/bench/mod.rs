@@ -12,8 +12,8 @@
 //! placement is in state and no node is over-committed.
 //!
 //! ```text
-//! drover-bench c1m-core [--nodes 5000] [--jobs 1000] [--count 1000] [--workers cores]
-//! drover-bench eval-latency [--nodes 5000] [--jobs 1000] [--count 10] [--workers cores]
+//! drover-bench c1m-core [--nodes 5000] [--jobs 1000] [--count 1000] [--workers cores-1]
+//! drover-bench eval-latency [--nodes 5000] [--jobs 1000] [--count 10] [--workers cores-1]
 //! ```
 
 pub mod store;
@@ -41,7 +41,8 @@ pub struct Shape {
     pub jobs: usize,
     pub count: usize,
     /// Scheduler workers: evaluations planned at once, one thread each (default: one per
-    /// core, as Nomad runs them).
+    /// core but the applier's; on 2 cores a second planner only competes with the applier
+    /// and with page faults, and measured slower).
     pub workers: usize,
 }
 

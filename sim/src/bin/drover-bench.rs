@@ -162,7 +162,9 @@ fn main() -> ExitCode {
 /// `c1m-core` and `eval-latency` (code in `drover_sim::bench`).
 fn scheduling_bench(which: &str, flags: &[String]) -> ExitCode {
     let count = if which == "c1m-core" { 1000 } else { 10 };
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // The applier is one thread and needs a core of its own; planning gets the rest.
+    let workers =
+        std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
     let mut shape = drover_sim::bench::Shape { nodes: 5000, jobs: 1000, count, workers };
     for pair in flags.chunks(2) {
         let value = pair.get(1).and_then(|v| v.parse::<usize>().ok());
