@@ -21,14 +21,15 @@
 //!   `read ID READ`, `snapshot ID`: the node's API
 //! - `status`: one line per node
 
+#[path = "script/mod.rs"]
+mod script;
+
 use drover_core::raft::{
     ConfChange, Config, Entry, Envelope, HardState, Membership, NodeId, Payload, Persist, Raft,
     ReadOutcome, Restored, Role, Snapshot,
 };
 use drover_core::time::Millis;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::fmt::Write as _;
-use std::path::Path;
 
 /// The durable state of one node: every write is synced as soon as it is issued.
 #[derive(Default)]
@@ -439,42 +440,8 @@ fn describe_entry(entry: &Entry) -> String {
 
 /// Replays one script and compares (or, with REWRITE=1, rewrites) its expected output.
 fn check(name: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/raft").join(name);
-    let script =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut env = Env::default();
-    let mut rendered = String::new();
-    let mut lines = script.lines().peekable();
-    while let Some(line) = lines.next() {
-        if line.trim().is_empty() || line.starts_with('#') {
-            rendered.push_str(line);
-            rendered.push('\n');
-            continue;
-        }
-        let _ = writeln!(rendered, "{line}");
-        assert_eq!(lines.next(), Some("----"), "{name}: `{line}` must be followed by ----");
-        while lines.peek().is_some_and(|l| !l.trim().is_empty()) {
-            lines.next();
-        }
-        rendered.push_str("----\n");
-        rendered.push_str(&env.run(line));
-    }
-    if std::env::var_os("REWRITE").is_some() {
-        std::fs::write(&path, rendered).expect("rewrite the script");
-        return;
-    }
-    if rendered != script {
-        let diff = first_difference(&script, &rendered);
-        panic!("{name}: output changed (REWRITE=1 regenerates it)\n{diff}");
-    }
-}
-
-fn first_difference(expected: &str, actual: &str) -> String {
-    let (e, a): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
-    let at = e.iter().zip(&a).position(|(x, y)| x != y).unwrap_or(e.len().min(a.len()));
-    let expected = e.get(at).copied().unwrap_or("<end>");
-    let actual = a.get(at).copied().unwrap_or("<end>");
-    format!("line {}:\n  expected: {expected}\n  actual:   {actual}", at + 1)
+    script::check_script("raft", name, |line| env.run(line));
 }
 
 #[test]

@@ -21,49 +21,16 @@
 #[path = "server/harness.rs"]
 mod harness;
 
+#[path = "script/mod.rs"]
+mod script;
+
 use harness::Cluster;
-use std::fmt::Write as _;
-use std::path::Path;
 
 /// Replays one script and compares (or, with REWRITE=1, rewrites) its expected output.
 fn check(name: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/server").join(name);
-    let script =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut cluster = Cluster::new(3, 7);
-    let mut rendered = String::new();
-    let mut lines = script.lines().peekable();
-    while let Some(line) = lines.next() {
-        if line.trim().is_empty() || line.starts_with('#') {
-            rendered.push_str(line);
-            rendered.push('\n');
-            continue;
-        }
-        let _ = writeln!(rendered, "{line}");
-        assert_eq!(lines.next(), Some("----"), "{name}: `{line}` must be followed by ----");
-        while lines.peek().is_some_and(|l| !l.trim().is_empty()) {
-            lines.next();
-        }
-        rendered.push_str("----\n");
-        rendered.push_str(&cluster.run(line));
-    }
+    script::check_script("server", name, |line| cluster.run(line));
     assert!(cluster.violations.is_empty(), "{name}: {:?}", cluster.violations);
-    if std::env::var_os("REWRITE").is_some() {
-        std::fs::write(&path, rendered).expect("rewrite the script");
-        return;
-    }
-    if rendered != script {
-        let diff = first_difference(&script, &rendered);
-        panic!("{name}: output changed (REWRITE=1 regenerates it)\n{diff}");
-    }
-}
-
-fn first_difference(expected: &str, actual: &str) -> String {
-    let (e, a): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
-    let at = e.iter().zip(&a).position(|(x, y)| x != y).unwrap_or(e.len().min(a.len()));
-    let expected = e.get(at).copied().unwrap_or("<end>");
-    let actual = a.get(at).copied().unwrap_or("<end>");
-    format!("line {}:\n  expected: {expected}\n  actual:   {actual}", at + 1)
 }
 
 #[test]
