@@ -7,7 +7,7 @@
 //! their ID and time from the caller, because core neither generates UUIDs from the OS
 //! nor reads a clock.
 
-use super::job::JobType;
+use super::job::{Job, JobType};
 use super::metric::AllocationMetric;
 use super::timestamp::Timestamp;
 use super::value::DurationNs;
@@ -210,6 +210,24 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
+    /// A new pending evaluation of `job` (its scheduler, priority and namespace), for a
+    /// register, a node update, a periodic launch... `id` and `now_ns` come from the
+    /// caller (seeded IDs, leader time).
+    pub fn for_job(id: String, job: &Job, triggered_by: TriggeredBy, now_ns: i64) -> Evaluation {
+        Evaluation {
+            id,
+            namespace: job.namespace.clone(),
+            priority: job.priority,
+            scheduler: SchedulerType::from(job.job_type),
+            triggered_by,
+            job_id: job.id.clone(),
+            status: EvalStatus::Pending,
+            create_time: now_ns,
+            modify_time: now_ns,
+            ..Evaluation::default()
+        }
+    }
+
     pub fn is_terminal(&self) -> bool {
         self.status.is_terminal()
     }

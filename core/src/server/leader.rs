@@ -9,7 +9,7 @@ use super::requests::Waiter;
 use super::{Server, ServerConfig};
 use crate::broker::EvalBroker;
 use crate::broker::blocked::BlockedEvals;
-use crate::model::{EvalStatus, Evaluation, JobType, NodeStatus, Plan, SchedulerType, TriggeredBy};
+use crate::model::{EvalStatus, Evaluation, JobType, NodeStatus, Plan, TriggeredBy};
 use crate::plan::evaluate_plan_owned;
 use crate::plan::queue::{PlanQueue, PlanTicket};
 use crate::raft::{Index, NodeId, Term};
@@ -357,20 +357,10 @@ impl Server {
         key: &JobKey,
         trigger: TriggeredBy,
     ) -> Option<Evaluation> {
-        let job = self.state.job(&key.namespace, &key.id)?.clone();
-        Some(Evaluation {
-            id: self.ids.next_id(),
-            namespace: job.namespace.clone(),
-            priority: job.priority,
-            scheduler: SchedulerType::from(job.job_type),
-            triggered_by: trigger,
-            job_id: job.id.clone(),
-            job_modify_index: job.job_modify_index,
-            status: EvalStatus::Pending,
-            create_time: Server::now_ns(now),
-            modify_time: Server::now_ns(now),
-            ..Evaluation::default()
-        })
+        let job = self.state.job(&key.namespace, &key.id)?;
+        let mut eval = Evaluation::for_job(self.ids.next_id(), job, trigger, Server::now_ns(now));
+        eval.job_modify_index = job.job_modify_index;
+        Some(eval)
     }
 
     /// Resets a node's heartbeat timer and returns the TTL to give the client.

@@ -9,8 +9,8 @@ use super::{
 };
 use crate::id::seed_from;
 use crate::model::{
-    AllocClientStatus, DrainStrategy, EvalStatus, Evaluation, Job, NodeEligibility, NodeStatus,
-    SchedulerType, Timestamp, TriggeredBy,
+    AllocClientStatus, DrainStrategy, Evaluation, Job, NodeEligibility, NodeStatus, SchedulerType,
+    Timestamp, TriggeredBy,
 };
 use crate::raft::{Index, NodeId, Term};
 use crate::rpc::{ClientRequest, ServerReply, ServerRpc};
@@ -427,18 +427,7 @@ impl Server {
     }
 
     fn new_eval(&mut self, now: Millis, job: &Job, trigger: TriggeredBy) -> Evaluation {
-        Evaluation {
-            id: self.ids.next_id(),
-            namespace: job.namespace.clone(),
-            priority: job.priority,
-            scheduler: SchedulerType::from(job.job_type),
-            triggered_by: trigger,
-            job_id: job.id.clone(),
-            status: EvalStatus::Pending,
-            create_time: Server::now_ns(now),
-            modify_time: Server::now_ns(now),
-            ..Evaluation::default()
-        }
+        Evaluation::for_job(self.ids.next_id(), job, trigger, Server::now_ns(now))
     }
 
     // ------------------------------------------------------------------ dry runs

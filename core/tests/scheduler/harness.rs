@@ -114,16 +114,7 @@ impl Cluster {
 
     pub fn eval_for(&mut self, job_id: &str, trigger: TriggeredBy) -> Option<Evaluation> {
         let job = self.state.job("default", job_id)?;
-        Some(Evaluation {
-            id: self.ids.next_id(),
-            namespace: job.namespace.clone(),
-            priority: job.priority,
-            scheduler: SchedulerType::from(job.job_type),
-            triggered_by: trigger,
-            job_id: job.id.clone(),
-            status: EvalStatus::Pending,
-            ..Evaluation::default()
-        })
+        Some(Evaluation::for_job(self.ids.next_id(), job, trigger, 0))
     }
 
     /// Evaluations for every job with live allocations on `node`, and every system job.

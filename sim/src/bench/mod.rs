@@ -195,16 +195,8 @@ impl Bench {
     }
 
     fn register(&mut self, job: Job) {
-        let eval = Evaluation {
-            id: self.ids.next_id(),
-            namespace: job.namespace.clone(),
-            priority: job.priority,
-            scheduler: SchedulerType::Service,
-            triggered_by: TriggeredBy::JobRegister,
-            job_id: job.id.clone(),
-            status: EvalStatus::Pending,
-            ..Evaluation::default()
-        };
+        let eval =
+            Evaluation::for_job(self.ids.next_id(), &job, TriggeredBy::JobRegister, self.now_ns);
         self.commit(Command::JobRegister { job, enforce_index: None, eval: Some(eval) });
     }
 
