@@ -156,6 +156,12 @@ pub struct TaskGroup {
     pub scaling: Option<ScalingPolicy>,
 }
 
+impl TaskGroup {
+    pub fn task(&self, name: &str) -> Option<&Task> {
+        self.tasks.iter().find(|t| t.name == name)
+    }
+}
+
 impl Default for TaskGroup {
     fn default() -> TaskGroup {
         TaskGroup {

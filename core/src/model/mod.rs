@@ -7,6 +7,7 @@
 mod alloc;
 mod canonicalize;
 mod deployment;
+mod diff;
 mod eval;
 mod job;
 mod metric;
@@ -22,6 +23,9 @@ pub use canonicalize::{
     ApiDecodeError, decode_api_json, job_from_api_json, job_from_json_str, job_to_api_json,
 };
 pub use deployment::*;
+pub use diff::{
+    DiffError, DiffType, FieldDiff, JobDiff, ObjectDiff, TaskDiff, TaskGroupDiff, job_diff,
+};
 pub use eval::*;
 pub use job::*;
 pub use metric::*;

@@ -8,6 +8,7 @@
 //! wants created (a blocked one for what did not fit, follow-ups for delayed reschedules).
 //! Service and batch jobs go through [`generic`]; system and sysbatch through [`system`].
 
+pub mod annotate;
 pub mod feasible;
 pub mod generic;
 pub mod rank;

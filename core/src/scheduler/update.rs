@@ -18,13 +18,15 @@ pub fn tasks_updated(old_job: &Job, old: &TaskGroup, new_job: &Job, new: &TaskGr
     {
         return true;
     }
-    old.tasks.iter().any(|task| match new.tasks.iter().find(|t| t.name == task.name) {
+    old.tasks.iter().any(|task| match new.task(&task.name) {
         None => true,
         Some(other) => task_updated(task, other),
     })
 }
 
-fn task_updated(a: &Task, b: &Task) -> bool {
+/// Whether one task's change forces its allocations to be replaced (the per-task part of
+/// [`tasks_updated`]).
+pub fn task_updated(a: &Task, b: &Task) -> bool {
     let (ra, rb) = (&a.resources, &b.resources);
     a.driver != b.driver
         || a.user != b.user
