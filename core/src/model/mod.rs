@@ -24,7 +24,8 @@ pub use canonicalize::{
 };
 pub use deployment::*;
 pub use diff::{
-    DiffError, DiffType, FieldDiff, JobDiff, ObjectDiff, TaskDiff, TaskGroupDiff, job_diff,
+    DiffError, DiffType, FieldDiff, JOB_FIELDS_EXCLUDED, JobDiff, ObjectDiff, TaskDiff,
+    TaskGroupDiff, job_diff,
 };
 pub use eval::*;
 pub use job::*;

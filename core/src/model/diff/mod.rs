@@ -168,7 +168,7 @@ impl fmt::Display for DiffError {
 impl std::error::Error for DiffError {}
 
 /// Job fields set by the servers, never part of what an operator changes.
-const JOB_FIELDS_EXCLUDED: &[&str] = &[
+pub const JOB_FIELDS_EXCLUDED: &[&str] = &[
     "ID",
     "Status",
     "StatusDescription",
