@@ -4,7 +4,8 @@
 //! region, an [`ApiReply`] to an HTTP/CLI caller, a [`SchedulePass`] to a worker thread.
 
 use crate::model::{
-    AllocationMetric, DesiredUpdates, DrainSpec, Evaluation, Job, NodeEligibility, Plan, PlanResult,
+    AllocationMetric, DesiredUpdates, DrainSpec, Evaluation, Job, JobDiff, NodeEligibility, Plan,
+    PlanResult,
 };
 use crate::raft::{Message, NodeId};
 use crate::rpc::{ClientRpc, ServerRpc};
@@ -118,6 +119,8 @@ pub enum ApiReply {
     /// A dry run's outcome: what the scheduler would do, nothing committed.
     Plan {
         job_modify_index: u64,
+        /// The annotated, contextual diff from the running job (`JobPlanResponse.Diff`).
+        diff: Box<JobDiff>,
         desired_updates: std::collections::BTreeMap<String, DesiredUpdates>,
         failed_tg_allocs: std::collections::BTreeMap<String, AllocationMetric>,
         created_evals: Vec<Evaluation>,

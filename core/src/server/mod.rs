@@ -119,6 +119,9 @@ struct Forwarded {
 struct DryRun {
     caller: requests::Caller,
     job_modify_index: u64,
+    /// The job as the cluster runs it (`None` when new) and as submitted, for the diff.
+    running: Option<crate::model::Job>,
+    submitted: crate::model::Job,
 }
 
 /// One server. See the module documentation for the protocol with the runtime.

@@ -435,8 +435,9 @@ impl Server {
     /// `job plan`: the job registered on a private copy of the state, scheduled as a pass,
     /// answered with what the scheduler would do. Nothing reaches Raft.
     fn dry_run(&mut self, now: Millis, caller: Caller, job: Job) {
-        let job_modify_index =
-            self.state.job(&job.namespace, &job.id).map_or(0, |j| j.job_modify_index);
+        let running = self.state.job(&job.namespace, &job.id).map(|j| (**j).clone());
+        let job_modify_index = running.as_ref().map_or(0, |j| j.job_modify_index);
+        let submitted = job.clone();
         let mut eval = self.new_eval(now, &job, TriggeredBy::JobRegister);
         eval.annotate_plan = true;
         let mut snapshot = self.state.snapshot();
@@ -448,7 +449,7 @@ impl Server {
         let eval = snapshot.eval(&eval.id).map(|e| (**e).clone()).unwrap_or(eval);
         self.next_pass += 1;
         let pass_id = self.next_pass;
-        self.dry_runs.insert(pass_id, DryRun { caller, job_modify_index });
+        self.dry_runs.insert(pass_id, DryRun { caller, job_modify_index, running, submitted });
         let seed = seed_from(&eval.id, index);
         let config = self.config.scheduler;
         let now_ns = Server::now_ns(now);
@@ -460,8 +461,21 @@ impl Server {
         dry_run: DryRun,
         output: crate::scheduler::ScheduleOutput,
     ) {
+        let diff = crate::scheduler::annotate::plan_diff(
+            dry_run.running.as_ref(),
+            &dry_run.submitted,
+            &output.desired_updates,
+        );
+        let diff = match diff {
+            Ok(diff) => diff,
+            Err(error) => {
+                let message = format!("failed to create job diff: {error}");
+                return self.answer(dry_run.caller, ApiReply::Error { message });
+            }
+        };
         let reply = ApiReply::Plan {
             job_modify_index: dry_run.job_modify_index,
+            diff: Box::new(diff),
             desired_updates: output.desired_updates,
             failed_tg_allocs: output.failed_tg_allocs,
             created_evals: output.followups,

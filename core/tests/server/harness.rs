@@ -589,8 +589,16 @@ fn render_api_reply(reply: &ApiReply) -> String {
             "ok index={index} job_modify_index={job_modify_index} evals={} eval_create_index={eval_create_index}",
             eval_ids.len()
         ),
-        ApiReply::Plan { job_modify_index, desired_updates, failed_tg_allocs, plan, .. } => {
+        ApiReply::Plan {
+            job_modify_index, diff, desired_updates, failed_tg_allocs, plan, ..
+        } => {
             let mut text = format!("plan job_modify_index={job_modify_index}");
+            let _ = write!(text, " diff={}", diff.diff_type.as_str());
+            for task in diff.task_groups.iter().flat_map(|g| &g.tasks) {
+                if !task.annotations.is_empty() {
+                    let _ = write!(text, " {}: {}", task.name, task.annotations.join(", "));
+                }
+            }
             for (group, u) in desired_updates {
                 let _ = write!(
                     text,
