@@ -229,6 +229,7 @@ scenarios!(
     env_change,
     resources_change,
     network_ports,
+    nested_blocks,
     service_change_in_place,
     not_contextual,
     verbose_new_group,

@@ -91,7 +91,7 @@ fn primitive_text(value: &Value) -> Option<String> {
 }
 
 /// Integers as they are; floats as Go's `%v` prints a float64 (shortest digits, an
-/// exponent below 1e-4 or from 1e21), so `6379.0` reads `6379` as it does in Nomad.
+/// exponent below 1e-4 or from 1e6), so `6379.0` reads `6379` as it does in Nomad.
 fn number_text(n: &Number) -> String {
     match n.as_f64() {
         Some(x) if !n.is_i64() && !n.is_u64() => go_float_text(x),
@@ -112,7 +112,7 @@ fn go_float_text(x: f64) -> String {
     let scientific = format!("{x:e}");
     let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
-    if x != 0.0 && !(-4..21).contains(&exponent) {
+    if x != 0.0 && !(-4..6).contains(&exponent) {
         let sign = if exponent < 0 { '-' } else { '+' };
         return format!("{mantissa}e{sign}{:02}", exponent.unsigned_abs());
     }
@@ -358,4 +358,55 @@ fn compare_all<T>(a: &[T], b: &[T], compare: fn(&T, &T) -> Ordering) -> Ordering
 
 pub(super) fn sort_objects(objects: &mut [ObjectDiff]) {
     objects.sort_by(compare_objects);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::FreeValue;
+
+    #[test]
+    fn floats_read_as_go_prints_them() {
+        let cases = [
+            (6379.0, "6379"),
+            (0.5, "0.5"),
+            (-2.25, "-2.25"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1e21, "1e+21"),
+            (123456.0, "123456"),
+            (123456789.0, "1.23456789e+08"),
+            (f64::INFINITY, "+Inf"),
+        ];
+        for (value, text) in cases {
+            assert_eq!(go_float_text(value), text, "{value}");
+        }
+    }
+
+    #[test]
+    fn free_form_values_flatten_to_every_leaf() {
+        let config = BTreeMap::from([
+            ("image".to_owned(), FreeValue::String("redis:7".into())),
+            ("args".to_owned(), FreeValue::List(vec![FreeValue::Int(1), FreeValue::Float(1.5)])),
+            (
+                "labels".to_owned(),
+                FreeValue::Map(BTreeMap::from([
+                    ("team".to_owned(), FreeValue::Bool(true)),
+                    ("unset".to_owned(), FreeValue::Null),
+                ])),
+            ),
+            ("empty".to_owned(), FreeValue::List(Vec::new())),
+        ]);
+        let flat: Vec<(String, String)> = all_fields(&config).into_iter().collect();
+        let expected = [
+            ("args[0]", "1"),
+            ("args[1]", "1.5"),
+            ("image", "redis:7"),
+            ("labels[team]", "true"),
+            ("labels[unset]", "nil"),
+        ];
+        let expected: Vec<(String, String)> =
+            expected.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        assert_eq!(flat, expected);
+    }
 }
