@@ -6,7 +6,7 @@
 //! run it for the same term, and a deposed leader stops marking nodes down at once.
 
 use super::requests::Waiter;
-use super::{Server, ServerConfig};
+use super::{Server, ServerConfig, Stage};
 use crate::broker::EvalBroker;
 use crate::broker::blocked::BlockedEvals;
 use crate::model::{EvalStatus, Evaluation, JobType, NodeStatus, Plan, TriggeredBy};
@@ -234,7 +234,9 @@ impl Server {
         }
         let expected = plan.placement_count();
         let job = plan.job.clone();
+        self.stage_begin(Stage::PlanEvaluate);
         let evaluated = evaluate_plan_owned(&self.state, plan);
+        self.stage_end(Stage::PlanEvaluate);
         let placed: usize = evaluated.result.node_allocation.values().map(Vec::len).sum();
         let evals = if placed == expected { queued.followups } else { Vec::new() };
         let command = Command::PlanApply { result: evaluated.result, job, evals };

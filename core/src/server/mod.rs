@@ -4,7 +4,8 @@
 //! A [`Server`] owns no clock, disk, socket or thread. The runtime feeds it inputs:
 //! [`Server::handle_peer_message`], [`Server::handle_client_rpc`],
 //! [`Server::handle_api_call`], [`Server::handle_schedule_output`],
-//! [`Server::handle_durable`] and [`Server::handle_timeout`], each with `now`, the region's
+//! [`Server::handle_schedule_failed`], [`Server::handle_durable`] and
+//! [`Server::handle_timeout`], each with `now`, the region's
 //! unix time in milliseconds (it must never go backwards). After every input it drains the
 //! outputs **in this order**:
 //! 1. [`Server::poll_persist`]: write the Raft batch, then report it with `handle_durable`;
@@ -12,7 +13,7 @@
 //!    once the writes they depend on are durable, so persist-before-send holds end to end);
 //! 3. [`Server::poll_reply`]: answer a client node or an API caller;
 //! 4. [`Server::poll_schedule`]: run the pass on a worker thread and report its output
-//!    with `handle_schedule_output`;
+//!    with `handle_schedule_output` (or, if it produced none, `handle_schedule_failed`);
 //! 5. [`Server::poll_region_forward`]: hand a call naming another region to that region;
 //! 6. [`Server::poll_timeout`]: call `handle_timeout` at that instant at the latest.
 //!
@@ -31,6 +32,7 @@
 
 mod leader;
 mod message;
+mod probe;
 mod requests;
 mod worker;
 
@@ -39,6 +41,7 @@ pub use message::{
     ApiCall, ApiReply, ApiRequest, ApiResponse, ClientCall, ClientConn, PassId, PeerEnvelope,
     PeerMessage, Query, QueryResult, RegionForward, Reply, SchedulePass, WorkerId,
 };
+pub use probe::{Stage, StageProbe};
 
 use crate::broker::BrokerConfig;
 use crate::codec::{self, FRAME_LEN_MAX_BYTES_DEFAULT, FrameKind};
@@ -146,6 +149,7 @@ pub struct Server {
     committed_plans: BTreeMap<Index, crate::model::PlanResult>,
     /// Committed entries whose payload did not decode (never expected; counted, skipped).
     undecodable_entries: u64,
+    probe: Option<Box<dyn StageProbe>>,
 }
 
 impl Server {
@@ -192,7 +196,13 @@ impl Server {
             region_out: VecDeque::new(),
             undecodable_entries: 0,
             committed_plans: BTreeMap::new(),
+            probe: None,
         }
+    }
+
+    /// Plugs a probe told where the server's work begins and ends (see [`Stage`]).
+    pub fn set_stage_probe(&mut self, probe: Box<dyn StageProbe>) {
+        self.probe = Some(probe);
     }
 
     /// Plugs a leader-only service (the periodic dispatcher, the deployment watcher): it
@@ -364,6 +374,19 @@ impl Server {
         self.advance(now);
     }
 
+    /// A pass from [`Server::poll_schedule`] that produced no output: it panicked, or the
+    /// runtime could not run it. A worker's evaluation goes back to the broker; a dry run
+    /// is answered with the reason.
+    pub fn handle_schedule_failed(&mut self, now: Millis, pass_id: PassId, reason: &str) {
+        if let Some(dry_run) = self.dry_runs.remove(&pass_id) {
+            let message = format!("scheduling pass failed: {reason}");
+            self.answer(dry_run.caller, ApiReply::Error { message });
+        } else {
+            self.on_pass_failed(now, pass_id);
+        }
+        self.advance(now);
+    }
+
     // ---------------------------------------------------------------- the engine
 
     /// Applies what committed, follows leadership changes, and runs the leader's and the
@@ -398,10 +421,13 @@ impl Server {
             }
             moved = true;
         }
-        if let Some(index) = self.raft.snapshot_due()
-            && let Ok(bytes) = self.state.to_snapshot_bytes()
-        {
-            self.raft.handle_snapshot_taken(now, index, bytes);
+        if let Some(index) = self.raft.snapshot_due() {
+            self.stage_begin(Stage::SnapshotWrite);
+            let bytes = self.state.to_snapshot_bytes();
+            self.stage_end(Stage::SnapshotWrite);
+            if let Ok(bytes) = bytes {
+                self.raft.handle_snapshot_taken(now, index, bytes);
+            }
         }
         moved
     }
@@ -410,11 +436,14 @@ impl Server {
         let now_ns = (entry.at.as_u64() as i64).saturating_mul(1_000_000);
         let result = match entry.payload {
             Payload::Command(bytes) => {
-                match codec::decode::<Command>(
+                self.stage_begin(Stage::EntryDecode);
+                let decoded = codec::decode::<Command>(
                     FrameKind::LOG_ENTRY,
                     &bytes,
                     FRAME_LEN_MAX_BYTES_DEFAULT,
-                ) {
+                );
+                self.stage_end(Stage::EntryDecode);
+                match decoded {
                     Ok(command) => {
                         if let Command::PlanApply { result, .. } = &command
                             && self.pending_writes.contains_key(&entry.index)
@@ -425,7 +454,10 @@ impl Server {
                             };
                             self.committed_plans.insert(entry.index, result);
                         }
-                        Some(self.state.apply(entry.index, now_ns, command))
+                        self.stage_begin(Stage::StateApply);
+                        let outcome = self.state.apply(entry.index, now_ns, command);
+                        self.stage_end(Stage::StateApply);
+                        Some(outcome)
                     }
                     Err(_) => {
                         self.undecodable_entries += 1;
@@ -495,7 +527,10 @@ impl Server {
 
     /// Proposes `command` through Raft; `waiter` learns the outcome once it applies.
     fn propose(&mut self, command: &Command, now: Millis, waiter: Waiter) {
-        let bytes = match codec::encode(FrameKind::LOG_ENTRY, command) {
+        self.stage_begin(Stage::CommandEncode);
+        let encoded = codec::encode(FrameKind::LOG_ENTRY, command);
+        self.stage_end(Stage::CommandEncode);
+        let bytes = match encoded {
             Ok(bytes) => bytes,
             Err(error) => return self.fail_waiter(now, waiter, format!("cannot encode: {error}")),
         };
@@ -505,6 +540,18 @@ impl Server {
                 self.pending_writes.insert(index, PendingWrite { term, waiter });
             }
             Err(error) => self.fail_waiter(now, waiter, error.to_string()),
+        }
+    }
+
+    fn stage_begin(&mut self, stage: Stage) {
+        if let Some(probe) = self.probe.as_mut() {
+            probe.begin(stage);
+        }
+    }
+
+    fn stage_end(&mut self, stage: Stage) {
+        if let Some(probe) = self.probe.as_mut() {
+            probe.end(stage);
         }
     }
 

@@ -214,16 +214,8 @@ impl Server {
         pass_id: PassId,
         mut output: ScheduleOutput,
     ) {
-        let found = self
-            .workers
-            .iter()
-            .position(|w| matches!(&w.step, Step::Scheduling { pass_id: p, .. } if *p == pass_id));
         // No worker waits for it when leadership changed meanwhile: the output is dropped.
-        let Some(id) = found else { return };
-        let Step::Scheduling { mut assignment, .. } = std::mem::take(&mut self.workers[id].step)
-        else {
-            return;
-        };
+        let Some((id, mut assignment)) = self.take_scheduling(pass_id) else { return };
         let mut plan = std::mem::take(&mut output.plan);
         let followups = output.followups.clone();
         assignment.output = output;
@@ -240,6 +232,26 @@ impl Server {
         let deadline = now + Millis(self.config.peer_rpc_timeout_ms);
         worker.step = Step::Submitted { assignment, expected, deadline };
         self.submit(now, leader, id as WorkerId, seq, plan, followups);
+    }
+
+    /// A pass that produced no output (it panicked, or the runtime could not run it): the
+    /// evaluation goes back to the broker, as Nomad's worker nacks on a scheduler error,
+    /// and its delivery limit stops a pass that always fails.
+    pub(super) fn on_pass_failed(&mut self, now: Millis, pass_id: PassId) {
+        if let Some((id, assignment)) = self.take_scheduling(pass_id) {
+            self.nack(now, id as WorkerId, assignment);
+        }
+    }
+
+    /// The worker running pass `pass_id` and its evaluation, leaving the worker idle.
+    fn take_scheduling(&mut self, pass_id: PassId) -> Option<(usize, Box<Assignment>)> {
+        let id = self.workers.iter().position(
+            |w| matches!(&w.step, Step::Scheduling { pass_id: p, .. } if *p == pass_id),
+        )?;
+        match std::mem::take(&mut self.workers[id].step) {
+            Step::Scheduling { assignment, .. } => Some((id, assignment)),
+            _ => None,
+        }
     }
 
     fn submit(
