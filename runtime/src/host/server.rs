@@ -148,10 +148,10 @@ impl<T: Transport, S: RaftStore, R: PassRunner> ServerHost<T, S, R> {
         self.server.set_stage_probe(probe);
     }
 
-    /// Starts measuring where the host's time goes (two clock reads per step, so off by
-    /// default).
+    /// Starts measuring where the host's time goes, from zero (two clock reads per step,
+    /// so off by default).
     pub fn enable_timings(&mut self) {
-        self.timings.get_or_insert_with(HostTimings::default);
+        self.timings = Some(HostTimings::default());
     }
 
     pub fn timings(&self) -> Option<HostTimings> {
