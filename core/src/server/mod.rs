@@ -39,7 +39,7 @@ mod worker;
 pub use leader::{GcConfig, HeartbeatConfig, LeaderService};
 pub use message::{
     ApiCall, ApiReply, ApiRequest, ApiResponse, ClientCall, ClientConn, PassId, PeerEnvelope,
-    PeerMessage, Query, QueryResult, RegionForward, Reply, SchedulePass, WorkerId,
+    PeerMessage, PlanVerdict, Query, QueryResult, RegionForward, Reply, SchedulePass, WorkerId,
 };
 pub use probe::{Stage, StageProbe};
 
@@ -145,8 +145,12 @@ pub struct Server {
     peer_out: VecDeque<PeerEnvelope>,
     replies: VecDeque<Reply>,
     region_out: VecDeque<RegionForward>,
-    /// Plan results committed at an index a local waiter is waiting on.
-    committed_plans: BTreeMap<Index, crate::model::PlanResult>,
+    /// Verdicts of plans committed at an index a local waiter is waiting on.
+    committed_plans: BTreeMap<Index, PlanVerdict>,
+    /// Commands this leader proposed, by index, with the term they were proposed in: an
+    /// entry is identified by its index and term (Raft's log matching), so when that
+    /// entry commits it is applied from here instead of being decoded from its bytes.
+    proposed: BTreeMap<Index, (Term, Command)>,
     /// Committed entries whose payload did not decode (never expected; counted, skipped).
     undecodable_entries: u64,
     probe: Option<Box<dyn StageProbe>>,
@@ -196,6 +200,7 @@ impl Server {
             region_out: VecDeque::new(),
             undecodable_entries: 0,
             committed_plans: BTreeMap::new(),
+            proposed: BTreeMap::new(),
             probe: None,
         }
     }
@@ -435,36 +440,24 @@ impl Server {
     fn apply_entry(&mut self, now: Millis, entry: Entry) {
         let now_ns = (entry.at.as_u64() as i64).saturating_mul(1_000_000);
         let result = match entry.payload {
-            Payload::Command(bytes) => {
-                self.stage_begin(Stage::EntryDecode);
-                let decoded = codec::decode::<Command>(
-                    FrameKind::LOG_ENTRY,
-                    &bytes,
-                    FRAME_LEN_MAX_BYTES_DEFAULT,
-                );
-                self.stage_end(Stage::EntryDecode);
-                match decoded {
-                    Ok(command) => {
-                        if let Command::PlanApply { result, .. } = &command
-                            && self.pending_writes.contains_key(&entry.index)
-                        {
-                            let result = crate::model::PlanResult {
-                                alloc_index: entry.index,
-                                ..result.clone()
-                            };
-                            self.committed_plans.insert(entry.index, result);
-                        }
-                        self.stage_begin(Stage::StateApply);
-                        let outcome = self.state.apply(entry.index, now_ns, command);
-                        self.stage_end(Stage::StateApply);
-                        Some(outcome)
+            Payload::Command(bytes) => match self.entry_command(entry.index, entry.term, &bytes) {
+                Ok(command) => {
+                    if let Command::PlanApply { result, .. } = &command
+                        && self.pending_writes.contains_key(&entry.index)
+                    {
+                        let verdict = PlanVerdict::of(result, entry.index);
+                        self.committed_plans.insert(entry.index, verdict);
                     }
-                    Err(_) => {
-                        self.undecodable_entries += 1;
-                        None
-                    }
+                    self.stage_begin(Stage::StateApply);
+                    let outcome = self.state.apply(entry.index, now_ns, command);
+                    self.stage_end(Stage::StateApply);
+                    Some(outcome)
                 }
-            }
+                Err(_) => {
+                    self.undecodable_entries += 1;
+                    None
+                }
+            },
             Payload::Noop | Payload::Membership(_) => None,
         };
         if let (Some(leader), Some(Ok(outcome))) = (self.leader.as_mut(), &result) {
@@ -478,6 +471,30 @@ impl Server {
             };
             self.resolve_write(now, entry.index, pending.waiter, result);
         }
+    }
+
+    /// The command a committed entry holds: the one this server proposed at that index
+    /// in that term, or else its bytes decoded.
+    fn entry_command(
+        &mut self,
+        index: Index,
+        term: Term,
+        bytes: &[u8],
+    ) -> Result<Command, crate::codec::CodecError> {
+        // Older proposals can no longer commit in their term: their entries were replaced.
+        while self.proposed.first_key_value().is_some_and(|(&i, _)| i < index) {
+            self.proposed.pop_first();
+        }
+        if self.proposed.first_key_value().is_some_and(|(&i, (t, _))| i == index && *t == term)
+            && let Some((_, (_, command))) = self.proposed.pop_first()
+        {
+            return Ok(command);
+        }
+        self.stage_begin(Stage::EntryDecode);
+        let decoded =
+            codec::decode::<Command>(FrameKind::LOG_ENTRY, bytes, FRAME_LEN_MAX_BYTES_DEFAULT);
+        self.stage_end(Stage::EntryDecode);
+        decoded
     }
 
     /// Starts the leader's loop once Raft leads with an entry of its term committed and
@@ -516,6 +533,7 @@ impl Server {
         for service in &mut self.services {
             service.revoke();
         }
+        self.proposed.clear();
         let pending = std::mem::take(&mut self.pending_writes);
         for write in pending.into_values() {
             self.fail_waiter(now, write.waiter, "leadership lost while committing".into());
@@ -526,9 +544,9 @@ impl Server {
     }
 
     /// Proposes `command` through Raft; `waiter` learns the outcome once it applies.
-    fn propose(&mut self, command: &Command, now: Millis, waiter: Waiter) {
+    fn propose(&mut self, command: Command, now: Millis, waiter: Waiter) {
         self.stage_begin(Stage::CommandEncode);
-        let encoded = codec::encode(FrameKind::LOG_ENTRY, command);
+        let encoded = codec::encode(FrameKind::LOG_ENTRY, &command);
         self.stage_end(Stage::CommandEncode);
         let bytes = match encoded {
             Ok(bytes) => bytes,
@@ -538,6 +556,7 @@ impl Server {
             Ok(index) => {
                 let term = self.raft.term();
                 self.pending_writes.insert(index, PendingWrite { term, waiter });
+                self.proposed.insert(index, (term, command));
             }
             Err(error) => self.fail_waiter(now, waiter, error.to_string()),
         }

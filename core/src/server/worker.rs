@@ -10,9 +10,9 @@
 
 use super::leader::PlanOrigin;
 use super::requests::Waiter;
-use super::{PassId, PeerMessage, SchedulePass, Server, WorkerId};
+use super::{PassId, PeerMessage, PlanVerdict, SchedulePass, Server, WorkerId};
 use crate::id::{IdGen, seed_from};
-use crate::model::{Evaluation, Plan, PlanResult, SchedulerType};
+use crate::model::{Evaluation, Plan, SchedulerType};
 use crate::raft::NodeId;
 use crate::scheduler::worker::{Verdict, next_failures, verdict_ids};
 use crate::scheduler::{ScheduleOutput, plan_attempts_max};
@@ -279,7 +279,7 @@ impl Server {
         now: Millis,
         worker: WorkerId,
         seq: u64,
-        result: Result<Box<PlanResult>, String>,
+        result: Result<PlanVerdict, String>,
     ) {
         let Some(slot) = self.workers.get_mut(worker as usize) else { return };
         if slot.seq != seq {
@@ -289,11 +289,11 @@ impl Server {
         else {
             return;
         };
-        let result = match result {
-            Ok(result) => result,
+        let verdict = match result {
+            Ok(verdict) => verdict,
             Err(_) => return self.nack(now, worker, assignment),
         };
-        let placed: usize = result.node_allocation.values().map(Vec::len).sum();
+        let placed = verdict.placed as usize;
         if placed == expected {
             return self.finish(now, worker, assignment, true);
         }
@@ -301,7 +301,7 @@ impl Server {
         if assignment.failures >= plan_attempts_max(assignment.eval.scheduler) {
             return self.finish(now, worker, assignment, false);
         }
-        let min_index = result.refresh_index.max(result.alloc_index);
+        let min_index = verdict.refresh_index.max(verdict.alloc_index);
         let deadline = now.max(deadline) + Millis(self.config.worker_state_wait_ms);
         self.workers[worker as usize].step = Step::WaitingState { assignment, min_index, deadline };
     }
@@ -329,7 +329,7 @@ impl Server {
         self.workers[worker as usize].step = Step::Idle;
         if assignment.leader == self.config.id {
             let waiter = Waiter::Finish { eval_id, token };
-            self.propose(&Command::EvalUpsert { evals }, now, waiter);
+            self.propose(Command::EvalUpsert { evals }, now, waiter);
         } else {
             self.send(assignment.leader, PeerMessage::Finish { eval_id, token, evals });
         }
@@ -387,7 +387,7 @@ impl Server {
             PeerMessage::Finish { eval_id, token, evals } => {
                 if self.leader.as_ref().is_some_and(|l| l.broker.is_outstanding(&eval_id)) {
                     let waiter = Waiter::Finish { eval_id, token };
-                    self.propose(&Command::EvalUpsert { evals }, now, waiter);
+                    self.propose(Command::EvalUpsert { evals }, now, waiter);
                 }
             }
             PeerMessage::Nack { eval_id, token } => {
