@@ -1,9 +1,13 @@
-//! The `drover-bench` command: microbenchmarks of the sans-IO machines.
+//! The `drover-bench` command: benchmarks of the machines, alone and wired together.
 //!
 //! ```text
 //! cargo run --release -p drover-sim --bin drover-bench -- raft-commit [--entries N]
 //! cargo run --release -p drover-sim --bin drover-bench -- store-fsync [--dir D] [--entries N]
+//! cargo run --release -p drover-sim --bin drover-bench -- c1m | c1m-core | eval-latency \
+//!     [--nodes N] [--jobs J] [--count C] [--workers W]
 //! ```
+//! `c1m` is the whole control plane (three servers with Raft, see `bench::c1m`);
+//! `c1m-core` and `eval-latency` the scheduling pipeline without Raft (`bench`).
 //! `raft-commit` runs a 3-node Raft group in one thread with instant delivery and a no-op
 //! disk (every write is durable at once), proposes commands as fast as the leader takes
 //! them, and ends with `entries=N wall_s=W per_s=R`: committed and applied on the leader.
