@@ -17,6 +17,8 @@
 //! - `alloc NAME running|complete|failed`: the allocation's node reports it
 //! - `read jobs|nodes|evals [min=IDX] [wait=MS]`, `node-allocs C [min=IDX] [wait=MS]`
 //! - `show allocs|evals|nodes|jobs [on=N]`, `heartbeats`
+//! - `defer-passes N`: server N holds its scheduling passes; `run-passes N` runs them,
+//!   `fail-passes N` reports them failed (a pass that panicked)
 
 #[path = "server/harness.rs"]
 mod harness;
@@ -96,4 +98,9 @@ fn scale_evaluate_revert() {
 #[test]
 fn isolated_leader_stops_before_a_new_one_starts() {
     check("partition.txt");
+}
+
+#[test]
+fn a_failed_pass_sends_its_evaluation_back_to_the_broker() {
+    check("pass_failed.txt");
 }

@@ -9,14 +9,18 @@
 use drover_core::client::{ClientConfig, DriverCommand, DriverEvent, TaskExit, TaskRef};
 use drover_core::codec::{self, FrameKind};
 use drover_core::jobspec::{ParseOptions, parse};
+use drover_core::model::Evaluation;
 use drover_core::model::{DriverInfo, Job, Node, NodeStatus};
 use drover_core::raft::{NodeId, Persist, Restored, WriteId};
 use drover_core::rpc::{ServerReply, ServerRpc};
+use drover_core::scheduler::{ScheduleOutput, SchedulerConfig};
+use drover_core::server::SchedulePass;
 use drover_core::server::{ApiCall, ApiReply, ApiRequest, ServerConfig};
+use drover_core::state::State;
 use drover_core::time::Millis;
 use drover_runtime::host::{
-    ClientHost, DriverSet, HostError, InlinePassRunner, SendError, ServerHost, Transport,
-    WireMessage, encode_wire,
+    ClientHost, DriverSet, HostError, InlinePassRunner, PassFn, PassPoolConfig, PassRunner,
+    SendError, ServerHost, ThreadPassRunner, Transport, WakeFn, WireMessage, encode_wire,
 };
 use drover_runtime::store::mem::MemStore;
 use drover_runtime::store::{RaftStore, StoreError};
@@ -26,6 +30,8 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
 /// 2023-11-14T22:13:20Z: hosts read unix milliseconds.
 const START_MS: u64 = 1_700_000_000_000;
@@ -721,6 +727,26 @@ fn every_input_ends_in_one_sync_for_all_its_writes() {
     insta::assert_snapshot!("group_commit", lines.join("\n"));
 }
 
+/// A region of one server at the start instant, on a fresh memory store.
+fn lone_server<R: PassRunner>(seed: u64, runner: R) -> ServerHost<CountingTransport, MemStore, R> {
+    let addrs: BTreeMap<NodeId, String> = BTreeMap::from([(1, server_addr(1))]);
+    let config = ServerConfig::new(1, seed, addrs);
+    let transport = CountingTransport::default();
+    ServerHost::start(Millis(START_MS), config, transport, MemStore::new(), runner)
+        .expect("starts on a working store")
+}
+
+/// Client node `name`'s registration, as its host would send it.
+fn register_frame(name: &str) -> Vec<u8> {
+    let request = drover_core::rpc::ClientRpc {
+        request_id: 1,
+        request: drover_core::rpc::ClientRequest::NodeRegister {
+            node: Box::new(client_node(name)),
+        },
+    };
+    encode_wire(&WireMessage::Request(request)).expect("encode")
+}
+
 // ------------------------------------------------------------------------ hostile bytes
 
 proptest::proptest! {
@@ -731,24 +757,9 @@ proptest::proptest! {
         position in 0usize..4096,
         flip in 1u8..=255,
     ) {
-        let addrs: BTreeMap<NodeId, String> = BTreeMap::from([(1, server_addr(1))]);
         let now = Millis(START_MS);
-        let config = ServerConfig::new(1, 11, addrs);
-        let mut host = ServerHost::start(
-            now,
-            config,
-            CountingTransport::default(),
-            MemStore::new(),
-            InlinePassRunner::default(),
-        )
-        .expect("starts");
-        let request = drover_core::rpc::ClientRpc {
-            request_id: 1,
-            request: drover_core::rpc::ClientRequest::NodeRegister {
-                node: Box::new(client_node("c1")),
-            },
-        };
-        let mut mutated = encode_wire(&WireMessage::Request(request)).expect("encode");
+        let mut host = lone_server(11, InlinePassRunner::default());
+        let mut mutated = register_frame("c1");
         let position = position % mutated.len();
         mutated[position] ^= flip;
         for bytes in [&noise, &mutated] {
@@ -757,4 +768,230 @@ proptest::proptest! {
         let counters = host.counters();
         proptest::prop_assert!(counters.frames_undecodable + counters.frames_unexpected >= 1);
     }
+}
+
+// ------------------------------------------------------------------------ pass threads
+
+/// A pass pool's results so far, waited for through its wake function.
+struct Pool {
+    runner: ThreadPassRunner,
+    woken: mpsc::Receiver<()>,
+}
+
+/// How long a test waits for a pass thread before failing.
+const POOL_WAIT: Duration = Duration::from_secs(20);
+
+impl Pool {
+    fn start(threads: usize, queue_len_max: usize, run: PassFn) -> Pool {
+        let (wake, woken) = wake_channel();
+        let config = PassPoolConfig { threads, queue_len_max };
+        let runner = ThreadPassRunner::start(config, run, Some(wake)).expect("the pool starts");
+        Pool { runner, woken }
+    }
+
+    /// Waits for `count` results and renders them in pass order.
+    fn results(&mut self, count: usize) -> String {
+        let mut results = Vec::new();
+        while results.len() < count {
+            match self.runner.poll_output() {
+                Some(result) => results.push(result),
+                None => self.woken.recv_timeout(POOL_WAIT).expect("a pass finishes"),
+            }
+        }
+        results.sort_by_key(|(pass_id, _)| *pass_id);
+        let mut text = String::new();
+        for (pass_id, result) in results {
+            let line = match result {
+                Ok(output) => format!("ok, {} placements", output.plan.placement_count()),
+                Err(failure) => format!("failed: {failure}"),
+            };
+            let _ = writeln!(text, "pass {pass_id}: {line}");
+        }
+        text
+    }
+}
+
+/// A wake function that posts to a channel, as a host's loop would wait on one.
+fn wake_channel() -> (WakeFn, mpsc::Receiver<()>) {
+    let (wake, woken) = mpsc::channel();
+    let wake = Mutex::new(wake);
+    let wake: WakeFn = Arc::new(move || {
+        let _ = wake.lock().expect("wake lock").send(());
+    });
+    (wake, woken)
+}
+
+fn pass(pass_id: u64, job_id: &str) -> SchedulePass {
+    SchedulePass {
+        pass_id,
+        eval: Evaluation { job_id: job_id.into(), ..Evaluation::default() },
+        snapshot: State::new().snapshot(),
+        seed: pass_id,
+        now_ns: 0,
+        config: SchedulerConfig::default(),
+    }
+}
+
+/// A pass function that waits until the test opens the gate, saying when it started.
+fn gated() -> (PassFn, mpsc::Receiver<String>, mpsc::Sender<()>) {
+    let (started, started_rx) = mpsc::channel();
+    let (open, gate) = mpsc::channel::<()>();
+    let (started, gate) = (Mutex::new(started), Mutex::new(gate));
+    let run: PassFn = Arc::new(move |pass: &SchedulePass| {
+        let _ = started.lock().expect("lock").send(pass.eval.job_id.clone());
+        let _ = gate.lock().expect("lock").recv_timeout(POOL_WAIT);
+        ScheduleOutput::default()
+    });
+    (run, started_rx, open)
+}
+
+fn check_pool(name: &str, text: &str) {
+    insta::assert_snapshot!(name, text);
+}
+
+#[test]
+fn a_panicking_pass_is_a_failed_result_and_its_thread_goes_on() {
+    let run: PassFn = Arc::new(|pass: &SchedulePass| {
+        if pass.eval.job_id == "boom" {
+            panic!("the scheduler tripped over {}", pass.eval.job_id);
+        }
+        pass.run()
+    });
+    let mut pool = Pool::start(1, 4, run);
+    for (pass_id, job_id) in [(1, "web"), (2, "boom"), (3, "db")] {
+        pool.runner.submit(pass(pass_id, job_id));
+    }
+    let mut text = pool.results(3);
+    let stats = pool.runner.stats();
+    let _ = writeln!(
+        text,
+        "threads={} finished={} panicked={} refused={}",
+        pool.runner.threads(),
+        stats.finished,
+        stats.panicked,
+        stats.refused
+    );
+    check_pool("pool_panic", &text);
+}
+
+#[test]
+fn a_full_queue_refuses_a_pass_at_once() {
+    let (run, started, open) = gated();
+    let mut pool = Pool::start(1, 1, run);
+    pool.runner.submit(pass(1, "first"));
+    let mut text = format!("started: {}\n", started.recv_timeout(POOL_WAIT).expect("a start"));
+    pool.runner.submit(pass(2, "queued"));
+    pool.runner.submit(pass(3, "refused"));
+    let refused = pool.runner.poll_output().map(|(id, r)| format!("pass {id}: {r:?}"));
+    let _ = writeln!(text, "at once: {refused:?}");
+    for _ in 0..2 {
+        open.send(()).expect("the pass waits");
+    }
+    text.push_str(&pool.results(2));
+    let _ = writeln!(text, "refused={}", pool.runner.stats().refused);
+    check_pool("pool_full", &text);
+}
+
+#[test]
+fn dropping_the_runner_joins_its_threads_and_drops_queued_passes() {
+    let (run, started, open) = gated();
+    let ran = Arc::new(Mutex::new(Vec::new()));
+    let ran_in_pass = Arc::clone(&ran);
+    let counting: PassFn = Arc::new(move |pass: &SchedulePass| {
+        let output = run(pass);
+        ran_in_pass.lock().expect("lock").push(pass.eval.job_id.clone());
+        output
+    });
+    let mut pool = Pool::start(2, 4, counting);
+    for (pass_id, job_id) in [(1, "a"), (2, "b"), (3, "c"), (4, "d")] {
+        pool.runner.submit(pass(pass_id, job_id));
+    }
+    let mut first = [started.recv_timeout(POOL_WAIT), started.recv_timeout(POOL_WAIT)]
+        .map(|name| name.expect("two passes start"));
+    first.sort();
+    // The gate opens only once the drop is under way, so the two running passes finish
+    // after the runner stopped taking queued ones.
+    let opener = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        for _ in 0..4 {
+            let _ = open.send(());
+        }
+    });
+    drop(pool);
+    opener.join().expect("the opener ends");
+    // Only the test holds the log now: the pass function, and every thread, is gone.
+    let released = Arc::strong_count(&ran) == 1;
+    let mut ran = ran.lock().expect("lock").clone();
+    ran.sort();
+    let text = format!(
+        "started: {first:?}\nran: {ran:?}\nthreads joined, pass function released: {released}\n"
+    );
+    check_pool("pool_drop", &text);
+}
+
+#[test]
+fn a_server_host_schedules_on_pass_threads_and_survives_a_panicking_pass() {
+    // The first pass panics; the evaluation goes back to the broker and its second
+    // delivery is planned and committed.
+    let passes = Arc::new(Mutex::new(0u32));
+    let run: PassFn = Arc::new(move |pass: &SchedulePass| {
+        let nth = {
+            let mut passes = passes.lock().expect("lock");
+            *passes += 1;
+            *passes
+        };
+        if nth == 1 {
+            panic!("the first pass breaks");
+        }
+        pass.run()
+    });
+    let (wake, woken) = wake_channel();
+    let config = PassPoolConfig { threads: 2, queue_len_max: 4 };
+    let runner = ThreadPassRunner::start(config, run, Some(wake)).expect("the pool starts");
+    let mut now = Millis(START_MS);
+    let mut host = lone_server(13, runner);
+    let mut log = String::new();
+    let mut registered = false;
+    let mut job_sent = false;
+    let deadline = Millis(START_MS + SETTLE_MAX_MS);
+    while host.server().state().job_allocs("default", "web").len() < 2 {
+        assert!(now < deadline, "web was never placed");
+        if host.server().is_leader_loop_active() && !registered {
+            let frame = register_frame("c1");
+            host.handle_frame(now, &client_addr("c1"), &frame).expect("a working store");
+            registered = true;
+        }
+        if host.server().state().node_count() == 1 && !job_sent {
+            let job = Box::new(job("web", "service", 2));
+            let request = ApiRequest::JobRegister { job, enforce_index: None };
+            host.handle_api_call(now, ApiCall { request_id: 1, region: String::new(), request })
+                .expect("a working store");
+            job_sent = true;
+        }
+        // Passes finish on their threads meanwhile; simulated time moves when none does.
+        match woken.recv_timeout(Duration::from_millis(5)) {
+            Ok(()) => host.handle_passes_ready(now).expect("a working store"),
+            Err(_) => {
+                now = host.next_deadline().map_or(now, |d| d.max(now));
+                host.handle_timeout(now).expect("a working store");
+            }
+        }
+        while let Some(reply) = host.poll_api_reply() {
+            let _ = writeln!(log, "api: {}", render_api_reply(&reply.reply));
+        }
+    }
+    let state = host.server().state();
+    let mut allocs: Vec<String> = state
+        .job_allocs("default", "web")
+        .iter()
+        .map(|a| format!("alloc {} on {}", a.name, a.node_name))
+        .collect();
+    allocs.sort();
+    for line in allocs {
+        let _ = writeln!(log, "{line}");
+    }
+    let stats = host.runner().stats();
+    let _ = writeln!(log, "passes: finished={} panicked={}", stats.finished, stats.panicked);
+    drop(host);
+    check_pool("pool_host", &log);
 }

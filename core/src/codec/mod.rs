@@ -11,6 +11,7 @@
 //! collection preallocation are bounded ([`depth`]); and every byte string yields a value
 //! or a [`CodecError`], never a panic.
 
+pub mod bytes;
 mod depth;
 mod error;
 mod frame;

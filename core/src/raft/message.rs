@@ -60,7 +60,7 @@ pub enum ConfChange {
 pub enum Payload {
     /// Appended by every new leader so it can commit an entry of its own term.
     Noop,
-    Command(Vec<u8>),
+    Command(#[serde(with = "crate::codec::bytes")] Vec<u8>),
     /// The complete membership in force from the moment this entry is appended.
     Membership(Membership),
 }
@@ -184,6 +184,7 @@ pub enum Message {
         term: Term,
         meta: SnapshotMeta,
         offset: u64,
+        #[serde(with = "crate::codec::bytes")]
         data: Vec<u8>,
         done: bool,
     },

@@ -6,7 +6,7 @@
 //! run it for the same term, and a deposed leader stops marking nodes down at once.
 
 use super::requests::Waiter;
-use super::{Server, ServerConfig};
+use super::{Server, ServerConfig, Stage};
 use crate::broker::EvalBroker;
 use crate::broker::blocked::BlockedEvals;
 use crate::model::{EvalStatus, Evaluation, JobType, NodeStatus, Plan, TriggeredBy};
@@ -191,7 +191,7 @@ impl Server {
         }
         let moved = !commands.is_empty();
         for command in commands {
-            self.propose(&command, now, Waiter::Leader);
+            self.propose(command, now, Waiter::Leader);
         }
         moved | self.apply_next_plan(now)
     }
@@ -234,12 +234,14 @@ impl Server {
         }
         let expected = plan.placement_count();
         let job = plan.job.clone();
+        self.stage_begin(Stage::PlanEvaluate);
         let evaluated = evaluate_plan_owned(&self.state, plan);
+        self.stage_end(Stage::PlanEvaluate);
         let placed: usize = evaluated.result.node_allocation.values().map(Vec::len).sum();
         let evals = if placed == expected { queued.followups } else { Vec::new() };
         let command = Command::PlanApply { result: evaluated.result, job, evals };
         let index_before = self.raft.last_index();
-        self.propose(&command, now, Waiter::Plan { origin: queued.origin, eval_id, token });
+        self.propose(command, now, Waiter::Plan { origin: queued.origin, eval_id, token });
         if self.raft.last_index() > index_before {
             self.leader.as_mut().expect("leading").applying = Some(self.raft.last_index());
         }
@@ -258,7 +260,7 @@ impl Server {
         &mut self,
         now: Millis,
         origin: &PlanOrigin,
-        result: Result<Box<crate::model::PlanResult>, String>,
+        result: Result<super::PlanVerdict, String>,
     ) {
         match origin.peer {
             Some(peer) => self.send(
@@ -303,7 +305,7 @@ impl Server {
             }
         }
         for command in commands {
-            self.propose(&command, now, Waiter::Leader);
+            self.propose(command, now, Waiter::Leader);
         }
     }
 
@@ -317,7 +319,7 @@ impl Server {
         let evals = self.node_evals(now, node_id, TriggeredBy::NodeUpdate);
         let command =
             Command::NodeStatus { node_id: node_id.to_owned(), status: NodeStatus::Down, evals };
-        self.propose(&command, now, Waiter::Leader);
+        self.propose(command, now, Waiter::Leader);
     }
 
     /// Evaluations for every job with live allocations on the node, and every system
@@ -386,6 +388,6 @@ impl Server {
         {
             return;
         }
-        self.propose(&command, now, Waiter::Leader);
+        self.propose(command, now, Waiter::Leader);
     }
 }

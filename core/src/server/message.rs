@@ -182,11 +182,11 @@ pub enum PeerMessage {
         plan: Box<Plan>,
         followups: Vec<Evaluation>,
     },
-    /// The applier's verdict: what committed (`Err` when refused before evaluation).
+    /// The applier's verdict (`Err` when refused before evaluation).
     PlanReply {
         worker: WorkerId,
         seq: u64,
-        result: Result<Box<PlanResult>, String>,
+        result: Result<PlanVerdict, String>,
     },
     /// The worker's final evaluations (the evaluation itself, its blocked successor): the
     /// leader commits them and acks the evaluation.
@@ -199,6 +199,25 @@ pub enum PeerMessage {
         eval_id: String,
         token: String,
     },
+}
+
+/// What a worker needs of a committed plan: how many of its placements committed, and
+/// how new its state must be before it plans again. The committed allocations themselves
+/// reach every server through the log, so the reply does not carry them again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanVerdict {
+    pub placed: u64,
+    /// Non-zero on a partial commit (see `PlanResult::refresh_index`).
+    pub refresh_index: u64,
+    /// The Raft index the result was committed at.
+    pub alloc_index: u64,
+}
+
+impl PlanVerdict {
+    pub fn of(result: &PlanResult, alloc_index: u64) -> PlanVerdict {
+        let placed: usize = result.node_allocation.values().map(Vec::len).sum();
+        PlanVerdict { placed: placed as u64, refresh_index: result.refresh_index, alloc_index }
+    }
 }
 
 /// A message to a peer.

@@ -4,7 +4,8 @@
 //! A [`Server`] owns no clock, disk, socket or thread. The runtime feeds it inputs:
 //! [`Server::handle_peer_message`], [`Server::handle_client_rpc`],
 //! [`Server::handle_api_call`], [`Server::handle_schedule_output`],
-//! [`Server::handle_durable`] and [`Server::handle_timeout`], each with `now`, the region's
+//! [`Server::handle_schedule_failed`], [`Server::handle_durable`] and
+//! [`Server::handle_timeout`], each with `now`, the region's
 //! unix time in milliseconds (it must never go backwards). After every input it drains the
 //! outputs **in this order**:
 //! 1. [`Server::poll_persist`]: write the Raft batch, then report it with `handle_durable`;
@@ -12,7 +13,7 @@
 //!    once the writes they depend on are durable, so persist-before-send holds end to end);
 //! 3. [`Server::poll_reply`]: answer a client node or an API caller;
 //! 4. [`Server::poll_schedule`]: run the pass on a worker thread and report its output
-//!    with `handle_schedule_output`;
+//!    with `handle_schedule_output` (or, if it produced none, `handle_schedule_failed`);
 //! 5. [`Server::poll_region_forward`]: hand a call naming another region to that region;
 //! 6. [`Server::poll_timeout`]: call `handle_timeout` at that instant at the latest.
 //!
@@ -31,14 +32,16 @@
 
 mod leader;
 mod message;
+mod probe;
 mod requests;
 mod worker;
 
 pub use leader::{GcConfig, HeartbeatConfig, LeaderService};
 pub use message::{
     ApiCall, ApiReply, ApiRequest, ApiResponse, ClientCall, ClientConn, PassId, PeerEnvelope,
-    PeerMessage, Query, QueryResult, RegionForward, Reply, SchedulePass, WorkerId,
+    PeerMessage, PlanVerdict, Query, QueryResult, RegionForward, Reply, SchedulePass, WorkerId,
 };
+pub use probe::{Stage, StageProbe};
 
 use crate::broker::BrokerConfig;
 use crate::codec::{self, FRAME_LEN_MAX_BYTES_DEFAULT, FrameKind};
@@ -145,10 +148,15 @@ pub struct Server {
     peer_out: VecDeque<PeerEnvelope>,
     replies: VecDeque<Reply>,
     region_out: VecDeque<RegionForward>,
-    /// Plan results committed at an index a local waiter is waiting on.
-    committed_plans: BTreeMap<Index, crate::model::PlanResult>,
+    /// Verdicts of plans committed at an index a local waiter is waiting on.
+    committed_plans: BTreeMap<Index, PlanVerdict>,
+    /// Commands this leader proposed, by index, with the term they were proposed in: an
+    /// entry is identified by its index and term (Raft's log matching), so when that
+    /// entry commits it is applied from here instead of being decoded from its bytes.
+    proposed: BTreeMap<Index, (Term, Command)>,
     /// Committed entries whose payload did not decode (never expected; counted, skipped).
     undecodable_entries: u64,
+    probe: Option<Box<dyn StageProbe>>,
 }
 
 impl Server {
@@ -195,7 +203,14 @@ impl Server {
             region_out: VecDeque::new(),
             undecodable_entries: 0,
             committed_plans: BTreeMap::new(),
+            proposed: BTreeMap::new(),
+            probe: None,
         }
+    }
+
+    /// Plugs a probe told where the server's work begins and ends (see [`Stage`]).
+    pub fn set_stage_probe(&mut self, probe: Box<dyn StageProbe>) {
+        self.probe = Some(probe);
     }
 
     /// Plugs a leader-only service (the periodic dispatcher, the deployment watcher): it
@@ -367,6 +382,19 @@ impl Server {
         self.advance(now);
     }
 
+    /// A pass from [`Server::poll_schedule`] that produced no output: it panicked, or the
+    /// runtime could not run it. A worker's evaluation goes back to the broker; a dry run
+    /// is answered with the reason.
+    pub fn handle_schedule_failed(&mut self, now: Millis, pass_id: PassId, reason: &str) {
+        if let Some(dry_run) = self.dry_runs.remove(&pass_id) {
+            let message = format!("scheduling pass failed: {reason}");
+            self.answer(dry_run.caller, ApiReply::Error { message });
+        } else {
+            self.on_pass_failed(now, pass_id);
+        }
+        self.advance(now);
+    }
+
     // ---------------------------------------------------------------- the engine
 
     /// Applies what committed, follows leadership changes, and runs the leader's and the
@@ -401,10 +429,13 @@ impl Server {
             }
             moved = true;
         }
-        if let Some(index) = self.raft.snapshot_due()
-            && let Ok(bytes) = self.state.to_snapshot_bytes()
-        {
-            self.raft.handle_snapshot_taken(now, index, bytes);
+        if let Some(index) = self.raft.snapshot_due() {
+            self.stage_begin(Stage::SnapshotWrite);
+            let bytes = self.state.to_snapshot_bytes();
+            self.stage_end(Stage::SnapshotWrite);
+            if let Ok(bytes) = bytes {
+                self.raft.handle_snapshot_taken(now, index, bytes);
+            }
         }
         moved
     }
@@ -412,30 +443,24 @@ impl Server {
     fn apply_entry(&mut self, now: Millis, entry: Entry) {
         let now_ns = (entry.at.as_u64() as i64).saturating_mul(1_000_000);
         let result = match entry.payload {
-            Payload::Command(bytes) => {
-                match codec::decode::<Command>(
-                    FrameKind::LOG_ENTRY,
-                    &bytes,
-                    FRAME_LEN_MAX_BYTES_DEFAULT,
-                ) {
-                    Ok(command) => {
-                        if let Command::PlanApply { result, .. } = &command
-                            && self.pending_writes.contains_key(&entry.index)
-                        {
-                            let result = crate::model::PlanResult {
-                                alloc_index: entry.index,
-                                ..result.clone()
-                            };
-                            self.committed_plans.insert(entry.index, result);
-                        }
-                        Some(self.state.apply(entry.index, now_ns, command))
+            Payload::Command(bytes) => match self.entry_command(entry.index, entry.term, &bytes) {
+                Ok(command) => {
+                    if let Command::PlanApply { result, .. } = &command
+                        && self.pending_writes.contains_key(&entry.index)
+                    {
+                        let verdict = PlanVerdict::of(result, entry.index);
+                        self.committed_plans.insert(entry.index, verdict);
                     }
-                    Err(_) => {
-                        self.undecodable_entries += 1;
-                        None
-                    }
+                    self.stage_begin(Stage::StateApply);
+                    let outcome = self.state.apply(entry.index, now_ns, command);
+                    self.stage_end(Stage::StateApply);
+                    Some(outcome)
                 }
-            }
+                Err(_) => {
+                    self.undecodable_entries += 1;
+                    None
+                }
+            },
             Payload::Noop | Payload::Membership(_) => None,
         };
         if let (Some(leader), Some(Ok(outcome))) = (self.leader.as_mut(), &result) {
@@ -449,6 +474,30 @@ impl Server {
             };
             self.resolve_write(now, entry.index, pending.waiter, result);
         }
+    }
+
+    /// The command a committed entry holds: the one this server proposed at that index
+    /// in that term, or else its bytes decoded.
+    fn entry_command(
+        &mut self,
+        index: Index,
+        term: Term,
+        bytes: &[u8],
+    ) -> Result<Command, crate::codec::CodecError> {
+        // Older proposals can no longer commit in their term: their entries were replaced.
+        while self.proposed.first_key_value().is_some_and(|(&i, _)| i < index) {
+            self.proposed.pop_first();
+        }
+        if self.proposed.first_key_value().is_some_and(|(&i, (t, _))| i == index && *t == term)
+            && let Some((_, (_, command))) = self.proposed.pop_first()
+        {
+            return Ok(command);
+        }
+        self.stage_begin(Stage::EntryDecode);
+        let decoded =
+            codec::decode::<Command>(FrameKind::LOG_ENTRY, bytes, FRAME_LEN_MAX_BYTES_DEFAULT);
+        self.stage_end(Stage::EntryDecode);
+        decoded
     }
 
     /// Starts the leader's loop once Raft leads with an entry of its term committed and
@@ -487,6 +536,7 @@ impl Server {
         for service in &mut self.services {
             service.revoke();
         }
+        self.proposed.clear();
         let pending = std::mem::take(&mut self.pending_writes);
         for write in pending.into_values() {
             self.fail_waiter(now, write.waiter, "leadership lost while committing".into());
@@ -497,8 +547,11 @@ impl Server {
     }
 
     /// Proposes `command` through Raft; `waiter` learns the outcome once it applies.
-    fn propose(&mut self, command: &Command, now: Millis, waiter: Waiter) {
-        let bytes = match codec::encode(FrameKind::LOG_ENTRY, command) {
+    fn propose(&mut self, command: Command, now: Millis, waiter: Waiter) {
+        self.stage_begin(Stage::CommandEncode);
+        let encoded = codec::encode(FrameKind::LOG_ENTRY, &command);
+        self.stage_end(Stage::CommandEncode);
+        let bytes = match encoded {
             Ok(bytes) => bytes,
             Err(error) => return self.fail_waiter(now, waiter, format!("cannot encode: {error}")),
         };
@@ -506,8 +559,21 @@ impl Server {
             Ok(index) => {
                 let term = self.raft.term();
                 self.pending_writes.insert(index, PendingWrite { term, waiter });
+                self.proposed.insert(index, (term, command));
             }
             Err(error) => self.fail_waiter(now, waiter, error.to_string()),
+        }
+    }
+
+    fn stage_begin(&mut self, stage: Stage) {
+        if let Some(probe) = self.probe.as_mut() {
+            probe.begin(stage);
+        }
+    }
+
+    fn stage_end(&mut self, stage: Stage) {
+        if let Some(probe) = self.probe.as_mut() {
+            probe.end(stage);
         }
     }
 

@@ -127,7 +127,7 @@ impl Server {
         let ready = node.status == NodeStatus::Ready;
         let node_id = node.id.clone();
         self.propose(
-            &Command::NodeRegister { node },
+            Command::NodeRegister { node },
             now,
             Waiter::Heartbeat { conn, request_id, ttl_ms },
         );
@@ -135,7 +135,7 @@ impl Server {
         let evals: Vec<Evaluation> =
             if ready { self.system_job_evals(now, &node_id) } else { Vec::new() };
         if !evals.is_empty() {
-            self.propose(&Command::EvalUpsert { evals }, now, Waiter::Leader);
+            self.propose(Command::EvalUpsert { evals }, now, Waiter::Leader);
         }
     }
 
@@ -179,7 +179,7 @@ impl Server {
                 Vec::new()
             };
             let command = Command::NodeStatus { node_id: node_id.to_owned(), status, evals };
-            return self.propose(&command, now, waiter);
+            return self.propose(command, now, waiter);
         }
         self.resolve_write(now, self.state.latest_index(), waiter, Ok(ApplyOutcome::default()));
     }
@@ -214,7 +214,7 @@ impl Server {
             .filter_map(|k| self.job_eval(now, k, TriggeredBy::AllocFailure))
             .collect();
         let command = Command::AllocClientUpdate { updates, evals };
-        self.propose(&command, now, Waiter::AllocUpdate { conn, request_id });
+        self.propose(command, now, Waiter::AllocUpdate { conn, request_id });
     }
 
     // ------------------------------------------------------------------ API calls
@@ -293,9 +293,7 @@ impl Server {
             return self.answer(caller, reply);
         }
         match self.command_for(now, request) {
-            Ok((command, eval_ids)) => {
-                self.propose(&command, now, Waiter::Api { caller, eval_ids })
-            }
+            Ok((command, eval_ids)) => self.propose(command, now, Waiter::Api { caller, eval_ids }),
             Err(message) => self.answer(caller, ApiReply::Error { message }),
         }
     }
@@ -524,10 +522,10 @@ impl Server {
         }
     }
 
-    /// The plan result as committed at `index` (read back from the log entry).
-    fn committed_plan(&mut self, index: Index) -> Result<Box<crate::model::PlanResult>, String> {
+    /// The verdict on the plan committed at `index` (read from the log entry).
+    fn committed_plan(&mut self, index: Index) -> Result<super::PlanVerdict, String> {
         match self.committed_plans.remove(&index) {
-            Some(result) => Ok(Box::new(result)),
+            Some(verdict) => Ok(verdict),
             None => Err("the plan's entry did not hold a plan".into()),
         }
     }

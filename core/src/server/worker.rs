@@ -10,9 +10,9 @@
 
 use super::leader::PlanOrigin;
 use super::requests::Waiter;
-use super::{PassId, PeerMessage, SchedulePass, Server, WorkerId};
+use super::{PassId, PeerMessage, PlanVerdict, SchedulePass, Server, WorkerId};
 use crate::id::{IdGen, seed_from};
-use crate::model::{Evaluation, Plan, PlanResult, SchedulerType};
+use crate::model::{Evaluation, Plan, SchedulerType};
 use crate::raft::NodeId;
 use crate::scheduler::worker::{Verdict, next_failures, verdict_ids};
 use crate::scheduler::{ScheduleOutput, plan_attempts_max};
@@ -214,16 +214,8 @@ impl Server {
         pass_id: PassId,
         mut output: ScheduleOutput,
     ) {
-        let found = self
-            .workers
-            .iter()
-            .position(|w| matches!(&w.step, Step::Scheduling { pass_id: p, .. } if *p == pass_id));
         // No worker waits for it when leadership changed meanwhile: the output is dropped.
-        let Some(id) = found else { return };
-        let Step::Scheduling { mut assignment, .. } = std::mem::take(&mut self.workers[id].step)
-        else {
-            return;
-        };
+        let Some((id, mut assignment)) = self.take_scheduling(pass_id) else { return };
         let mut plan = std::mem::take(&mut output.plan);
         let followups = output.followups.clone();
         assignment.output = output;
@@ -240,6 +232,26 @@ impl Server {
         let deadline = now + Millis(self.config.peer_rpc_timeout_ms);
         worker.step = Step::Submitted { assignment, expected, deadline };
         self.submit(now, leader, id as WorkerId, seq, plan, followups);
+    }
+
+    /// A pass that produced no output (it panicked, or the runtime could not run it): the
+    /// evaluation goes back to the broker, as Nomad's worker nacks on a scheduler error,
+    /// and its delivery limit stops a pass that always fails.
+    pub(super) fn on_pass_failed(&mut self, now: Millis, pass_id: PassId) {
+        if let Some((id, assignment)) = self.take_scheduling(pass_id) {
+            self.nack(now, id as WorkerId, assignment);
+        }
+    }
+
+    /// The worker running pass `pass_id` and its evaluation, leaving the worker idle.
+    fn take_scheduling(&mut self, pass_id: PassId) -> Option<(usize, Box<Assignment>)> {
+        let id = self.workers.iter().position(
+            |w| matches!(&w.step, Step::Scheduling { pass_id: p, .. } if *p == pass_id),
+        )?;
+        match std::mem::take(&mut self.workers[id].step) {
+            Step::Scheduling { assignment, .. } => Some((id, assignment)),
+            _ => None,
+        }
     }
 
     fn submit(
@@ -267,7 +279,7 @@ impl Server {
         now: Millis,
         worker: WorkerId,
         seq: u64,
-        result: Result<Box<PlanResult>, String>,
+        result: Result<PlanVerdict, String>,
     ) {
         let Some(slot) = self.workers.get_mut(worker as usize) else { return };
         if slot.seq != seq {
@@ -277,11 +289,11 @@ impl Server {
         else {
             return;
         };
-        let result = match result {
-            Ok(result) => result,
+        let verdict = match result {
+            Ok(verdict) => verdict,
             Err(_) => return self.nack(now, worker, assignment),
         };
-        let placed: usize = result.node_allocation.values().map(Vec::len).sum();
+        let placed = verdict.placed as usize;
         if placed == expected {
             return self.finish(now, worker, assignment, true);
         }
@@ -289,7 +301,7 @@ impl Server {
         if assignment.failures >= plan_attempts_max(assignment.eval.scheduler) {
             return self.finish(now, worker, assignment, false);
         }
-        let min_index = result.refresh_index.max(result.alloc_index);
+        let min_index = verdict.refresh_index.max(verdict.alloc_index);
         let deadline = now.max(deadline) + Millis(self.config.worker_state_wait_ms);
         self.workers[worker as usize].step = Step::WaitingState { assignment, min_index, deadline };
     }
@@ -317,7 +329,7 @@ impl Server {
         self.workers[worker as usize].step = Step::Idle;
         if assignment.leader == self.config.id {
             let waiter = Waiter::Finish { eval_id, token };
-            self.propose(&Command::EvalUpsert { evals }, now, waiter);
+            self.propose(Command::EvalUpsert { evals }, now, waiter);
         } else {
             self.send(assignment.leader, PeerMessage::Finish { eval_id, token, evals });
         }
@@ -375,7 +387,7 @@ impl Server {
             PeerMessage::Finish { eval_id, token, evals } => {
                 if self.leader.as_ref().is_some_and(|l| l.broker.is_outstanding(&eval_id)) {
                     let waiter = Waiter::Finish { eval_id, token };
-                    self.propose(&Command::EvalUpsert { evals }, now, waiter);
+                    self.propose(Command::EvalUpsert { evals }, now, waiter);
                 }
             }
             PeerMessage::Nack { eval_id, token } => {

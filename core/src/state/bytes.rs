@@ -35,7 +35,7 @@ impl fmt::Display for SnapshotError {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Body {
     latest_index: u64,
     indexes: TableIndexes,
@@ -49,28 +49,44 @@ struct Body {
     deployments: Vec<Deployment>,
 }
 
-fn owned<K: super::table::TableKey, T: Clone>(table: &super::table::Table<K, Arc<T>>) -> Vec<T> {
-    table.sorted().into_iter().map(|(_, v)| (**v).clone()).collect()
+/// [`Body`] as it is written: the same fields in the same order, borrowing every row
+/// instead of copying it (a state holds millions of allocations), so it encodes to the
+/// same bytes.
+#[derive(Serialize)]
+struct BodyRef<'a> {
+    latest_index: u64,
+    indexes: TableIndexes,
+    jobs: Vec<&'a Job>,
+    job_versions: Vec<Vec<&'a Job>>,
+    job_summaries: Vec<&'a JobSummary>,
+    nodes: Vec<&'a Node>,
+    allocs: Vec<&'a Allocation>,
+    evals: Vec<&'a Evaluation>,
+    deployments: Vec<&'a Deployment>,
+}
+
+fn rows<K: super::table::TableKey, T>(table: &super::table::Table<K, Arc<T>>) -> Vec<&T> {
+    table.sorted().into_iter().map(|(_, v)| &**v).collect()
 }
 
 impl State {
     /// The whole state as one frame.
     pub fn to_snapshot_bytes(&self) -> Result<Vec<u8>, SnapshotError> {
-        let body = Body {
+        let body = BodyRef {
             latest_index: self.latest_index,
             indexes: self.indexes,
-            jobs: owned(&self.jobs),
+            jobs: rows(&self.jobs),
             job_versions: self
                 .job_versions
                 .sorted()
                 .into_iter()
-                .map(|(_, v)| v.iter().map(|j| (**j).clone()).collect())
+                .map(|(_, v)| v.iter().map(|j| &**j).collect())
                 .collect(),
-            job_summaries: owned(&self.job_summaries),
-            nodes: owned(&self.nodes),
-            allocs: owned(&self.allocs),
-            evals: owned(&self.evals),
-            deployments: owned(&self.deployments),
+            job_summaries: rows(&self.job_summaries),
+            nodes: rows(&self.nodes),
+            allocs: rows(&self.allocs),
+            evals: rows(&self.evals),
+            deployments: rows(&self.deployments),
         };
         let body = postcard::to_allocvec(&body)
             .map_err(|e| SnapshotError::Codec(CodecError::Encode { message: e.to_string() }))?;

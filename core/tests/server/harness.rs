@@ -867,7 +867,7 @@ impl Cluster {
             "defer-passes" => {
                 self.deferred.insert(args[0].parse().expect("id"));
             }
-            "run-passes" => {
+            "run-passes" | "fail-passes" => {
                 let id: NodeId = args[0].parse().expect("id");
                 self.deferred.remove(&id);
                 let held: Vec<(NodeId, SchedulePass)> = self.held.drain(..).collect();
@@ -876,12 +876,14 @@ impl Cluster {
                         self.held.push((server, pass));
                         continue;
                     }
-                    let output = pass.run();
                     let now = self.now;
-                    if let Some(s) = self.server_mut(id) {
-                        s.handle_schedule_output(now, pass.pass_id, output);
-                        self.pump(id);
+                    let Some(s) = self.server_mut(id) else { continue };
+                    if *name == "run-passes" {
+                        s.handle_schedule_output(now, pass.pass_id, pass.run());
+                    } else {
+                        s.handle_schedule_failed(now, pass.pass_id, "the pass panicked");
                     }
+                    self.pump(id);
                 }
                 self.stabilize();
             }

@@ -4,10 +4,11 @@
 //! A host is generic over what differs between them: the [`Transport`] that carries
 //! encoded frames to an address, the [`RaftStore`](crate::store::RaftStore) where Raft's
 //! writes become durable, the [`DriverSet`] that runs tasks and the [`PassRunner`] that runs
-//! scheduling passes. It owns no clock and no thread: every call takes `now`, the caller's
-//! unix milliseconds, and the caller calls `handle_timeout` at the deadline the host
-//! returns. Inbound frames come from the caller too (`handle_frame`), with the address they
-//! came from.
+//! scheduling passes ([`ThreadPassRunner`] runs them on a pool of threads for the agent,
+//! [`InlinePassRunner`] in place for the simulator). It owns no clock and no thread: every
+//! call takes `now`, the caller's unix milliseconds, and the caller calls `handle_timeout`
+//! at the deadline the host returns. Inbound frames come from the caller too
+//! (`handle_frame`), with the address they came from.
 //!
 //! After every input a host drains its machine until nothing is left, **in this order**:
 //!
@@ -16,8 +17,9 @@
 //!   `handle_durable`, after which draining starts again from the top; 2. peer messages
 //!   are encoded and sent to the named server's address; 3. replies go to the address the
 //!   client's request came from, or to the API reply queue; 4. scheduling passes go to the
-//!   runner and its outputs come back with `handle_schedule_output`; 5. calls for another
-//!   region go to the region-forward queue; until a round does nothing.
+//!   runner and its finished results come back (`handle_schedule_output`, or
+//!   `handle_schedule_failed` for a pass that produced none); 5. calls for another region
+//!   go to the region-forward queue; until a round does nothing.
 //! - [`ClientHost`]: 1. driver commands go to the driver set and its events come back with
 //!   `handle_driver_event`; 2. requests are encoded and sent, a send the transport refuses
 //!   being reported with `handle_send_failed`; until a round does nothing. Client events
@@ -29,12 +31,17 @@
 //! holds.
 
 mod client;
+mod pass_pool;
 mod server;
 mod wire;
 
 pub use client::{ClientCounters, ClientHost};
+pub use pass_pool::{
+    PASS_QUEUE_LEN_MAX_DEFAULT, PassFn, PassPoolConfig, PassPoolError, PassStats, ThreadPassRunner,
+    WakeFn,
+};
 pub use server::{
-    API_REPLIES_MAX, CLIENT_CONNS_MAX, REGION_FORWARDS_MAX, ServerCounters, ServerHost,
+    API_REPLIES_MAX, CLIENT_CONNS_MAX, HostTimings, REGION_FORWARDS_MAX, ServerCounters, ServerHost,
 };
 pub use wire::{WIRE_FRAME_LEN_MAX_BYTES, WireMessage, decode_wire, encode_wire};
 
@@ -78,26 +85,45 @@ pub trait DriverSet {
 
 /// Runs scheduling passes off the machine's path.
 pub trait PassRunner {
+    /// Takes a pass; a pass the runner cannot take comes back as a failed result.
     fn submit(&mut self, pass: SchedulePass);
 
-    /// A pass's output ready now (a runner that finishes later hands it to
-    /// [`ServerHost::handle_schedule_output`] instead).
-    fn poll_output(&mut self) -> Option<(PassId, ScheduleOutput)>;
+    /// A pass's result ready now. The host collects them after every input; a runner
+    /// that finishes between inputs wakes its caller, who calls
+    /// [`ServerHost::handle_passes_ready`].
+    fn poll_output(&mut self) -> Option<(PassId, PassResult)>;
 }
 
-/// Runs each pass the moment it is submitted, on the caller's thread.
+/// What became of a pass: its output, or why there is none.
+pub type PassResult = Result<ScheduleOutput, PassFailure>;
+
+/// A pass that produced no output: it panicked, or the runner refused it. The server
+/// sends its evaluation back to the broker (`Server::handle_schedule_failed`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PassFailure {
+    pub reason: String,
+}
+
+impl fmt::Display for PassFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// Runs each pass the moment it is submitted, on the caller's thread (the simulator's
+/// and the tests' runner: a pass that panics there fails the run, as it should).
 #[derive(Debug, Default)]
 pub struct InlinePassRunner {
     /// The host polls right after each submit, so this holds at most one output.
-    outputs: VecDeque<(PassId, ScheduleOutput)>,
+    outputs: VecDeque<(PassId, PassResult)>,
 }
 
 impl PassRunner for InlinePassRunner {
     fn submit(&mut self, pass: SchedulePass) {
-        self.outputs.push_back((pass.pass_id, pass.run()));
+        self.outputs.push_back((pass.pass_id, Ok(pass.run())));
     }
 
-    fn poll_output(&mut self) -> Option<(PassId, ScheduleOutput)> {
+    fn poll_output(&mut self) -> Option<(PassId, PassResult)> {
         self.outputs.pop_front()
     }
 }

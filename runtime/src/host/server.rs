@@ -2,7 +2,7 @@
 //! replies out, passes to the runner. The drain order is in the parent module's doc.
 
 use super::wire::{WireMessage, decode_wire, encode_wire};
-use super::{HostError, PassRunner, Transport};
+use super::{HostError, PassFailure, PassRunner, Transport};
 use crate::store::{RaftStore, StoreError};
 use drover_core::raft::{NodeId, Restored};
 use drover_core::rpc::{ClientRpc, ServerAddr, ServerRpc};
@@ -13,6 +13,7 @@ use drover_core::server::{
 };
 use drover_core::time::Millis;
 use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
 
 /// Client addresses a server host remembers; a new one past this evicts the oldest, whose
 /// pending replies are then lost (its client times out and retries).
@@ -43,6 +44,34 @@ pub struct ServerCounters {
     pub syncs: u64,
 }
 
+/// Where a server host's time went, once [`ServerHost::enable_timings`] asked for it. What
+/// `total` holds beyond the other fields is the machine's own work (Raft, the state
+/// machine, the broker, the applier; its [`drover_core::server::StageProbe`] splits it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostTimings {
+    /// Inside the host's inputs, from call to return.
+    pub total: Duration,
+    pub frame_decode: Duration,
+    /// Encoding frames and handing them to the transport.
+    pub frame_encode: Duration,
+    pub store_write: Duration,
+    pub store_sync: Duration,
+    /// Handing passes to the runner and collecting its results.
+    pub runner: Duration,
+}
+
+impl HostTimings {
+    /// The machine's own share of `total`.
+    pub fn machine(&self) -> Duration {
+        let host = self.frame_decode
+            + self.frame_encode
+            + self.store_write
+            + self.store_sync
+            + self.runner;
+        self.total.saturating_sub(host)
+    }
+}
+
 /// One server machine with its transport, Raft store and pass runner.
 pub struct ServerHost<T, S, R> {
     server: Server,
@@ -57,6 +86,7 @@ pub struct ServerHost<T, S, R> {
     region_forwards: VecDeque<RegionForward>,
     counters: ServerCounters,
     stopped: bool,
+    timings: Option<HostTimings>,
 }
 
 impl<T: Transport, S: RaftStore, R: PassRunner> ServerHost<T, S, R> {
@@ -89,6 +119,7 @@ impl<T: Transport, S: RaftStore, R: PassRunner> ServerHost<T, S, R> {
             region_forwards: VecDeque::new(),
             counters: ServerCounters::default(),
             stopped: false,
+            timings: None,
         };
         host.drain(now)?;
         Ok(host)
@@ -106,6 +137,25 @@ impl<T: Transport, S: RaftStore, R: PassRunner> ServerHost<T, S, R> {
 
     pub fn transport_mut(&mut self) -> &mut T {
         &mut self.transport
+    }
+
+    pub fn runner(&self) -> &R {
+        &self.runner
+    }
+
+    /// Plugs a probe into the server machine (see [`drover_core::server::Stage`]).
+    pub fn set_stage_probe(&mut self, probe: Box<dyn drover_core::server::StageProbe>) {
+        self.server.set_stage_probe(probe);
+    }
+
+    /// Starts measuring where the host's time goes, from zero (two clock reads per step,
+    /// so off by default).
+    pub fn enable_timings(&mut self) {
+        self.timings = Some(HostTimings::default());
+    }
+
+    pub fn timings(&self) -> Option<HostTimings> {
+        self.timings
     }
 
     pub fn counters(&self) -> ServerCounters {
@@ -145,7 +195,10 @@ impl<T: Transport, S: RaftStore, R: PassRunner> ServerHost<T, S, R> {
     /// counted and dropped.
     pub fn handle_frame(&mut self, now: Millis, from: &str, frame: &[u8]) -> Result<(), HostError> {
         self.check_running()?;
-        match decode_wire(frame) {
+        let started = self.clock();
+        let decoded = decode_wire(frame);
+        self.add_time(started, |t| &mut t.frame_decode);
+        match decoded {
             Ok(WireMessage::Peer(envelope)) if envelope.to == self.server.id() => {
                 self.server.handle_peer_message(now, envelope);
             }
@@ -155,32 +208,70 @@ impl<T: Transport, S: RaftStore, R: PassRunner> ServerHost<T, S, R> {
             }
             Err(_) => self.counters.frames_undecodable += 1,
         }
-        self.drain(now)
+        self.drain_timed(now, started)
     }
 
     pub fn handle_timeout(&mut self, now: Millis) -> Result<(), HostError> {
-        self.check_running()?;
-        self.server.handle_timeout(now);
-        self.drain(now)
+        self.input(now, |server| server.handle_timeout(now))
     }
 
     /// An operator's call; its answer comes out of [`ServerHost::poll_api_reply`].
     pub fn handle_api_call(&mut self, now: Millis, call: ApiCall) -> Result<(), HostError> {
-        self.check_running()?;
-        self.server.handle_api_call(now, call);
-        self.drain(now)
+        self.input(now, |server| server.handle_api_call(now, call))
     }
 
-    /// A pass's output from a runner that finished it after `submit` returned.
+    /// A pass's output from a runner that hands results over outside `poll_output`.
     pub fn handle_schedule_output(
         &mut self,
         now: Millis,
         pass_id: PassId,
         output: ScheduleOutput,
     ) -> Result<(), HostError> {
+        self.input(now, |server| server.handle_schedule_output(now, pass_id, output))
+    }
+
+    /// A pass that produced no output, from such a runner.
+    pub fn handle_schedule_failed(
+        &mut self,
+        now: Millis,
+        pass_id: PassId,
+        failure: &PassFailure,
+    ) -> Result<(), HostError> {
+        self.input(now, |server| server.handle_schedule_failed(now, pass_id, &failure.reason))
+    }
+
+    /// The runner woke the caller: its finished passes are collected and handed in.
+    pub fn handle_passes_ready(&mut self, now: Millis) -> Result<(), HostError> {
+        self.input(now, |_| {})
+    }
+
+    /// Runs one input on the machine, then drains it.
+    fn input(&mut self, now: Millis, give: impl FnOnce(&mut Server)) -> Result<(), HostError> {
         self.check_running()?;
-        self.server.handle_schedule_output(now, pass_id, output);
-        self.drain(now)
+        let started = self.clock();
+        give(&mut self.server);
+        self.drain_timed(now, started)
+    }
+
+    fn drain_timed(&mut self, now: Millis, started: Option<Instant>) -> Result<(), HostError> {
+        let drained = self.drain(now);
+        self.add_time(started, |t| &mut t.total);
+        drained
+    }
+
+    /// Now, if timings are on.
+    fn clock(&self) -> Option<Instant> {
+        self.timings.map(|_| Instant::now())
+    }
+
+    fn add_time(
+        &mut self,
+        started: Option<Instant>,
+        field: impl FnOnce(&mut HostTimings) -> &mut Duration,
+    ) {
+        if let (Some(started), Some(timings)) = (started, self.timings.as_mut()) {
+            *field(timings) += started.elapsed();
+        }
     }
 
     fn check_running(&self) -> Result<(), HostError> {
@@ -227,14 +318,7 @@ impl<T: Transport, S: RaftStore, R: PassRunner> ServerHost<T, S, R> {
                 self.send_reply(reply);
                 progressed = true;
             }
-            while let Some(pass) = self.server.poll_schedule() {
-                self.runner.submit(pass);
-                progressed = true;
-            }
-            while let Some((pass_id, output)) = self.runner.poll_output() {
-                self.server.handle_schedule_output(now, pass_id, output);
-                progressed = true;
-            }
+            progressed |= self.exchange_passes(now);
             while let Some(forward) = self.server.poll_region_forward() {
                 self.queue_region_forward(forward);
                 progressed = true;
@@ -245,12 +329,38 @@ impl<T: Transport, S: RaftStore, R: PassRunner> ServerHost<T, S, R> {
         }
     }
 
+    /// New passes to the runner, finished ones back to the machine. Returns whether any
+    /// moved.
+    fn exchange_passes(&mut self, now: Millis) -> bool {
+        let mut moved = false;
+        while let Some(pass) = self.server.poll_schedule() {
+            let started = self.clock();
+            self.runner.submit(pass);
+            self.add_time(started, |t| &mut t.runner);
+            moved = true;
+        }
+        loop {
+            let started = self.clock();
+            let finished = self.runner.poll_output();
+            self.add_time(started, |t| &mut t.runner);
+            let Some((pass_id, result)) = finished else { return moved };
+            match result {
+                Ok(output) => self.server.handle_schedule_output(now, pass_id, output),
+                Err(failure) => self.server.handle_schedule_failed(now, pass_id, &failure.reason),
+            }
+            moved = true;
+        }
+    }
+
     /// Writes every pending batch, then one sync for all of them, then reports the synced
     /// id. Returns whether anything was written.
     fn persist(&mut self, now: Millis) -> Result<bool, HostError> {
         let mut written = false;
         while let Some(persist) = self.server.poll_persist() {
-            if let Err(error) = self.store.write(persist) {
+            let started = self.clock();
+            let write = self.store.write(persist);
+            self.add_time(started, |t| &mut t.store_write);
+            if let Err(error) = write {
                 return Err(self.stop(error));
             }
             written = true;
@@ -258,7 +368,10 @@ impl<T: Transport, S: RaftStore, R: PassRunner> ServerHost<T, S, R> {
         if !written {
             return Ok(false);
         }
-        match self.store.sync() {
+        let started = self.clock();
+        let synced = self.store.sync();
+        self.add_time(started, |t| &mut t.store_sync);
+        match synced {
             Ok(write_id) => {
                 self.counters.syncs += 1;
                 self.server.handle_durable(now, write_id);
@@ -312,15 +425,15 @@ impl<T: Transport, S: RaftStore, R: PassRunner> ServerHost<T, S, R> {
     }
 
     fn send(&mut self, to: &str, message: &WireMessage) {
-        let frame = match encode_wire(message) {
-            Ok(frame) => frame,
-            Err(_) => {
-                self.counters.encode_errors += 1;
-                return;
+        let started = self.clock();
+        match encode_wire(message) {
+            Ok(frame) => {
+                if self.transport.send(to, frame).is_err() {
+                    self.counters.sends_failed += 1;
+                }
             }
-        };
-        if self.transport.send(to, frame).is_err() {
-            self.counters.sends_failed += 1;
+            Err(_) => self.counters.encode_errors += 1,
         }
+        self.add_time(started, |t| &mut t.frame_encode);
     }
 }

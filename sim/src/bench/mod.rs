@@ -16,6 +16,7 @@
 //! drover-bench eval-latency [--nodes 5000] [--jobs 1000] [--count 10] [--workers cores-1]
 //! ```
 
+pub mod c1m;
 pub mod store;
 
 use drover_core::broker::{BrokerConfig, EvalBroker};
@@ -54,11 +55,15 @@ const CLASSES: [(&str, i64, i64); 4] = [
     ("xlarge", 64_000, 131_072),
 ];
 
+fn node_id(i: usize) -> String {
+    format!("node-{i:05}")
+}
+
 fn node(i: usize) -> Node {
     let (class, cpu, mem) = CLASSES[i % CLASSES.len()];
     let mut node = Node {
-        id: format!("node-{i:05}"),
-        name: format!("node-{i:05}"),
+        id: node_id(i),
+        name: node_id(i),
         datacenter: format!("dc{}", i % 3 + 1),
         node_class: class.into(),
         status: NodeStatus::Ready,

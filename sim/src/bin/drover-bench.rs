@@ -1,9 +1,13 @@
-//! The `drover-bench` command: microbenchmarks of the sans-IO machines.
+//! The `drover-bench` command: benchmarks of the machines, alone and wired together.
 //!
 //! ```text
 //! cargo run --release -p drover-sim --bin drover-bench -- raft-commit [--entries N]
 //! cargo run --release -p drover-sim --bin drover-bench -- store-fsync [--dir D] [--entries N]
+//! cargo run --release -p drover-sim --bin drover-bench -- c1m | c1m-core | eval-latency \
+//!     [--nodes N] [--jobs J] [--count C] [--workers W]
 //! ```
+//! `c1m` is the whole control plane (three servers with Raft, see `bench::c1m`);
+//! `c1m-core` and `eval-latency` the scheduling pipeline without Raft (`bench`).
 //! `raft-commit` runs a 3-node Raft group in one thread with instant delivery and a no-op
 //! disk (every write is durable at once), proposes commands as fast as the leader takes
 //! them, and ends with `entries=N wall_s=W per_s=R`: committed and applied on the leader.
@@ -137,11 +141,13 @@ fn main() -> ExitCode {
     let mut entries = 1_000_000u64;
     match args.first().map(String::as_str) {
         Some("raft-commit") => {}
-        Some(which @ ("c1m-core" | "eval-latency")) => return scheduling_bench(which, &args[1..]),
+        Some(which @ ("c1m" | "c1m-core" | "eval-latency")) => {
+            return scheduling_bench(which, &args[1..]);
+        }
         Some("store-fsync") => return drover_sim::bench::store::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: drover-bench raft-commit [--entries N] | c1m-core | eval-latency [--nodes N] [--jobs J] [--count C] [--workers W] | store-fsync [--dir D] [--entries N]"
+                "usage: drover-bench raft-commit [--entries N] | c1m | c1m-core | eval-latency [--nodes N] [--jobs J] [--count C] [--workers W] | store-fsync [--dir D] [--entries N]"
             );
             return ExitCode::from(2);
         }
@@ -159,12 +165,16 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `c1m-core` and `eval-latency` (code in `drover_sim::bench`).
+/// `c1m`, `c1m-core` and `eval-latency` (code in `drover_sim::bench`).
 fn scheduling_bench(which: &str, flags: &[String]) -> ExitCode {
-    let count = if which == "c1m-core" { 1000 } else { 10 };
-    // The applier is one thread and needs a core of its own; planning gets the rest.
-    let workers =
-        std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
+    let count = if which == "eval-latency" { 10 } else { 1000 };
+    // c1m-core: the applier is one thread and needs a core of its own; planning gets the
+    // rest. c1m: one scheduler worker per server (three planners in all).
+    let workers = if which == "c1m" {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+    };
     let mut shape = drover_sim::bench::Shape { nodes: 5000, jobs: 1000, count, workers };
     for pair in flags.chunks(2) {
         let value = pair.get(1).and_then(|v| v.parse::<usize>().ok());
@@ -181,10 +191,15 @@ fn scheduling_bench(which: &str, flags: &[String]) -> ExitCode {
             }
         }
     }
-    if which == "c1m-core" {
-        drover_sim::bench::c1m_core(shape);
-    } else {
-        drover_sim::bench::eval_latency(shape);
+    match which {
+        "c1m" => {
+            if let Err(error) = drover_sim::bench::c1m::c1m(shape) {
+                eprintln!("drover-bench c1m: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+        "c1m-core" => drover_sim::bench::c1m_core(shape),
+        _ => drover_sim::bench::eval_latency(shape),
     }
     ExitCode::SUCCESS
 }
