@@ -14,8 +14,9 @@ mod logs;
 
 use crate::agent::AgentHandle;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Query};
+use axum::extract::{DefaultBodyLimit, Query, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use drover_core::model::Node;
 use drover_core::server::{ApiReply, ApiRequest, Query as Read, QueryResult};
@@ -39,7 +40,20 @@ pub fn router(agent: AgentHandle) -> Router {
         .merge(logs::routes())
         .fallback(|| async { ApiError::not_found("Invalid URL") })
         .layer(DefaultBodyLimit::max(REQUEST_BODY_LEN_MAX_BYTES))
+        .layer(axum::middleware::from_fn(refuse_declared_oversize))
         .with_state(agent)
+}
+
+/// Refuses a body whose declared length is over the bound at once, before reading any of
+/// it (a body without a declared length is cut off at the bound while it is read).
+async fn refuse_declared_oversize(request: Request, next: Next) -> Response {
+    let declared = request.headers().get(header::CONTENT_LENGTH);
+    let declared = declared.and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > REQUEST_BODY_LEN_MAX_BYTES as u64) {
+        let message = format!("request body larger than {REQUEST_BODY_LEN_MAX_BYTES} bytes");
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
+    }
+    next.run(request).await
 }
 
 // ------------------------------------------------------------------------ errors
