@@ -104,10 +104,15 @@ pub struct DevAgent {
 
 impl DevAgent {
     pub fn start() -> DevAgent {
+        DevAgent::start_binary(drover_binary())
+    }
+
+    /// Starts the agent of the given `drover` binary.
+    pub fn start_binary(binary: &Path) -> DevAgent {
         use std::io::BufRead;
         let port = free_port();
-        let mut child = Command::new(drover_binary())
-            .args(["agent", "-dev", "-http-port", &port.to_string()])
+        let mut child = Command::new(binary)
+            .args(["agent", "-dev", "-node", "e2e-node", "-http-port", &port.to_string()])
             .env_remove("NOMAD_ADDR")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -148,6 +153,18 @@ impl DevAgent {
     /// One HTTP/1.1 request to the agent's API.
     pub fn http(&self, method: &str, path: &str, body: &[u8]) -> HttpResponse {
         http_request(&self.http_addr, method, path, body)
+    }
+
+    /// The agent's resident memory in KiB (`VmRSS`), 0 when it cannot be read.
+    pub fn rss_kib(&self) -> u64 {
+        let Some(child) = &self.child else { return 0 };
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()));
+        status
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// Interrupts the agent and waits for it: its exit code and the rest of its stdout.

@@ -125,6 +125,14 @@ fn first_alloc_id(allocs: &Value) -> String {
 fn a_raw_exec_job_runs_logs_and_stops_and_the_agent_leaves_nothing_behind() {
     let marker = format!("drover-e2e-{}", std::process::id());
     let mut s = Session::start();
+    s.check("GET", "/v1/agent/health", b"", &[]);
+    s.check("GET", "/v1/status/leader", b"", &[]);
+    s.check("GET", "/v1/status/peers", b"", &[]);
+    s.check("GET", "/v1/regions", b"", &[]);
+    s.check("GET", "/v1/operator/raft/configuration", b"", &[]);
+    s.check("GET", "/v1/nodes", b"", &["Status", "SchedulingEligibility", "Drain", "Drivers"]);
+    let metrics = s.agent.http("GET", "/v1/metrics?format=prometheus", b"").text();
+    assert!(metrics.contains("# TYPE nomad_server_raft_syncs gauge"), "{metrics}");
     let hcl = sleeper_hcl("hello", &marker);
     let parsed =
         s.check("POST", "/v1/jobs/parse", &body(&json!({ "JobHCL": hcl })), &["ID", "Type"]);
@@ -136,6 +144,9 @@ fn a_raw_exec_job_runs_logs_and_stops_and_the_agent_leaves_nothing_behind() {
         allocs[0]["ClientStatus"] == "running"
     });
     let alloc_id = first_alloc_id(&running);
+    // The same job again: nothing to change, so the dry run places nothing.
+    let plan = body(&json!({ "Job": job, "Diff": true }));
+    s.check("POST", "/v1/job/hello/plan", &plan, &["Annotations", "FailedTGAllocs", "Diff"]);
     s.check("GET", allocs_path, b"", &["Name", "TaskGroup", "DesiredStatus", "ClientStatus"]);
     let alloc_path = format!("/v1/allocation/{alloc_id}");
     s.check("GET", &alloc_path, b"", &["Name", "JobID", "ClientStatus"]);

@@ -298,7 +298,7 @@ impl NodeLoop {
         counters
     }
 
-    /// Stops every task: its kill signal, then SIGKILL for what outlived the timeout.
+    /// Stops every task: SIGTERM, then SIGKILL for what outlived the timeout.
     /// Exits keep arriving on `inputs` meanwhile and go to the client.
     async fn shutdown(&mut self, inputs: &mut mpsc::Receiver<Input>) {
         let Some(client) = self.client.as_ref() else { return };

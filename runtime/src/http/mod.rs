@@ -85,7 +85,7 @@ impl ApiError {
     /// A server error as Nomad's HTTP layer codes it: a missing object is 404, everything
     /// else the RPC refused is 500.
     fn from_server(message: String) -> ApiError {
-        if message.ends_with("not found") || message.starts_with("job not found") {
+        if message.contains("not found") {
             ApiError::not_found(message)
         } else {
             ApiError::internal(message)
