@@ -117,6 +117,24 @@ fn process_with(marker: &str) -> bool {
     })
 }
 
+/// Opens a followed log and reads until `text` arrives (the answer never ends by itself).
+fn follow_until(addr: &str, path: &str, text: &str) -> bool {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the agent");
+    stream.set_read_timeout(Some(SETTLE_TIMEOUT)).expect("timeout");
+    let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(head.as_bytes()).expect("write the request");
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while let Ok(read @ 1..) = stream.read(&mut buffer) {
+        seen.extend_from_slice(&buffer[..read]);
+        if String::from_utf8_lossy(&seen).contains(text) {
+            return true;
+        }
+    }
+    false
+}
+
 fn first_alloc_id(allocs: &Value) -> String {
     allocs[0]["ID"].as_str().expect("an allocation ID").to_owned()
 }
@@ -155,6 +173,7 @@ fn a_raw_exec_job_runs_logs_and_stops_and_the_agent_leaves_nothing_behind() {
     s.check("GET", &format!("{logs}&plain=true"), b"", &[]);
     s.check("GET", &logs, b"", &[]);
     s.check("GET", &format!("{logs}&origin=end&offset=3&plain=true"), b"", &[]);
+    assert!(follow_until(&s.agent.http_addr, &format!("{logs}&follow=true&plain=true"), "hello"));
     let versions = s.agent.http("GET", "/v1/job/hello/versions", b"").json();
     assert_eq!(versions["Versions"].as_array().map(Vec::len), Some(1), "{versions}");
     s.check("DELETE", "/v1/job/hello", b"", &["EvalID"]);

@@ -57,6 +57,8 @@ const HTTP_PORT_DEFAULT: u16 = 4646;
 const RPC_PORT_DEFAULT: u16 = 4647;
 /// How often readiness (the node registered) is looked at while starting.
 const READY_POLL_MS: u64 = 5;
+/// How long open HTTP requests may take to finish once the agent is shutting down.
+const HTTP_DRAIN_MS: u64 = 1_000;
 /// A start that is not ready by then has failed.
 const READY_TIMEOUT_MS: u64 = 30_000;
 
@@ -201,7 +203,10 @@ async fn run_dev(options: DevOptions, io: &mut Io<'_>) -> u8 {
     // Tasks first (they are stopped and their executors gone), then the API.
     let _ = agent.shutdown().await;
     let _ = stop_http.send(());
-    let _ = server.await;
+    // A followed log never ends by itself: connections still open by then are dropped.
+    if tokio::time::timeout(Duration::from_millis(HTTP_DRAIN_MS), server).await.is_err() {
+        let _ = writeln!(io.out, "==> Closed HTTP connections still open after {HTTP_DRAIN_MS} ms");
+    }
     let _ = writeln!(io.out, "==> Agent shut down");
     code
 }

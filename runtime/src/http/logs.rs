@@ -207,3 +207,59 @@ impl LogCursor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Everything a cursor yields until it ends (not following).
+    fn drain(cursor: LogCursor) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let mut out = String::new();
+            let mut next = Some(cursor);
+            while let Some(cursor) = next.take() {
+                match cursor.next().await {
+                    Some((Ok(bytes), cursor)) => {
+                        out.push_str(&String::from_utf8_lossy(&bytes));
+                        next = Some(cursor);
+                    }
+                    Some((Err(error), _)) => panic!("{error}"),
+                    None => {}
+                }
+            }
+            out
+        })
+    }
+
+    #[test]
+    fn offsets_count_across_the_kept_files_from_either_end() {
+        let dir = tempfile::tempdir().unwrap();
+        for (index, text) in [(3, "abc"), (4, "defg"), (5, "hi")] {
+            std::fs::write(dir.path().join(format!("web.stdout.{index}")), text).unwrap();
+        }
+        let read = |offset, from_end| {
+            let base = "web.stdout".to_owned();
+            let cursor =
+                LogCursor::start(dir.path().to_owned(), base, offset, from_end, true, false);
+            drain(cursor.unwrap())
+        };
+        assert_eq!(read(0, false), "abcdefghi");
+        assert_eq!(read(4, false), "efghi");
+        assert_eq!(read(3, true), "ghi");
+        assert_eq!(read(100, true), "abcdefghi");
+        assert_eq!(read(100, false), "");
+    }
+
+    #[test]
+    fn frames_carry_base64_data_and_the_file_they_come_from() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("web.stderr.0"), "oops\n").unwrap();
+        let base = "web.stderr".to_owned();
+        let cursor = LogCursor::start(dir.path().to_owned(), base, 0, false, false, false);
+        assert_eq!(
+            drain(cursor.unwrap()),
+            r#"{"Offset":5,"Data":"b29wcwo=","File":"alloc/logs/web.stderr.0"}"#
+        );
+    }
+}
