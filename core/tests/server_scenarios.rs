@@ -15,7 +15,8 @@
 //!   `stop-job ID [purge]`, `scale ID count=N`, `revert ID version=V [prior=V]`,
 //!   `evaluate ID`, `drain C`
 //! - `alloc NAME running|complete|failed`: the allocation's node reports it
-//! - `read jobs|nodes|evals [min=IDX] [wait=MS]`, `node-allocs C [min=IDX] [wait=MS]`
+//! - `read jobs|nodes|evals|allocs|deployments [min=IDX] [wait=MS]`, `read versions|summary|
+//!   job-evals|job-deployments JOB`, `read alloc NAME`, `node-allocs C [min=IDX] [wait=MS]`
 //! - `show allocs|evals|nodes|jobs [on=N]`, `heartbeats`
 //! - `defer-passes N`: server N holds its scheduling passes; `run-passes N` runs them,
 //!   `fail-passes N` reports them failed (a pass that panicked)

@@ -5,9 +5,11 @@
 //! the cluster CA ([`tls`]), the machine fingerprint ([`fingerprint`]) and the raw_exec
 //! driver ([`driver`]); the HTTP API and the agent follow.
 
+pub mod agent;
 pub mod driver;
 pub mod fingerprint;
 pub mod host;
+pub mod http;
 pub mod net;
 pub mod store;
 pub mod tls;

@@ -86,3 +86,186 @@ impl std::fmt::Display for Transcript {
         write!(f, "--- stderr\n{}", self.stderr.trim_end())
     }
 }
+
+// ------------------------------------------------------------------------ agents
+
+/// How long an agent may take to say it is ready.
+const AGENT_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A `drover agent -dev` on a free loopback port, interrupted (SIGINT) when dropped.
+pub struct DevAgent {
+    child: Option<std::process::Child>,
+    pub http_addr: String,
+    /// The agent's stdout up to and including its ready line.
+    pub banner: String,
+    /// What the rest of stdout said, collected by a thread until the agent exits.
+    rest: std::sync::mpsc::Receiver<String>,
+}
+
+impl DevAgent {
+    pub fn start() -> DevAgent {
+        DevAgent::start_binary(drover_binary())
+    }
+
+    /// Starts the agent of the given `drover` binary.
+    pub fn start_binary(binary: &Path) -> DevAgent {
+        use std::io::BufRead;
+        let port = free_port();
+        let mut child = Command::new(binary)
+            .args(["agent", "-dev", "-node", "e2e-node", "-http-port", &port.to_string()])
+            .env_remove("NOMAD_ADDR")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("drover agent starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + AGENT_READY_TIMEOUT;
+        let mut banner = String::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = lines_rx.recv_timeout(left).unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("the agent did not get ready; it said:\n{banner}")
+            });
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.contains("agent: ready") {
+                break;
+            }
+        }
+        DevAgent {
+            child: Some(child),
+            http_addr: format!("127.0.0.1:{port}"),
+            banner,
+            rest: lines_rx,
+        }
+    }
+
+    /// One HTTP/1.1 request to the agent's API.
+    pub fn http(&self, method: &str, path: &str, body: &[u8]) -> HttpResponse {
+        http_request(&self.http_addr, method, path, body)
+    }
+
+    /// The agent's resident memory in KiB (`VmRSS`), 0 when it cannot be read.
+    pub fn rss_kib(&self) -> u64 {
+        let Some(child) = &self.child else { return 0 };
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()));
+        status
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Interrupts the agent and waits for it: its exit code and the rest of its stdout.
+    pub fn stop(mut self) -> (i32, String) {
+        self.interrupt()
+    }
+
+    fn interrupt(&mut self) -> (i32, String) {
+        let Some(mut child) = self.child.take() else { return (-1, String::new()) };
+        let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+        let status = child.wait().expect("the agent exits");
+        let rest: Vec<String> = self.rest.try_iter().collect();
+        (status.code().unwrap_or(-1), rest.join("\n"))
+    }
+}
+
+impl Drop for DevAgent {
+    fn drop(&mut self) {
+        self.interrupt();
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("bound").port()
+}
+
+/// An HTTP answer: status, headers (lowercase names) and the body, de-chunked.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// One request on a fresh connection (`Connection: close`), read to the end.
+pub fn http_request(addr: &str, method: &str, path: &str, body: &[u8]) -> HttpResponse {
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    http_exchange(addr, head.as_bytes(), body)
+}
+
+/// Writes `head` and `body` (a server may answer before reading all of the body, so a
+/// failed body write is not an error) and reads the answer.
+pub fn http_exchange(addr: &str, head: &[u8], body: &[u8]) -> HttpResponse {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the agent");
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).expect("timeout");
+    stream.write_all(head).expect("write the request head");
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> HttpResponse {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete HTTP head");
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let rest = &raw[split + 4..];
+    let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v == "chunked");
+    let body = if chunked { dechunk(rest) } else { rest.to_vec() };
+    HttpResponse { status, headers, body }
+}
+
+fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&rest[..line_end]);
+        let size = usize::from_str_radix(size_text.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = line_end + 2;
+        let end = (start + size).min(rest.len());
+        body.extend_from_slice(&rest[start..end]);
+        rest = &rest[(end + 2).min(rest.len())..];
+    }
+    body
+}

@@ -3,6 +3,7 @@
 //! `drover <command> [args]` and `drover job <subcommand> [args]`. The top-level `run` and
 //! `validate` are aliases of the `job` subcommands, as in Nomad.
 
+mod agent;
 mod job_init;
 mod job_run;
 mod job_validate;
@@ -23,6 +24,7 @@ const MAIN_HELP: &str = "\
 Usage: drover [-version] [-help] <command> [args]
 
 Common commands:
+    agent       Runs a drover agent
     run         Run a new job or update an existing job
     job         Interact with jobs
     tls         Create the certificates agents verify each other with
@@ -58,6 +60,9 @@ Subcommands:
 type Command = fn(&[String], &mut Io<'_>) -> u8;
 
 const COMMANDS: &[(&str, Command)] = &[
+    ("agent", agent::run),
+    // Not in the help: the process raw_exec runs each task under.
+    ("executor", agent::executor),
     ("job", job),
     ("run", job_run::run),
     ("tls", tls::run),

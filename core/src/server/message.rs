@@ -90,14 +90,52 @@ impl ApiRequest {
 /// What a read asks for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Query {
-    Job { namespace: String, job_id: String },
+    Job {
+        namespace: String,
+        job_id: String,
+    },
     Jobs,
-    Node { node_id: String },
+    Node {
+        node_id: String,
+    },
     Nodes,
-    JobAllocs { namespace: String, job_id: String },
-    NodeAllocs { node_id: String },
-    Eval { eval_id: String },
+    JobAllocs {
+        namespace: String,
+        job_id: String,
+    },
+    NodeAllocs {
+        node_id: String,
+    },
+    Eval {
+        eval_id: String,
+    },
     Evals,
+    /// A job's kept versions, newest first.
+    JobVersions {
+        namespace: String,
+        job_id: String,
+    },
+    JobSummary {
+        namespace: String,
+        job_id: String,
+    },
+    JobEvals {
+        namespace: String,
+        job_id: String,
+    },
+    JobDeployments {
+        namespace: String,
+        job_id: String,
+    },
+    /// One allocation with the job version it runs.
+    Alloc {
+        alloc_id: String,
+    },
+    Allocs,
+    Deployment {
+        deployment_id: String,
+    },
+    Deployments,
 }
 
 /// The answer to an [`ApiCall`], echoing its id.
@@ -149,6 +187,11 @@ pub enum QueryResult {
     Allocs(Vec<crate::model::Allocation>),
     Eval(Option<Box<Evaluation>>),
     Evals(Vec<Evaluation>),
+    JobVersions(Vec<Job>),
+    JobSummary(Option<Box<crate::state::JobSummary>>),
+    Alloc(Option<Box<crate::model::Allocation>>),
+    Deployment(Option<Box<crate::model::Deployment>>),
+    Deployments(Vec<crate::model::Deployment>),
 }
 
 /// A message from one server to another in the same region.

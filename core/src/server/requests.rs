@@ -619,42 +619,84 @@ fn table_index(state: &State, query: &Query) -> u64 {
     let indexes = state.table_indexes();
     match query {
         Query::Job { .. } | Query::Jobs => indexes.jobs,
+        Query::JobVersions { .. } => indexes.job_versions,
+        Query::JobSummary { .. } => indexes.job_summary,
         Query::Node { .. } | Query::Nodes => indexes.nodes,
-        Query::JobAllocs { .. } | Query::NodeAllocs { .. } => indexes.allocs,
-        Query::Eval { .. } | Query::Evals => indexes.evals,
+        Query::JobAllocs { .. }
+        | Query::NodeAllocs { .. }
+        | Query::Alloc { .. }
+        | Query::Allocs => indexes.allocs,
+        Query::Eval { .. } | Query::Evals | Query::JobEvals { .. } => indexes.evals,
+        Query::Deployment { .. } | Query::Deployments | Query::JobDeployments { .. } => {
+            indexes.deployments
+        }
     }
 }
 
 fn run_query(state: &State, query: &Query) -> QueryResult {
-    let owned = |job: &Arc<Job>| (**job).clone();
     match query {
         Query::Job { namespace, job_id } => {
             QueryResult::Job(state.job(namespace, job_id).map(|j| Box::new(owned(j))))
         }
         Query::Jobs => QueryResult::Jobs(state.jobs().map(owned).collect()),
-        Query::Node { node_id } => {
-            QueryResult::Node(state.node(node_id).map(|n| Box::new((**n).clone())))
-        }
-        Query::Nodes => QueryResult::Nodes(state.nodes().map(|n| (**n).clone()).collect()),
-        Query::JobAllocs { namespace, job_id } => QueryResult::Allocs(
-            state.job_allocs(namespace, job_id).iter().map(|a| (**a).clone()).collect(),
+        Query::JobVersions { namespace, job_id } => QueryResult::JobVersions(
+            state.job_versions(namespace, job_id).iter().map(owned).collect(),
         ),
+        Query::JobSummary { namespace, job_id } => QueryResult::JobSummary(
+            state.job_summary(namespace, job_id).map(|s| Box::new(owned(s))),
+        ),
+        Query::Node { node_id } => {
+            QueryResult::Node(state.node(node_id).map(|n| Box::new(owned(n))))
+        }
+        Query::Nodes => QueryResult::Nodes(state.nodes().map(owned).collect()),
+        Query::JobAllocs { namespace, job_id } => {
+            QueryResult::Allocs(state.job_allocs(namespace, job_id).iter().map(owned).collect())
+        }
         Query::NodeAllocs { node_id } => {
             // Clients need the job each allocation runs; state stores it once per version.
             let allocs =
                 state.node_allocs(node_id).map(|n| n.allocs.values().cloned().collect::<Vec<_>>());
-            let with_job = allocs.unwrap_or_default().into_iter().map(|a| {
-                let mut alloc = (*a).clone();
-                alloc.job = state.alloc_job(&a).map(|j| Box::new((*j).clone()));
-                alloc
-            });
+            let with_job = allocs.unwrap_or_default().into_iter().map(|a| with_job(state, &a));
             QueryResult::Allocs(with_job.collect())
         }
-        Query::Eval { eval_id } => {
-            QueryResult::Eval(state.eval(eval_id).map(|e| Box::new((**e).clone())))
+        Query::Alloc { alloc_id } => {
+            QueryResult::Alloc(state.alloc(alloc_id).map(|a| Box::new(with_job(state, a))))
         }
-        Query::Evals => QueryResult::Evals(state.evals().map(|e| (**e).clone()).collect()),
+        Query::Allocs => QueryResult::Allocs(state.allocs().map(owned).collect()),
+        Query::Eval { eval_id } => {
+            QueryResult::Eval(state.eval(eval_id).map(|e| Box::new(owned(e))))
+        }
+        Query::Evals => QueryResult::Evals(state.evals().map(owned).collect()),
+        Query::JobEvals { namespace, job_id } => QueryResult::Evals(
+            state
+                .evals()
+                .filter(|e| e.namespace == *namespace && e.job_id == *job_id)
+                .map(owned)
+                .collect(),
+        ),
+        Query::Deployment { deployment_id } => {
+            QueryResult::Deployment(state.deployment(deployment_id).map(|d| Box::new(owned(d))))
+        }
+        Query::Deployments => QueryResult::Deployments(state.deployments().map(owned).collect()),
+        Query::JobDeployments { namespace, job_id } => QueryResult::Deployments(
+            state
+                .deployments()
+                .filter(|d| d.namespace == *namespace && d.job_id == *job_id)
+                .map(owned)
+                .collect(),
+        ),
     }
+}
+
+fn owned<T: Clone>(shared: &Arc<T>) -> T {
+    (**shared).clone()
+}
+
+/// An allocation with the job version it runs filled in (state keeps each version once).
+fn with_job(state: &State, alloc: &Arc<crate::model::Allocation>) -> crate::model::Allocation {
+    let mut alloc_with_job = owned(alloc);
+    alloc_with_job.job = state.alloc_job(alloc).map(|j| Box::new(owned(&j)));
+    alloc_with_job
 }
 
 /// What garbage collection may reap now: terminal evaluations past their threshold with

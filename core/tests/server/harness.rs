@@ -624,6 +624,38 @@ fn render_api_reply(reply: &ApiReply) -> String {
     }
 }
 
+/// `read jobs|nodes|evals|allocs|deployments` or `read versions|summary|job-evals|
+/// job-deployments JOB` or `read alloc NAME` (the first allocation with that name).
+fn read_query(args: &[&str]) -> Query {
+    let job = |job_id: &str| (String::from("default"), job_id.to_owned());
+    match args {
+        ["jobs", ..] => Query::Jobs,
+        ["nodes", ..] => Query::Nodes,
+        ["evals", ..] => Query::Evals,
+        ["allocs", ..] => Query::Allocs,
+        ["deployments", ..] => Query::Deployments,
+        ["versions", id, ..] => {
+            let (namespace, job_id) = job(id);
+            Query::JobVersions { namespace, job_id }
+        }
+        ["summary", id, ..] => {
+            let (namespace, job_id) = job(id);
+            Query::JobSummary { namespace, job_id }
+        }
+        ["job-evals", id, ..] => {
+            let (namespace, job_id) = job(id);
+            Query::JobEvals { namespace, job_id }
+        }
+        ["job-deployments", id, ..] => {
+            let (namespace, job_id) = job(id);
+            Query::JobDeployments { namespace, job_id }
+        }
+        ["alloc", id, ..] => Query::Alloc { alloc_id: (*id).to_owned() },
+        ["deployment", id, ..] => Query::Deployment { deployment_id: (*id).to_owned() },
+        other => panic!("unknown query {other:?}"),
+    }
+}
+
 fn render_query_result(result: &QueryResult) -> String {
     match result {
         QueryResult::Job(job) => job
@@ -639,6 +671,26 @@ fn render_query_result(result: &QueryResult) -> String {
             eval.as_ref().map_or("eval=none".into(), |e| format!("eval {}", e.status.as_str()))
         }
         QueryResult::Evals(evals) => format!("evals={}", evals.len()),
+        QueryResult::JobVersions(jobs) => {
+            let versions: Vec<String> = jobs.iter().map(|j| j.version.to_string()).collect();
+            format!("versions=[{}]", versions.join(","))
+        }
+        QueryResult::JobSummary(summary) => summary.as_ref().map_or("summary=none".into(), |s| {
+            let groups: Vec<String> = s
+                .summary
+                .iter()
+                .map(|(g, c)| format!("{g}: starting={} running={}", c.starting, c.running))
+                .collect();
+            format!("summary {}", groups.join(" "))
+        }),
+        QueryResult::Alloc(alloc) => alloc.as_ref().map_or("alloc=none".into(), |a| {
+            let job = a.job.as_ref().map_or("none".into(), |j| format!("v{}", j.version));
+            format!("alloc {} job={job}", a.name)
+        }),
+        QueryResult::Deployment(deployment) => deployment
+            .as_ref()
+            .map_or("deployment=none".into(), |d| format!("deployment {}", d.status.as_str())),
+        QueryResult::Deployments(deployments) => format!("deployments={}", deployments.len()),
     }
 }
 
@@ -827,12 +879,13 @@ impl Cluster {
                 self.alloc_update(&node, &alloc_id, status);
             }
             "read" => {
-                let query = match args[0] {
-                    "jobs" => Query::Jobs,
-                    "nodes" => Query::Nodes,
-                    "evals" => Query::Evals,
-                    other => panic!("unknown query {other}"),
-                };
+                let mut query = read_query(args);
+                // Scripts name allocations; the API takes their IDs.
+                if let Query::Alloc { alloc_id } = &mut query {
+                    let state = self.server(to).expect("up").state();
+                    let named = state.allocs().find(|a| a.name == *alloc_id);
+                    *alloc_id = named.map_or(alloc_id.clone(), |a| a.id.clone());
+                }
                 let request = ApiRequest::Read {
                     query,
                     min_index: number("min", 0),

@@ -239,11 +239,7 @@ impl RawExec {
 
     /// Sends `signal` to the task's process group (a task that already ended is fine).
     pub fn signal(&self, handle: &TaskHandle, signal: Signal) -> Result<(), DriverError> {
-        let Some(group) = Pid::from_raw(handle.running.task_pid) else { return Ok(()) };
-        match rustix::process::kill_process_group(group, signal) {
-            Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
-            Err(errno) => Err(DriverError::Io(errno.into())),
-        }
+        signal_running(&handle.running, signal)
     }
 
     /// Stops the task: `signal`, then SIGKILL once `kill_timeout` passed.
@@ -274,6 +270,16 @@ impl RawExec {
             Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error.into()),
             _ => Ok(()),
         }
+    }
+}
+
+/// Sends `signal` to a running task's process group, for a caller that holds the task's
+/// pids but not its handle (the handle is with the thread waiting for the exit).
+pub fn signal_running(running: &Running, signal: Signal) -> Result<(), DriverError> {
+    let Some(group) = Pid::from_raw(running.task_pid) else { return Ok(()) };
+    match rustix::process::kill_process_group(group, signal) {
+        Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+        Err(errno) => Err(DriverError::Io(errno.into())),
     }
 }
 

@@ -47,6 +47,10 @@ impl<T: Transport, D: DriverSet> ClientHost<T, D> {
         &self.client
     }
 
+    pub fn drivers(&self) -> &D {
+        &self.drivers
+    }
+
     pub fn drivers_mut(&mut self) -> &mut D {
         &mut self.drivers
     }

@@ -1,0 +1,192 @@
+//! The agent process: the node hosts on a tokio runtime, fed by one channel.
+//!
+//! The hosts are sync machines, so one task owns them ([`node_loop`]) and everything else
+//! reaches them through an [`AgentHandle`]: API calls (answered on a oneshot), driver
+//! events from the threads that wait for task exits, status questions and the shutdown.
+//! The task also wakes at the hosts' next deadline. In `-dev` the server and the client
+//! live in this one process and exchange frames through an in-process transport
+//! ([`local`]), with the Raft log in memory; tasks run under raw_exec ([`drivers`]) in
+//! allocation directories below a data directory that is removed on exit.
+
+mod drivers;
+mod local;
+mod node_loop;
+
+pub use drivers::RawExecDrivers;
+pub use local::{LOCAL_FRAMES_MAX, LocalNet, LocalTransport};
+pub use node_loop::NodeLoop;
+
+use crate::host::HostError;
+use drover_core::client::DriverEvent;
+use drover_core::server::{ApiReply, ApiRequest};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::{mpsc, oneshot};
+
+/// Inputs queued for the node loop; a caller finding the queue full waits.
+pub const INPUTS_MAX: usize = 4096;
+
+/// What a `-dev` agent is made of.
+#[derive(Clone, Debug)]
+pub struct DevConfig {
+    pub region: String,
+    pub datacenter: String,
+    pub node_name: String,
+    /// The RPC address the server names itself by (`<bind>:4647`); in `-dev` no socket
+    /// listens there, the client reaches the server in process.
+    pub rpc_addr: String,
+    /// The HTTP address clients of the API use, recorded on the node.
+    pub http_addr: String,
+    /// Allocations live in `<data_dir>/alloc`, executor status in `<data_dir>/executor`.
+    pub data_dir: PathBuf,
+    /// The executor command line (the agent's own binary and `executor`).
+    pub executor: Vec<String>,
+    /// Seeds the machines' randomness (IDs, jitter); the agent draws it at start.
+    pub rng_seed: u64,
+}
+
+/// One input of the node loop.
+pub enum Input {
+    Api {
+        region: String,
+        request: ApiRequest,
+        reply: oneshot::Sender<ApiReply>,
+    },
+    Driver(DriverEvent),
+    Status(oneshot::Sender<AgentStatus>),
+    /// Stop every task, then end the loop; answered once the tasks are gone.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// What the agent reports about itself (agent, status and operator endpoints).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AgentStatus {
+    pub region: String,
+    pub datacenter: String,
+    pub node_name: String,
+    /// This server's Raft id and RPC address.
+    pub server_id: u64,
+    pub rpc_addr: String,
+    pub leader_addr: Option<String>,
+    pub is_leader: bool,
+    pub raft_term: u64,
+    pub raft_commit_index: u64,
+    pub raft_applied_index: u64,
+    pub raft_last_index: u64,
+    /// Every voter and its address.
+    pub raft_voters: Vec<(u64, String)>,
+    pub node_id: String,
+    pub node_registered: bool,
+    pub allocs_running_here: usize,
+    pub counters: Vec<(&'static str, u64)>,
+}
+
+/// Why an agent could not start.
+#[derive(Debug)]
+pub enum AgentError {
+    Host(HostError),
+    Io(std::io::Error),
+}
+
+impl fmt::Display for AgentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AgentError::Host(error) => write!(f, "{error}"),
+            AgentError::Io(error) => write!(f, "cannot start the node loop: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for AgentError {}
+
+/// The node loop stopped: on a host error, or because it was shut down.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentGone;
+
+impl fmt::Display for AgentGone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the agent is shutting down")
+    }
+}
+
+impl std::error::Error for AgentGone {}
+
+/// The way into a running agent, cheap to clone (one per HTTP request).
+#[derive(Clone, Debug)]
+pub struct AgentHandle {
+    inputs: mpsc::Sender<Input>,
+    pub config: Arc<DevConfig>,
+    /// Whether the server knows a leader, as of the node loop's last input.
+    known_leader: Arc<AtomicBool>,
+}
+
+impl AgentHandle {
+    /// Hands `request` to the server and waits for its answer (a blocking read waits
+    /// inside the server, up to its `wait_ms`).
+    pub async fn call(&self, region: &str, request: ApiRequest) -> Result<ApiReply, AgentGone> {
+        let (reply, answer) = oneshot::channel();
+        let input = Input::Api { region: region.to_owned(), request, reply };
+        self.inputs.send(input).await.map_err(|_| AgentGone)?;
+        answer.await.map_err(|_| AgentGone)
+    }
+
+    pub async fn status(&self) -> Result<AgentStatus, AgentGone> {
+        let (reply, answer) = oneshot::channel();
+        self.inputs.send(Input::Status(reply)).await.map_err(|_| AgentGone)?;
+        answer.await.map_err(|_| AgentGone)
+    }
+
+    pub fn known_leader(&self) -> bool {
+        self.known_leader.load(Ordering::Relaxed)
+    }
+
+    /// Stops every task and ends the node loop.
+    pub async fn shutdown(&self) -> Result<(), AgentGone> {
+        let (reply, answer) = oneshot::channel();
+        self.inputs.send(Input::Shutdown(reply)).await.map_err(|_| AgentGone)?;
+        answer.await.map_err(|_| AgentGone)
+    }
+}
+
+/// How the node loop ended: `Ok` after a shutdown, the host's error otherwise.
+pub type LoopEnd = oneshot::Receiver<Result<(), HostError>>;
+
+/// Starts a `-dev` agent's node loop on a thread of its own with a single-threaded tokio
+/// runtime (the hosts are not `Send`, and a slow start never holds up the HTTP workers).
+/// Returns once the hosts started; the receiver learns when the loop ends.
+pub fn start_dev(config: DevConfig) -> Result<(AgentHandle, LoopEnd), AgentError> {
+    let (inputs, receiver) = mpsc::channel(INPUTS_MAX);
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let (end_tx, end_rx) = oneshot::channel();
+    let loop_inputs = inputs.clone();
+    let known_leader = Arc::new(AtomicBool::new(false));
+    let loop_known_leader = Arc::clone(&known_leader);
+    let loop_config = config.clone();
+    let spawned = std::thread::Builder::new().name("node-loop".into()).spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                let _ = started_tx.send(Err(AgentError::Io(error)));
+                return;
+            }
+        };
+        let node_loop = match NodeLoop::start_dev(&loop_config, loop_inputs, loop_known_leader) {
+            Ok(node_loop) => node_loop,
+            Err(error) => {
+                let _ = started_tx.send(Err(AgentError::Host(error)));
+                return;
+            }
+        };
+        let _ = started_tx.send(Ok(()));
+        let end = runtime.block_on(node_loop.run(receiver));
+        let _ = end_tx.send(end);
+    });
+    spawned.map_err(AgentError::Io)?;
+    match started_rx.recv() {
+        Ok(Ok(())) => Ok((AgentHandle { inputs, config: Arc::new(config), known_leader }, end_rx)),
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err(AgentError::Host(HostError::Stopped)),
+    }
+}

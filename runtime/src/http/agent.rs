@@ -1,0 +1,211 @@
+//! The agent's own endpoints: `agent/self|health|members`, `status/leader|peers`,
+//! `regions`, `operator/raft/configuration` and `metrics`.
+
+use super::{ApiError, ApiResult, Params, QueryMeta, json_response, read_response};
+use crate::agent::{AgentHandle, AgentStatus};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde_json::{Value, json};
+
+pub(super) fn routes() -> Router<AgentHandle> {
+    Router::new()
+        .route("/v1/agent/self", get(agent_self))
+        .route("/v1/agent/health", get(health))
+        .route("/v1/agent/members", get(members))
+        .route("/v1/status/leader", get(leader))
+        .route("/v1/status/peers", get(peers))
+        .route("/v1/regions", get(regions))
+        .route("/v1/operator/raft/configuration", get(raft_configuration))
+        .route("/v1/metrics", get(metrics))
+}
+
+async fn status(agent: &AgentHandle) -> Result<AgentStatus, ApiError> {
+    agent.status().await.map_err(|gone| ApiError::internal(gone.to_string()))
+}
+
+/// `host:port` split for the member list.
+fn host_port(addr: &str) -> (String, u64) {
+    match addr.rsplit_once(':') {
+        Some((host, port)) => (host.to_owned(), port.parse().unwrap_or(0)),
+        None => (addr.to_owned(), 0),
+    }
+}
+
+/// This agent as a gossip member (the one member of a `-dev` region).
+fn member(status: &AgentStatus) -> Value {
+    let (addr, port) = host_port(&status.rpc_addr);
+    json!({
+        "Name": format!("{}.{}", status.node_name, status.region),
+        "Addr": addr,
+        "Port": port,
+        "Status": "alive",
+        "Tags": {
+            "role": "nomad",
+            "region": status.region,
+            "dc": status.datacenter,
+            "build": env!("CARGO_PKG_VERSION"),
+            "port": port.to_string(),
+            "bootstrap": "1",
+            "expect": "1",
+            "raft_vsn": "3",
+            "id": status.server_id.to_string(),
+        },
+        "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2,
+        "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4,
+    })
+}
+
+async fn agent_self(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
+    let status = status(&agent).await?;
+    let config = &agent.config;
+    let answer = json!({
+        "config": {
+            "Region": status.region,
+            "Datacenter": status.datacenter,
+            "NodeName": status.node_name,
+            "DataDir": config.data_dir.display().to_string(),
+            "DevMode": true,
+            "Version": { "Version": env!("CARGO_PKG_VERSION"), "VersionPrerelease": "" },
+            "Server": { "Enabled": true, "BootstrapExpect": 1 },
+            "Client": { "Enabled": true, "NodeID": status.node_id },
+            "Addresses": { "HTTP": config.http_addr, "RPC": status.rpc_addr },
+        },
+        "member": member(&status),
+        "stats": {
+            "nomad": {
+                "leader": status.is_leader.to_string(),
+                "known_regions": "1",
+                "server": "true",
+                "leader_addr": status.leader_addr.clone().unwrap_or_default(),
+            },
+            "raft": {
+                "state": if status.is_leader { "Leader" } else { "Follower" },
+                "term": status.raft_term.to_string(),
+                "commit_index": status.raft_commit_index.to_string(),
+                "applied_index": status.raft_applied_index.to_string(),
+                "last_log_index": status.raft_last_index.to_string(),
+                "num_peers": status.raft_voters.len().saturating_sub(1).to_string(),
+            },
+            "client": {
+                "node_id": status.node_id,
+                "known_servers": status.rpc_addr,
+                "num_allocations": status.allocs_running_here.to_string(),
+            },
+        },
+    });
+    Ok(json_response(&params, HeaderMap::new(), &answer))
+}
+
+/// Healthy when the server knows a leader and the client's node is registered; Nomad
+/// answers 500 with the same body when either is not.
+async fn health(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
+    let status = status(&agent).await?;
+    let server_ok = status.leader_addr.is_some();
+    let client_ok = status.node_registered;
+    let message = |ok: bool, why: &str| if ok { "ok".to_owned() } else { why.to_owned() };
+    let answer = json!({
+        "server": { "ok": server_ok, "message": message(server_ok, "No cluster leader") },
+        "client": { "ok": client_ok, "message": message(client_ok, "not registered with the servers") },
+    });
+    let response = json_response(&params, HeaderMap::new(), &answer);
+    if server_ok && client_ok {
+        Ok(response)
+    } else {
+        Ok((StatusCode::INTERNAL_SERVER_ERROR, response).into_response())
+    }
+}
+
+async fn members(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
+    let status = status(&agent).await?;
+    let answer = json!({
+        "ServerName": status.node_name,
+        "ServerRegion": status.region,
+        "ServerDC": status.datacenter,
+        "Members": [member(&status)],
+    });
+    Ok(json_response(&params, HeaderMap::new(), &answer))
+}
+
+async fn leader(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
+    let status = status(&agent).await?;
+    Ok(json_response(&params, HeaderMap::new(), &status.leader_addr.unwrap_or_default()))
+}
+
+async fn peers(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
+    let status = status(&agent).await?;
+    let peers: Vec<String> = status.raft_voters.into_iter().map(|(_, addr)| addr).collect();
+    Ok(json_response(&params, HeaderMap::new(), &peers))
+}
+
+async fn regions(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
+    Ok(json_response(&params, HeaderMap::new(), std::slice::from_ref(&agent.config.region)))
+}
+
+async fn raft_configuration(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
+    let status = status(&agent).await?;
+    let servers: Vec<Value> = status
+        .raft_voters
+        .iter()
+        .map(|(id, addr)| {
+            json!({
+                "ID": id.to_string(),
+                "Node": format!("{}.{}", status.node_name, status.region),
+                "Address": addr,
+                "Leader": status.leader_addr.as_deref() == Some(addr.as_str()),
+                "Voter": true,
+                "RaftProtocol": "3",
+            })
+        })
+        .collect();
+    let meta = QueryMeta { index: status.raft_commit_index, known_leader: agent.known_leader() };
+    let answer = json!({ "Index": status.raft_commit_index, "Servers": servers });
+    Ok(read_response(&params, &meta, &answer))
+}
+
+/// Every figure is a gauge: the hosts' counters and the broker's queues, named as
+/// `nomad.<area>.<figure>`. JSON as go-metrics' in-memory sink, or Prometheus text.
+async fn metrics(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
+    let status = status(&agent).await?;
+    let figures: Vec<(String, u64)> =
+        status.counters.iter().map(|(name, value)| (format!("nomad.{name}"), *value)).collect();
+    if params.get("format") == Some("prometheus") {
+        let text: String = figures
+            .iter()
+            .map(|(name, value)| {
+                let name = name.replace('.', "_");
+                format!("# TYPE {name} gauge\n{name} {value}\n")
+            })
+            .collect();
+        let content_type = [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")];
+        return Ok((StatusCode::OK, content_type, text).into_response());
+    }
+    let gauges: Vec<Value> = figures
+        .iter()
+        .map(|(name, value)| json!({ "Name": name, "Value": value, "Labels": {} }))
+        .collect();
+    let answer = json!({
+        "Timestamp": time_text(),
+        "Gauges": gauges,
+        "Counters": [],
+        "Samples": [],
+        "Points": [],
+    });
+    Ok(json_response(&params, HeaderMap::new(), &answer))
+}
+
+/// Now as go-metrics prints its interval (`2006-01-02 15:04:05 +0000 UTC`).
+fn time_text() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} +0000 UTC",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    )
+}

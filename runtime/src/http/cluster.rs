@@ -1,0 +1,204 @@
+//! Allocations, nodes, evaluations and deployments.
+
+use super::jobs::ALLOC_STUB_KEYS;
+use super::{
+    ApiError, ApiResult, Params, decode_body, read, read_response, serve, sorted_by_key, stub,
+    unexpected, write, write_response,
+};
+use crate::agent::AgentHandle;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use drover_core::model::{DrainSpec, NodeEligibility};
+use drover_core::server::{ApiRequest, Query, QueryResult};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+pub(super) fn routes() -> Router<AgentHandle> {
+    Router::new()
+        .route("/v1/allocations", get(allocations))
+        .route("/v1/allocation/{id}", get(allocation))
+        .route("/v1/nodes", get(nodes))
+        .route("/v1/node/{id}", get(node))
+        .route("/v1/node/{id}/allocations", get(node_allocations))
+        .route("/v1/node/{id}/drain", post(drain).put(drain))
+        .route("/v1/node/{id}/eligibility", post(eligibility).put(eligibility))
+        .route("/v1/evaluations", get(evaluations))
+        .route("/v1/evaluation/{id}", get(evaluation))
+        .route("/v1/deployments", get(deployments))
+        .route("/v1/deployment/{id}", get(deployment))
+}
+
+/// The fields of Nomad's `NodeListStub` that the node carries under the same name.
+const NODE_STUB_KEYS: &[&str] = &[
+    "ID",
+    "Datacenter",
+    "Name",
+    "NodeClass",
+    "NodePool",
+    "SchedulingEligibility",
+    "Status",
+    "StatusDescription",
+    "Drivers",
+    "CreateIndex",
+    "ModifyIndex",
+];
+
+async fn allocations(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
+    let (result, meta) = read(&agent, &params, Query::Allocs).await?;
+    let QueryResult::Allocs(allocs) = result else { return unexpected(&result) };
+    let stubs: Vec<_> = sorted_by_key(allocs, |a| a.id.clone())
+        .iter()
+        .filter(|a| params.in_namespace(&a.namespace) && a.id.starts_with(params.prefix()))
+        .map(|a| stub(a, ALLOC_STUB_KEYS))
+        .collect();
+    Ok(read_response(&params, &meta, &stubs))
+}
+
+async fn allocation(
+    State(agent): State<AgentHandle>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult {
+    serve(&agent, &params, Query::Alloc { alloc_id: id }, "alloc not found").await
+}
+
+async fn nodes(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
+    let (result, meta) = read(&agent, &params, Query::Nodes).await?;
+    let QueryResult::Nodes(nodes) = result else { return unexpected(&result) };
+    let stubs: Vec<Map<String, Value>> = sorted_by_key(nodes, |n| n.id.clone())
+        .into_iter()
+        .filter(|n| n.id.starts_with(params.prefix()))
+        .map(|node| {
+            let mut row = stub(&node, NODE_STUB_KEYS);
+            let address = node.attributes.get("unique.network.ip-address").cloned();
+            row.insert("Address".into(), address.unwrap_or_default().into());
+            row.insert("Drain".into(), node.is_draining().into());
+            let version = node.attributes.get("drover.version").cloned();
+            row.insert("Version".into(), version.unwrap_or_default().into());
+            row
+        })
+        .collect();
+    Ok(read_response(&params, &meta, &stubs))
+}
+
+async fn node(
+    State(agent): State<AgentHandle>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult {
+    serve(&agent, &params, Query::Node { node_id: id }, "node not found").await
+}
+
+async fn node_allocations(
+    State(agent): State<AgentHandle>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult {
+    serve(&agent, &params, Query::NodeAllocs { node_id: id }, "").await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct DrainBody {
+    drain_spec: Option<DrainSpec>,
+    mark_eligible: bool,
+}
+
+async fn drain(
+    State(agent): State<AgentHandle>,
+    Path(id): Path<String>,
+    params: Params,
+    body: Bytes,
+) -> ApiResult {
+    let body: DrainBody = decode_body(&body)?;
+    let cancel = body.drain_spec.is_none();
+    let request = ApiRequest::NodeDrain { node_id: id.clone(), drain: body.drain_spec };
+    let (mut written, mut meta) = write(&agent, &params, request).await?;
+    if cancel && body.mark_eligible {
+        let eligible =
+            ApiRequest::NodeEligibility { node_id: id, eligibility: NodeEligibility::Eligible };
+        let (more, more_meta) = write(&agent, &params, eligible).await?;
+        written.eval_ids.extend(more.eval_ids);
+        written.eval_create_index = more.eval_create_index.max(written.eval_create_index);
+        written.index = more.index;
+        meta = more_meta;
+    }
+    Ok(write_response(&params, &meta, node_update_fields(&written)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct EligibilityBody {
+    eligibility: String,
+}
+
+async fn eligibility(
+    State(agent): State<AgentHandle>,
+    Path(id): Path<String>,
+    params: Params,
+    body: Bytes,
+) -> ApiResult {
+    let body: EligibilityBody = decode_body(&body)?;
+    let eligibility = match body.eligibility.as_str() {
+        "eligible" => NodeEligibility::Eligible,
+        "ineligible" => NodeEligibility::Ineligible,
+        other => {
+            return Err(ApiError::bad_request(format!("invalid scheduling eligibility {other:?}")));
+        }
+    };
+    let request = ApiRequest::NodeEligibility { node_id: id, eligibility };
+    let (written, meta) = write(&agent, &params, request).await?;
+    Ok(write_response(&params, &meta, node_update_fields(&written)))
+}
+
+/// Nomad's `NodeDrainUpdateResponse` / `NodeEligibilityUpdateResponse`.
+fn node_update_fields(written: &super::Written) -> Map<String, Value> {
+    let mut fields = Map::new();
+    fields.insert("NodeModifyIndex".into(), written.index.into());
+    fields.insert("EvalIDs".into(), written.eval_ids.clone().into());
+    fields.insert("EvalCreateIndex".into(), written.eval_create_index.into());
+    fields
+}
+
+async fn evaluations(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
+    let (result, meta) = read(&agent, &params, Query::Evals).await?;
+    let QueryResult::Evals(evals) = result else { return unexpected(&result) };
+    let job = params.get("job").unwrap_or_default();
+    let status = params.get("status").unwrap_or_default();
+    let rows: Vec<_> = sorted_by_key(evals, |e| e.id.clone())
+        .into_iter()
+        .filter(|e| params.in_namespace(&e.namespace) && e.id.starts_with(params.prefix()))
+        .filter(|e| job.is_empty() || e.job_id == job)
+        .filter(|e| status.is_empty() || e.status.as_str() == status)
+        .collect();
+    Ok(read_response(&params, &meta, &rows))
+}
+
+async fn evaluation(
+    State(agent): State<AgentHandle>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult {
+    serve(&agent, &params, Query::Eval { eval_id: id }, "eval not found").await
+}
+
+async fn deployments(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
+    let (result, meta) = read(&agent, &params, Query::Deployments).await?;
+    let QueryResult::Deployments(deployments) = result else { return unexpected(&result) };
+    let rows: Vec<_> = sorted_by_key(deployments, |d| d.id.clone())
+        .into_iter()
+        .filter(|d| params.in_namespace(&d.namespace) && d.id.starts_with(params.prefix()))
+        .collect();
+    Ok(read_response(&params, &meta, &rows))
+}
+
+async fn deployment(
+    State(agent): State<AgentHandle>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult {
+    let query = Query::Deployment { deployment_id: id };
+    serve(&agent, &params, query, "deployment not found").await
+}
