@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use drover_core::jobspec::{self, ParseOptions, VarFile};
-use drover_core::model::{self, Job};
+use drover_core::model::{self, Job, JobDiff, job_diff};
 use drover_core::server::{ApiReply, ApiRequest, Query, QueryResult};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -228,6 +228,8 @@ async fn plan(
     body: Bytes,
 ) -> ApiResult {
     let mut envelope: Map<String, Value> = decode_body(&body)?;
+    // Nomad answers a plan without `"Diff": true` with a null diff.
+    let want_diff = envelope.get("Diff").and_then(Value::as_bool).unwrap_or(false);
     let job_value = envelope.remove("Job").filter(|j| !j.is_null());
     let job_value = job_value.ok_or_else(|| ApiError::bad_request("Job must be specified"))?;
     let mut job = job_from_body(job_value)?;
@@ -238,7 +240,12 @@ async fn plan(
     check_valid(&job)?;
     let reply = call(&agent, &params, ApiRequest::JobPlan { job: Box::new(job) }).await?;
     let ApiReply::Plan {
-        job_modify_index, desired_updates, failed_tg_allocs, created_evals, ..
+        job_modify_index,
+        desired_updates,
+        failed_tg_allocs,
+        created_evals,
+        diff,
+        ..
     } = reply
     else {
         return Err(ApiError::internal(format!("unexpected answer to a plan: {reply:?}")));
@@ -246,8 +253,7 @@ async fn plan(
     let answer = json!({
         "JobModifyIndex": job_modify_index,
         "CreatedEvals": created_evals,
-        // The server computes no job diff yet: `job plan` shows placements only.
-        "Diff": Value::Null,
+        "Diff": if want_diff { json!(diff) } else { Value::Null },
         "Annotations": { "DesiredTGUpdates": desired_updates, "PreemptedAllocs": [] },
         "FailedTGAllocs": failed_tg_allocs,
         "NextPeriodicLaunch": "0001-01-01T00:00:00Z",
@@ -278,10 +284,22 @@ async fn versions(
     if versions.is_empty() {
         return Err(ApiError::not_found("job versions not found"));
     }
-    // Version diffs (`?diffs=true`) need the job diff, which the server does not compute.
-    let answer = json!({ "Versions": versions, "Diffs": Value::Null });
+    let diffs = if params.flag("diffs")? { json!(version_diffs(&versions)?) } else { Value::Null };
+    let answer = json!({ "Versions": versions, "Diffs": diffs });
     let Value::Object(fields) = answer else { unreachable!("a JSON object literal") };
     Ok(write_response(&params, &meta, fields))
+}
+
+/// Each version against the one before it, newest first, as Nomad lists them: the
+/// contextual diff that turns the older into the newer.
+fn version_diffs(versions_newest_first: &[Job]) -> Result<Vec<JobDiff>, ApiError> {
+    versions_newest_first
+        .windows(2)
+        .map(|pair| {
+            job_diff(Some(&pair[1]), Some(&pair[0]), true)
+                .map_err(|error| ApiError::internal(error.to_string()))
+        })
+        .collect()
 }
 
 async fn summary(
