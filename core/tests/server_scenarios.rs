@@ -97,3 +97,8 @@ fn scale_evaluate_revert() {
 fn isolated_leader_stops_before_a_new_one_starts() {
     check("partition.txt");
 }
+
+#[test]
+fn gc_keeps_allocations_the_client_has_not_finished() {
+    check("gc_client_pending.txt");
+}

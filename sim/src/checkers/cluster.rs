@@ -417,7 +417,9 @@ fn check_summaries(state: &State, found: &mut Vec<String>) {
         let mut running: BTreeMap<&str, u64> = BTreeMap::new();
         let mut starting: BTreeMap<&str, u64> = BTreeMap::new();
         let allocs = state.job_allocs(&job.namespace, &job.id);
-        for alloc in &allocs {
+        // Allocations left by an earlier job of the same name (purged, registered again)
+        // belong to that job's summary, which the purge removed.
+        for alloc in allocs.iter().filter(|a| a.create_index >= summary.create_index) {
             match alloc.client_status {
                 AllocClientStatus::Running => *running.entry(&alloc.task_group).or_default() += 1,
                 AllocClientStatus::Pending => *starting.entry(&alloc.task_group).or_default() += 1,
@@ -533,9 +535,8 @@ fn short(id: &str) -> &str {
 /// reliability.md §3, Nomad #19805, #25354, #11774, #12680 (liveness): once faults stop,
 /// every evaluation is terminal (Nomad #3333, #15858: none is left pending), every node
 /// is ready, and every job is in its desired state: a service group runs `count`
-/// allocations of the current version, a system group one per node, a batch group
-/// completed (or failed for good, its reschedule attempts spent), a stopped job runs
-/// nothing. `Err` says what is still missing.
+/// allocations of the current version, a system group one per node, a batch or sysbatch
+/// group runs nothing more, a stopped job runs nothing. `Err` says what is still missing.
 pub fn check_converged(state: &State) -> Result<(), String> {
     if let Some(eval) = state.evals().find(|e| e.status == EvalStatus::Pending) {
         return Err(format!("evaluation {} of {} still pending", short(&eval.id), eval.job_id));
@@ -556,9 +557,6 @@ pub fn check_converged(state: &State) -> Result<(), String> {
                     a.client_status == AllocClientStatus::Running && a.job_version == job.version
                 })
                 .count();
-            let done = |status: AllocClientStatus| {
-                mine.iter().filter(|a| a.client_status == status).count()
-            };
             let settled = match (job.stop, job.job_type) {
                 (true, _) => live.is_empty(),
                 (false, JobType::Service) => {
@@ -567,17 +565,11 @@ pub fn check_converged(state: &State) -> Result<(), String> {
                 (false, JobType::System) => {
                     running_current == schedulable.len() && live.len() == running_current
                 }
-                (false, JobType::Batch) => {
-                    live.is_empty()
-                        && (done(AllocClientStatus::Complete) >= group.count.max(0) as usize
-                            || done(AllocClientStatus::Failed) > 0)
-                }
-                (false, JobType::Sysbatch) => {
-                    live.is_empty()
-                        && schedulable.iter().all(|node| {
-                            mine.iter().any(|a| a.node_id == *node && a.client_status.is_terminal())
-                        })
-                }
+                // A batch group is settled once nothing of it runs and no evaluation of
+                // the job is pending (checked above): its allocations completed or failed
+                // for good, and garbage collection may have reaped them since, so their
+                // count can no longer be judged.
+                (false, JobType::Batch | JobType::Sysbatch) => live.is_empty(),
             };
             if !settled {
                 return Err(format!(

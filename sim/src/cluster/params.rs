@@ -48,14 +48,15 @@ pub struct Params {
 
 impl Params {
     pub fn draw(rng: &mut SimRng) -> Params {
-        let election_timeout_ms = rng.range(500, 1500);
+        // Around hashicorp/raft's one second, which Nomad uses.
+        let election_timeout_ms = rng.range(800, 2000);
         let weight = |rng: &mut SimRng| if rng.chance(0.8) { rng.range(1, 5) as u32 } else { 0 };
         let clock_drift_ppm_max =
             if rng.chance(0.8) { rng.range(0, CLOCK_DRIFT_MAX_PPM + 1) } else { 0 };
         Params {
             clients: rng.range(CLIENTS_MIN, CLIENTS_MAX + 1),
             election_timeout_ms,
-            heartbeat_interval_ms: election_timeout_ms / rng.range(5, 10),
+            heartbeat_interval_ms: election_timeout_ms / rng.range(4, 8),
             snapshot_threshold_entries: if rng.chance(0.5) { rng.range(20, 200) } else { 8192 },
             latency_min_ms: 1,
             latency_max_ms: rng.range(2, 30),
