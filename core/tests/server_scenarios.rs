@@ -102,3 +102,8 @@ fn isolated_leader_stops_before_a_new_one_starts() {
 fn gc_keeps_allocations_the_client_has_not_finished() {
     check("gc_client_pending.txt");
 }
+
+#[test]
+fn cancelling_a_drain_brings_system_jobs_back() {
+    check("undrain_system.txt");
+}

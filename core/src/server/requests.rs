@@ -332,9 +332,11 @@ impl Server {
             }
             ApiRequest::NodeDrain { node_id, drain } => {
                 self.stored_node(&node_id)?;
+                // Cancelling a drain may make the node schedulable again: its system jobs
+                // must be evaluated for it, as when it is marked eligible.
                 let evals = match drain {
                     Some(_) => self.node_evals(now, &node_id, TriggeredBy::NodeDrain),
-                    None => Vec::new(),
+                    None => self.node_evals(now, &node_id, TriggeredBy::NodeUpdate),
                 };
                 let drain = drain.map(|s| DrainStrategy::start(s, Timestamp(Server::now_ns(now))));
                 let ids = evals.iter().map(|e| e.id.clone()).collect();
