@@ -1,5 +1,6 @@
 //! The madsim cluster simulator (built with `--cfg madsim`, as `cargo sim` does): a seed
-//! replays byte for byte, and madsim's own determinism check passes.
+//! replays byte for byte, madsim's own determinism check passes, and a few seeds pass every
+//! checker.
 #![cfg(madsim)]
 
 use drover_sim::cluster;
@@ -35,4 +36,24 @@ fn trace_reads_like_the_contract() {
     }
     assert!(trace.lines().all(|l| l.starts_with("t=")), "every line is timestamped");
     assert!(trace.lines().last().is_some_and(|l| l.contains("verdict: ")));
+}
+
+/// Seeds checked on every test run; `cargo sim cluster --seeds N` runs any number.
+const TEST_SEEDS: std::ops::Range<u64> = 10..16;
+
+#[test]
+fn seeds_pass_every_checker() {
+    let mut failures = Vec::new();
+    for seed in TEST_SEEDS {
+        match cluster::run_guarded(seed) {
+            Ok(outcome) if outcome.violations.is_empty() => {}
+            Ok(outcome) => failures.push(format!("seed {seed}: {}", outcome.violations.join("; "))),
+            Err(panic) => failures.push(format!("seed {seed}: {panic}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "replay with `cargo sim cluster --replay SEED`:\n{}",
+        failures.join("\n")
+    );
 }

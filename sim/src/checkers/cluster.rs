@@ -15,6 +15,9 @@ use drover_core::state::{Command, State};
 use drover_core::time::Millis;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Heartbeat deadlines kept per node and leader loop.
+const DEADLINES_KEPT: usize = 16;
+
 /// A server of a region: (region number, server id).
 pub type ServerRef = (u8, NodeId);
 
@@ -49,8 +52,10 @@ struct LoopRecord {
     established_local: Millis,
     /// Nodes that were live in the state the loop started from: they get the failover TTL.
     live_at_start: BTreeSet<String>,
-    /// The last heartbeat deadline the loop showed for each node.
-    deadlines: BTreeMap<String, Millis>,
+    /// The heartbeat deadlines the loop showed for each node, by the loop's clock when it
+    /// showed them (the latest few): a down-marking is judged by the deadline in force
+    /// when it was proposed, not by a heartbeat that arrived while it was committing.
+    deadlines: BTreeMap<String, BTreeMap<Millis, Millis>>,
 }
 
 pub struct ClusterChecker {
@@ -200,8 +205,13 @@ impl ClusterChecker {
         }
         if let Some(record) = self.loop_terms.get_mut(&(at.0, term)) {
             for node in server.state().nodes() {
-                if let Some(deadline) = server.heartbeat_deadline(&node.id) {
-                    record.deadlines.insert(node.id.clone(), deadline);
+                let Some(deadline) = server.heartbeat_deadline(&node.id) else { continue };
+                let seen = record.deadlines.entry(node.id.clone()).or_default();
+                if seen.values().next_back() != Some(&deadline) {
+                    seen.insert(local, deadline);
+                }
+                while seen.len() > DEADLINES_KEPT {
+                    seen.pop_first();
                 }
             }
         }
@@ -274,7 +284,11 @@ impl ClusterChecker {
         };
         // A heartbeat after the takeover legitimately replaces the failover TTL by the
         // normal one; the last deadline the loop showed is the one that must have passed.
-        let deadline = record.deadlines.get(node_id).copied().unwrap_or(earliest);
+        let deadline = record
+            .deadlines
+            .get(node_id)
+            .and_then(|seen| seen.range(..=at).next_back().map(|(_, &d)| d))
+            .unwrap_or(earliest);
         if at < deadline {
             self.violations.push(format!(
                 "node {node_id} marked down at {at} by r{region}s{} (term {}), before its deadline {deadline} (loop started {})",
