@@ -22,6 +22,7 @@ mod world;
 
 use crate::checkers::cluster::check_converged;
 use crate::rng::SimRng;
+use drover_core::server::ApiReply;
 use faults::Faults;
 use madsim::net::Endpoint;
 use madsim::runtime::{Handle, Runtime};
@@ -152,8 +153,7 @@ async fn receive_replies(world: Shared, ep: Endpoint) {
     }
 }
 
-fn describe_reply(reply: &drover_core::server::ApiReply) -> String {
-    use drover_core::server::ApiReply;
+fn describe_reply(reply: &ApiReply) -> String {
     match reply {
         ApiReply::Write { index, eval_ids, .. } => {
             format!("ok index={index} evals={}", eval_ids.len())
@@ -237,10 +237,16 @@ async fn liveness_phase(
         trace!(w, "liveness phase: network healed, machines up, faults off, drains undone");
         (w.elapsed_ms(), w.params.liveness_bound_ms)
     };
-    for op in workload.undrain_all() {
-        call(world, api, ep, op).await;
-    }
+    // Undrains are sent again until a write answers them: the server they went to may
+    // still be booting, and a call it never received would leave its node drained.
+    let mut undrains = workload.undrain_all();
     loop {
+        undrains.retain(|op| {
+            !matches!(lock(world).replies.get(&op.call.request_id), Some(ApiReply::Write { .. }))
+        });
+        for op in &undrains {
+            call(world, api, ep, op.clone()).await;
+        }
         let next_poll = lock(world).elapsed_ms() + LIVENESS_POLL_MS;
         sleep_until_elapsed(world, next_poll).await;
         let mut w = lock(world);

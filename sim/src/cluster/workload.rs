@@ -48,6 +48,7 @@ pub struct Workload {
 }
 
 /// One call for the supervisor to send: to `server`, described for the trace.
+#[derive(Clone)]
 pub struct Op {
     pub server: NodeKey,
     pub call: ApiCall,
