@@ -223,12 +223,12 @@ impl Workload {
         Some((request, format!("drain {}", client.name())))
     }
 
-    /// Calls that undo every drain, for the liveness phase.
+    /// Calls that undo every drain, for the liveness phase: on every client, since a
+    /// drain or an undrain the workload sent may have been lost or answered by no one.
     pub fn undrain_all(&mut self) -> Vec<Op> {
-        let draining: Vec<NodeKey> =
-            self.draining.iter().filter(|(_, d)| **d).map(|(k, _)| *k).collect();
+        let clients: Vec<NodeKey> = self.clients.values().flatten().copied().collect();
         let mut ops = Vec::new();
-        for client in draining {
+        for client in clients {
             self.draining.insert(client, false);
             for request in [
                 ApiRequest::NodeDrain { node_id: node_id(client), drain: None },
