@@ -105,3 +105,13 @@ fn isolated_leader_stops_before_a_new_one_starts() {
 fn a_failed_pass_sends_its_evaluation_back_to_the_broker() {
     check("pass_failed.txt");
 }
+
+#[test]
+fn gc_keeps_allocations_the_client_has_not_finished() {
+    check("gc_client_pending.txt");
+}
+
+#[test]
+fn cancelling_a_drain_brings_system_jobs_back() {
+    check("undrain_system.txt");
+}

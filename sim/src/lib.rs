@@ -6,4 +6,8 @@
 
 pub mod bench;
 pub mod checkers;
+pub mod clock;
+#[cfg(madsim)]
+pub mod cluster;
 pub mod raft;
+pub mod rng;

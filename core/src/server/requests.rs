@@ -9,8 +9,8 @@ use super::{
 };
 use crate::id::seed_from;
 use crate::model::{
-    AllocClientStatus, DrainStrategy, Evaluation, Job, NodeEligibility, NodeStatus, SchedulerType,
-    Timestamp, TriggeredBy,
+    AllocClientStatus, Allocation, DrainStrategy, Evaluation, Job, NodeEligibility, NodeStatus,
+    SchedulerType, Timestamp, TriggeredBy,
 };
 use crate::raft::{Index, NodeId, Term};
 use crate::rpc::{ClientRequest, ServerReply, ServerRpc};
@@ -330,9 +330,11 @@ impl Server {
             }
             ApiRequest::NodeDrain { node_id, drain } => {
                 self.stored_node(&node_id)?;
+                // Cancelling a drain may make the node schedulable again: its system jobs
+                // must be evaluated for it, as when it is marked eligible.
                 let evals = match drain {
                     Some(_) => self.node_evals(now, &node_id, TriggeredBy::NodeDrain),
-                    None => Vec::new(),
+                    None => self.node_evals(now, &node_id, TriggeredBy::NodeUpdate),
                 };
                 let drain = drain.map(|s| DrainStrategy::start(s, Timestamp(Server::now_ns(now))));
                 let ids = evals.iter().map(|e| e.id.clone()).collect();
@@ -702,6 +704,15 @@ fn with_job(state: &State, alloc: &Arc<crate::model::Allocation>) -> crate::mode
 /// What garbage collection may reap now: terminal evaluations past their threshold with
 /// their terminal allocations, dead jobs past theirs with everything they left, and down
 /// nodes past theirs that run nothing. Each kind is bounded by `reap_batch_max`.
+/// An allocation may be reaped once it is terminal on the servers' side and its client
+/// is done with it too: a client still starting or running it (Nomad refuses running
+/// ones) will report it, and its job summary counts it until then. A client whose node
+/// is down or gone will never report, so its allocations go as soon as they are terminal.
+fn alloc_gc_eligible(state: &State, alloc: &Allocation) -> bool {
+    let node_gone = state.node(&alloc.node_id).is_none_or(|n| n.status == NodeStatus::Down);
+    alloc.is_terminal() && (alloc.client_status.is_terminal() || node_gone)
+}
+
 pub(super) fn gc_candidates(state: &State, now_ns: i64, gc: &GcConfig) -> Command {
     let older = |time_ns: i64, threshold_ms: u64| {
         now_ns.saturating_sub(time_ns) >= (threshold_ms as i64).saturating_mul(1_000_000)
@@ -718,7 +729,7 @@ pub(super) fn gc_candidates(state: &State, now_ns: i64, gc: &GcConfig) -> Comman
         }
         let allocs = state.job_allocs(&eval.namespace, &eval.job_id);
         let mine: Vec<_> = allocs.iter().filter(|a| a.eval_id == eval.id).collect();
-        if mine.iter().any(|a| !a.is_terminal()) {
+        if mine.iter().any(|a| !alloc_gc_eligible(state, a)) {
             continue;
         }
         alloc_ids.extend(mine.iter().map(|a| a.id.clone()));
@@ -730,11 +741,15 @@ pub(super) fn gc_candidates(state: &State, now_ns: i64, gc: &GcConfig) -> Comman
             state.evals().filter(|e| e.job_id == job.id && e.namespace == job.namespace).collect();
         let newest =
             evals.iter().map(|e| e.modify_time).chain([job.submit_time]).max().unwrap_or(0);
-        if evals.iter().any(|e| !e.is_terminal()) || !older(newest, gc.job_gc_threshold_ms) {
+        let allocs = state.job_allocs(&job.namespace, &job.id);
+        if evals.iter().any(|e| !e.is_terminal())
+            || !older(newest, gc.job_gc_threshold_ms)
+            || allocs.iter().any(|a| !alloc_gc_eligible(state, a))
+        {
             continue;
         }
         eval_ids.extend(evals.iter().map(|e| e.id.clone()));
-        alloc_ids.extend(state.job_allocs(&job.namespace, &job.id).iter().map(|a| a.id.clone()));
+        alloc_ids.extend(allocs.iter().map(|a| a.id.clone()));
         jobs.push(JobKey::of_job(job));
     }
     let node_ids = state

@@ -618,7 +618,11 @@ impl State {
                 Arc::make_mut(by_job).insert(id.clone(), alloc.clone());
             }
         }
-        if let Some(summary) = self.job_summaries.get_mut(key) {
+        // An allocation left by an earlier job of the same name (purged, then registered
+        // again) is not counted by the new job's summary, so it cannot move its counters.
+        if let Some(summary) = self.job_summaries.get_mut(key)
+            && alloc.create_index >= summary.create_index
+        {
             let summary = Arc::make_mut(summary);
             summary.transition(
                 &alloc.task_group,
@@ -710,6 +714,15 @@ impl State {
             }
         }
         let key = JobKey::new(&alloc.namespace, &alloc.job_id);
+        // A reaped allocation no client will report on again leaves the live counters of
+        // its job's summary (not those of a later job registered under the same name).
+        if let Some(summary) = self.job_summaries.get_mut(&key)
+            && alloc.create_index >= summary.create_index
+            && !alloc.client_status.is_terminal()
+        {
+            Arc::make_mut(summary).forget(&alloc.task_group, alloc.client_status);
+            self.indexes.job_summary = index;
+        }
         if let Some(by_job) = self.allocs_by_job.get_mut(&key) {
             let by_job = Arc::make_mut(by_job);
             by_job.remove(id);

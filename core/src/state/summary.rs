@@ -89,6 +89,14 @@ impl JobSummary {
         *counts.counter(new) += 1;
     }
 
+    /// Takes a reaped allocation out of the counter of its last client status.
+    pub fn forget(&mut self, group: &str, status: AllocClientStatus) {
+        if let Some(counts) = self.summary.get_mut(group) {
+            let counter = counts.counter(status);
+            *counter = counter.saturating_sub(1);
+        }
+    }
+
     /// The counts recomputed from allocations (queued is not derivable; it is kept).
     pub fn recompute<'a>(&self, allocs: impl Iterator<Item = &'a Allocation>) -> JobSummary {
         let mut fresh = self.clone();

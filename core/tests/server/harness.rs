@@ -859,6 +859,10 @@ impl Cluster {
                 };
                 self.api(to, "", request);
             }
+            "undrain" => {
+                let request = ApiRequest::NodeDrain { node_id: args[0].into(), drain: None };
+                self.api(to, "", request);
+            }
             "alloc" => {
                 let status = match args[1] {
                     "running" => AllocClientStatus::Running,

@@ -4,6 +4,7 @@
 //! what the simulator observes: the writes a node hands to its disk, the messages it sends,
 //! the entries it applies, and its role, term and commit index after each step.
 
+pub mod cluster;
 pub mod raft;
 
 pub use raft::RaftChecker;

@@ -8,12 +8,12 @@
 //! liveness phase then heals the network, restarts every crashed server and turns faults
 //! off, and a leader must commit every pending command within a bounded simulated time.
 
-pub mod clock;
 pub mod node;
 pub mod params;
 
 use crate::checkers::RaftChecker;
-use clock::{Clock, RATE_IDEAL_PPM};
+use crate::clock::{Clock, RATE_IDEAL_PPM};
+pub use crate::rng::SimRng;
 use drover_core::raft::{
     Config, Envelope, Membership, NodeId, Payload, Raft, ReadOutcome, WriteId,
 };
@@ -21,8 +21,6 @@ use drover_core::time::Millis;
 use drover_runtime::store::mem::MemStore;
 use node::{Drained, SimNode};
 use params::Params;
-use rand_chacha::ChaCha8Rng;
-use rand_core::{Rng, SeedableRng};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::fmt::Write as _;
@@ -33,41 +31,6 @@ pub const EVENTS_PER_RUN_MAX: u64 = 20_000_000;
 pub const REPROPOSE_BATCH_MAX: usize = 256;
 /// Commands a client keeps outstanding; beyond it, it waits (as a real client would).
 pub const PENDING_COMMANDS_MAX: usize = 64;
-
-/// The simulator's random source, with the few draws it needs.
-pub struct SimRng(ChaCha8Rng);
-
-impl SimRng {
-    pub fn new(seed: u64) -> SimRng {
-        SimRng(ChaCha8Rng::seed_from_u64(seed))
-    }
-
-    /// A value in `[low, high)`.
-    pub fn range(&mut self, low: u64, high: u64) -> u64 {
-        assert!(low < high);
-        low + self.0.next_u64() % (high - low)
-    }
-
-    /// A value in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
-        (self.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    pub fn chance(&mut self, probability: f64) -> bool {
-        self.unit() < probability
-    }
-
-    pub fn pick<T: Copy>(&mut self, items: &[T]) -> Option<T> {
-        if items.is_empty() {
-            return None;
-        }
-        Some(items[self.range(0, items.len() as u64) as usize])
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0.next_u64()
-    }
-}
 
 enum Event {
     Deliver(Envelope),

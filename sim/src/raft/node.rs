@@ -1,8 +1,8 @@
 //! One simulated server: a Raft node, its disk, its state machine and its process state.
 
-use super::clock::Clock;
 use crate::checkers::RaftChecker;
 use crate::checkers::raft::chain_next;
+use crate::clock::Clock;
 use drover_core::raft::{Entry, Envelope, Index, Persist, Raft, ReadResult, WriteId};
 use drover_core::time::Millis;
 use drover_runtime::store::RaftStore;

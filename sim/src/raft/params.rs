@@ -1,7 +1,7 @@
 //! The swarm: every seed draws its own cluster shape, timing and fault rates.
 
+use crate::clock::RATE_IDEAL_PPM;
 use crate::raft::SimRng;
-use crate::raft::clock::RATE_IDEAL_PPM;
 use std::fmt;
 
 /// How long, on an ideal clock, a healed quorum may take to elect a leader and commit

@@ -1,0 +1,250 @@
+//! The fault menu of reliability.md, injected by the supervisor during the safety phase:
+//! partitions (symmetric, asymmetric, partial; inside a region and between regions),
+//! leader kills, server restarts with disk faults, client kills and slow nodes. Message
+//! loss, duplication and delays are per message, in `net`. Clock drift is per node, in
+//! `World::clock`. Every fault is undone by a later action, and all of them by `heal`.
+
+use super::params::{REGIONS, SERVERS_PER_REGION};
+use super::world::{Kind, NodeKey, Shared, lock, trace};
+use madsim::runtime::Handle;
+use madsim::task::NodeId;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What a fault leaves to undo, at a simulated instant.
+#[derive(Clone, Debug)]
+enum Undo {
+    Links(Vec<(NodeKey, NodeKey)>),
+    Restart(NodeKey),
+    Fast(NodeKey),
+}
+
+pub struct Faults {
+    handle: Handle,
+    nodes: BTreeMap<NodeKey, NodeId>,
+    clients: Vec<NodeKey>,
+    down: BTreeSet<NodeKey>,
+    /// Undo actions by (elapsed ms, sequence).
+    undo: BTreeMap<(u64, u64), Undo>,
+    sequence: u64,
+}
+
+impl Faults {
+    pub fn new(handle: Handle, nodes: BTreeMap<NodeKey, NodeId>) -> Faults {
+        let clients = nodes.keys().filter(|k| k.kind == Kind::Client).copied().collect();
+        Faults { handle, nodes, clients, down: BTreeSet::new(), undo: BTreeMap::new(), sequence: 0 }
+    }
+
+    /// When the next undo is due, in elapsed simulated ms.
+    pub fn next_undo(&self) -> Option<u64> {
+        self.undo.keys().next().map(|(at, _)| *at)
+    }
+
+    fn later(&mut self, at: u64, undo: Undo) {
+        self.sequence += 1;
+        self.undo.insert((at, self.sequence), undo);
+    }
+
+    /// Carries out every undo due by `elapsed`.
+    pub fn undo_due(&mut self, world: &Shared, elapsed: u64) {
+        let later = self.undo.split_off(&(elapsed + 1, 0));
+        let due = std::mem::replace(&mut self.undo, later);
+        for undo in due.into_values() {
+            self.apply_undo(world, undo);
+        }
+    }
+
+    fn apply_undo(&mut self, world: &Shared, undo: Undo) {
+        match undo {
+            Undo::Links(links) => {
+                let mut w = lock(world);
+                for link in &links {
+                    w.cut.remove(link);
+                }
+                trace!(w, "fault healed: {} links", links.len());
+            }
+            Undo::Restart(key) => self.restart(world, key),
+            Undo::Fast(key) => {
+                let mut w = lock(world);
+                w.slow_ms.remove(&key);
+                trace!(w, "fault healed: {} at full speed", key.name());
+            }
+        }
+    }
+
+    /// Injects one fault drawn by the seed's weights.
+    pub fn inject(&mut self, world: &Shared, elapsed: u64) {
+        let weights = {
+            let w = lock(world);
+            let p = &w.params;
+            [
+                p.partition_weight,
+                p.leader_kill_weight,
+                p.server_restart_weight,
+                p.client_kill_weight,
+                p.slow_weight,
+            ]
+        };
+        let total: u32 = weights.iter().sum();
+        if total == 0 {
+            return;
+        }
+        let mut roll = lock(world).rng.range(0, u64::from(total)) as u32;
+        let mut kind = 0;
+        while roll >= weights[kind] {
+            roll -= weights[kind];
+            kind += 1;
+        }
+        match kind {
+            0 => self.partition(world, elapsed),
+            1 => self.kill_leader(world, elapsed),
+            2 => {
+                let (region, index) = {
+                    let mut w = lock(world);
+                    (
+                        w.rng.range(1, REGIONS as u64 + 1) as u8,
+                        w.rng.range(1, SERVERS_PER_REGION + 1) as u8,
+                    )
+                };
+                self.kill(world, NodeKey::server(region, index), elapsed, "restart");
+            }
+            3 => {
+                let client = lock(world).rng.pick(&self.clients);
+                if let Some(client) = client {
+                    self.kill(world, client, elapsed, "client kill");
+                }
+            }
+            _ => self.slow(world, elapsed),
+        }
+    }
+
+    /// Cuts links: a server from its region (both ways or one way), one link between two
+    /// servers, the two regions' servers from each other, or a client from its servers.
+    fn partition(&mut self, world: &Shared, elapsed: u64) {
+        let mut w = lock(world);
+        let region = w.rng.range(1, REGIONS as u64 + 1) as u8;
+        let servers = w.servers(region);
+        let victim = w.rng.pick(&servers).expect("a region has servers");
+        let peers: Vec<NodeKey> = servers.iter().copied().filter(|&s| s != victim).collect();
+        let mode = w.rng.range(0, 5);
+        let (links, what): (Vec<(NodeKey, NodeKey)>, String) = match mode {
+            0 => (
+                peers.iter().flat_map(|&p| [(victim, p), (p, victim)]).collect(),
+                format!("isolate {}", victim.name()),
+            ),
+            1 => (
+                peers.iter().map(|&p| (victim, p)).collect(),
+                format!("cut {} outbound (asymmetric)", victim.name()),
+            ),
+            2 => {
+                let other = w.rng.pick(&peers).expect("three servers");
+                (
+                    vec![(victim, other), (other, victim)],
+                    format!("cut link {}-{} (partial)", victim.name(), other.name()),
+                )
+            }
+            3 => {
+                let (a, b) = (w.servers(1), w.servers(2));
+                let links =
+                    a.iter().flat_map(|&x| b.iter().flat_map(move |&y| [(x, y), (y, x)])).collect();
+                (links, "split the regions".to_owned())
+            }
+            _ => {
+                let clients: Vec<NodeKey> =
+                    self.clients.iter().copied().filter(|c| c.region == region).collect();
+                let Some(client) = w.rng.pick(&clients) else { return };
+                (
+                    servers.iter().flat_map(|&s| [(client, s), (s, client)]).collect(),
+                    format!("isolate client {}", client.name()),
+                )
+            }
+        };
+        let heal_at = elapsed + w.rng.range(1_000, 60_000);
+        for link in &links {
+            w.cut.insert(*link);
+        }
+        trace!(w, "fault: {what} until t={}s", heal_at / 1000);
+        drop(w);
+        self.later(heal_at, Undo::Links(links));
+    }
+
+    fn kill_leader(&mut self, world: &Shared, elapsed: u64) {
+        let leader = {
+            let mut w = lock(world);
+            let region = w.rng.range(1, REGIONS as u64 + 1) as u8;
+            w.leader(region)
+        };
+        if let Some(leader) = leader {
+            self.kill(world, leader, elapsed, "leader kill");
+        }
+    }
+
+    /// Kills a machine; a server's disk loses or tears what it had not synced. It comes
+    /// back after a while.
+    fn kill(&mut self, world: &Shared, key: NodeKey, elapsed: u64, why: &str) {
+        if self.down.contains(&key) {
+            return;
+        }
+        let Some(&id) = self.nodes.get(&key) else { return };
+        self.handle.kill(id);
+        self.down.insert(key);
+        let mut w = lock(world);
+        let back_at = elapsed + w.rng.range(1_000, 60_000);
+        if key.kind == Kind::Server {
+            let kept = w.rng.range(0, 3) as usize;
+            let torn = w.rng.chance(0.5).then(|| w.rng.range(0, 4) as usize);
+            let disk = w.disk(key);
+            let mut disk = disk.lock().unwrap_or_else(|p| p.into_inner());
+            let unsynced = disk.unsynced_writes();
+            disk.crash(kept, torn);
+            drop(disk);
+            if let Some(view) = w.views.get_mut(&key) {
+                view.up = false;
+                view.leader_loop = false;
+            }
+            w.checker.on_server_down((key.region, u64::from(key.index)));
+            trace!(
+                w,
+                "fault: {why}: {} killed ({unsynced} unsynced writes, kept {kept}, torn {torn:?}), back at t={}s",
+                key.name(),
+                back_at / 1000
+            );
+        } else {
+            trace!(w, "fault: {why}: {} killed, back at t={}s", key.name(), back_at / 1000);
+        }
+        drop(w);
+        self.later(back_at, Undo::Restart(key));
+    }
+
+    fn restart(&mut self, world: &Shared, key: NodeKey) {
+        if !self.down.remove(&key) {
+            return;
+        }
+        if let Some(&id) = self.nodes.get(&key) {
+            trace!(lock(world), "{} restarting", key.name());
+            self.handle.restart(id);
+        }
+    }
+
+    fn slow(&mut self, world: &Shared, elapsed: u64) {
+        let mut w = lock(world);
+        let keys: Vec<NodeKey> = self.nodes.keys().copied().collect();
+        let Some(key) = w.rng.pick(&keys) else { return };
+        let slow_ms = w.rng.range(1, 300);
+        let until = elapsed + w.rng.range(5_000, 60_000);
+        w.slow_ms.insert(key, slow_ms);
+        trace!(w, "fault: {} slow ({slow_ms}ms per input) until t={}s", key.name(), until / 1000);
+        drop(w);
+        self.later(until, Undo::Fast(key));
+    }
+
+    /// The liveness phase: every link healed, every machine up and at full speed.
+    pub fn heal(&mut self, world: &Shared) {
+        let undo = std::mem::take(&mut self.undo);
+        for undo in undo.into_values() {
+            self.apply_undo(world, undo);
+        }
+        let mut w = lock(world);
+        w.cut.clear();
+        w.slow_ms.clear();
+    }
+}

@@ -1,0 +1,261 @@
+//! One simulated server machine: a `runtime::host::ServerHost` over the simulated network,
+//! a disk from the world's registry (so it survives a crash), inline scheduling passes and
+//! a drifting clock. After every input it sends what the host queued, routes API answers
+//! and calls for another region, and shows the checker what it now holds.
+
+use super::net::{self, Outbox, SimMsg, Wake};
+use super::world::{NodeKey, ServerView, Shared, lock, region_name, trace};
+use crate::checkers::cluster::StepTime;
+use crate::clock::Clock;
+use drover_core::raft::{Persist, Restored, WriteId};
+use drover_core::server::{ApiCall, ApiResponse, GcConfig, ServerConfig};
+use drover_core::time::Millis;
+use drover_runtime::host::{HostError, InlinePassRunner, ServerHost};
+use drover_runtime::store::mem::MemStore;
+use drover_runtime::store::{RaftStore, StoreError};
+use madsim::net::Endpoint;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// API calls a server remembers the caller of; past this the oldest caller is forgotten
+/// (its answer is dropped, as a closed connection's would be).
+pub const CALLERS_MAX: usize = 4096;
+
+/// GC thresholds scaled down so a ten-minute run collects: the state must stay bounded
+/// under churn (reliability.md §3, Nomad #18113).
+pub const SIM_GC: GcConfig = GcConfig {
+    interval_ms: 30_000,
+    eval_gc_threshold_ms: 60_000,
+    batch_eval_gc_threshold_ms: 120_000,
+    job_gc_threshold_ms: 120_000,
+    node_gc_threshold_ms: 600_000,
+    reap_batch_max: 1024,
+};
+
+/// A server's disk: the world's `MemStore`, shared so the registry keeps it when madsim
+/// kills the node.
+pub struct SharedDisk(pub Arc<Mutex<MemStore>>);
+
+impl SharedDisk {
+    fn disk(&self) -> std::sync::MutexGuard<'_, MemStore> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl RaftStore for SharedDisk {
+    fn write(&mut self, persist: Persist) -> Result<(), StoreError> {
+        self.disk().write(persist)
+    }
+
+    fn sync(&mut self) -> Result<WriteId, StoreError> {
+        self.disk().sync()
+    }
+
+    fn restored(&self) -> Restored {
+        self.disk().restored()
+    }
+}
+
+type Host = ServerHost<Outbox, SharedDisk, InlinePassRunner>;
+
+struct ServerNode {
+    world: Shared,
+    key: NodeKey,
+    ep: Endpoint,
+    clock: Clock,
+    /// Who to answer for each API call this server took, by request id.
+    callers: BTreeMap<u64, SocketAddr>,
+    /// Answers from another region waiting to go back to their callers.
+    relayed: Vec<ApiResponse>,
+}
+
+pub fn config(world: &Shared, key: NodeKey) -> ServerConfig {
+    let world = lock(world);
+    let servers = world
+        .servers(key.region)
+        .into_iter()
+        .map(|k| (u64::from(k.index), k.addr().to_string()))
+        .collect();
+    let id = u64::from(key.index);
+    let seed = world.seed ^ (u64::from(key.region) << 40) ^ (id << 32);
+    let mut config = ServerConfig::new(id, seed, servers);
+    config.region = region_name(key.region);
+    config.raft.election_timeout_ms = world.params.election_timeout_ms;
+    config.raft.heartbeat_interval_ms = world.params.heartbeat_interval_ms;
+    config.raft.snapshot_threshold_entries = world.params.snapshot_threshold_entries;
+    config.gc = SIM_GC;
+    config.workers_count = 2;
+    config
+}
+
+/// The server machine's whole life, from boot (or reboot) to being killed.
+pub async fn run(world: Shared, key: NodeKey) {
+    let ep = match Endpoint::bind(key.addr()).await {
+        Ok(ep) => ep,
+        Err(error) => return fail(&world, key, format!("cannot bind: {error}")),
+    };
+    let config = config(&world, key);
+    let (clock, disk) = {
+        let mut w = lock(&world);
+        (w.clock(key), w.disk(key))
+    };
+    let mut node =
+        ServerNode { world, key, ep, clock, callers: BTreeMap::new(), relayed: Vec::new() };
+    let now = node.local_now();
+    let host =
+        Host::start(now, config, Outbox::default(), SharedDisk(disk), InlinePassRunner::default());
+    let mut host = match host {
+        Ok(host) => host,
+        Err(error) => return fail(&node.world, key, format!("does not start: {error}")),
+    };
+    {
+        let mut w = lock(&node.world);
+        let applied = host.server().raft().applied_index();
+        trace!(
+            w,
+            "{} start (applied {applied}, commit {})",
+            key.name(),
+            host.server().raft().commit_index()
+        );
+        w.checker.on_server_start((key.region, u64::from(key.index)), applied);
+    }
+    let mut receive = net::recv(&node.ep);
+    loop {
+        node.flush(&mut host).await;
+        node.observe(&host);
+        let slow_ms = lock(&node.world).slow_ms.get(&key).copied().unwrap_or(0);
+        if slow_ms > 0 {
+            madsim::time::sleep(Duration::from_millis(slow_ms)).await;
+        }
+        let deadline = host.next_deadline().map(|d| node.instant_of(d));
+        let result = match net::wait(&node.ep, &mut receive, deadline).await {
+            Wake::Message(message, from) => node.handle(&mut host, message, from),
+            Wake::Timeout => host.handle_timeout(node.local_now()),
+            Wake::Closed => return,
+        };
+        if let Err(error) = result {
+            return fail(&node.world, key, format!("host stopped: {error}"));
+        }
+    }
+}
+
+fn fail(world: &Shared, key: NodeKey, reason: String) {
+    lock(world).checker.violation(format!("{}: {reason}", key.name()));
+}
+
+impl ServerNode {
+    fn local_now(&self) -> Millis {
+        self.clock.local(lock(&self.world).global_now())
+    }
+
+    /// The simulated instant this node's clock reads `deadline`.
+    fn instant_of(&self, deadline: Millis) -> std::time::Instant {
+        let world = lock(&self.world);
+        let global = self.clock.global_at(world.global_now(), deadline);
+        world.instant_at(global)
+    }
+
+    fn handle(
+        &mut self,
+        host: &mut Host,
+        message: SimMsg,
+        from: SocketAddr,
+    ) -> Result<(), HostError> {
+        let now = self.local_now();
+        match message {
+            SimMsg::Frame(bytes) => host.handle_frame(now, &from.to_string(), &bytes),
+            SimMsg::Api(call) => {
+                if self.callers.len() >= CALLERS_MAX {
+                    self.callers.pop_first();
+                }
+                self.callers.insert(call.request_id, from);
+                host.handle_api_call(now, call)
+            }
+            SimMsg::ApiReply(response) => {
+                // Another region's answer: sent on to the caller by the next flush.
+                self.relayed.push(response);
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends every frame the host queued, every API answer to its caller and every call
+    /// for another region to one of that region's servers.
+    async fn flush(&mut self, host: &mut Host) {
+        let frames = std::mem::take(&mut host.transport_mut().frames);
+        for (to, frame) in frames {
+            match to.parse::<SocketAddr>() {
+                Ok(to) => {
+                    net::send(&self.world, &self.ep, Some(self.key), to, SimMsg::Frame(frame)).await
+                }
+                Err(_) => fail(&self.world, self.key, format!("unroutable address {to:?}")),
+            }
+        }
+        let relayed = std::mem::take(&mut self.relayed);
+        for response in relayed {
+            self.answer(response).await;
+        }
+        while let Some(response) = host.poll_api_reply() {
+            self.answer(response).await;
+        }
+        while let Some(forward) = host.poll_region_forward() {
+            self.forward(forward.region, forward.call).await;
+        }
+    }
+
+    async fn answer(&mut self, response: ApiResponse) {
+        let Some(caller) = self.callers.remove(&response.request_id) else { return };
+        net::send(&self.world, &self.ep, Some(self.key), caller, SimMsg::ApiReply(response)).await;
+    }
+
+    /// Carries a call naming another region to one of its servers, picked by the seed.
+    async fn forward(&mut self, region: String, call: ApiCall) {
+        let target = {
+            let mut w = lock(&self.world);
+            let region_id = region.strip_prefix('r').and_then(|r| r.parse::<u8>().ok());
+            let servers = region_id.map(|r| w.servers(r)).unwrap_or_default();
+            let target = w.rng.pick(&servers);
+            trace!(
+                w,
+                "{} forward #{} to region {region} via {}",
+                self.key.name(),
+                call.request_id,
+                target.map_or("nobody (unknown region)".to_owned(), |t| t.name())
+            );
+            target
+        };
+        if let Some(target) = target {
+            net::send(&self.world, &self.ep, Some(self.key), target.addr(), SimMsg::Api(call))
+                .await;
+        }
+    }
+
+    /// Publishes this server's view and runs the checkers over it.
+    fn observe(&self, host: &Host) {
+        let mut w = lock(&self.world);
+        w.steps += 1;
+        let global = w.global_now();
+        let server = host.server();
+        let raft = server.raft();
+        let lease_until_global = match (server.is_leader_loop_active(), raft.lease_until()) {
+            (true, Some(until)) => self.clock.global_at(global, until).as_u64(),
+            _ => 0,
+        };
+        let view = ServerView {
+            up: true,
+            term: raft.term(),
+            leader_loop: server.is_leader_loop_active(),
+            state: server.state().snapshot(),
+        };
+        let local = self.clock.local(global);
+        let at = (self.key.region, u64::from(self.key.index));
+        let time = StepTime { global_ms: global.as_u64(), lease_until_global, local };
+        let notes = w.checker.on_server_step(at, server, time);
+        w.views.insert(self.key, view);
+        for note in notes {
+            trace!(w, "{} {note}", self.key.name());
+        }
+    }
+}
