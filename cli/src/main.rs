@@ -4,9 +4,12 @@
 //! Nomad documents (`job plan`'s 0/1/255, `job run`'s 0/1/2) are visible in one place per
 //! command. Output goes to stdout, diagnostics to stderr.
 
+mod api;
 mod commands;
 mod flags;
 mod jobfile;
+mod monitor;
+mod output;
 
 use std::process::ExitCode;
 
