@@ -1,0 +1,181 @@
+//! End-to-end tests of the operator commands against a real `drover agent -dev`: the
+//! README quick start as an operator types it, transcripts as snapshots.
+//!
+//! IDs, times, ages and the agent's port change from run to run; `redact` replaces them
+//! with fixed words so the snapshots show only what must not change.
+
+use drover_tests::{Scratch, Transcript, drover_binary};
+use regex::{Captures, Regex};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long the agent may take to say it is ready.
+const AGENT_READY_TIMEOUT_MS: u64 = 30_000;
+/// How long a state the test waits for (a task running, a log line) may take to appear.
+const SETTLE_TIMEOUT_MS: u64 = 30_000;
+const SETTLE_POLL_MS: u64 = 100;
+
+/// The README's job: a raw_exec task that says hello and stays up.
+const HELLO_JOB: &str = r#"job "hello" {
+  group "hello" {
+    task "hello" {
+      driver = "raw_exec"
+
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "echo hello; sleep 1000"]
+      }
+    }
+  }
+}
+"#;
+
+/// A `drover agent -dev` on a free port, stopped (SIGTERM, so it stops its tasks) when
+/// dropped.
+struct Agent {
+    child: Child,
+    address: String,
+}
+
+impl Agent {
+    fn start(scratch: &Scratch) -> Agent {
+        let port = free_port();
+        let mut child = Command::new(drover_binary())
+            .args(["agent", "-dev", "-node", "drover-e2e", "-http-port", &port.to_string()])
+            .current_dir(&scratch.path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the agent starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (ready_tx, ready_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("agent: ready") {
+                    let _ = ready_tx.send(());
+                }
+            }
+        });
+        let agent = Agent { child, address: format!("http://127.0.0.1:{port}") };
+        ready_rx
+            .recv_timeout(Duration::from_millis(AGENT_READY_TIMEOUT_MS))
+            .expect("the agent is ready in time");
+        agent
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_millis(AGENT_READY_TIMEOUT_MS);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(SETTLE_POLL_MS));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// One operator session against an agent: each command's redacted transcript is kept.
+struct Session<'a> {
+    scratch: &'a Scratch,
+    agent: &'a Agent,
+    transcripts: Vec<String>,
+}
+
+impl Session<'_> {
+    fn drover(&self, args: &[&str]) -> Transcript {
+        self.scratch.drover_with_env(args, &[("NOMAD_ADDR", &self.agent.address)])
+    }
+
+    /// Runs a command and keeps its transcript for the snapshot.
+    fn record(&mut self, args: &[&str]) -> Transcript {
+        let transcript = self.drover(args);
+        self.transcripts.push(redact(&transcript.to_string(), &self.agent.address));
+        transcript
+    }
+
+    /// Runs `args` until its stdout contains `expect` (a state the cluster reaches on its
+    /// own time), then records that run.
+    fn record_once(&mut self, args: &[&str], expect: &str) {
+        let deadline = Instant::now() + Duration::from_millis(SETTLE_TIMEOUT_MS);
+        loop {
+            let transcript = redact(&self.drover(args).to_string(), &self.agent.address);
+            if transcript.contains(expect) {
+                self.transcripts.push(transcript);
+                return;
+            }
+            assert!(Instant::now() < deadline, "never saw {expect:?}:\n{transcript}");
+            std::thread::sleep(Duration::from_millis(SETTLE_POLL_MS));
+        }
+    }
+}
+
+/// Replaces what differs between runs: full and short IDs, times, ages, the agent's
+/// address and Raft indexes in messages. The monitor's `Evaluation status changed` line
+/// is dropped: it is printed only when the monitor happened to see the evaluation
+/// pending, which depends on timing, as in Nomad.
+fn redact(text: &str, address: &str) -> String {
+    let rules: &[(&str, &str)] = &[
+        (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uuid>"),
+        (r"\b[0-9a-f]{8}\b", "<--id-->"),
+        (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "YYYY-MM-DDThh:mm:ssZ"),
+        (r"conflicting job modify index: \d+", "conflicting job modify index: <index>"),
+    ];
+    let mut text = text.replace(address, "http://127.0.0.1:<port>");
+    text = text
+        .lines()
+        .filter(|line| !line.contains("Evaluation status changed"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for (pattern, word) in rules {
+        text = Regex::new(pattern).unwrap().replace_all(&text, *word).into_owned();
+    }
+    // An age (`5s ago`, `1m2s ago`) and the padding after it become one fixed word.
+    let ages = Regex::new(r"(\d+[dhms])+ ago( {2,})?").unwrap();
+    text = ages
+        .replace_all(&text, |c: &Captures<'_>| {
+            if c.get(2).is_some() { "<age>  ".to_owned() } else { "<age>".to_owned() }
+        })
+        .into_owned();
+    text.lines().map(str::trim_end).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn quick_start_against_a_dev_agent() {
+    let scratch = Scratch::new("operator-quick-start");
+    std::fs::write(scratch.path.join("hello.nomad.hcl"), HELLO_JOB).unwrap();
+    let agent = Agent::start(&scratch);
+    let mut session = Session { scratch: &scratch, agent: &agent, transcripts: Vec::new() };
+
+    let run = session.record(&["job", "run", "hello.nomad.hcl"]);
+    assert_eq!(run.code, 0, "{run}");
+    session.record_once(&["job", "status", "hello"], "run      running");
+    let status = session.drover(&["job", "status", "hello"]);
+    let alloc_id = status.stdout.lines().last().and_then(|l| l.split(' ').next()).unwrap();
+    let alloc_id = alloc_id.to_owned();
+    session.record_once(&["alloc", "status", &alloc_id], "Client Status       = running");
+    session.record_once(&["alloc", "logs", &alloc_id], "--- stdout\nhello");
+    session.record(&["job", "status"]);
+    session.record(&["node", "status"]);
+    session.record(&["server", "members"]);
+    let stop = session.record(&["job", "stop", "hello"]);
+    assert_eq!(stop.code, 0, "{stop}");
+    let stale = session.record(&["job", "run", "-check-index", "1", "hello.nomad.hcl"]);
+    assert_eq!(stale.code, 1, "{stale}");
+    session.record(&["job", "status", "nope"]);
+    insta::assert_snapshot!("quick_start_against_a_dev_agent", session.transcripts.join("\n\n"));
+}
