@@ -14,6 +14,16 @@ pub fn short_id(id: &str) -> &str {
     id.char_indices().nth(SHORT_ID_LEN).map_or(id, |(end, _)| &id[..end])
 }
 
+/// An ID as tables show it: whole with `-verbose`, else its first 8 characters.
+pub fn display_id(id: &str, verbose: bool) -> String {
+    if verbose { id.to_owned() } else { short_id(id).to_owned() }
+}
+
+/// Strings of a header row.
+pub fn cells(names: &[&str]) -> Vec<String> {
+    names.iter().map(|name| (*name).to_owned()).collect()
+}
+
 /// A table: the first row is the header. Every column but the last is padded to its
 /// widest cell; columns are joined by two spaces.
 pub fn table(rows: &[Vec<String>]) -> String {

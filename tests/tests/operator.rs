@@ -179,3 +179,48 @@ fn quick_start_against_a_dev_agent() {
     session.record(&["job", "status", "nope"]);
     insta::assert_snapshot!("quick_start_against_a_dev_agent", session.transcripts.join("\n\n"));
 }
+
+#[test]
+fn versions_evaluations_nodes_and_raft() {
+    let scratch = Scratch::new("operator-versions");
+    std::fs::write(scratch.path.join("hello.nomad.hcl"), HELLO_JOB).unwrap();
+    let changed = HELLO_JOB.replace("echo hello", "echo bonjour");
+    std::fs::write(scratch.path.join("bonjour.nomad.hcl"), changed).unwrap();
+    let agent = Agent::start(&scratch);
+    let mut session = Session { scratch: &scratch, agent: &agent, transcripts: Vec::new() };
+
+    let detached = session.record(&["job", "run", "-detach", "hello.nomad.hcl"]);
+    let eval_id = detached.stdout.trim_end().rsplit(' ').next().unwrap().to_owned();
+    session.record_once(&["eval", "status", &eval_id[..8]], "Status             = complete");
+    session.record(&["job", "run", "-detach", "bonjour.nomad.hcl"]);
+    session.record(&["job", "history", "hello"]);
+    let reverted = session.record(&["job", "revert", "hello", "0"]);
+    assert_eq!(reverted.code, 0, "{reverted}");
+    session.record(&["job", "revert", "hello", "zero"]);
+    session.record(&["node", "eligibility", "-disable", "-self"]);
+    session.record(&["node", "status"]);
+    session.record(&["node", "eligibility", "-enable", "-self"]);
+    session.record(&["node", "drain", "-self"]);
+    session.record(&["deployment", "list"]);
+    session.record(&["operator", "raft", "list-peers"]);
+    session.record(&["alloc", "status", "zz"]);
+    insta::assert_snapshot!(
+        "versions_evaluations_nodes_and_raft",
+        session.transcripts.join("\n\n")
+    );
+
+    // `job inspect` prints what `job run -json` reads back: the latest version, reverted.
+    let inspected = session.drover(&["job", "inspect", "hello"]);
+    assert_eq!(inspected.code, 0, "{inspected}");
+    let document: serde_json::Value = serde_json::from_str(&inspected.stdout).unwrap();
+    assert_eq!(document["Job"]["Version"], 2);
+    assert_eq!(
+        document["Job"]["TaskGroups"][0]["Tasks"][0]["Config"]["args"][1],
+        "echo hello; sleep 1000"
+    );
+    std::fs::write(scratch.path.join("inspected.json"), &inspected.stdout).unwrap();
+    let rerun = session.drover(&["job", "run", "-json", "-detach", "inspected.json"]);
+    assert_eq!(rerun.code, 0, "{rerun}");
+    let stopped = session.drover(&["job", "stop", "-purge", "hello"]);
+    assert_eq!(stopped.code, 0, "{stopped}");
+}

@@ -1,8 +1,8 @@
 //! `drover alloc status <alloc>`: one allocation, its tasks and their recent events.
 
-use super::{Io, api_command, expect_args, print_json, report, resolve_prefix};
+use super::{Io, api_command_with_args, print_json, report, resolve_prefix};
 use crate::flags::FlagSpec;
-use crate::output::{key_values, now_ns, short_id, table, time_ago, time_text};
+use crate::output::{key_values, now_ns, table, time_ago, time_text};
 use drover_core::model::{Allocation, TaskEvent, TaskState};
 
 const HELP: &str = "\
@@ -25,13 +25,10 @@ Alloc Status Options:
 const FLAGS: &[FlagSpec] = &[FlagSpec::bool("json"), FlagSpec::bool("verbose")];
 
 pub fn run(args: &[String], io: &mut Io<'_>) -> u8 {
-    let (flags, client) = match api_command(args, FLAGS, HELP, io) {
+    let (flags, client) = match api_command_with_args(args, FLAGS, HELP, &["<allocation>"], io) {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
-    if let Err(code) = expect_args(&flags, &["<allocation>"], HELP, io) {
-        return code;
-    }
     report(io, |io| {
         let alloc_id = resolve_prefix(&client, "/v1/allocations", &flags.args[0], "allocation")?;
         let (alloc, _) = client
@@ -54,7 +51,7 @@ fn or_none(text: &str) -> String {
 }
 
 fn alloc_fields(alloc: &Allocation, verbose: bool) -> Vec<(&'static str, String)> {
-    let id = |id: &str| if verbose { id.to_owned() } else { short_id(id).to_owned() };
+    let id = |id: &str| crate::output::display_id(id, verbose);
     let now = now_ns();
     let mut fields = vec![
         ("ID", id(&alloc.id)),
@@ -100,7 +97,7 @@ fn task_section(alloc: &Allocation, name: &str, state: &TaskState) -> String {
         ("Last Restart", when(state.last_restart)),
     ];
     text.push_str(&format!("\nTask Events:\n{}", key_values(&counts)));
-    let mut rows = vec![super::job_status::cells(&["Time", "Type", "Description"])];
+    let mut rows = vec![crate::output::cells(&["Time", "Type", "Description"])];
     rows.extend(
         state
             .events
@@ -122,7 +119,7 @@ fn resources_table(alloc: &Allocation, task: &str) -> String {
         .map(|port| format!("{}: {}:{}", port.label, port.host_ip, port.value))
         .collect();
     let rows = vec![
-        super::job_status::cells(&["CPU", "Memory", "Disk", "Addresses"]),
+        crate::output::cells(&["CPU", "Memory", "Disk", "Addresses"]),
         vec![
             format!("{} MHz", resources.cpu.cpu_shares),
             format!("{} MiB", resources.memory.memory_mb),

@@ -4,7 +4,7 @@
 use super::{Io, api_command, report, resolve_prefix};
 use crate::api::{Client, encode_component};
 use crate::flags::FlagSpec;
-use crate::output::{key_values, now_ns, short_id, table, time_ago, time_text};
+use crate::output::{cells, key_values, now_ns, table, time_ago, time_text};
 use drover_core::model::{Allocation, Job};
 use drover_core::state::JobSummary;
 
@@ -58,11 +58,6 @@ fn list(client: &Client, io: &mut Io<'_>) -> Result<u8, String> {
     }));
     let _ = write!(io.out, "{}", table(&rows));
     Ok(0)
-}
-
-/// Strings of a header row.
-pub(super) fn cells(names: &[&str]) -> Vec<String> {
-    names.iter().map(|name| (*name).to_owned()).collect()
 }
 
 fn detail(client: &Client, prefix: &str, verbose: bool, io: &mut Io<'_>) -> Result<u8, String> {
@@ -132,7 +127,7 @@ fn summary_table(summary: &JobSummary) -> String {
 /// A job's or node's allocations: ID, node, group, version, desired and client status,
 /// created and modified, newest first as Nomad lists them.
 pub(super) fn alloc_table(allocs: &[Allocation], verbose: bool) -> String {
-    let id = |id: &str| if verbose { id.to_owned() } else { short_id(id).to_owned() };
+    let id = |id: &str| crate::output::display_id(id, verbose);
     let now = now_ns();
     let mut sorted: Vec<&Allocation> = allocs.iter().collect();
     sorted.sort_by(|a, b| b.create_index.cmp(&a.create_index).then_with(|| a.id.cmp(&b.id)));

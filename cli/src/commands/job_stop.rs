@@ -1,6 +1,6 @@
 //! `drover job stop <job>`: deregisters a job (or purges it) and monitors the evaluation.
 
-use super::{Io, api_command, expect_args, report, resolve_prefix};
+use super::{Io, api_command_with_args, report, resolve_prefix};
 use crate::api::{EvalWrite, encode_component};
 use crate::flags::FlagSpec;
 
@@ -33,13 +33,10 @@ const FLAGS: &[FlagSpec] =
     &[FlagSpec::bool("detach"), FlagSpec::bool("purge"), FlagSpec::bool("yes")];
 
 pub fn run(args: &[String], io: &mut Io<'_>) -> u8 {
-    let (flags, client) = match api_command(args, FLAGS, HELP, io) {
+    let (flags, client) = match api_command_with_args(args, FLAGS, HELP, &["<job>"], io) {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
-    if let Err(code) = expect_args(&flags, &["<job>"], HELP, io) {
-        return code;
-    }
     report(io, |io| {
         let job_id = resolve_prefix(&client, "/v1/jobs", &flags.args[0], "job")?;
         let path = format!("/v1/job/{}", encode_component(&job_id));

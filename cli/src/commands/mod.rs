@@ -6,11 +6,17 @@
 mod agent;
 mod alloc_logs;
 mod alloc_status;
+mod cluster_info;
+mod deployment;
+mod eval_status;
 mod job_init;
+mod job_inspect;
+mod job_revert;
 mod job_run;
 mod job_status;
 mod job_stop;
 mod job_validate;
+mod node_drain;
 mod node_status;
 mod server_members;
 mod tls;
@@ -39,7 +45,12 @@ Common commands:
     agent       Runs a drover agent
 
 Other commands:
+    agent-info  Display status information about the local agent
+    deployment  Interact with deployments
+    eval        Interact with evaluations
+    inspect     Inspect a submitted job
     logs        Streams the logs of a task
+    operator    Provides cluster-level tools for drover operators
     server      Interact with servers
     tls         Create the certificates agents verify each other with
     validate    Checks if a given job specification is valid
@@ -66,7 +77,10 @@ Usage: drover job <subcommand> [options] [args]
   Please see the individual subcommand help for detailed usage information.
 
 Subcommands:
+    history     Display all tracked versions of a job
     init        Create an example job file
+    inspect     Inspect a submitted job
+    revert      Revert to a prior version of the job
     run         Run a new job or update an existing job
     status      Display status information about a job
     stop        Stop a running job
@@ -89,7 +103,46 @@ Usage: drover node <subcommand> [options] [args]
   This command groups subcommands for interacting with nodes.
 
 Subcommands:
+    drain       Toggle drain mode on a given node
+    eligibility Toggle scheduling eligibility for a given node
     status      Display status information about nodes
+";
+
+const EVAL_HELP: &str = "\
+Usage: drover eval <subcommand> [options] [args]
+
+  This command groups subcommands for interacting with evaluations.
+
+Subcommands:
+    status      Display evaluation status and placement failure reasons
+";
+
+const DEPLOYMENT_HELP: &str = "\
+Usage: drover deployment <subcommand> [options] [args]
+
+  This command groups subcommands for interacting with deployments.
+
+Subcommands:
+    list        List all deployments
+    status      Display the status of a deployment
+";
+
+const OPERATOR_HELP: &str = "\
+Usage: drover operator <subcommand> [options] [args]
+
+  Provides cluster-level tools for drover operators.
+
+Subcommands:
+    raft        Provides access to the Raft subsystem
+";
+
+const RAFT_HELP: &str = "\
+Usage: drover operator raft <subcommand> [options] [args]
+
+  This command groups subcommands for interacting with drover's Raft subsystem.
+
+Subcommands:
+    list-peers  Display the current Raft peer configuration
 ";
 
 const SERVER_HELP: &str = "\
@@ -105,12 +158,17 @@ type Command = fn(&[String], &mut Io<'_>) -> u8;
 
 const COMMANDS: &[(&str, Command)] = &[
     ("agent", agent::run),
+    ("agent-info", cluster_info::agent_info),
     ("alloc", alloc),
+    ("deployment", deployment),
+    ("eval", eval),
     // Not in the help: the process raw_exec runs each task under.
     ("executor", agent::executor),
+    ("inspect", job_inspect::inspect),
     ("job", job),
     ("logs", alloc_logs::run),
     ("node", node),
+    ("operator", operator),
     ("run", job_run::run),
     ("server", server),
     ("status", job_status::run),
@@ -121,7 +179,10 @@ const COMMANDS: &[(&str, Command)] = &[
 ];
 
 const JOB_SUBCOMMANDS: &[(&str, Command)] = &[
+    ("history", job_inspect::history),
     ("init", job_init::run),
+    ("inspect", job_inspect::inspect),
+    ("revert", job_revert::run),
     ("run", job_run::run),
     ("status", job_status::run),
     ("stop", job_stop::run),
@@ -131,7 +192,20 @@ const JOB_SUBCOMMANDS: &[(&str, Command)] = &[
 const ALLOC_SUBCOMMANDS: &[(&str, Command)] =
     &[("logs", alloc_logs::run), ("status", alloc_status::run)];
 
-const NODE_SUBCOMMANDS: &[(&str, Command)] = &[("status", node_status::run)];
+const NODE_SUBCOMMANDS: &[(&str, Command)] = &[
+    ("drain", node_drain::drain),
+    ("eligibility", node_drain::eligibility),
+    ("status", node_status::run),
+];
+
+const EVAL_SUBCOMMANDS: &[(&str, Command)] = &[("status", eval_status::run)];
+
+const DEPLOYMENT_SUBCOMMANDS: &[(&str, Command)] =
+    &[("list", deployment::list), ("status", deployment::status)];
+
+const OPERATOR_SUBCOMMANDS: &[(&str, Command)] = &[("raft", raft)];
+
+const RAFT_SUBCOMMANDS: &[(&str, Command)] = &[("list-peers", cluster_info::raft_list_peers)];
 
 const SERVER_SUBCOMMANDS: &[(&str, Command)] = &[("members", server_members::run)];
 
@@ -154,6 +228,22 @@ fn node(args: &[String], io: &mut Io<'_>) -> u8 {
 
 fn server(args: &[String], io: &mut Io<'_>) -> u8 {
     dispatch(args, SERVER_SUBCOMMANDS, SERVER_HELP, io)
+}
+
+fn eval(args: &[String], io: &mut Io<'_>) -> u8 {
+    dispatch(args, EVAL_SUBCOMMANDS, EVAL_HELP, io)
+}
+
+fn deployment(args: &[String], io: &mut Io<'_>) -> u8 {
+    dispatch(args, DEPLOYMENT_SUBCOMMANDS, DEPLOYMENT_HELP, io)
+}
+
+fn operator(args: &[String], io: &mut Io<'_>) -> u8 {
+    dispatch(args, OPERATOR_SUBCOMMANDS, OPERATOR_HELP, io)
+}
+
+fn raft(args: &[String], io: &mut Io<'_>) -> u8 {
+    dispatch(args, RAFT_SUBCOMMANDS, RAFT_HELP, io)
 }
 
 fn dispatch(args: &[String], table: &[(&str, Command)], help: &str, io: &mut Io<'_>) -> u8 {
@@ -247,6 +337,19 @@ fn api_command(
             Err(1)
         }
     }
+}
+
+/// [`api_command`] for a command that takes exactly the arguments `names`.
+fn api_command_with_args(
+    args: &[String],
+    specs: &[crate::flags::FlagSpec],
+    help: &str,
+    names: &[&str],
+    io: &mut Io<'_>,
+) -> Result<(crate::flags::Parsed, crate::api::Client), u8> {
+    let (flags, client) = api_command(args, specs, help, io)?;
+    expect_args(&flags, names, help, io)?;
+    Ok((flags, client))
 }
 
 /// Checks the command got exactly `count` arguments; otherwise prints Nomad's usage

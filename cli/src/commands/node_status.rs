@@ -4,7 +4,7 @@
 use super::{Io, api_command, print_json, report, resolve_prefix};
 use crate::api::Client;
 use crate::flags::FlagSpec;
-use crate::output::{key_values, short_id, table};
+use crate::output::{key_values, table};
 use drover_core::model::{Allocation, Node};
 
 const HELP: &str = "\
@@ -59,7 +59,7 @@ fn list(client: &Client, json: bool, verbose: bool, io: &mut Io<'_>) -> Result<u
     if rows.is_empty() {
         return Ok(0);
     }
-    let mut table_rows = vec![super::job_status::cells(&[
+    let mut table_rows = vec![crate::output::cells(&[
         "ID",
         "Node Pool",
         "DC",
@@ -75,7 +75,7 @@ fn list(client: &Client, json: bool, verbose: bool, io: &mut Io<'_>) -> Result<u
         let node: Node = drover_core::model::decode_api_json(row)
             .map_err(|error| format!("Error decoding node: {error}"))?;
         table_rows.push(vec![
-            if verbose { node.id.clone() } else { short_id(&node.id).to_owned() },
+            crate::output::display_id(&node.id, verbose),
             node.node_pool.clone(),
             node.datacenter.clone(),
             node.name.clone(),
@@ -113,7 +113,7 @@ fn detail(
         .map(|(name, _)| name.as_str())
         .collect();
     let fields = [
-        ("ID", if verbose { node.id.clone() } else { short_id(&node.id).to_owned() }),
+        ("ID", crate::output::display_id(&node.id, verbose)),
         ("Name", node.name.clone()),
         ("Node Pool", node.node_pool.clone()),
         ("Class", or_none(&node.node_class)),
@@ -146,7 +146,7 @@ fn allocated_table(node: &Node, allocs: &[Allocation]) -> String {
     }
     let capacity = node.schedulable_capacity();
     let rows = vec![
-        super::job_status::cells(&["CPU", "Memory", "Disk"]),
+        crate::output::cells(&["CPU", "Memory", "Disk"]),
         vec![
             format!("{}/{} MHz", used.cpu_shares, capacity.cpu_shares),
             format!("{} MiB/{} MiB", used.memory_mb, capacity.memory_mb),

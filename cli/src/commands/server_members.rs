@@ -39,7 +39,7 @@ pub fn run(args: &[String], io: &mut Io<'_>) -> u8 {
                 .collect();
             return super::print_json(&rows, io);
         }
-        let mut rows = vec![super::job_status::cells(&[
+        let mut rows = vec![crate::output::cells(&[
             "Name",
             "Address",
             "Port",
