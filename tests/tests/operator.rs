@@ -89,14 +89,25 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
-/// One operator session against an agent: each command's redacted transcript is kept.
-struct Session<'a> {
-    scratch: &'a Scratch,
-    agent: &'a Agent,
+/// One operator session against its own agent: each command's redacted transcript is
+/// kept. The agent stops (field order) before its scratch directory is removed.
+struct Session {
+    agent: Agent,
+    scratch: Scratch,
     transcripts: Vec<String>,
 }
 
-impl Session<'_> {
+impl Session {
+    /// A scratch directory holding `files` and an agent started in it.
+    fn start(name: &str, files: &[(&str, &str)]) -> Session {
+        let scratch = Scratch::new(name);
+        for (file, contents) in files {
+            std::fs::write(scratch.path.join(file), contents).expect("write a job file");
+        }
+        let agent = Agent::start(&scratch);
+        Session { agent, scratch, transcripts: Vec::new() }
+    }
+
     fn drover(&self, args: &[&str]) -> Transcript {
         self.scratch.drover_with_env(args, &[("NOMAD_ADDR", &self.agent.address)])
     }
@@ -156,10 +167,7 @@ fn redact(text: &str, address: &str) -> String {
 
 #[test]
 fn quick_start_against_a_dev_agent() {
-    let scratch = Scratch::new("operator-quick-start");
-    std::fs::write(scratch.path.join("hello.nomad.hcl"), HELLO_JOB).unwrap();
-    let agent = Agent::start(&scratch);
-    let mut session = Session { scratch: &scratch, agent: &agent, transcripts: Vec::new() };
+    let mut session = Session::start("operator-quick-start", &[("hello.nomad.hcl", HELLO_JOB)]);
 
     let run = session.record(&["job", "run", "hello.nomad.hcl"]);
     assert_eq!(run.code, 0, "{run}");
@@ -182,12 +190,9 @@ fn quick_start_against_a_dev_agent() {
 
 #[test]
 fn versions_evaluations_nodes_and_raft() {
-    let scratch = Scratch::new("operator-versions");
-    std::fs::write(scratch.path.join("hello.nomad.hcl"), HELLO_JOB).unwrap();
     let changed = HELLO_JOB.replace("echo hello", "echo bonjour");
-    std::fs::write(scratch.path.join("bonjour.nomad.hcl"), changed).unwrap();
-    let agent = Agent::start(&scratch);
-    let mut session = Session { scratch: &scratch, agent: &agent, transcripts: Vec::new() };
+    let files = [("hello.nomad.hcl", HELLO_JOB), ("bonjour.nomad.hcl", changed.as_str())];
+    let mut session = Session::start("operator-versions", &files);
 
     let detached = session.record(&["job", "run", "-detach", "hello.nomad.hcl"]);
     let eval_id = detached.stdout.trim_end().rsplit(' ').next().unwrap().to_owned();
@@ -218,9 +223,41 @@ fn versions_evaluations_nodes_and_raft() {
         document["Job"]["TaskGroups"][0]["Tasks"][0]["Config"]["args"][1],
         "echo hello; sleep 1000"
     );
-    std::fs::write(scratch.path.join("inspected.json"), &inspected.stdout).unwrap();
+    std::fs::write(session.scratch.path.join("inspected.json"), &inspected.stdout).unwrap();
     let rerun = session.drover(&["job", "run", "-json", "-detach", "inspected.json"]);
     assert_eq!(rerun.code, 0, "{rerun}");
     let stopped = session.drover(&["job", "stop", "-purge", "hello"]);
     assert_eq!(stopped.code, 0, "{stopped}");
+}
+
+/// A job no node can run: its constraint excludes the only node.
+const WINDOWS_JOB: &str = r#"job "windows" {
+  constraint {
+    attribute = "${attr.kernel.name}"
+    value     = "windows"
+  }
+
+  group "windows" {
+    task "windows" {
+      driver = "raw_exec"
+
+      config {
+        command = "/bin/true"
+      }
+    }
+  }
+}
+"#;
+
+#[test]
+fn placement_failures_exit_2_and_say_why() {
+    let mut session = Session::start("operator-placement", &[("windows.nomad.hcl", WINDOWS_JOB)]);
+    let run = session.record(&["job", "run", "windows.nomad.hcl"]);
+    assert_eq!(run.code, 2, "{run}");
+    session.record(&["job", "status", "windows"]);
+    session.record(&["job", "run", "-check-index", "0", "windows.nomad.hcl"]);
+    insta::assert_snapshot!(
+        "placement_failures_exit_2_and_say_why",
+        session.transcripts.join("\n\n")
+    );
 }

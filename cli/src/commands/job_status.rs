@@ -5,7 +5,7 @@ use super::{Io, api_command, report, resolve_prefix};
 use crate::api::{Client, encode_component};
 use crate::flags::FlagSpec;
 use crate::output::{cells, key_values, now_ns, table, time_ago, time_text};
-use drover_core::model::{Allocation, Job};
+use drover_core::model::{Allocation, EvalStatus, Evaluation, Job};
 use drover_core::state::JobSummary;
 
 const HELP: &str = "\
@@ -73,6 +73,12 @@ fn detail(client: &Client, prefix: &str, verbose: bool, io: &mut Io<'_>) -> Resu
         .map_err(|e| format!("Error querying job allocations: {e}"))?;
     let _ = write!(io.out, "{}", key_values(&job_fields(&job)));
     let _ = write!(io.out, "\nSummary\n{}", summary_table(&summary));
+    let (evals, _) = client
+        .get::<Vec<Evaluation>>(&format!("{base}/evaluations"), &[], None)
+        .map_err(|e| format!("Error querying job evaluations: {e}"))?;
+    if let Some(failed) = unresolved_failure(&evals) {
+        let _ = write!(io.out, "\nPlacement Failure\n{}", failure_text(failed));
+    }
     let _ = writeln!(io.out, "\nAllocations");
     if allocs.is_empty() {
         let _ = writeln!(io.out, "No allocations placed");
@@ -80,6 +86,31 @@ fn detail(client: &Client, prefix: &str, verbose: bool, io: &mut Io<'_>) -> Resu
         let _ = write!(io.out, "{}", alloc_table(&allocs, verbose));
     }
     Ok(0)
+}
+
+/// The newest evaluation that failed to place something, while a blocked evaluation still
+/// waits to place the rest (once none waits, the failure is history).
+fn unresolved_failure(evals: &[Evaluation]) -> Option<&Evaluation> {
+    if !evals.iter().any(|e| e.status == EvalStatus::Blocked) {
+        return None;
+    }
+    evals.iter().filter(|e| !e.failed_tg_allocs.is_empty()).max_by_key(|e| e.create_index)
+}
+
+/// `Task Group "web":` and its reasons, per group.
+fn failure_text(eval: &Evaluation) -> String {
+    let groups: Vec<String> = eval
+        .failed_tg_allocs
+        .iter()
+        .map(|(group, metric)| {
+            let lines: String = crate::monitor::metric_lines(metric)
+                .iter()
+                .map(|line| format!("  {line}\n"))
+                .collect();
+            format!("Task Group {group:?}:\n{lines}")
+        })
+        .collect();
+    groups.join("\n")
 }
 
 fn job_fields(job: &Job) -> Vec<(&'static str, String)> {
