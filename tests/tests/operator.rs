@@ -177,6 +177,9 @@ fn quick_start_against_a_dev_agent() {
     let alloc_id = alloc_id.to_owned();
     session.record_once(&["alloc", "status", &alloc_id], "Client Status       = running");
     session.record_once(&["alloc", "logs", &alloc_id], "--- stdout\nhello");
+    session.record(&["alloc", "logs", "-tail", "-n", "1", &alloc_id, "hello"]);
+    session.record(&["alloc", "logs", "-stderr", &alloc_id]);
+    session.record(&["alloc", "logs", &alloc_id, "absent"]);
     session.record(&["job", "status"]);
     session.record(&["node", "status"]);
     session.record(&["server", "members"]);
