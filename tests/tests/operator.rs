@@ -136,7 +136,7 @@ impl Session {
 }
 
 /// Replaces what differs between runs: full and short IDs, times, ages, the agent's
-/// address and Raft indexes in messages. The monitor's `Evaluation status changed` line
+/// address and Raft indexes in messages (and the one on a command line). The monitor's `Evaluation status changed` line
 /// is dropped: it is printed only when the monitor happened to see the evaluation
 /// pending, which depends on timing, as in Nomad.
 fn redact(text: &str, address: &str) -> String {
@@ -145,6 +145,9 @@ fn redact(text: &str, address: &str) -> String {
         (r"\b[0-9a-f]{8}\b", "<--id-->"),
         (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "YYYY-MM-DDThh:mm:ssZ"),
         (r"conflicting job modify index: \d+", "conflicting job modify index: <index>"),
+        (r"Job Modify Index: \d+", "Job Modify Index: <index>"),
+        (r"(?m)^drover job run -check-index \d+", "drover job run -check-index <index>"),
+        (r"-check-index=\d+", "-check-index=<index>"),
     ];
     let mut text = text.replace(address, "http://127.0.0.1:<port>");
     text = text
@@ -200,7 +203,12 @@ fn versions_evaluations_nodes_and_raft() {
     let detached = session.record(&["job", "run", "-detach", "hello.nomad.hcl"]);
     let eval_id = detached.stdout.trim_end().rsplit(' ').next().unwrap().to_owned();
     session.record_once(&["eval", "status", &eval_id[..8]], "Status             = complete");
-    session.record(&["job", "run", "-detach", "bonjour.nomad.hcl"]);
+    let plan = session.record(&["job", "plan", "bonjour.nomad.hcl"]);
+    assert_eq!(plan.code, 1, "{plan}");
+    let index = plan.stdout.lines().find_map(|l| l.strip_prefix("Job Modify Index: ")).unwrap();
+    let index = index.to_owned();
+    let check_index = format!("-check-index={index}");
+    session.record(&["job", "run", "-detach", &check_index, "bonjour.nomad.hcl"]);
     session.record(&["job", "history", "hello"]);
     let reverted = session.record(&["job", "revert", "hello", "0"]);
     assert_eq!(reverted.code, 0, "{reverted}");

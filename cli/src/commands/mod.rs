@@ -11,6 +11,7 @@ mod deployment;
 mod eval_status;
 mod job_init;
 mod job_inspect;
+mod job_plan;
 mod job_revert;
 mod job_run;
 mod job_status;
@@ -51,6 +52,7 @@ Other commands:
     inspect     Inspect a submitted job
     logs        Streams the logs of a task
     operator    Provides cluster-level tools for drover operators
+    plan        Dry-run a job update to determine its effects
     server      Interact with servers
     tls         Create the certificates agents verify each other with
     validate    Checks if a given job specification is valid
@@ -80,6 +82,7 @@ Subcommands:
     history     Display all tracked versions of a job
     init        Create an example job file
     inspect     Inspect a submitted job
+    plan        Dry-run a job update to determine its effects
     revert      Revert to a prior version of the job
     run         Run a new job or update an existing job
     status      Display status information about a job
@@ -169,6 +172,7 @@ const COMMANDS: &[(&str, Command)] = &[
     ("logs", alloc_logs::run),
     ("node", node),
     ("operator", operator),
+    ("plan", job_plan::run),
     ("run", job_run::run),
     ("server", server),
     ("status", job_status::run),
@@ -182,6 +186,7 @@ const JOB_SUBCOMMANDS: &[(&str, Command)] = &[
     ("history", job_inspect::history),
     ("init", job_init::run),
     ("inspect", job_inspect::inspect),
+    ("plan", job_plan::run),
     ("revert", job_revert::run),
     ("run", job_run::run),
     ("status", job_status::run),
