@@ -12,7 +12,8 @@ use drover_core::model::{AllocationMetric, DesiredUpdates, PlanAnnotations};
 use serde_json::json;
 use std::collections::BTreeMap;
 
-const HELP: &str = "\
+const HELP: &str = concat!(
+    "\
 Usage: drover job plan [options] <path>
 Alias: drover plan
 
@@ -34,15 +35,9 @@ Alias: drover plan
 
 Plan Options:
 
-  -json
-    Parses the job file as JSON.
-
-  -var 'key=value'
-    Variable for template, can be used multiple times.
-
-  -var-file=path
-    Path to HCL2 file containing user variables.
-";
+",
+    job_file_options_help!()
+);
 
 const FLAGS: &[FlagSpec] =
     &[FlagSpec::bool("json"), FlagSpec::repeated("var"), FlagSpec::repeated("var-file")];

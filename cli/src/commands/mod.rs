@@ -3,6 +3,24 @@
 //! `drover <command> [args]` and `drover job <subcommand> [args]`. The top-level `run` and
 //! `validate` are aliases of the `job` subcommands, as in Nomad.
 
+/// The help text of the flags every command reading a job file shares (`-json`, `-var`,
+/// `-var-file`), for `concat!` into each command's help.
+macro_rules! job_file_options_help {
+    () => {
+        "  -json
+    Parses the job file as JSON. If the outer object has a Job field, such as
+    from \"drover job inspect\" or \"drover job run -output\", the value of the
+    field is used as the job.
+
+  -var 'key=value'
+    Variable for template, can be used multiple times.
+
+  -var-file=path
+    Path to HCL2 file containing user variables.
+"
+    };
+}
+
 mod agent;
 mod alloc_logs;
 mod alloc_status;
