@@ -4,11 +4,12 @@
 //! Nomad documents (`job plan`'s 0/1/255, `job run`'s 0/1/2) are visible in one place per
 //! command. Output goes to stdout, diagnostics to stderr.
 
+mod api;
 mod commands;
 mod flags;
 mod jobfile;
-// `job plan` and `job run`'s monitor print through these once the CLI talks to an agent.
-#[cfg_attr(not(test), expect(dead_code, reason = "the HTTP-backed commands are not wired yet"))]
+mod monitor;
+mod output;
 mod render;
 
 use std::process::ExitCode;

@@ -47,10 +47,17 @@ impl Scratch {
     /// Runs `drover args...` in this directory; the transcript shows the command, its exit
     /// code, stdout and stderr, with the scratch path replaced so snapshots are stable.
     pub fn drover(&self, args: &[&str]) -> Transcript {
+        self.drover_with_env(args, &[])
+    }
+
+    /// [`Scratch::drover`] with environment variables set (`NOMAD_ADDR` to reach an agent).
+    pub fn drover_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Transcript {
         let output = Command::new(drover_binary())
             .args(args)
             .current_dir(&self.path)
             .env_remove("NOMAD_ADDR")
+            .env_remove("DROVER_ADDR")
+            .envs(env.iter().copied())
             .output()
             .expect("drover runs");
         let scrub = |bytes: &[u8]| {

@@ -162,7 +162,15 @@ fn flags_take_one_or_two_dashes_and_either_value_form() {
             &["job", "validate", "--var-file=prod.hcl", "web.nomad.hcl"],
             &["job", "validate", "-var-file", "absent.hcl", "web.nomad.hcl"],
             &["job", "validate", "-var=count=2", "web.nomad.hcl", "extra"],
-            &["job", "run", "--output=false", "-var", "count=1", "web.nomad.hcl"],
+            &[
+                "job",
+                "run",
+                "--output=false",
+                "-address=http://127.0.0.1:1",
+                "-var",
+                "count=1",
+                "web.nomad.hcl",
+            ],
             &["job", "init", "--short=maybe"],
         ],
     );

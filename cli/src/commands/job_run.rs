@@ -1,10 +1,10 @@
-//! `drover job run`: for now the `-output` form, which prints the job's API JSON.
-//!
-//! Submitting and monitoring need an agent's HTTP API; until `drover agent` exists the
-//! command says so plainly instead of pretending.
+//! `drover job run`: submits a job and monitors its evaluation, or with `-output` prints
+//! the job's API JSON without submitting it.
 
-use super::{Io, load_job_arg, parse_flags};
+use super::{Io, api_command, load_job_arg};
+use crate::api::{ApiError, EvalWrite};
 use crate::flags::FlagSpec;
+use serde_json::json;
 
 const HELP: &str = "\
 Usage: drover job run [options] <path>
@@ -16,7 +16,26 @@ Alias: drover run
   If the supplied path is \"-\", the jobfile is read from stdin. Otherwise it is
   read from the file at the supplied path.
 
+  Upon successful job submission, this command will immediately enter an
+  interactive monitor. The monitor ends when the evaluation has finished. The
+  exit code is 0 when every allocation was placed, 2 when some could not be
+  placed, and 1 on any other error. With -detach the command exits as soon as
+  the job is registered.
+
 Run Options:
+
+  -check-index
+    If set, the job is only registered or updated if the passed job modify
+    index matches the server side version. If a check-index value of zero is
+    passed, the job is only registered if it does not yet exist. If a non-zero
+    value is passed, it ensures that the job is being updated from a known
+    state. The use of this flag is most common in conjunction with plan
+    command.
+
+  -detach
+    Return immediately instead of entering monitor mode. After job submission,
+    the evaluation ID will be printed to the screen, which can be used to
+    examine the evaluation using the eval status command.
 
   -json
     Parses the job file as JSON. If the outer object has a Job field, such as
@@ -35,31 +54,68 @@ Run Options:
 ";
 
 const FLAGS: &[FlagSpec] = &[
+    FlagSpec::value("check-index"),
+    FlagSpec::bool("detach"),
     FlagSpec::bool("json"),
     FlagSpec::bool("output"),
     FlagSpec::repeated("var"),
     FlagSpec::repeated("var-file"),
 ];
 
+/// The text the server's EnforceIndex refusals start with (Nomad's
+/// `RegisterEnforceIndexErrPrefix`).
+const ENFORCE_INDEX_PREFIX: &str = "Enforcing job modify index";
+
 pub fn run(args: &[String], io: &mut Io<'_>) -> u8 {
-    let flags = match parse_flags(args, FLAGS, HELP, io) {
-        Ok(flags) => flags,
+    let (flags, client) = match api_command(args, FLAGS, HELP, io) {
+        Ok(parsed) => parsed,
         Err(code) => return code,
     };
     let job = match load_job_arg(&flags, HELP, io) {
         Ok(job) => job,
         Err(code) => return code,
     };
-    if !flags.is_set("output") {
-        let _ = writeln!(
-            io.err,
-            "Error submitting job: this build of drover has no agent to submit to yet; \
-             use -output to print the job's API JSON"
-        );
+    let mut document = drover_core::model::job_to_api_json(&job);
+    if flags.is_set("output") {
+        let text = serde_json::to_string_pretty(&document).unwrap_or_default();
+        let _ = writeln!(io.out, "{text}");
+        return 0;
+    }
+    if let Some(text) = flags.last("check-index") {
+        let Ok(index) = text.parse::<u64>() else {
+            let _ = writeln!(io.err, "Error parsing check-index value {text:?}");
+            return 1;
+        };
+        document["EnforceIndex"] = json!(true);
+        document["JobModifyIndex"] = json!(index);
+    }
+    let answer: EvalWrite = match client.write("PUT", "/v1/jobs", &[], Some(&document)) {
+        Ok(answer) => answer,
+        Err(error) => return refused(&error, io),
+    };
+    if !answer.warnings.is_empty() {
+        let _ = writeln!(io.out, "Job Warnings:\n{}\n", answer.warnings);
+    }
+    if flags.is_set("detach") || answer.eval_id.is_empty() {
+        let _ = writeln!(io.out, "Job registration successful");
+        if !answer.eval_id.is_empty() {
+            let _ = writeln!(io.out, "Evaluation ID: {}", answer.eval_id);
+        }
+        return 0;
+    }
+    crate::monitor::monitor(&client, &answer.eval_id, io)
+}
+
+/// A refused registration: an EnforceIndex refusal prints the server's reason and `Job not
+/// updated`, as Nomad does; anything else `Error submitting job: …`.
+fn refused(error: &ApiError, io: &mut Io<'_>) -> u8 {
+    if let ApiError::Status { message, .. } = error
+        && let Some(start) = message.find(ENFORCE_INDEX_PREFIX)
+    {
+        let _ = writeln!(io.err, "{}", message[start..].trim_end());
+        let _ = writeln!(io.err, "Job not updated");
         return 1;
     }
-    let document = drover_core::model::job_to_api_json(&job);
-    let text = serde_json::to_string_pretty(&document).unwrap_or_default();
-    let _ = writeln!(io.out, "{text}");
-    0
+    let _ = writeln!(io.err, "Error submitting job: {error}");
+    1
 }

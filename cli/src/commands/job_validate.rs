@@ -3,7 +3,8 @@
 use super::{Io, load_job_arg, parse_flags};
 use crate::flags::FlagSpec;
 
-const HELP: &str = "\
+const HELP: &str = concat!(
+    "\
 Usage: drover job validate [options] <path>
 Alias: drover validate
 
@@ -15,17 +16,9 @@ Alias: drover validate
 
 Validate Options:
 
-  -json
-    Parses the job file as JSON. If the outer object has a Job field, such as
-    from \"drover job inspect\" or \"drover job run -output\", the value of the
-    field is used as the job.
-
-  -var 'key=value'
-    Variable for template, can be used multiple times.
-
-  -var-file=path
-    Path to HCL2 file containing user variables.
-";
+",
+    job_file_options_help!()
+);
 
 const FLAGS: &[FlagSpec] =
     &[FlagSpec::bool("json"), FlagSpec::repeated("var"), FlagSpec::repeated("var-file")];

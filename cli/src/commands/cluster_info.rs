@@ -1,0 +1,114 @@
+//! `drover agent-info` and `drover operator raft list-peers`: what the agent and the
+//! region's Raft say about themselves.
+
+use super::{Io, api_command, print_json, report};
+use crate::flags::FlagSpec;
+use crate::output::{cells, table};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+const AGENT_INFO_HELP: &str = "\
+Usage: drover agent-info [options]
+
+  Display status information about the local agent.
+
+Agent Info Options:
+
+  -json
+    Output the agent info in JSON format.
+";
+
+const RAFT_PEERS_HELP: &str = "\
+Usage: drover operator raft list-peers [options]
+
+  Displays the current Raft peer configuration.
+
+List Peers Options:
+
+  -stale
+    The -stale argument defaults to \"false\" which means the leader provides
+    the result. If the cluster is in an outage state without a leader, you may
+    need to set -stale to \"true\" to get the configuration from a non-leader
+    server.
+";
+
+const JSON_FLAGS: &[FlagSpec] = &[FlagSpec::bool("json")];
+const RAFT_PEERS_FLAGS: &[FlagSpec] = &[FlagSpec::bool("stale")];
+
+/// `GET /v1/agent/self`'s `stats`: section → key → value.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct AgentSelf {
+    stats: BTreeMap<String, BTreeMap<String, Value>>,
+}
+
+pub fn agent_info(args: &[String], io: &mut Io<'_>) -> u8 {
+    let (flags, client) = match api_command(args, JSON_FLAGS, AGENT_INFO_HELP, io) {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
+    };
+    report(io, |io| {
+        let (agent, _) = client
+            .get::<Value>("/v1/agent/self", &[], None)
+            .map_err(|error| format!("Error querying agent info: {error}"))?;
+        if flags.is_set("json") {
+            return print_json(&agent, io);
+        }
+        let agent: AgentSelf = serde_json::from_value(agent)
+            .map_err(|error| format!("Error querying agent info: {error}"))?;
+        for (section, values) in &agent.stats {
+            let _ = writeln!(io.out, "{section}");
+            for (key, value) in values {
+                let text = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+                let _ = writeln!(io.out, "  {key} = {text}");
+            }
+        }
+        Ok(0)
+    })
+}
+
+/// `GET /v1/operator/raft/configuration`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct RaftConfiguration {
+    servers: Vec<RaftServer>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct RaftServer {
+    #[serde(rename = "ID")]
+    id: String,
+    node: String,
+    address: String,
+    leader: bool,
+    voter: bool,
+    raft_protocol: String,
+}
+
+pub fn raft_list_peers(args: &[String], io: &mut Io<'_>) -> u8 {
+    let (flags, client) = match api_command(args, RAFT_PEERS_FLAGS, RAFT_PEERS_HELP, io) {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
+    };
+    report(io, |io| {
+        let params = [("stale", flags.is_set("stale").to_string())];
+        let (configuration, _) = client
+            .get::<RaftConfiguration>("/v1/operator/raft/configuration", &params, None)
+            .map_err(|error| format!("Failed to retrieve raft configuration: {error}"))?;
+        let mut rows = vec![cells(&["Node", "ID", "Address", "State", "Voter", "RaftProtocol"])];
+        rows.extend(configuration.servers.iter().map(|server| {
+            let state = if server.leader { "leader" } else { "follower" };
+            vec![
+                server.node.clone(),
+                server.id.clone(),
+                server.address.clone(),
+                state.to_owned(),
+                server.voter.to_string(),
+                server.raft_protocol.clone(),
+            ]
+        }));
+        let _ = write!(io.out, "{}", table(&rows));
+        Ok(0)
+    })
+}

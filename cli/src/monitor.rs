@@ -1,0 +1,240 @@
+//! Following an evaluation to its end, printing what changes as Nomad's `job run` does:
+//! `==> ` info lines and 4-space output lines, each starting with the time, IDs cut to 8
+//! characters. Used by every command that makes an evaluation (`job run`, `job stop`,
+//! `job revert`).
+
+use crate::api::{ApiError, Blocking, Client};
+use crate::commands::Io;
+use crate::output::{now_ns, short_id, time_text};
+use drover_core::model::{Allocation, AllocationMetric, EvalStatus, Evaluation};
+use std::collections::BTreeMap;
+
+/// How long one blocking read of the evaluation waits before allocations are looked at
+/// again anyway.
+const EVAL_WAIT_MS: u64 = 1_000;
+
+/// Exit codes of a monitored evaluation (Nomad's `job run`).
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_ERROR: u8 = 1;
+pub const EXIT_PLACEMENT_FAILED: u8 = 2;
+
+/// What has been printed about the evaluation so far.
+#[derive(Default)]
+struct Seen {
+    status: Option<EvalStatus>,
+    job: bool,
+    deployment: bool,
+    /// Allocation ID → its client status when last printed.
+    allocs: BTreeMap<String, String>,
+}
+
+/// Follows `eval_id` (and the evaluations it chains to) until it finishes; the exit code
+/// is 2 when some allocation could not be placed.
+pub fn monitor(client: &Client, eval_id: &str, io: &mut Io<'_>) -> u8 {
+    match follow(client, eval_id, io) {
+        Ok(code) => code,
+        Err(error) => {
+            let _ = writeln!(io.err, "Error reading evaluation: {error}");
+            EXIT_ERROR
+        }
+    }
+}
+
+fn info(io: &mut Io<'_>, message: &str) {
+    let _ = writeln!(io.out, "==> {}: {message}", time_text(now_ns()));
+}
+
+fn output(io: &mut Io<'_>, message: &str) {
+    let _ = writeln!(io.out, "    {}: {message}", time_text(now_ns()));
+}
+
+fn follow(client: &Client, first_eval_id: &str, io: &mut Io<'_>) -> Result<u8, ApiError> {
+    let mut eval_id = first_eval_id.to_owned();
+    let mut placement_failed = false;
+    loop {
+        info(io, &format!("Monitoring evaluation {:?}", short_id(&eval_id)));
+        let eval = follow_one(client, &eval_id, io)?;
+        placement_failed |= !eval.failed_tg_allocs.is_empty();
+        if eval.next_eval.is_empty() {
+            break;
+        }
+        eval_id = eval.next_eval;
+    }
+    Ok(if placement_failed { EXIT_PLACEMENT_FAILED } else { EXIT_OK })
+}
+
+/// Follows one evaluation to a terminal status and prints how it ended.
+fn follow_one(client: &Client, eval_id: &str, io: &mut Io<'_>) -> Result<Evaluation, ApiError> {
+    let mut seen = Seen::default();
+    let mut index = 0;
+    loop {
+        let blocking = Blocking { index, wait_ms: EVAL_WAIT_MS };
+        let (eval, meta) =
+            client.get::<Evaluation>(&format!("/v1/evaluation/{eval_id}"), &[], Some(blocking))?;
+        index = meta.last_index;
+        let allocs = eval_allocations(client, &eval)?;
+        print_changes(&mut seen, &eval, &allocs, io);
+        if eval.status.is_terminal() {
+            print_end(&eval, io);
+            return Ok(eval);
+        }
+    }
+}
+
+/// The allocations the evaluation placed or changed.
+fn eval_allocations(client: &Client, eval: &Evaluation) -> Result<Vec<Allocation>, ApiError> {
+    if eval.job_id.is_empty() {
+        return Ok(Vec::new());
+    }
+    let path = format!("/v1/job/{}/allocations", crate::api::encode_component(&eval.job_id));
+    let params = [("all", "true".to_owned())];
+    let (allocs, _) = client.get::<Vec<Allocation>>(&path, &params, None)?;
+    Ok(allocs.into_iter().filter(|a| a.eval_id == eval.id).collect())
+}
+
+fn print_changes(seen: &mut Seen, eval: &Evaluation, allocs: &[Allocation], io: &mut Io<'_>) {
+    if !seen.job && !eval.job_id.is_empty() {
+        seen.job = true;
+        output(io, &format!("Evaluation triggered by job {:?}", eval.job_id));
+    }
+    if !seen.deployment && !eval.deployment_id.is_empty() {
+        seen.deployment = true;
+        let deployment = short_id(&eval.deployment_id);
+        output(io, &format!("Evaluation within deployment: {deployment:?}"));
+    }
+    for alloc in allocs {
+        let status = alloc.client_status.as_str().to_owned();
+        match seen.allocs.insert(alloc.id.clone(), status.clone()) {
+            None => {
+                let verb =
+                    if alloc.create_index < eval.create_index { "modified" } else { "created" };
+                output(
+                    io,
+                    &format!(
+                        "Allocation {:?} {verb}: node {:?}, group {:?}",
+                        short_id(&alloc.id),
+                        short_id(&alloc.node_id),
+                        alloc.task_group
+                    ),
+                );
+            }
+            Some(before) if before != status => {
+                let description = if alloc.client_description.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", alloc.client_description)
+                };
+                output(
+                    io,
+                    &format!(
+                        "Allocation {:?} status changed: {before:?} -> {status:?}{description}",
+                        short_id(&alloc.id)
+                    ),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    // A change is only reported once a status was seen: the first look is no change.
+    if let Some(before) = seen.status
+        && before != eval.status
+        && eval.status != EvalStatus::Pending
+    {
+        output(
+            io,
+            &format!(
+                "Evaluation status changed: {:?} -> {:?}",
+                before.as_str(),
+                eval.status.as_str()
+            ),
+        );
+    }
+    seen.status = Some(eval.status);
+}
+
+fn print_end(eval: &Evaluation, io: &mut Io<'_>) {
+    let id = short_id(&eval.id);
+    let status = eval.status.as_str();
+    if eval.failed_tg_allocs.is_empty() {
+        info(io, &format!("Evaluation {id:?} finished with status {status:?}"));
+        return;
+    }
+    info(
+        io,
+        &format!(
+            "Evaluation {id:?} finished with status {status:?} but failed to place all allocations:"
+        ),
+    );
+    for (group, metric) in &eval.failed_tg_allocs {
+        let count = metric.coalesced_failures + 1;
+        let noun = if count == 1 { "allocation" } else { "allocations" };
+        output(io, &format!("Task Group {group:?} (failed to place {count} {noun}):"));
+        for line in metric_lines(metric) {
+            let _ = writeln!(io.out, "  {line}");
+        }
+    }
+    if !eval.blocked_eval.is_empty() {
+        let blocked = short_id(&eval.blocked_eval);
+        output(
+            io,
+            &format!("Evaluation {blocked:?} waiting for additional capacity to place remainder"),
+        );
+    }
+}
+
+/// Why allocations could not be placed, one `* …` line per reason, as Nomad lists them.
+pub fn metric_lines(metric: &AllocationMetric) -> Vec<String> {
+    let mut lines = Vec::new();
+    if metric.nodes_evaluated == 0 {
+        lines.push("* No nodes were eligible for evaluation".to_owned());
+    }
+    for (datacenter, available) in &metric.nodes_available {
+        if *available == 0 {
+            lines.push(format!("* No nodes are available in datacenter {datacenter:?}"));
+        }
+    }
+    for (class, count) in &metric.class_filtered {
+        lines.push(format!("* Class {class:?}: {count} nodes excluded by filter"));
+    }
+    for (constraint, count) in &metric.constraint_filtered {
+        lines.push(format!("* Constraint {constraint:?}: {count} nodes excluded by filter"));
+    }
+    if metric.nodes_exhausted > 0 {
+        lines.push(format!("* Resources exhausted on {} nodes", metric.nodes_exhausted));
+    }
+    for (class, count) in &metric.class_exhausted {
+        lines.push(format!("* Class {class:?} exhausted on {count} nodes"));
+    }
+    for (dimension, count) in &metric.dimension_exhausted {
+        lines.push(format!("* Dimension {dimension:?} exhausted on {count} nodes"));
+    }
+    for dimension in &metric.quota_exhausted {
+        lines.push(format!("* Quota limit hit {dimension:?}"));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_failures_name_every_reason() {
+        let mut metric =
+            AllocationMetric { nodes_evaluated: 2, nodes_exhausted: 1, ..Default::default() };
+        metric.constraint_filtered.insert("${attr.kernel.name} = windows".into(), 1);
+        metric.dimension_exhausted.insert("memory".into(), 1);
+        metric.nodes_available.insert("dc2".into(), 0);
+        assert_eq!(
+            metric_lines(&metric),
+            [
+                "* No nodes are available in datacenter \"dc2\"",
+                "* Constraint \"${attr.kernel.name} = windows\": 1 nodes excluded by filter",
+                "* Resources exhausted on 1 nodes",
+                "* Dimension \"memory\" exhausted on 1 nodes",
+            ]
+        );
+        let none = AllocationMetric::default();
+        assert_eq!(metric_lines(&none), ["* No nodes were eligible for evaluation"]);
+    }
+}

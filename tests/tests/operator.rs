@@ -1,0 +1,274 @@
+//! End-to-end tests of the operator commands against a real `drover agent -dev`: the
+//! README quick start as an operator types it, transcripts as snapshots.
+//!
+//! IDs, times, ages and the agent's port change from run to run; `redact` replaces them
+//! with fixed words so the snapshots show only what must not change.
+
+use drover_tests::{Scratch, Transcript, drover_binary};
+use regex::{Captures, Regex};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long the agent may take to say it is ready.
+const AGENT_READY_TIMEOUT_MS: u64 = 30_000;
+/// How long a state the test waits for (a task running, a log line) may take to appear.
+const SETTLE_TIMEOUT_MS: u64 = 30_000;
+const SETTLE_POLL_MS: u64 = 100;
+
+/// The README's job: a raw_exec task that says hello and stays up.
+const HELLO_JOB: &str = r#"job "hello" {
+  group "hello" {
+    task "hello" {
+      driver = "raw_exec"
+
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "echo hello; sleep 1000"]
+      }
+    }
+  }
+}
+"#;
+
+/// A `drover agent -dev` on a free port, stopped (SIGTERM, so it stops its tasks) when
+/// dropped.
+struct Agent {
+    child: Child,
+    address: String,
+}
+
+impl Agent {
+    fn start(scratch: &Scratch) -> Agent {
+        let port = free_port();
+        let mut child = Command::new(drover_binary())
+            .args(["agent", "-dev", "-node", "drover-e2e", "-http-port", &port.to_string()])
+            .current_dir(&scratch.path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the agent starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (ready_tx, ready_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("agent: ready") {
+                    let _ = ready_tx.send(());
+                }
+            }
+        });
+        let agent = Agent { child, address: format!("http://127.0.0.1:{port}") };
+        ready_rx
+            .recv_timeout(Duration::from_millis(AGENT_READY_TIMEOUT_MS))
+            .expect("the agent is ready in time");
+        agent
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_millis(AGENT_READY_TIMEOUT_MS);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(SETTLE_POLL_MS));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// One operator session against its own agent: each command's redacted transcript is
+/// kept. The agent stops (field order) before its scratch directory is removed.
+struct Session {
+    agent: Agent,
+    scratch: Scratch,
+    transcripts: Vec<String>,
+}
+
+impl Session {
+    /// A scratch directory holding `files` and an agent started in it.
+    fn start(name: &str, files: &[(&str, &str)]) -> Session {
+        let scratch = Scratch::new(name);
+        for (file, contents) in files {
+            std::fs::write(scratch.path.join(file), contents).expect("write a job file");
+        }
+        let agent = Agent::start(&scratch);
+        Session { agent, scratch, transcripts: Vec::new() }
+    }
+
+    fn drover(&self, args: &[&str]) -> Transcript {
+        self.scratch.drover_with_env(args, &[("NOMAD_ADDR", &self.agent.address)])
+    }
+
+    /// Runs a command and keeps its transcript for the snapshot.
+    fn record(&mut self, args: &[&str]) -> Transcript {
+        let transcript = self.drover(args);
+        self.transcripts.push(redact(&transcript.to_string(), &self.agent.address));
+        transcript
+    }
+
+    /// Runs `args` until its stdout contains `expect` (a state the cluster reaches on its
+    /// own time), then records that run.
+    fn record_once(&mut self, args: &[&str], expect: &str) {
+        let deadline = Instant::now() + Duration::from_millis(SETTLE_TIMEOUT_MS);
+        loop {
+            let transcript = redact(&self.drover(args).to_string(), &self.agent.address);
+            if transcript.contains(expect) {
+                self.transcripts.push(transcript);
+                return;
+            }
+            assert!(Instant::now() < deadline, "never saw {expect:?}:\n{transcript}");
+            std::thread::sleep(Duration::from_millis(SETTLE_POLL_MS));
+        }
+    }
+}
+
+/// Replaces what differs between runs: full and short IDs, times, ages, the agent's
+/// address and Raft indexes in messages (and the one on a command line). The monitor's `Evaluation status changed` line
+/// is dropped: it is printed only when the monitor happened to see the evaluation
+/// pending, which depends on timing, as in Nomad.
+fn redact(text: &str, address: &str) -> String {
+    let rules: &[(&str, &str)] = &[
+        (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uuid>"),
+        (r"\b[0-9a-f]{8}\b", "<--id-->"),
+        (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "YYYY-MM-DDThh:mm:ssZ"),
+        (r"conflicting job modify index: \d+", "conflicting job modify index: <index>"),
+        (r"Job Modify Index: \d+", "Job Modify Index: <index>"),
+        (r"(?m)^drover job run -check-index \d+", "drover job run -check-index <index>"),
+        (r"-check-index=\d+", "-check-index=<index>"),
+    ];
+    let mut text = text.replace(address, "http://127.0.0.1:<port>");
+    text = text
+        .lines()
+        .filter(|line| !line.contains("Evaluation status changed"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for (pattern, word) in rules {
+        text = Regex::new(pattern).unwrap().replace_all(&text, *word).into_owned();
+    }
+    // An age (`5s ago`, `1m2s ago`) and the padding after it become one fixed word.
+    let ages = Regex::new(r"(\d+[dhms])+ ago( {2,})?").unwrap();
+    text = ages
+        .replace_all(&text, |c: &Captures<'_>| {
+            if c.get(2).is_some() { "<age>  ".to_owned() } else { "<age>".to_owned() }
+        })
+        .into_owned();
+    text.lines().map(str::trim_end).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn quick_start_against_a_dev_agent() {
+    let mut session = Session::start("operator-quick-start", &[("hello.nomad.hcl", HELLO_JOB)]);
+
+    let run = session.record(&["job", "run", "hello.nomad.hcl"]);
+    assert_eq!(run.code, 0, "{run}");
+    session.record_once(&["job", "status", "hello"], "run      running");
+    let status = session.drover(&["job", "status", "hello"]);
+    let alloc_id = status.stdout.lines().last().and_then(|l| l.split(' ').next()).unwrap();
+    let alloc_id = alloc_id.to_owned();
+    session.record_once(&["alloc", "status", &alloc_id], "Client Status       = running");
+    session.record_once(&["alloc", "logs", &alloc_id], "--- stdout\nhello");
+    session.record(&["alloc", "logs", "-tail", "-n", "1", &alloc_id, "hello"]);
+    session.record(&["alloc", "logs", "-stderr", &alloc_id]);
+    session.record(&["alloc", "logs", &alloc_id, "absent"]);
+    session.record(&["job", "status"]);
+    session.record(&["node", "status"]);
+    session.record(&["server", "members"]);
+    let stop = session.record(&["job", "stop", "hello"]);
+    assert_eq!(stop.code, 0, "{stop}");
+    let stale = session.record(&["job", "run", "-check-index", "1", "hello.nomad.hcl"]);
+    assert_eq!(stale.code, 1, "{stale}");
+    session.record(&["job", "status", "nope"]);
+    insta::assert_snapshot!("quick_start_against_a_dev_agent", session.transcripts.join("\n\n"));
+}
+
+#[test]
+fn versions_evaluations_nodes_and_raft() {
+    let changed = HELLO_JOB.replace("echo hello", "echo bonjour");
+    let files = [("hello.nomad.hcl", HELLO_JOB), ("bonjour.nomad.hcl", changed.as_str())];
+    let mut session = Session::start("operator-versions", &files);
+
+    let detached = session.record(&["job", "run", "-detach", "hello.nomad.hcl"]);
+    let eval_id = detached.stdout.trim_end().rsplit(' ').next().unwrap().to_owned();
+    session.record_once(&["eval", "status", &eval_id[..8]], "Status             = complete");
+    let plan = session.record(&["job", "plan", "bonjour.nomad.hcl"]);
+    assert_eq!(plan.code, 1, "{plan}");
+    let index = plan.stdout.lines().find_map(|l| l.strip_prefix("Job Modify Index: ")).unwrap();
+    let index = index.to_owned();
+    let check_index = format!("-check-index={index}");
+    session.record(&["job", "run", "-detach", &check_index, "bonjour.nomad.hcl"]);
+    session.record(&["job", "history", "hello"]);
+    let reverted = session.record(&["job", "revert", "hello", "0"]);
+    assert_eq!(reverted.code, 0, "{reverted}");
+    session.record(&["job", "revert", "hello", "zero"]);
+    session.record(&["node", "eligibility", "-disable", "-self"]);
+    session.record(&["node", "status"]);
+    session.record(&["node", "eligibility", "-enable", "-self"]);
+    session.record(&["node", "drain", "-self"]);
+    session.record(&["deployment", "list"]);
+    session.record(&["operator", "raft", "list-peers"]);
+    session.record(&["alloc", "status", "zz"]);
+    insta::assert_snapshot!(
+        "versions_evaluations_nodes_and_raft",
+        session.transcripts.join("\n\n")
+    );
+
+    // `job inspect` prints what `job run -json` reads back: the latest version, reverted.
+    let inspected = session.drover(&["job", "inspect", "hello"]);
+    assert_eq!(inspected.code, 0, "{inspected}");
+    let document: serde_json::Value = serde_json::from_str(&inspected.stdout).unwrap();
+    assert_eq!(document["Job"]["Version"], 2);
+    assert_eq!(
+        document["Job"]["TaskGroups"][0]["Tasks"][0]["Config"]["args"][1],
+        "echo hello; sleep 1000"
+    );
+    std::fs::write(session.scratch.path.join("inspected.json"), &inspected.stdout).unwrap();
+    let rerun = session.drover(&["job", "run", "-json", "-detach", "inspected.json"]);
+    assert_eq!(rerun.code, 0, "{rerun}");
+    let stopped = session.drover(&["job", "stop", "-purge", "hello"]);
+    assert_eq!(stopped.code, 0, "{stopped}");
+}
+
+/// A job no node can run: its constraint excludes the only node.
+const WINDOWS_JOB: &str = r#"job "windows" {
+  constraint {
+    attribute = "${attr.kernel.name}"
+    value     = "windows"
+  }
+
+  group "windows" {
+    task "windows" {
+      driver = "raw_exec"
+
+      config {
+        command = "/bin/true"
+      }
+    }
+  }
+}
+"#;
+
+#[test]
+fn placement_failures_exit_2_and_say_why() {
+    let mut session = Session::start("operator-placement", &[("windows.nomad.hcl", WINDOWS_JOB)]);
+    let run = session.record(&["job", "run", "windows.nomad.hcl"]);
+    assert_eq!(run.code, 2, "{run}");
+    session.record(&["job", "status", "windows"]);
+    session.record(&["job", "run", "-check-index", "0", "windows.nomad.hcl"]);
+    insta::assert_snapshot!(
+        "placement_failures_exit_2_and_say_why",
+        session.transcripts.join("\n\n")
+    );
+}
