@@ -184,34 +184,7 @@ fn print_end(eval: &Evaluation, io: &mut Io<'_>) {
 
 /// Why allocations could not be placed, one `* …` line per reason, as Nomad lists them.
 pub fn metric_lines(metric: &AllocationMetric) -> Vec<String> {
-    let mut lines = Vec::new();
-    if metric.nodes_evaluated == 0 {
-        lines.push("* No nodes were eligible for evaluation".to_owned());
-    }
-    for (datacenter, available) in &metric.nodes_available {
-        if *available == 0 {
-            lines.push(format!("* No nodes are available in datacenter {datacenter:?}"));
-        }
-    }
-    for (class, count) in &metric.class_filtered {
-        lines.push(format!("* Class {class:?}: {count} nodes excluded by filter"));
-    }
-    for (constraint, count) in &metric.constraint_filtered {
-        lines.push(format!("* Constraint {constraint:?}: {count} nodes excluded by filter"));
-    }
-    if metric.nodes_exhausted > 0 {
-        lines.push(format!("* Resources exhausted on {} nodes", metric.nodes_exhausted));
-    }
-    for (class, count) in &metric.class_exhausted {
-        lines.push(format!("* Class {class:?} exhausted on {count} nodes"));
-    }
-    for (dimension, count) in &metric.dimension_exhausted {
-        lines.push(format!("* Dimension {dimension:?} exhausted on {count} nodes"));
-    }
-    for dimension in &metric.quota_exhausted {
-        lines.push(format!("* Quota limit hit {dimension:?}"));
-    }
-    lines
+    crate::render::metrics::format_alloc_metrics(metric, "").lines().map(str::to_owned).collect()
 }
 
 #[cfg(test)]

@@ -1,14 +1,14 @@
 //! `drover job plan <path>`: a dry run of the scheduler for a job, and the index to submit
 //! it with so that nothing changed in between.
 //!
-//! The job diff (what changed field by field) is printed by the plan renderer once the
-//! server computes diffs; until then the output is Nomad's `-diff=false` form: the
+//! The output is `render::plan`'s: the annotated job diff the server computed, the
 //! scheduler's verdict and the `-check-index` hint.
 
 use super::{Io, api_command, load_job_arg};
 use crate::api::encode_component;
 use crate::flags::FlagSpec;
-use drover_core::model::{AllocationMetric, DesiredUpdates, PlanAnnotations};
+use crate::render::plan::{PlanOutcome, PlanRequest, plan_exit_code, render_plan};
+use drover_core::model::{AllocationMetric, Evaluation, JobDiff, PlanAnnotations};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -35,16 +35,26 @@ Alias: drover plan
 
 Plan Options:
 
+  -diff
+    Determines whether the diff between the remote job and planned job is shown.
+    Defaults to true.
+
+  -verbose
+    Increase diff verbosity.
+
 ",
     job_file_options_help!()
 );
 
-const FLAGS: &[FlagSpec] =
-    &[FlagSpec::bool("json"), FlagSpec::repeated("var"), FlagSpec::repeated("var-file")];
+const FLAGS: &[FlagSpec] = &[
+    FlagSpec::bool("diff"),
+    FlagSpec::bool("verbose"),
+    FlagSpec::bool("json"),
+    FlagSpec::repeated("var"),
+    FlagSpec::repeated("var-file"),
+];
 
-/// Nomad's `job plan` exit codes.
-const EXIT_NO_CHANGE: u8 = 0;
-const EXIT_CHANGES: u8 = 1;
+/// Nomad's `job plan` exit code for an error; the others come from `plan_exit_code`.
 const EXIT_ERROR: u8 = 255;
 
 /// What `POST /v1/job/:id/plan` answers that the output uses.
@@ -52,9 +62,12 @@ const EXIT_ERROR: u8 = 255;
 #[serde(rename_all = "PascalCase", default)]
 struct PlanAnswer {
     job_modify_index: u64,
+    diff: Option<JobDiff>,
     annotations: PlanAnnotations,
     #[serde(rename = "FailedTGAllocs")]
     failed_tg_allocs: BTreeMap<String, AllocationMetric>,
+    created_evals: Vec<Evaluation>,
+    warnings: String,
 }
 
 pub fn run(args: &[String], io: &mut Io<'_>) -> u8 {
@@ -72,49 +85,26 @@ pub fn run(args: &[String], io: &mut Io<'_>) -> u8 {
             return EXIT_ERROR;
         }
     };
-    let _ = write!(io.out, "{}", scheduler_text(&answer));
-    let _ = write!(io.out, "\n{}", check_index_hint(answer.job_modify_index, args));
-    if answer.annotations.desired_tg_updates.values().any(changes_allocations) {
-        EXIT_CHANGES
-    } else {
-        EXIT_NO_CHANGE
-    }
-}
-
-/// Whether a group's plan creates or destroys allocations.
-fn changes_allocations(updates: &DesiredUpdates) -> bool {
-    updates.place + updates.stop + updates.migrate + updates.destructive_update + updates.canary > 0
-}
-
-fn scheduler_text(answer: &PlanAnswer) -> String {
-    let mut text = String::from("Scheduler dry-run:\n");
-    if answer.failed_tg_allocs.is_empty() {
-        text.push_str("- All tasks successfully allocated.\n");
-        return text;
-    }
-    text.push_str("- WARNING: Failed to place all allocations.\n");
-    for (group, metric) in &answer.failed_tg_allocs {
-        let count = metric.coalesced_failures + 1;
-        let noun = if count == 1 { "allocation" } else { "allocations" };
-        text.push_str(&format!("  Task Group {group:?} (failed to place {count} {noun}):\n"));
-        for line in crate::monitor::metric_lines(metric) {
-            text.push_str(&format!("    {line}\n"));
-        }
-    }
-    text
-}
-
-/// `Job Modify Index: N` and the `job run -check-index N …` command to submit exactly
-/// what was planned, with the plan's own flags and path.
-fn check_index_hint(index: u64, args: &[String]) -> String {
-    format!(
-        "Job Modify Index: {index}\n\
-         To submit the job with version verification run:\n\n\
-         drover job run -check-index {index} {}\n\n\
-         When running the job with the check-index flag, the job will only be run if the\n\
-         job modify index given matches the server-side version. If the index has\n\
-         changed, another user has modified the job and the plan's results are\n\
-         potentially invalid.\n",
-        args.join(" ")
-    )
+    let Some(diff) = answer.diff.as_ref() else {
+        let _ = writeln!(io.err, "Error during plan: the server answered without a job diff");
+        return EXIT_ERROR;
+    };
+    let outcome = PlanOutcome {
+        diff,
+        job_type: job.job_type,
+        failed_tg_allocs: &answer.failed_tg_allocs,
+        created_evals: &answer.created_evals,
+        job_modify_index: answer.job_modify_index,
+        warnings: &answer.warnings,
+    };
+    let request = PlanRequest {
+        // `-diff` is on unless given as false, as in Nomad.
+        show_diff: flags.last("diff").is_none_or(|value| value == "true"),
+        verbose: flags.is_set("verbose"),
+        path: flags.args.first().map_or("", String::as_str),
+        vars: flags.all("var"),
+        var_files: flags.all("var-file"),
+    };
+    let _ = write!(io.out, "{}", render_plan(&outcome, &request));
+    plan_exit_code(Some((diff, &answer.annotations.desired_tg_updates)))
 }
