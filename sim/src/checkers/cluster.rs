@@ -551,6 +551,16 @@ fn short(id: &str) -> &str {
 /// is ready, and every job is in its desired state: a service group runs `count`
 /// allocations of the current version, a system group one per node, a batch or sysbatch
 /// group runs nothing more, a stopped job runs nothing. `Err` says what is still missing.
+/// Whether the job's most recent finished evaluation could not place all of `group`.
+fn latest_eval_failed(state: &State, job: &drover_core::model::Job, group: &str) -> bool {
+    state
+        .evals()
+        .filter(|e| e.job_id == job.id && e.namespace == job.namespace)
+        .filter(|e| e.status == EvalStatus::Complete)
+        .max_by_key(|e| e.modify_index)
+        .is_some_and(|e| e.failed_tg_allocs.contains_key(group))
+}
+
 pub fn check_converged(state: &State) -> Result<(), String> {
     if let Some(eval) = state.evals().find(|e| e.status == EvalStatus::Pending) {
         return Err(format!("evaluation {} of {} still pending", short(&eval.id), eval.job_id));
@@ -576,8 +586,15 @@ pub fn check_converged(state: &State) -> Result<(), String> {
                 (false, JobType::Service) => {
                     running_current == group.count.max(0) as usize && live.len() == running_current
                 }
+                // A system group runs on every schedulable node its tasks fit on (where
+                // one does not fit, the job's latest finished evaluation says so). A node
+                // made ineligible keeps what it runs, as in Nomad, so it is not counted.
                 (false, JobType::System) => {
-                    running_current == schedulable.len() && live.len() == running_current
+                    let running_on: BTreeSet<&str> =
+                        live.iter().map(|a| a.node_id.as_str()).collect();
+                    live.len() == running_current
+                        && (schedulable.iter().all(|node| running_on.contains(node))
+                            || latest_eval_failed(state, job, &group.name))
                 }
                 // A batch group is settled once nothing of it runs and no evaluation of
                 // the job is pending (checked above): its allocations completed or failed
@@ -586,8 +603,15 @@ pub fn check_converged(state: &State) -> Result<(), String> {
                 (false, JobType::Batch | JobType::Sysbatch) => live.is_empty(),
             };
             if !settled {
+                let live_on: Vec<String> = live
+                    .iter()
+                    .map(|a| {
+                        let node = state.node(&a.node_id).map_or("?", |n| n.name.as_str());
+                        format!("{}@{node}:{}", a.name, a.client_status.as_str())
+                    })
+                    .collect();
                 return Err(format!(
-                    "{} {:?}{} group {}: {} live ({} running at v{}), count {}",
+                    "{} {:?}{} group {}: {} live ({} running at v{}), count {}, {} schedulable nodes; live: {}",
                     job.id,
                     job.job_type,
                     if job.stop { " (stopped)" } else { "" },
@@ -595,7 +619,9 @@ pub fn check_converged(state: &State) -> Result<(), String> {
                     live.len(),
                     running_current,
                     job.version,
-                    group.count
+                    group.count,
+                    schedulable.len(),
+                    live_on.join(" ")
                 ));
             }
         }
