@@ -500,14 +500,21 @@ impl Server {
         decoded
     }
 
-    /// Starts the leader's loop once Raft leads with an entry of its term committed and
-    /// applied, and holds a lease (a quorum heard it recently enough that no other leader
-    /// can be elected); drops it the moment either ends, so at most one loop runs at once.
+    /// Starts the leader's loop once Raft leads with an entry of its term committed,
+    /// every entry of its log applied, and a lease (a quorum heard it recently enough
+    /// that no other leader can be elected); drops it the moment either ends, so at most
+    /// one loop runs at once.
+    ///
+    /// Applying the whole log is Nomad's barrier write before it establishes leadership:
+    /// a loop that stopped for want of a lease and starts again in the same term may have
+    /// left plans and verdicts in the log, uncommitted. Its broker would hand their
+    /// evaluations out again, and a pass on state without those plans would place what
+    /// they place a second time.
     fn follow_leadership(&mut self, now: Millis) -> bool {
         let leased = self.raft.lease_until().is_some_and(|until| now < until);
         let ready = leased
             && self.raft.term_at(self.raft.commit_index()) == Some(self.raft.term())
-            && self.raft.applied_index() == self.raft.commit_index();
+            && self.raft.applied_index() == self.raft.last_index();
         match &self.leader {
             None if ready => {
                 self.establish_leadership(now);
