@@ -10,6 +10,8 @@
 //!
 //! Commands (`to=N` picks the server a request goes to; it defaults to the leader):
 //! - `tick MS`, `campaign N`, `crash N`, `restart N`, `isolate N`, `heal`, `status`
+//! - `hold A B`: messages from server A to server B wait; `release A B` delivers them,
+//!   one at a time, in order
 //! - `node C [cpu=] [mem=]`: client node C registers and heartbeats until `client-stop C`
 //! - `job ID [count=] [cpu=] [mem=] [type=] [enforce=IDX] [region=R]`, `plan ID …`,
 //!   `stop-job ID [purge]`, `scale ID count=N`, `revert ID version=V [prior=V]`,
@@ -119,4 +121,9 @@ fn cancelling_a_drain_brings_system_jobs_back() {
 #[test]
 fn a_restarted_leader_loop_waits_for_its_earlier_proposals() {
     check("reestablish_barrier.txt");
+}
+
+#[test]
+fn a_node_change_racing_a_job_registration_still_places_the_system_job() {
+    check("undrain_racing_register.txt");
 }

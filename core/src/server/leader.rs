@@ -104,6 +104,12 @@ pub(super) struct LeaderLoop {
     applying: Option<Index>,
     /// Node → when it is marked down without a heartbeat.
     pub heartbeats: BTreeMap<String, Millis>,
+    /// The index of the last node change this loop proposed (registration, status,
+    /// drain, eligibility). Its evaluations were chosen from the state before it, which
+    /// lacks any job whose registration was still committing; so an evaluation handed
+    /// out afterwards plans from state that includes the change, and sees the node as it
+    /// left it (Nomad creates node evaluations after the change applies, to the same end).
+    pub node_change_index: Index,
     next_gc: Millis,
     pub heartbeat: HeartbeatConfig,
 }
@@ -120,6 +126,7 @@ impl LeaderLoop {
             queued: BTreeMap::new(),
             applying: None,
             heartbeats: BTreeMap::new(),
+            node_change_index: 0,
             next_gc: now + Millis(config.gc.interval_ms),
             heartbeat: config.heartbeat,
         };

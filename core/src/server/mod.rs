@@ -564,6 +564,16 @@ impl Server {
         };
         match self.raft.propose(now, bytes) {
             Ok(index) => {
+                let node_change = matches!(
+                    command,
+                    Command::NodeRegister { .. }
+                        | Command::NodeStatus { .. }
+                        | Command::NodeDrain { .. }
+                        | Command::NodeEligibility { .. }
+                );
+                if let Some(leader) = self.leader.as_mut().filter(|_| node_change) {
+                    leader.node_change_index = index;
+                }
                 let term = self.raft.term();
                 self.pending_writes.insert(index, PendingWrite { term, waiter });
                 self.proposed.insert(index, (term, command));

@@ -161,12 +161,15 @@ impl Server {
     }
 
     /// The leader's broker hands out its best evaluation, with the index a worker's
-    /// state must reach before planning it (Nomad's wait index).
+    /// state must reach before planning it (Nomad's wait index, and the last node change
+    /// proposed: see [`super::leader::LeaderLoop::node_change_index`]).
     fn local_dequeue(&mut self, now: Millis) -> Option<(Evaluation, String, u64)> {
         let leader = self.leader.as_mut()?;
         let (eval, token) = leader.broker.dequeue(now, &SCHEDULERS)?;
-        let wait_index =
-            eval.modify_index.max(self.state.job_wait_index(&eval.namespace, &eval.job_id));
+        let wait_index = eval
+            .modify_index
+            .max(self.state.job_wait_index(&eval.namespace, &eval.job_id))
+            .max(leader.node_change_index);
         Some((eval, token, wait_index))
     }
 

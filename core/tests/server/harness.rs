@@ -85,6 +85,9 @@ pub struct Cluster {
     peers: BTreeMap<NodeId, Peer>,
     queue: VecDeque<PeerEnvelope>,
     isolated: BTreeSet<NodeId>,
+    /// Directed links whose messages wait in `delayed` until `release`.
+    held_links: BTreeSet<(NodeId, NodeId)>,
+    delayed: Vec<PeerEnvelope>,
     clients: BTreeMap<String, ClientNode>,
     next_request: u64,
     /// Requests whose replies are not printed (automatic heartbeats).
@@ -123,6 +126,8 @@ impl Cluster {
             peers: BTreeMap::new(),
             queue: VecDeque::new(),
             isolated: BTreeSet::new(),
+            held_links: BTreeSet::new(),
+            delayed: Vec::new(),
             clients: BTreeMap::new(),
             next_request: 0,
             quiet: BTreeSet::new(),
@@ -251,6 +256,10 @@ impl Cluster {
         if cut || dropped || self.server(to).is_none() {
             return;
         }
+        if self.held_links.contains(&(from, to)) {
+            self.delayed.push(envelope);
+            return;
+        }
         let now = self.now;
         self.server_mut(to).expect("checked").handle_peer_message(now, envelope);
         self.pump(to);
@@ -349,6 +358,25 @@ impl Cluster {
 
     pub fn heal(&mut self) {
         self.isolated.clear();
+    }
+
+    /// Messages from `from` to `to` wait until [`Cluster::release`] (a slow link).
+    pub fn hold(&mut self, from: NodeId, to: NodeId) {
+        self.held_links.insert((from, to));
+    }
+
+    /// Delivers what the link held, one message at a time and in order, and lets the
+    /// link carry messages again.
+    pub fn release(&mut self, from: NodeId, to: NodeId) {
+        self.held_links.remove(&(from, to));
+        let (held, kept) = std::mem::take(&mut self.delayed)
+            .into_iter()
+            .partition(|e| (e.from, e.to) == (from, to));
+        self.delayed = kept;
+        for envelope in held {
+            self.deliver(envelope);
+            self.stabilize();
+        }
     }
 
     // ------------------------------------------------------------------ checks
@@ -796,6 +824,14 @@ impl Cluster {
             "restart" => self.restart(args[0].parse().expect("id")),
             "isolate" => self.isolate(args[0].parse().expect("id")),
             "heal" => self.heal(),
+            "hold" | "release" => {
+                let from = args[0].parse().expect("id");
+                let to = args[1].parse().expect("id");
+                match *name {
+                    "hold" => self.hold(from, to),
+                    _ => self.release(from, to),
+                }
+            }
             "node" => self.register_node(
                 args[0],
                 number("cpu", 4000) as i64,
