@@ -8,6 +8,7 @@
 //! ([`local`]), with the Raft log in memory; tasks run under raw_exec ([`drivers`]) in
 //! allocation directories below a data directory that is removed on exit.
 
+pub mod config;
 mod drivers;
 mod local;
 mod node_loop;
