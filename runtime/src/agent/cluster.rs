@@ -16,16 +16,20 @@
 //! computes the same set from the same members, with ids that are the servers' own.
 
 use super::config::{AgentSettings, RPC_PORT_DEFAULT, SERF_PORT_DEFAULT, with_default_port};
+use super::node_loop::fingerprinted_node;
 use super::node_loop::{Clock, server_status};
-use super::{AgentError, AgentStatus, DevConfig, Input, spawn_node_loop};
+use super::{AgentError, AgentStatus, DevConfig, Input, RawExecDrivers, spawn_node_loop};
+use crate::driver::raw_exec::{RawExec, RawExecConfig};
 use crate::host::{
-    HostError, PassPoolConfig, ServerHost, ThreadPassRunner, WireMessage, decode_wire,
+    ClientHost, HostError, PassPoolConfig, ServerHost, ThreadPassRunner, WireMessage, decode_wire,
 };
 use crate::net::quic::{Inbound, QuicNet, TlsIdentity};
 use crate::net::transport::QuicTransport;
 use crate::store::file::FileStore;
 use crate::tls::{DOMAIN_DEFAULT, Role};
+use drover_core::client::ClientConfig;
 use drover_core::gossip::{Gossip, GossipConfig, Member, MemberEvent, Pool};
+use drover_core::id::IdGen;
 use drover_core::server::{ApiCall, ApiReply, ServerConfig};
 use drover_core::time::Millis;
 use std::collections::BTreeMap;
@@ -44,6 +48,7 @@ const IDLE_SLEEP_MS: u64 = 60_000;
 const DATAGRAM_BUF_BYTES: usize = 64 * 1024;
 
 type ClusterServer = ServerHost<QuicTransport, FileStore, ThreadPassRunner>;
+type ClusterClient = ClientHost<QuicTransport, RawExecDrivers>;
 
 /// What a cluster agent is made of, beyond its settings.
 #[derive(Clone)]
@@ -57,18 +62,11 @@ pub struct ClusterConfig {
     pub rng_seed: u64,
 }
 
-/// Starts a server agent's node loop (see the module docs). Client mode outside `-dev`
-/// is refused here until it exists.
+/// Starts a cluster agent's node loop (see the module docs): a server, a client, or both.
 pub fn start_cluster(
     config: ClusterConfig,
 ) -> Result<(super::AgentHandle, super::LoopEnd), AgentError> {
     let settings = &config.settings;
-    if settings.client || !settings.server {
-        return Err(AgentError::Setup(
-            "client mode outside -dev is not supported yet: run clients with -dev, or servers only"
-                .into(),
-        ));
-    }
     let identity = DevConfig {
         region: settings.region.clone(),
         datacenter: settings.datacenter.clone(),
@@ -79,8 +77,9 @@ pub fn start_cluster(
         executor: config.executor.clone(),
         rng_seed: config.rng_seed,
     };
-    spawn_node_loop(identity, move |_, _, receiver, known_leader| {
-        let server_loop = ServerLoop::start(config, known_leader)?;
+    spawn_node_loop(identity, move |identity, inputs, receiver, known_leader| {
+        let mut server_loop = ServerLoop::start(config, known_leader)?;
+        server_loop.start_client(identity, inputs)?;
         Ok(server_loop.run(receiver))
     })
 }
@@ -95,8 +94,9 @@ struct ServerLoop {
     /// `server.<region>.drover`: what a peer's certificate must say for Raft traffic.
     server_name: String,
     quic: QuicNet,
-    gossip: Gossip,
-    udp: UdpSocket,
+    /// Gossip and its socket, on a server.
+    gossip: Option<(Gossip, UdpSocket, std::net::UdpSocket)>,
+    client: Option<ClusterClient>,
     /// The bootstrapped voter set, id → RPC address.
     peers: BTreeMap<u64, String>,
     host: Option<ClusterServer>,
@@ -122,46 +122,25 @@ impl ServerLoop {
             AgentError::Setup(format!("{what}: {error}"))
         };
         let server_dir = settings.data_dir.join("server");
-        std::fs::create_dir_all(&server_dir)
-            .map_err(|e| setup(&format!("cannot create {}", server_dir.display()), &e))?;
-        let server_id = load_or_create_server_id(&server_dir, config.rng_seed)
-            .map_err(|e| setup("the server id", &e))?;
-        let peers = load_peers(&server_dir).map_err(|e| setup("the voter set", &e))?;
-        let rpc_bind = resolve_one(&settings.rpc_bind).map_err(|e| setup("rpc address", &e))?;
-        let quic = QuicNet::bind(rpc_bind, &config.tls).map_err(|e| setup("RPC", &e))?;
-        let serf_bind = resolve_one(&settings.serf_bind).map_err(|e| setup("serf address", &e))?;
-        let udp = std::net::UdpSocket::bind(serf_bind)
-            .and_then(|socket| {
-                socket.set_nonblocking(true)?;
-                UdpSocket::from_std(socket)
-            })
-            .map_err(|e| setup(&format!("cannot listen for gossip on {serf_bind}"), &e))?;
-        let clock = Clock::new();
-        let generation = u32::try_from(clock.now().0 / 1000).unwrap_or(u32::MAX);
-        let member = Member {
-            name: format!("{}.{}", settings.name, settings.region),
-            region: settings.region.clone(),
-            datacenter: settings.datacenter.clone(),
-            server_id,
-            rpc_addr: settings.rpc_advertise.clone(),
-            gossip_addr: settings.serf_advertise.clone(),
-            generation,
-        };
-        let gossip_config = GossipConfig {
-            pool: Pool::Lan,
-            cluster_size_hint: settings.bootstrap_expect,
-            rng_seed: config.rng_seed ^ 0x6055,
-        };
-        let mut gossip = Gossip::new(member, &gossip_config);
-        let now = clock.now();
-        for target in &settings.retry_join {
-            let target = with_default_port(target, SERF_PORT_DEFAULT);
-            // A name that does not resolve now is tried again at the next start.
-            let Ok(addr) = resolve_one(&target) else { continue };
-            if addr.to_string() != settings.serf_advertise {
-                let _refused = gossip.handle_join(now, &addr.to_string());
-            }
+        let mut rpc_bind = resolve_one(&settings.rpc_bind).map_err(|e| setup("rpc address", &e))?;
+        if !settings.server {
+            // A client dials the servers; replies come back on the same endpoint.
+            rpc_bind.set_port(0);
         }
+        let quic = QuicNet::bind(rpc_bind, &config.tls).map_err(|e| setup("RPC", &e))?;
+        let clock = Clock::new();
+        let (server_id, peers, gossip) = if settings.server {
+            std::fs::create_dir_all(&server_dir)
+                .map_err(|e| setup(&format!("cannot create {}", server_dir.display()), &e))?;
+            let server_id = load_or_create_server_id(&server_dir, config.rng_seed)
+                .map_err(|e| setup("the server id", &e))?;
+            let peers = load_peers(&server_dir).map_err(|e| setup("the voter set", &e))?;
+            let gossip = start_gossip(&settings, server_id, config.rng_seed, clock.now())
+                .map_err(AgentError::Setup)?;
+            (server_id, peers, Some(gossip))
+        } else {
+            (0, None, None)
+        };
         let identity = AgentStatus {
             region: settings.region.clone(),
             datacenter: settings.datacenter.clone(),
@@ -179,7 +158,7 @@ impl ServerLoop {
             server_id,
             quic,
             gossip,
-            udp,
+            client: None,
             peers: BTreeMap::new(),
             host: None,
             passes_ready: Arc::new(Notify::new()),
@@ -192,11 +171,64 @@ impl ServerLoop {
         };
         if let Some(peers) = peers {
             server_loop.start_host(peers)?;
-        } else {
+        } else if server_loop.gossip.is_some() {
             server_loop.maybe_bootstrap()?;
         }
         server_loop.send_gossip();
         Ok(server_loop)
+    }
+
+    /// On a client agent, the client host: the node under the id kept in
+    /// `<data_dir>/client/node-id`, raw_exec tasks under `<data_dir>/alloc` with their
+    /// executors' state under `<data_dir>/executor`, so a restarted agent reattaches to
+    /// the tasks it finds alive instead of starting them again.
+    fn start_client(
+        &mut self,
+        identity: &DevConfig,
+        inputs: mpsc::Sender<Input>,
+    ) -> Result<(), AgentError> {
+        if !self.settings.client {
+            return Ok(());
+        }
+        let client_dir = self.settings.data_dir.join("client");
+        std::fs::create_dir_all(&client_dir).map_err(|e| {
+            AgentError::Setup(format!("cannot create {}: {e}", client_dir.display()))
+        })?;
+        let (id, secret_id) =
+            load_or_create_node_id(&client_dir, self.rng_seed).map_err(AgentError::Setup)?;
+        let node = fingerprinted_node(identity, id, secret_id);
+        self.identity.node_id = node.id.clone();
+        let raw_exec = RawExec::new(RawExecConfig {
+            executor: identity.executor.clone(),
+            state_root: identity.data_dir.join("executor"),
+        });
+        let alloc_root = identity.data_dir.join("alloc");
+        let drivers = RawExecDrivers::new(
+            raw_exec,
+            alloc_root,
+            node.clone(),
+            identity.region.clone(),
+            inputs,
+        );
+        let mut servers: Vec<String> = Vec::new();
+        for addr in &self.settings.servers {
+            let addr = resolve_one(&with_default_port(addr, RPC_PORT_DEFAULT))
+                .map_err(|e| AgentError::Setup(format!("client servers: {e}")))?;
+            servers.push(addr.to_string());
+        }
+        if self.settings.server {
+            servers.push(self.settings.rpc_advertise.clone());
+        }
+        servers.dedup();
+        let config = ClientConfig::new(node, servers, self.rng_seed ^ 0xc11e);
+        let client_name = Role::Client.dns_name(&self.settings.region, DOMAIN_DEFAULT);
+        let transport =
+            QuicTransport::new(self.quic.sender(), self.server_name.clone(), client_name)
+                .to_servers_only();
+        let client = ClientHost::start(self.clock.now(), config, transport, drivers)
+            .map_err(AgentError::Host)?;
+        self.client = Some(client);
+        Ok(())
     }
 
     async fn run(mut self, mut inputs: mpsc::Receiver<Input>) -> Result<(), HostError> {
@@ -221,11 +253,11 @@ impl ServerLoop {
                         self.handle_inbound(&inbound)?;
                     }
                 }
-                received = self.udp.recv_from(&mut datagram) => {
-                    if let Ok((len, _)) = received {
+                received = recv_datagram(self.gossip.as_ref(), &mut datagram) => {
+                    if let (Ok(len), Some((gossip, _, _))) = (received, self.gossip.as_mut()) {
                         let now = self.clock.now();
                         // A malformed datagram changes nothing; gossip is lossy anyway.
-                        let _refused = self.gossip.handle_data(now, &datagram[..len]);
+                        let _refused = gossip.handle_data(now, &datagram[..len]);
                         self.after_gossip().map_err(|_| HostError::Stopped)?;
                     }
                 }
@@ -242,7 +274,9 @@ impl ServerLoop {
 
     fn next_deadline(&self) -> Option<Millis> {
         let host = self.host.as_ref().and_then(ClusterServer::next_deadline);
-        host.into_iter().chain(self.gossip.poll_timeout()).min()
+        let client = self.client.as_ref().and_then(ClusterClient::next_deadline);
+        let gossip = self.gossip.as_ref().and_then(|(g, _, _)| g.poll_timeout());
+        host.into_iter().chain(client).chain(gossip).min()
     }
 
     fn handle_input(&mut self, input: Input) -> Result<(), HostError> {
@@ -255,13 +289,20 @@ impl ServerLoop {
                     self.replies.insert(request_id, reply);
                     host.handle_api_call(now, ApiCall { request_id, region, request })?;
                 }
-                None => {
+                None if self.settings.server => {
                     // Nomad's answer while the region has not elected its first leader.
                     let _ = reply.send(ApiReply::Error { message: "No cluster leader".into() });
                 }
+                None => {
+                    let message = "this agent is a client only: send API calls to a server's HTTP address (-address)".into();
+                    let _ = reply.send(ApiReply::Error { message });
+                }
             },
-            // A server agent runs no tasks.
-            Input::Driver(_) => {}
+            Input::Driver(event) => {
+                if let Some(client) = self.client.as_mut() {
+                    client.handle_driver_event(now, event);
+                }
+            }
             Input::Status(reply) => {
                 let _ = reply.send(self.status());
             }
@@ -273,14 +314,27 @@ impl ServerLoop {
     /// A frame from a peer. Only a peer holding a server certificate of this region may
     /// speak Raft; a client's certificate may only make client requests.
     fn handle_inbound(&mut self, inbound: &Inbound) -> Result<(), HostError> {
-        let Some(host) = self.host.as_mut() else { return Ok(()) };
-        if !inbound.peer_is(&self.server_name)
-            && matches!(decode_wire(&inbound.frame), Ok(WireMessage::Peer(_)))
+        let now = self.clock.now();
+        let from_server = inbound.peer_is(&self.server_name);
+        // Replies are the client's (from a server only); everything else the server's.
+        let is =
+            |kind: fn(&WireMessage) -> bool| decode_wire(&inbound.frame).is_ok_and(|m| kind(&m));
+        if let Some(client) = self.client.as_mut()
+            && (self.host.is_none() || is(|m| matches!(m, WireMessage::Reply(_))))
         {
+            if from_server {
+                client.handle_frame(now, &inbound.from.to_string(), &inbound.frame);
+            } else {
+                self.frames_refused += 1;
+            }
+            return Ok(());
+        }
+        let Some(host) = self.host.as_mut() else { return Ok(()) };
+        if !from_server && is(|m| matches!(m, WireMessage::Peer(_))) {
             self.frames_refused += 1;
             return Ok(());
         }
-        host.handle_frame(self.clock.now(), &inbound.from.to_string(), &inbound.frame)
+        host.handle_frame(now, &inbound.from.to_string(), &inbound.frame)
     }
 
     fn handle_timeouts(&mut self) -> Result<(), HostError> {
@@ -290,8 +344,15 @@ impl ServerLoop {
         {
             host.handle_timeout(now)?;
         }
-        if self.gossip.poll_timeout().is_some_and(|d| d <= now) {
-            self.gossip.handle_timeout(now);
+        if let Some(client) = self.client.as_mut()
+            && client.next_deadline().is_some_and(|d| d <= now)
+        {
+            client.handle_timeout(now);
+        }
+        if let Some((gossip, _, _)) = self.gossip.as_mut()
+            && gossip.poll_timeout().is_some_and(|d| d <= now)
+        {
+            gossip.handle_timeout(now);
             self.after_gossip().map_err(|_| HostError::Stopped)?;
         }
         Ok(())
@@ -300,7 +361,8 @@ impl ServerLoop {
     /// Sends what gossip wants sent and bootstraps once enough servers are known.
     fn after_gossip(&mut self) -> Result<(), AgentError> {
         self.send_gossip();
-        while let Some(event) = self.gossip.poll_event() {
+        let Some((gossip, _, _)) = self.gossip.as_mut() else { return Ok(()) };
+        while let Some(event) = gossip.poll_event() {
             if let MemberEvent::Up(member) = event
                 && let Some(transport) = self.host.as_mut().map(ServerHost::transport_mut)
                 && member.region == self.settings.region
@@ -315,10 +377,11 @@ impl ServerLoop {
     }
 
     fn send_gossip(&mut self) {
-        while let Some((to, datagram)) = self.gossip.poll_transmit() {
+        let Some((gossip, _, sender)) = self.gossip.as_mut() else { return };
+        while let Some((to, datagram)) = gossip.poll_transmit() {
             if let Ok(addr) = to.parse::<SocketAddr>() {
                 // Gossip tolerates loss: a full socket buffer drops the datagram.
-                let _dropped = self.udp.try_send_to(&datagram, addr);
+                let _dropped = sender.send_to(&datagram, addr);
             }
         }
     }
@@ -326,8 +389,9 @@ impl ServerLoop {
     /// Starts Raft once `bootstrap_expect` servers of the region are known.
     fn maybe_bootstrap(&mut self) -> Result<(), AgentError> {
         let region = self.settings.region.clone();
-        let own = self.gossip.identity().clone();
-        let members = self.gossip.members();
+        let Some((gossip, _, _)) = self.gossip.as_ref() else { return Ok(()) };
+        let own = gossip.identity().clone();
+        let members = gossip.members();
         let known: BTreeMap<u64, String> = members
             .into_iter()
             .chain([&own])
@@ -367,6 +431,10 @@ impl ServerLoop {
 
     /// Answers what the server answered.
     fn settle(&mut self) {
+        // The client's events are for traces; the agent keeps no log of them yet.
+        while let Some(client) = self.client.as_mut()
+            && client.poll_event().is_some()
+        {}
         let Some(host) = self.host.as_mut() else { return };
         while let Some(response) = host.poll_api_reply() {
             if let Some(reply) = self.replies.remove(&response.request_id) {
@@ -384,24 +452,121 @@ impl ServerLoop {
     }
 
     fn status(&self) -> AgentStatus {
-        let Some(host) = self.host.as_ref() else { return self.identity.clone() };
         let peers = &self.peers;
         let addr_of = |id: u64| peers.get(&id).cloned().unwrap_or_default();
-        let mut status = server_status(host, &self.identity, addr_of);
+        let mut status = match self.host.as_ref() {
+            Some(host) => server_status(host, &self.identity, addr_of),
+            None => self.identity.clone(),
+        };
+        let members = self.gossip.as_ref().map_or(0, |(g, _, _)| g.members().len());
         status.counters.extend([
             ("server.frames_refused", self.frames_refused),
             ("server.frames_lost", self.frames_lost.load(Ordering::Relaxed)),
-            ("gossip.members", self.gossip.members().len() as u64),
+            ("gossip.members", members as u64),
         ]);
+        if let Some(client) = self.client.as_ref() {
+            status.node_registered = client.client().is_registered();
+            status.allocs_running_here = client.drivers().running_count();
+            let c = client.counters();
+            status.counters.extend([
+                ("client.frames_undecodable", c.frames_undecodable),
+                ("client.sends_failed", c.sends_failed),
+                ("client.allocs", client.client().alloc_ids().count() as u64),
+            ]);
+        }
         status
     }
 
+    /// Leaves gossip and closes the endpoint. Tasks keep running: a restarted client
+    /// reattaches to them (an operator stops them through their jobs).
     fn shutdown(&mut self) {
         let now = self.clock.now();
-        if self.gossip.handle_leave(now).is_ok() {
+        if let Some((gossip, _, _)) = self.gossip.as_mut()
+            && gossip.handle_leave(now).is_ok()
+        {
             self.send_gossip();
         }
         self.quic.close();
+    }
+}
+
+/// A datagram for gossip, or never on an agent without gossip.
+async fn recv_datagram(
+    gossip: Option<&(Gossip, UdpSocket, std::net::UdpSocket)>,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    match gossip {
+        Some((_, udp, _)) => udp.recv_from(buf).await.map(|(len, _)| len),
+        None => std::future::pending().await,
+    }
+}
+
+/// A server's gossip: its member identity, its UDP socket on the serf port, and the
+/// `retry_join` targets announced to.
+fn start_gossip(
+    settings: &AgentSettings,
+    server_id: u64,
+    rng_seed: u64,
+    now: Millis,
+) -> Result<(Gossip, UdpSocket, std::net::UdpSocket), String> {
+    let serf_bind = resolve_one(&settings.serf_bind)?;
+    // Sends go through a plain non-blocking clone of the socket: tokio's `try_send_to`
+    // refuses until the reactor has seen the socket writable, which would lose the
+    // first announces (and with them 30 s until the next join attempt).
+    let (udp, sender) = std::net::UdpSocket::bind(serf_bind)
+        .and_then(|socket| {
+            socket.set_nonblocking(true)?;
+            let sender = socket.try_clone()?;
+            Ok((UdpSocket::from_std(socket)?, sender))
+        })
+        .map_err(|e| format!("cannot listen for gossip on {serf_bind}: {e}"))?;
+    let member = Member {
+        name: format!("{}.{}", settings.name, settings.region),
+        region: settings.region.clone(),
+        datacenter: settings.datacenter.clone(),
+        server_id,
+        rpc_addr: settings.rpc_advertise.clone(),
+        gossip_addr: settings.serf_advertise.clone(),
+        // A restarted server must win over the identity it had before.
+        generation: u32::try_from(now.0 / 1000).unwrap_or(u32::MAX),
+    };
+    let gossip_config = GossipConfig {
+        pool: Pool::Lan,
+        cluster_size_hint: settings.bootstrap_expect,
+        rng_seed: rng_seed ^ 0x6055,
+    };
+    let mut gossip = Gossip::new(member, &gossip_config);
+    for target in &settings.retry_join {
+        let target = with_default_port(target, SERF_PORT_DEFAULT);
+        // A name that does not resolve now is tried again at the next start.
+        let Ok(addr) = resolve_one(&target) else { continue };
+        if addr.to_string() != settings.serf_advertise {
+            let _refused = gossip.handle_join(now, &addr.to_string());
+        }
+    }
+    Ok((gossip, udp, sender))
+}
+
+/// The client's node id and secret from `<dir>/node-id`, drawn once from `seed`.
+fn load_or_create_node_id(dir: &Path, seed: u64) -> Result<(String, String), String> {
+    let path = dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let mut lines = text.lines();
+            match (lines.next(), lines.next()) {
+                (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => {
+                    Ok((id.to_owned(), secret.to_owned()))
+                }
+                _ => Err(format!("{} does not hold a node id and secret", path.display())),
+            }
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let mut ids = IdGen::new(splitmix(seed ^ 0x40de));
+            let (id, secret) = (ids.next_id(), ids.next_id());
+            write_atomically(&path, format!("{id}\n{secret}\n").as_bytes())?;
+            Ok((id, secret))
+        }
+        Err(error) => Err(format!("cannot read {}: {error}", path.display())),
     }
 }
 

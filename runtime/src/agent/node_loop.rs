@@ -360,9 +360,14 @@ pub(super) fn server_counters<T: Transport, S: RaftStore, R: PassRunner>(
 /// The client's node: the machine's fingerprint, raw_exec enabled, ready to register.
 fn dev_node(config: &DevConfig) -> Node {
     let mut ids = IdGen::new(config.rng_seed ^ 0x40de);
+    fingerprinted_node(config, ids.next_id(), ids.next_id())
+}
+
+/// The node a client registers: the machine's fingerprint under `id`, raw_exec enabled.
+pub(super) fn fingerprinted_node(config: &DevConfig, id: String, secret_id: String) -> Node {
     let mut node = Node {
-        id: ids.next_id(),
-        secret_id: ids.next_id(),
+        id,
+        secret_id,
         name: config.node_name.clone(),
         datacenter: config.datacenter.clone(),
         http_addr: config.http_addr.clone(),

@@ -28,6 +28,8 @@ pub struct QuicTransport {
     client_name: String,
     /// The RPC addresses of the region's servers.
     servers: BTreeSet<String>,
+    /// A client agent's transport: every destination is a server.
+    only_servers: bool,
     queues: HashMap<SocketAddr, mpsc::Sender<Outgoing>>,
     /// Frames accepted here that the network then failed to deliver.
     lost: Arc<AtomicU64>,
@@ -42,9 +44,16 @@ impl QuicTransport {
             server_name,
             client_name,
             servers: BTreeSet::new(),
+            only_servers: false,
             queues: HashMap::new(),
             lost: Arc::default(),
         }
+    }
+
+    /// A client's transport: it talks to servers only, whatever their address.
+    pub fn to_servers_only(mut self) -> QuicTransport {
+        self.only_servers = true;
+        self
     }
 
     /// Frames to `addr` go to a server from now on.
@@ -74,7 +83,11 @@ impl Transport for QuicTransport {
         let refuse = |reason: String| SendError { to: to.to_owned(), reason };
         let addr: SocketAddr =
             to.parse().map_err(|_| refuse("not an ip:port address".to_owned()))?;
-        let name = if self.servers.contains(to) { &self.server_name } else { &self.client_name };
+        let name = if self.only_servers || self.servers.contains(to) {
+            &self.server_name
+        } else {
+            &self.client_name
+        };
         let name: Arc<str> = Arc::from(name.as_str());
         self.queue(addr).try_send((name, frame)).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => {
