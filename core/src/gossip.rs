@@ -46,6 +46,9 @@ pub struct Member {
     pub name: String,
     pub region: String,
     pub datacenter: String,
+    /// The server's Raft id, kept in its data directory: the same server across restarts,
+    /// and the same number on every peer that bootstraps a region with it.
+    pub server_id: u64,
     /// Where this server answers RPC (Raft, forwarding, clients).
     pub rpc_addr: ServerAddr,
     /// Where this server listens for gossip; unique in a pool.

@@ -34,6 +34,7 @@ fn member(region: &str, i: u32, generation: u32) -> Member {
         name,
         region: region.into(),
         datacenter: format!("{region}-dc1"),
+        server_id: u64::from(i),
         generation,
     }
 }

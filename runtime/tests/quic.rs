@@ -42,6 +42,7 @@ async fn frames_flow_both_ways_and_none_is_lost() {
     let got = recv(&mut server).await.unwrap();
     assert_eq!(got.frame, b"register");
     assert_eq!(got.from, client.local_addr());
+    assert!(got.peer_is("client.global.drover") && !got.peer_is("server.global.drover"));
     server.send(got.from, "client.global.drover", b"heartbeat ok").await.unwrap();
     assert_eq!(recv(&mut client).await.unwrap().frame, b"heartbeat ok");
     for i in 0..50u8 {

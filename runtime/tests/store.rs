@@ -233,3 +233,26 @@ fn a_missing_snapshot_the_log_names_is_an_error() {
     let error = FileStore::open(dir.path()).err().expect("a missing snapshot is refused");
     assert!(error.to_string().contains("read the snapshot the log names"), "{error}");
 }
+
+#[test]
+fn a_new_regions_first_voter_set_survives_a_restart() {
+    // Raft::new writes an empty snapshot at index 0 whose meta is the bootstrap voter set:
+    // a restarted server that lost it would know no voter and never elect a leader.
+    let dir = tempfile::tempdir().unwrap();
+    let membership = Membership::with_voters([3, 7, 9]);
+    let meta = SnapshotMeta { index: 0, term: 0, membership: membership.clone() };
+    let mut store = FileStore::open(dir.path()).unwrap();
+    let first = Persist {
+        id: 1,
+        snapshot: Some(Snapshot { meta, data: Vec::new() }),
+        log_reset: true,
+        hard_state: Some(HardState::default()),
+        entries: vec![entry(1, 1)],
+    };
+    store.write(first).unwrap();
+    store.sync().unwrap();
+    drop(store);
+    let store = FileStore::open(dir.path()).unwrap();
+    assert_eq!(store.restored().snapshot.meta.membership, membership);
+    assert_eq!(store.restored().entries.len(), 1);
+}

@@ -116,39 +116,10 @@ impl DevAgent {
 
     /// Starts the agent of the given `drover` binary.
     pub fn start_binary(binary: &Path) -> DevAgent {
-        use std::io::BufRead;
         let port = free_port();
-        let mut child = Command::new(binary)
-            .args(["agent", "-dev", "-node", "e2e-node", "-http-port", &port.to_string()])
-            .env_remove("NOMAD_ADDR")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .expect("drover agent starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                if lines_tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let deadline = std::time::Instant::now() + AGENT_READY_TIMEOUT;
-        let mut banner = String::new();
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = lines_rx.recv_timeout(left).unwrap_or_else(|_| {
-                let _ = child.kill();
-                panic!("the agent did not get ready; it said:\n{banner}")
-            });
-            banner.push_str(&line);
-            banner.push('\n');
-            if line.contains("agent: ready") {
-                break;
-            }
-        }
+        let args = ["agent", "-dev", "-node", "e2e-node", "-http-port", &port.to_string()]
+            .map(str::to_owned);
+        let (child, banner, lines_rx) = spawn_agent(binary, None, &args, "agent: ready");
         DevAgent {
             child: Some(child),
             http_addr: format!("127.0.0.1:{port}"),
@@ -194,6 +165,53 @@ impl Drop for DevAgent {
     }
 }
 
+/// Spawns `binary args...` (in `dir` if given) and reads its stdout until a line holds
+/// `marker`: the child, what it said so far, and the rest of its lines.
+fn spawn_agent(
+    binary: &Path,
+    dir: Option<&Path>,
+    args: &[String],
+    marker: &str,
+) -> (std::process::Child, String, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut command = Command::new(binary);
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let mut child = command
+        .args(args)
+        .env_remove("NOMAD_ADDR")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("drover agent starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + AGENT_READY_TIMEOUT;
+    let mut said = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(line) = lines_rx.recv_timeout(left) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the agent {args:?} did not get to {marker:?}; it said:\n{said}")
+        };
+        said.push_str(&line);
+        said.push('\n');
+        if line.contains(marker) {
+            return (child, said, lines_rx);
+        }
+    }
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
@@ -225,11 +243,32 @@ impl HttpResponse {
 
 /// One request on a fresh connection (`Connection: close`), read to the end.
 pub fn http_request(addr: &str, method: &str, path: &str, body: &[u8]) -> HttpResponse {
+    try_http_request(addr, method, path, body)
+        .unwrap_or_else(|| panic!("no complete answer from {addr} to {method} {path}"))
+}
+
+/// [`http_request`] to an agent that may be dead or die mid-answer: `None` unless a
+/// whole answer came back.
+pub fn try_http_request(addr: &str, method: &str, path: &str, body: &[u8]) -> Option<HttpResponse> {
+    use std::io::{Read, Write};
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    http_exchange(addr, head.as_bytes(), body)
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).ok()?;
+    stream.write_all(head.as_bytes()).ok()?;
+    // An agent may answer before reading the whole body; the answer is what counts.
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let response = try_parse_response(&raw)?;
+    // A body cut short by a dying agent is no answer.
+    let declared = response.header("content-length").and_then(|l| l.parse::<usize>().ok());
+    if declared.is_some_and(|len| len != response.body.len()) {
+        return None;
+    }
+    Some(response)
 }
 
 /// Writes `head` and `body` (a server may answer before reading all of the body, so a
@@ -246,7 +285,11 @@ pub fn http_exchange(addr: &str, head: &[u8], body: &[u8]) -> HttpResponse {
 }
 
 fn parse_response(raw: &[u8]) -> HttpResponse {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete HTTP head");
+    try_parse_response(raw).expect("a complete HTTP head")
+}
+
+fn try_parse_response(raw: &[u8]) -> Option<HttpResponse> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&raw[..split]);
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
@@ -258,7 +301,7 @@ fn parse_response(raw: &[u8]) -> HttpResponse {
     let rest = &raw[split + 4..];
     let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v == "chunked");
     let body = if chunked { dechunk(rest) } else { rest.to_vec() };
-    HttpResponse { status, headers, body }
+    Some(HttpResponse { status, headers, body })
 }
 
 fn dechunk(mut rest: &[u8]) -> Vec<u8> {
@@ -275,4 +318,74 @@ fn dechunk(mut rest: &[u8]) -> Vec<u8> {
         rest = &rest[(end + 2).min(rest.len())..];
     }
     body
+}
+
+/// A `drover agent` of a real cluster (not `-dev`), run from `dir` with `args`, killed
+/// with SIGKILL when dropped (these tests are about surviving exactly that).
+pub struct ClusterAgent {
+    child: std::process::Child,
+    pub http_addr: String,
+    pub args: Vec<String>,
+    dir: PathBuf,
+}
+
+impl ClusterAgent {
+    /// Starts `drover agent args...` in `dir`; returns once it says it started.
+    pub fn start(dir: &Path, http_addr: &str, args: &[String]) -> ClusterAgent {
+        let (child, _, lines_rx) = spawn_agent(drover_binary(), Some(dir), args, "agent: started");
+        // The rest of stdout is drained so the agent never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines_rx {});
+        ClusterAgent {
+            child,
+            http_addr: http_addr.to_owned(),
+            args: args.to_vec(),
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// The same agent started again, same directory and arguments.
+    pub fn restart(&self) -> ClusterAgent {
+        ClusterAgent::start(&self.dir, &self.http_addr, &self.args)
+    }
+
+    pub fn http(&self, method: &str, path: &str, body: &[u8]) -> HttpResponse {
+        http_request(&self.http_addr, method, path, body)
+    }
+
+    /// The leader's RPC address as this agent sees it, if it knows one.
+    pub fn leader(&self) -> Option<String> {
+        let answer = try_http_request(&self.http_addr, "GET", "/v1/status/leader", b"")?;
+        let leader: String = serde_json::from_slice(&answer.body).ok()?;
+        (answer.status == 200 && !leader.is_empty()).then_some(leader)
+    }
+
+    /// `kill -9`: no shutdown, no flush, nothing.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ClusterAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `probe` until it gives a value or `timeout` passes.
+pub fn poll_until<T>(
+    timeout: std::time::Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

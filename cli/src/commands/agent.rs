@@ -1,9 +1,14 @@
-//! `drover agent -dev`: a server and a client in one process, the HTTP API on top, until
-//! SIGINT or SIGTERM. `drover executor` is the hidden mode raw_exec starts tasks under.
+//! `drover agent`: `-dev` (a server and a client in one process), or a server of a real
+//! cluster from `-config` files and flags; the HTTP API on top, until SIGINT or SIGTERM.
+//! `drover executor` is the hidden mode raw_exec starts tasks under.
 
 use super::{Io, parse_flags};
 use crate::flags::FlagSpec;
-use drover_runtime::agent::{AgentHandle, DevConfig, start_dev};
+use drover_runtime::agent::config::{self, FileConfig};
+use drover_runtime::agent::{
+    AgentHandle, ClusterConfig, DevConfig, LoopEnd, start_cluster, start_dev,
+};
+use drover_runtime::net::quic::TlsIdentity;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -11,11 +16,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const HELP: &str = "\
 Usage: drover agent [options]
 
-  Starts the drover agent and runs until an interrupt is received.
-  For now the agent runs only in development mode (-dev): a server and a
-  client in one process, state in memory, raw_exec enabled.
+  Starts the drover agent and runs until an interrupt is received. The agent
+  is either a server of a cluster (-server, or server { enabled = true } in
+  a -config file) or, in development mode (-dev), a server and a client in
+  one process with state in memory and raw_exec enabled. Outside -dev the
+  agents verify each other with the cluster's CA (drover tls ca create,
+  drover tls cert create -server), named in the tls {} block.
 
 General Options:
+
+  -config=<path>
+    An agent configuration file in HCL (data_dir, bind_addr, region,
+    datacenter, name, ports, addresses, advertise, server, client, tls).
+    May be given more than once: later files win, and flags win over files.
 
   -dev
     Start the agent in development mode: a server and a client in one
@@ -23,13 +36,15 @@ General Options:
     directory removed on exit.
 
   -bind=<addr>
-    The address the HTTP API listens on. Defaults to 127.0.0.1 in -dev.
+    The address every service binds (bind_addr). Defaults to 127.0.0.1 in
+    -dev, 0.0.0.0 otherwise.
 
   -http-port=<port>
     The HTTP API's port. Defaults to 4646.
 
   -data-dir=<path>
-    Where allocations live. Defaults to a fresh temporary directory, which is
+    Where the agent keeps its state: the Raft log and snapshots of a server,
+    allocations. In -dev defaults to a fresh temporary directory, which is
     removed on exit.
 
   -node=<name>
@@ -40,10 +55,37 @@ General Options:
 
   -region=<region>
     The region of the agent. Defaults to global.
+
+Server Options:
+
+  -server
+    Run a server: Raft and RPC on port 4647, gossip on 4648.
+
+  -bootstrap-expect=<n>
+    How many servers form the region. The servers find each other by gossip
+    and start Raft once n are known; a server with Raft state in its data
+    directory resumes from it instead.
+
+  -retry-join=<addr,...>
+    Gossip addresses of other servers to join (port 4648 by default).
+
+Client Options:
+
+  -client
+    Run a client (not supported outside -dev yet).
+
+  -servers=<addr,...>
+    RPC addresses of the servers a client reports to.
 ";
 
 const FLAGS: &[FlagSpec] = &[
     FlagSpec::bool("dev"),
+    FlagSpec::repeated("config"),
+    FlagSpec::bool("server"),
+    FlagSpec::bool("client"),
+    FlagSpec::value("bootstrap-expect"),
+    FlagSpec::value("servers"),
+    FlagSpec::value("retry-join"),
     FlagSpec::value("bind"),
     FlagSpec::value("http-port"),
     FlagSpec::value("data-dir"),
@@ -52,9 +94,7 @@ const FLAGS: &[FlagSpec] = &[
     FlagSpec::value("region"),
 ];
 
-/// Nomad's ports: HTTP and RPC.
-const HTTP_PORT_DEFAULT: u16 = 4646;
-const RPC_PORT_DEFAULT: u16 = 4647;
+use config::{HTTP_PORT_DEFAULT, RPC_PORT_DEFAULT};
 /// How often readiness (the node registered) is looked at while starting.
 const READY_POLL_MS: u64 = 5;
 /// How long open HTTP requests may take to finish once the agent is shutting down.
@@ -67,11 +107,25 @@ pub fn run(args: &[String], io: &mut Io<'_>) -> u8 {
         Ok(flags) => flags,
         Err(code) => return code,
     };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let _ = writeln!(io.err, "Error starting agent: {error}");
+            return 1;
+        }
+    };
     if !flags.is_set("dev") {
-        let _ = writeln!(
-            io.err,
-            "Must specify -dev: servers and clients of a real cluster are not supported yet"
-        );
+        let config = match cluster_config(&flags) {
+            Ok(config) => config,
+            Err(message) => {
+                let _ = writeln!(io.err, "{message}");
+                return 1;
+            }
+        };
+        return runtime.block_on(run_cluster(config, io));
+    }
+    if !flags.all("config").is_empty() {
+        let _ = writeln!(io.err, "-config is not supported with -dev yet");
         return 1;
     }
     let options = match DevOptions::from_flags(&flags) {
@@ -81,14 +135,110 @@ pub fn run(args: &[String], io: &mut Io<'_>) -> u8 {
             return 1;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
+    runtime.block_on(run_dev(options, io))
+}
+
+/// The `-config` files merged in order, then the flags over them, resolved; the TLS
+/// files read. Every complaint is the text to print.
+fn cluster_config(
+    flags: &crate::flags::Parsed,
+) -> Result<(config::AgentSettings, TlsIdentity), String> {
+    let mut merged = FileConfig::default();
+    for path in flags.all("config") {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("Error loading configuration from {path}: {e}"))?;
+        let file = config::parse(path, &text).map_err(|errors| errors.to_string())?;
+        merged = merged.merge(file);
+    }
+    merged = merged.merge(flag_config(flags)?);
+    let settings = config::resolve(merged, &hostname())?;
+    let read = |what: &str, path: &Path| {
+        std::fs::read_to_string(path)
+            .map_err(|e| format!("Error reading tls.{what} {}: {e}", path.display()))
+    };
+    let tls = TlsIdentity {
+        ca_pem: read("ca_file", &settings.tls.ca_file)?,
+        cert_pem: read("cert_file", &settings.tls.cert_file)?,
+        key_pem: read("key_file", &settings.tls.key_file)?,
+    };
+    Ok((settings, tls))
+}
+
+/// What the flags say, as one more configuration laid over the files.
+fn flag_config(flags: &crate::flags::Parsed) -> Result<FileConfig, String> {
+    let mut config = FileConfig::default();
+    let text = |name: &str| flags.last(name).map(str::to_owned);
+    let list = |name: &str| {
+        flags.last(name).map(|v| {
+            v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+        })
+    };
+    config.data_dir = text("data-dir");
+    config.bind_addr = text("bind");
+    config.region = text("region");
+    config.datacenter = text("dc");
+    config.name = text("node");
+    if flags.is_set("server") {
+        config.server.enabled = Some(true);
+    }
+    if flags.is_set("client") {
+        config.client.enabled = Some(true);
+    }
+    if let Some(text) = flags.last("bootstrap-expect") {
+        let n = text.parse::<u32>().ok().filter(|n| (1..=config::BOOTSTRAP_EXPECT_MAX).contains(n));
+        let max = config::BOOTSTRAP_EXPECT_MAX;
+        config.server.bootstrap_expect = Some(n.ok_or_else(|| {
+            format!("Invalid -bootstrap-expect {text:?}: a number from 1 to {max}")
+        })?);
+    }
+    config.server.retry_join = list("retry-join");
+    config.client.servers = list("servers");
+    if let Some(text) = flags.last("http-port") {
+        let port = text.parse::<u16>().ok().filter(|&p| p > 0);
+        config.ports.http =
+            Some(port.ok_or_else(|| format!("Invalid -http-port {text:?}: not a port number"))?);
+    }
+    Ok(config)
+}
+
+fn hostname() -> String {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    hostname.trim().to_owned()
+}
+
+async fn run_cluster((settings, tls): (config::AgentSettings, TlsIdentity), io: &mut Io<'_>) -> u8 {
+    let listener = match bind(&settings.http_bind).await {
+        Ok(listener) => listener,
+        Err(message) => {
+            let _ = writeln!(io.err, "Error starting agent: {message}");
+            return 1;
+        }
+    };
+    let http_addr = listener.local_addr().map_or(settings.http_bind.clone(), |a| a.to_string());
+    let executor = match executor_command() {
+        Ok(executor) => executor,
+        Err(message) => {
+            let _ = writeln!(io.err, "Error starting agent: {message}");
+            return 1;
+        }
+    };
+    let bootstrap_expect = settings.bootstrap_expect;
+    let config =
+        ClusterConfig { settings, tls, http_addr: http_addr.clone(), executor, rng_seed: seed() };
+    let (agent, ended) = match start_cluster(config) {
+        Ok(started) => started,
         Err(error) => {
             let _ = writeln!(io.err, "Error starting agent: {error}");
             return 1;
         }
     };
-    runtime.block_on(run_dev(options, io))
+    print_banner(io, &agent, &http_addr, false);
+    let _ = writeln!(
+        io.out,
+        "    agent: started: HTTP API on http://{http_addr}, RPC on {}, expecting {bootstrap_expect} server(s)",
+        agent.config.rpc_addr
+    );
+    serve(agent, ended, listener, io).await
 }
 
 /// What the flags ask of a `-dev` agent.
@@ -109,13 +259,13 @@ impl DevOptions {
                 .parse()
                 .map_err(|_| format!("Invalid -http-port {text:?}: not a port number"))?,
         };
-        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let hostname = hostname();
         let text = |name: &str, default: &str| flags.last(name).unwrap_or(default).to_owned();
         Ok(DevOptions {
             bind: text("bind", "127.0.0.1"),
             http_port,
             data_dir: flags.last("data-dir").map(PathBuf::from),
-            node: text("node", hostname.trim()),
+            node: text("node", &hostname),
             datacenter: text("dc", "dc1"),
             region: text("region", "global"),
         })
@@ -141,11 +291,10 @@ async fn run_dev(options: DevOptions, io: &mut Io<'_>) -> u8 {
             return 1;
         }
     };
-    let executor = match std::env::current_exe() {
-        Ok(exe) => vec![exe.display().to_string(), "executor".to_owned()],
-        Err(error) => {
-            let _ =
-                writeln!(io.err, "Error starting agent: cannot find the drover binary: {error}");
+    let executor = match executor_command() {
+        Ok(executor) => executor,
+        Err(message) => {
+            let _ = writeln!(io.err, "Error starting agent: {message}");
             return 1;
         }
     };
@@ -166,16 +315,8 @@ async fn run_dev(options: DevOptions, io: &mut Io<'_>) -> u8 {
             return 1;
         }
     };
-    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = drover_runtime::http::router(agent.clone());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_stopped.await;
-            })
-            .await
-    });
-    print_banner(io, &agent, &http_addr);
+    print_banner(io, &agent, &http_addr, true);
+    let (stop_http, server) = serve_http(&agent, listener);
     if let Err(message) = await_ready(&agent).await {
         let _ = writeln!(io.err, "Error starting agent: {message}");
         return 1;
@@ -185,6 +326,44 @@ async fn run_dev(options: DevOptions, io: &mut Io<'_>) -> u8 {
         io.out,
         "    agent: ready: HTTP API on http://{http_addr}, node registered ({ready_ms} ms)"
     );
+    until_stopped(agent, ended, (stop_http, server), io).await
+}
+
+type HttpServer = (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>);
+
+/// Serves the HTTP API over `agent` until the returned sender fires.
+fn serve_http(agent: &AgentHandle, listener: tokio::net::TcpListener) -> HttpServer {
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = drover_runtime::http::router(agent.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stopped.await;
+            })
+            .await
+    });
+    (stop_http, server)
+}
+
+/// Serves the API until a signal or the end of the node loop.
+async fn serve(
+    agent: AgentHandle,
+    ended: LoopEnd,
+    listener: tokio::net::TcpListener,
+    io: &mut Io<'_>,
+) -> u8 {
+    let http = serve_http(&agent, listener);
+    until_stopped(agent, ended, http, io).await
+}
+
+/// Waits for a signal (exit 0) or the node loop's end (exit 1), then shuts down: tasks
+/// first, then the API.
+async fn until_stopped(
+    agent: AgentHandle,
+    ended: LoopEnd,
+    (stop_http, server): HttpServer,
+    io: &mut Io<'_>,
+) -> u8 {
     let code = tokio::select! {
         signal = shutdown_signal() => {
             let _ = writeln!(io.out, "==> Caught signal: {signal}");
@@ -238,7 +417,13 @@ fn seed() -> u64 {
     nanos ^ (u64::from(std::process::id()) << 32)
 }
 
-fn print_banner(io: &mut Io<'_>, agent: &AgentHandle, http_addr: &str) {
+/// The command line raw_exec starts executors with: this binary's `executor` mode.
+fn executor_command() -> Result<Vec<String>, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the drover binary: {e}"))?;
+    Ok(vec![exe.display().to_string(), "executor".to_owned()])
+}
+
+fn print_banner(io: &mut Io<'_>, agent: &AgentHandle, http_addr: &str, client: bool) {
     let config = &agent.config;
     let _ = write!(
         io.out,
@@ -246,7 +431,7 @@ fn print_banner(io: &mut Io<'_>, agent: &AgentHandle, http_addr: &str) {
          ==> drover agent configuration:\n\n\
          \x20      Advertise Addrs: HTTP: {http_addr}; RPC: {rpc}\n\
          \x20           Bind Addrs: HTTP: [{http_addr}]\n\
-         \x20               Client: true\n\
+         \x20               Client: {client}\n\
          \x20             Data Dir: {data_dir}\n\
          \x20               Region: {region} (DC: {dc})\n\
          \x20               Server: true\n\

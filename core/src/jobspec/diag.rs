@@ -54,7 +54,7 @@ impl Sources {
 
 /// 1-based line and column (in characters) of a byte offset; offsets past the end or inside
 /// a character clamp to the nearest valid position before them.
-pub(crate) fn line_col(text: &str, offset: usize) -> (u32, u32) {
+pub fn line_col(text: &str, offset: usize) -> (u32, u32) {
     let mut offset = offset.min(text.len());
     while !text.is_char_boundary(offset) {
         offset -= 1;

@@ -25,6 +25,7 @@ use hcl::edit::structure::{Block, Body, Structure};
 use std::fmt;
 use std::ops::Range;
 
+pub use diag::line_col;
 pub use lower::parse_duration;
 
 /// The largest jobspec accepted, in bytes.

@@ -8,10 +8,13 @@
 //! ([`local`]), with the Raft log in memory; tasks run under raw_exec ([`drivers`]) in
 //! allocation directories below a data directory that is removed on exit.
 
+mod cluster;
+pub mod config;
 mod drivers;
 mod local;
 mod node_loop;
 
+pub use cluster::{ClusterConfig, start_cluster};
 pub use drivers::RawExecDrivers;
 pub use local::{LOCAL_FRAMES_MAX, LocalNet, LocalTransport};
 pub use node_loop::NodeLoop;
@@ -20,6 +23,7 @@ use crate::host::HostError;
 use drover_core::client::DriverEvent;
 use drover_core::server::{ApiReply, ApiRequest};
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,6 +92,8 @@ pub struct AgentStatus {
 pub enum AgentError {
     Host(HostError),
     Io(std::io::Error),
+    /// A cluster agent could not set itself up (sockets, TLS, its data directory).
+    Setup(String),
 }
 
 impl fmt::Display for AgentError {
@@ -95,6 +101,7 @@ impl fmt::Display for AgentError {
         match self {
             AgentError::Host(error) => write!(f, "{error}"),
             AgentError::Io(error) => write!(f, "cannot start the node loop: {error}"),
+            AgentError::Setup(message) => f.write_str(message),
         }
     }
 }
@@ -157,6 +164,27 @@ pub type LoopEnd = oneshot::Receiver<Result<(), HostError>>;
 /// runtime (the hosts are not `Send`, and a slow start never holds up the HTTP workers).
 /// Returns once the hosts started; the receiver learns when the loop ends.
 pub fn start_dev(config: DevConfig) -> Result<(AgentHandle, LoopEnd), AgentError> {
+    spawn_node_loop(config, |config, inputs, receiver, known_leader| {
+        let node_loop =
+            NodeLoop::start_dev(config, inputs, known_leader).map_err(AgentError::Host)?;
+        Ok(node_loop.run(receiver))
+    })
+}
+
+/// Runs the loop `start` makes on a thread of its own with a single-threaded tokio
+/// runtime; `start` runs inside that runtime (it may bind sockets and spawn tasks).
+fn spawn_node_loop<F, L>(config: DevConfig, start: F) -> Result<(AgentHandle, LoopEnd), AgentError>
+where
+    F: FnOnce(
+            &DevConfig,
+            mpsc::Sender<Input>,
+            mpsc::Receiver<Input>,
+            Arc<AtomicBool>,
+        ) -> Result<L, AgentError>
+        + Send
+        + 'static,
+    L: Future<Output = Result<(), HostError>>,
+{
     let (inputs, receiver) = mpsc::channel(INPUTS_MAX);
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     let (end_tx, end_rx) = oneshot::channel();
@@ -172,15 +200,17 @@ pub fn start_dev(config: DevConfig) -> Result<(AgentHandle, LoopEnd), AgentError
                 return;
             }
         };
-        let node_loop = match NodeLoop::start_dev(&loop_config, loop_inputs, loop_known_leader) {
+        let entered = runtime.enter();
+        let node_loop = match start(&loop_config, loop_inputs, receiver, loop_known_leader) {
             Ok(node_loop) => node_loop,
             Err(error) => {
-                let _ = started_tx.send(Err(AgentError::Host(error)));
+                let _ = started_tx.send(Err(error));
                 return;
             }
         };
+        drop(entered);
         let _ = started_tx.send(Ok(()));
-        let end = runtime.block_on(node_loop.run(receiver));
+        let end = runtime.block_on(node_loop);
         let _ = end_tx.send(end);
     });
     spawned.map_err(AgentError::Io)?;

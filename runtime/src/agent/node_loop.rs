@@ -6,7 +6,8 @@ use super::local::{LocalNet, LocalTransport};
 use super::{AgentStatus, DevConfig, Input, RawExecDrivers};
 use crate::driver::raw_exec::{RawExec, RawExecConfig};
 use crate::fingerprint::fingerprint;
-use crate::host::{ClientHost, HostError, InlinePassRunner, ServerHost};
+use crate::host::{ClientHost, HostError, InlinePassRunner, PassRunner, ServerHost, Transport};
+use crate::store::RaftStore;
 use crate::store::mem::MemStore;
 use drover_core::client::ClientConfig;
 use drover_core::id::IdGen;
@@ -40,23 +41,23 @@ type DevClient = ClientHost<LocalTransport, RawExecDrivers>;
 
 /// The unix-millisecond clock the hosts read: the wall clock at start, then a monotonic
 /// clock, so `now` never goes backwards whatever happens to the wall clock.
-struct Clock {
+pub(super) struct Clock {
     start_unix_ms: u64,
     start: Instant,
 }
 
 impl Clock {
-    fn new() -> Clock {
+    pub(super) fn new() -> Clock {
         let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         Clock { start_unix_ms: since_epoch.as_millis() as u64, start: Instant::now() }
     }
 
-    fn now(&self) -> Millis {
+    pub(super) fn now(&self) -> Millis {
         Millis(self.start_unix_ms + self.start.elapsed().as_millis() as u64)
     }
 
     /// How long from now until `deadline`.
-    fn until(&self, deadline: Millis) -> Duration {
+    pub(super) fn until(&self, deadline: Millis) -> Duration {
         Duration::from_millis(deadline.0.saturating_sub(self.now().0))
     }
 }
@@ -243,49 +244,19 @@ impl NodeLoop {
     }
 
     fn status(&self) -> AgentStatus {
-        let server = self.server.server();
-        let raft = server.raft();
-        let voters = raft.membership().voters.iter().map(|&id| {
-            let addr =
-                if id == self.identity.server_id { self.rpc_addr.clone() } else { String::new() };
-            (id, addr)
-        });
+        let own = (self.identity.server_id, self.rpc_addr.clone());
+        let addr_of = |id| if id == own.0 { own.1.clone() } else { String::new() };
         let client = self.client.as_ref();
         AgentStatus {
-            leader_addr: server.leader_addr(),
-            is_leader: server.is_leader_loop_active(),
-            raft_term: raft.term(),
-            raft_commit_index: raft.commit_index(),
-            raft_applied_index: raft.applied_index(),
-            raft_last_index: raft.last_index(),
-            raft_voters: voters.collect(),
             node_registered: client.is_some_and(|c| c.client().is_registered()),
             allocs_running_here: client.map_or(0, |c| c.drivers().running_count()),
             counters: self.counters(),
-            ..self.identity.clone()
+            ..server_status(&self.server, &self.identity, addr_of)
         }
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
-        let s = self.server.counters();
-        let mut counters = vec![
-            ("server.frames_undecodable", s.frames_undecodable),
-            ("server.frames_unexpected", s.frames_unexpected),
-            ("server.sends_failed", s.sends_failed),
-            ("server.api_replies_dropped", s.api_replies_dropped),
-            ("server.raft_syncs", s.syncs),
-            ("server.store_errors", s.store_errors),
-            ("server.undecodable_entries", self.server.server().undecodable_entries()),
-        ];
-        if let Some((broker, blocked)) = self.server.server().broker_stats() {
-            counters.extend([
-                ("broker.total_ready", broker.total_ready as u64),
-                ("broker.total_unacked", broker.total_unacked as u64),
-                ("broker.total_pending", broker.total_pending as u64),
-                ("broker.total_failed", broker.total_failed as u64),
-                ("broker.total_blocked", blocked as u64),
-            ]);
-        }
+        let mut counters = server_counters(&self.server);
         if let Some(client) = &self.client {
             let c = client.counters();
             counters.extend([
@@ -337,12 +308,66 @@ impl NodeLoop {
     }
 }
 
+/// What a server host says of its Raft and its leader, over the agent's `identity`;
+/// `addr_of` names each voter's RPC address.
+pub(super) fn server_status<T: Transport, S: RaftStore, R: PassRunner>(
+    host: &ServerHost<T, S, R>,
+    identity: &AgentStatus,
+    addr_of: impl Fn(u64) -> String,
+) -> AgentStatus {
+    let server = host.server();
+    let raft = server.raft();
+    let voters = raft.membership().voters.iter().map(|&id| (id, addr_of(id)));
+    AgentStatus {
+        leader_addr: server.leader_addr(),
+        is_leader: server.is_leader_loop_active(),
+        raft_term: raft.term(),
+        raft_commit_index: raft.commit_index(),
+        raft_applied_index: raft.applied_index(),
+        raft_last_index: raft.last_index(),
+        raft_voters: voters.collect(),
+        counters: server_counters(host),
+        ..identity.clone()
+    }
+}
+
+/// A server host's counters, and its broker's while it leads.
+pub(super) fn server_counters<T: Transport, S: RaftStore, R: PassRunner>(
+    host: &ServerHost<T, S, R>,
+) -> Vec<(&'static str, u64)> {
+    let s = host.counters();
+    let mut counters = vec![
+        ("server.frames_undecodable", s.frames_undecodable),
+        ("server.frames_unexpected", s.frames_unexpected),
+        ("server.sends_failed", s.sends_failed),
+        ("server.api_replies_dropped", s.api_replies_dropped),
+        ("server.raft_syncs", s.syncs),
+        ("server.store_errors", s.store_errors),
+        ("server.undecodable_entries", host.server().undecodable_entries()),
+    ];
+    if let Some((broker, blocked)) = host.server().broker_stats() {
+        counters.extend([
+            ("broker.total_ready", broker.total_ready as u64),
+            ("broker.total_unacked", broker.total_unacked as u64),
+            ("broker.total_pending", broker.total_pending as u64),
+            ("broker.total_failed", broker.total_failed as u64),
+            ("broker.total_blocked", blocked as u64),
+        ]);
+    }
+    counters
+}
+
 /// The client's node: the machine's fingerprint, raw_exec enabled, ready to register.
 fn dev_node(config: &DevConfig) -> Node {
     let mut ids = IdGen::new(config.rng_seed ^ 0x40de);
+    fingerprinted_node(config, ids.next_id(), ids.next_id())
+}
+
+/// The node a client registers: the machine's fingerprint under `id`, raw_exec enabled.
+pub(super) fn fingerprinted_node(config: &DevConfig, id: String, secret_id: String) -> Node {
     let mut node = Node {
-        id: ids.next_id(),
-        secret_id: ids.next_id(),
+        id,
+        secret_id,
         name: config.node_name.clone(),
         datacenter: config.datacenter.clone(),
         http_addr: config.http_addr.clone(),

@@ -30,11 +30,25 @@ pub struct TlsIdentity {
     pub key_pem: String,
 }
 
+/// How long a send may take, dialling included, before it is given up: a dead peer's
+/// handshake would otherwise wait for the whole idle timeout.
+pub const SEND_TIMEOUT_MS: u64 = 2_000;
+
 /// A frame from a peer.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Inbound {
     pub from: SocketAddr,
+    /// The DNS names of the peer's certificate (verified against the CA): what role and
+    /// region it holds (`server.global.drover`).
+    pub peer_names: Arc<[String]>,
     pub frame: Vec<u8>,
+}
+
+impl Inbound {
+    /// Whether the peer's certificate names `name`.
+    pub fn peer_is(&self, name: &str) -> bool {
+        self.peer_names.iter().any(|n| n == name)
+    }
 }
 
 #[derive(Debug)]
@@ -60,9 +74,15 @@ impl std::error::Error for NetError {}
 
 /// A QUIC endpoint: `send` frames to peers, `recv` what peers sent.
 pub struct QuicNet {
+    sender: QuicSender,
+    inbound: mpsc::Receiver<Inbound>,
+}
+
+/// The sending half of a [`QuicNet`], cheap to clone into the tasks that send.
+#[derive(Clone)]
+pub struct QuicSender {
     endpoint: quinn::Endpoint,
     connections: Arc<Mutex<HashMap<(SocketAddr, String), quinn::Connection>>>,
-    inbound: mpsc::Receiver<Inbound>,
 }
 
 impl QuicNet {
@@ -74,15 +94,64 @@ impl QuicNet {
         endpoint.set_default_client_config(client);
         let (sender, inbound) = mpsc::channel(INBOUND_FRAMES_MAX);
         tokio::spawn(accept_loop(endpoint.clone(), sender));
-        Ok(QuicNet { endpoint, connections: Arc::default(), inbound })
+        Ok(QuicNet { sender: QuicSender { endpoint, connections: Arc::default() }, inbound })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.endpoint.local_addr().expect("a bound endpoint has an address")
+        self.sender.endpoint.local_addr().expect("a bound endpoint has an address")
+    }
+
+    /// A sender for tasks of their own.
+    pub fn sender(&self) -> QuicSender {
+        self.sender.clone()
     }
 
     /// Sends one frame to `to`, whose certificate must name `peer_name`.
     pub async fn send(
+        &self,
+        to: SocketAddr,
+        peer_name: &str,
+        frame: &[u8],
+    ) -> Result<(), NetError> {
+        self.sender.send(to, peer_name, frame).await
+    }
+
+    /// The next frame a peer sent; `None` once the endpoint is closed.
+    pub async fn recv(&mut self) -> Option<Inbound> {
+        self.inbound.recv().await
+    }
+
+    /// Closes every connection and stops accepting.
+    pub fn close(&self) {
+        self.sender.endpoint.close(0u32.into(), b"shutting down");
+    }
+}
+
+impl QuicSender {
+    /// Sends one frame to `to`, whose certificate must name `peer_name`, within
+    /// [`SEND_TIMEOUT_MS`].
+    pub async fn send(
+        &self,
+        to: SocketAddr,
+        peer_name: &str,
+        frame: &[u8],
+    ) -> Result<(), NetError> {
+        let timeout = std::time::Duration::from_millis(SEND_TIMEOUT_MS);
+        match tokio::time::timeout(timeout, self.send_now(to, peer_name, frame)).await {
+            Ok(sent) => sent,
+            Err(_) => {
+                self.forget(to, peer_name);
+                let reason = format!("not sent within {SEND_TIMEOUT_MS} ms");
+                Err(NetError::Send { to, reason })
+            }
+        }
+    }
+
+    fn forget(&self, to: SocketAddr, peer_name: &str) {
+        self.connections.lock().expect("not poisoned").remove(&(to, peer_name.to_owned()));
+    }
+
+    async fn send_now(
         &self,
         to: SocketAddr,
         peer_name: &str,
@@ -98,7 +167,7 @@ impl QuicNet {
             Ok(()) => Ok(()),
             Err(reason) => {
                 // The next send redials instead of reusing a broken connection.
-                self.connections.lock().expect("not poisoned").remove(&(to, peer_name.to_owned()));
+                self.forget(to, peer_name);
                 Err(NetError::Send { to, reason })
             }
         }
@@ -121,16 +190,6 @@ impl QuicNet {
         self.connections.lock().expect("not poisoned").insert(key, connection.clone());
         Ok(connection)
     }
-
-    /// The next frame a peer sent; `None` once the endpoint is closed.
-    pub async fn recv(&mut self) -> Option<Inbound> {
-        self.inbound.recv().await
-    }
-
-    /// Closes every connection and stops accepting.
-    pub fn close(&self) {
-        self.endpoint.close(0u32.into(), b"shutting down");
-    }
 }
 
 async fn accept_loop(endpoint: quinn::Endpoint, sender: mpsc::Sender<Inbound>) {
@@ -140,19 +199,36 @@ async fn accept_loop(endpoint: quinn::Endpoint, sender: mpsc::Sender<Inbound>) {
             // A peer that fails the handshake (wrong CA, no certificate) is dropped here.
             let Ok(connection) = incoming.await else { return };
             let from = connection.remote_address();
+            let peer_names = peer_dns_names(&connection);
             while let Ok(mut stream) = connection.accept_uni().await {
                 let sender = sender.clone();
+                let peer_names = Arc::clone(&peer_names);
                 tokio::spawn(async move {
                     let Ok(frame) = stream.read_to_end(FRAME_LEN_MAX_BYTES).await else {
                         // Too large or cut short: dropped whole, never half-delivered.
                         let _reset = stream.stop(1u32.into());
                         return;
                     };
-                    let _closed = sender.send(Inbound { from, frame }).await;
+                    let _closed = sender.send(Inbound { from, peer_names, frame }).await;
                 });
             }
         });
     }
+}
+
+/// The DNS names of the certificate a verified peer presented.
+fn peer_dns_names(connection: &quinn::Connection) -> Arc<[String]> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let identity = connection.peer_identity();
+    let chain = identity.as_ref().and_then(|i| i.downcast_ref::<Vec<CertificateDer<'static>>>());
+    let Some(leaf) = chain.and_then(|c| c.first()) else { return Arc::from([]) };
+    let Ok((_, cert)) = X509Certificate::from_der(leaf.as_ref()) else { return Arc::from([]) };
+    let Ok(Some(names)) = cert.subject_alternative_name() else { return Arc::from([]) };
+    let dns = names.value.general_names.iter().filter_map(|name| match name {
+        GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+        _ => None,
+    });
+    dns.collect()
 }
 
 fn configs(identity: &TlsIdentity) -> Result<(quinn::ServerConfig, quinn::ClientConfig), NetError> {

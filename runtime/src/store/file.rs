@@ -282,7 +282,9 @@ fn cut(path: &Path, len_bytes: u64) -> Result<(), StoreError> {
 
 fn read_snapshot(dir: &Path, meta: &SnapshotMeta) -> Result<Snapshot, StoreError> {
     if meta.index == 0 {
-        return Ok(Snapshot::default());
+        // The empty image a new region starts from: its meta (the first voter set) is
+        // all it holds, and the log record carries that.
+        return Ok(Snapshot { meta: meta.clone(), data: Vec::new() });
     }
     let path = snapshot_file(dir, meta);
     let bytes = fs::read(&path).map_err(io(&path, "read the snapshot the log names"))?;

@@ -1,0 +1,641 @@
+//! A server agent of a real cluster: Raft and RPC over QUIC with the cluster's CA, the
+//! log in a [`FileStore`] under `<data_dir>/server/raft`, scheduling passes on a
+//! [`ThreadPassRunner`], and gossip (SWIM over UDP) to find the region's other servers.
+//!
+//! `<data_dir>/server` also holds what a restart needs beyond Raft's own state:
+//! - `server-id`: this server's Raft id, drawn once, so it is the same server after a
+//!   restart and every peer knows it by the same number (gossip carries it);
+//! - `peers.json`: the voter set the region bootstrapped with, id → RPC address. It is
+//!   written (atomically, synced) before Raft first starts; its presence means "already
+//!   bootstrapped", so a restarted server resumes from its log and never bootstraps
+//!   again. Raft's own membership lives in its snapshot and log; the file gives the
+//!   addresses.
+//!
+//! Bootstrap (`bootstrap_expect = N`): the server gossips until it knows N servers of its
+//! region (itself included), then starts Raft with exactly those as voters. Every server
+//! computes the same set from the same members, with ids that are the servers' own.
+
+use super::config::{AgentSettings, RPC_PORT_DEFAULT, SERF_PORT_DEFAULT, with_default_port};
+use super::node_loop::fingerprinted_node;
+use super::node_loop::{Clock, server_status};
+use super::{AgentError, AgentStatus, DevConfig, Input, RawExecDrivers, spawn_node_loop};
+use crate::driver::raw_exec::{RawExec, RawExecConfig};
+use crate::host::{
+    ClientHost, HostError, PassPoolConfig, ServerHost, ThreadPassRunner, WireMessage, decode_wire,
+};
+use crate::net::quic::{Inbound, QuicNet, TlsIdentity};
+use crate::net::transport::QuicTransport;
+use crate::store::file::FileStore;
+use crate::tls::{DOMAIN_DEFAULT, Role};
+use drover_core::client::ClientConfig;
+use drover_core::gossip::{Gossip, GossipConfig, Member, MemberEvent, Pool};
+use drover_core::id::IdGen;
+use drover_core::server::{ApiCall, ApiReply, ServerConfig};
+use drover_core::time::Millis;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// How long the loop sleeps when nothing has a deadline.
+const IDLE_SLEEP_MS: u64 = 60_000;
+/// The largest gossip datagram read.
+const DATAGRAM_BUF_BYTES: usize = 64 * 1024;
+
+type ClusterServer = ServerHost<QuicTransport, FileStore, ThreadPassRunner>;
+type ClusterClient = ClientHost<QuicTransport, RawExecDrivers>;
+
+/// What a cluster agent is made of, beyond its settings.
+#[derive(Clone)]
+pub struct ClusterConfig {
+    pub settings: AgentSettings,
+    pub tls: TlsIdentity,
+    /// The HTTP address the API listens on (recorded for the API's own answers).
+    pub http_addr: String,
+    /// The executor command line (the agent's own binary and `executor`).
+    pub executor: Vec<String>,
+    pub rng_seed: u64,
+}
+
+/// Starts a cluster agent's node loop (see the module docs): a server, a client, or both.
+pub fn start_cluster(
+    config: ClusterConfig,
+) -> Result<(super::AgentHandle, super::LoopEnd), AgentError> {
+    let settings = &config.settings;
+    let identity = DevConfig {
+        region: settings.region.clone(),
+        datacenter: settings.datacenter.clone(),
+        node_name: settings.name.clone(),
+        rpc_addr: settings.rpc_advertise.clone(),
+        http_addr: config.http_addr.clone(),
+        data_dir: settings.data_dir.clone(),
+        executor: config.executor.clone(),
+        rng_seed: config.rng_seed,
+    };
+    spawn_node_loop(identity, move |identity, inputs, receiver, known_leader| {
+        let mut server_loop = ServerLoop::start(config, known_leader)?;
+        server_loop.start_client(identity, inputs)?;
+        Ok(server_loop.run(receiver))
+    })
+}
+
+/// The server agent's loop: its host once bootstrapped, gossip, and the callers.
+struct ServerLoop {
+    clock: Clock,
+    settings: AgentSettings,
+    server_dir: PathBuf,
+    rng_seed: u64,
+    server_id: u64,
+    /// `server.<region>.drover`: what a peer's certificate must say for Raft traffic.
+    server_name: String,
+    quic: QuicNet,
+    /// Gossip and its socket, on a server.
+    gossip: Option<(Gossip, UdpSocket, std::net::UdpSocket)>,
+    client: Option<ClusterClient>,
+    /// The bootstrapped voter set, id → RPC address.
+    peers: BTreeMap<u64, String>,
+    host: Option<ClusterServer>,
+    /// The pass pool rings this when a result is ready.
+    passes_ready: Arc<Notify>,
+    replies: BTreeMap<u64, oneshot::Sender<ApiReply>>,
+    next_request: u64,
+    identity: AgentStatus,
+    known_leader: Arc<AtomicBool>,
+    /// Frames that claimed to be Raft traffic from a peer without a server certificate.
+    frames_refused: u64,
+    /// Frames the transport accepted and the network then lost.
+    frames_lost: Arc<AtomicU64>,
+}
+
+impl ServerLoop {
+    fn start(
+        config: ClusterConfig,
+        known_leader: Arc<AtomicBool>,
+    ) -> Result<ServerLoop, AgentError> {
+        let settings = config.settings;
+        let setup = |what: &str, error: &dyn std::fmt::Display| {
+            AgentError::Setup(format!("{what}: {error}"))
+        };
+        let server_dir = settings.data_dir.join("server");
+        let mut rpc_bind = resolve_one(&settings.rpc_bind).map_err(|e| setup("rpc address", &e))?;
+        if !settings.server {
+            // A client dials the servers; replies come back on the same endpoint.
+            rpc_bind.set_port(0);
+        }
+        let quic = QuicNet::bind(rpc_bind, &config.tls).map_err(|e| setup("RPC", &e))?;
+        let clock = Clock::new();
+        let (server_id, peers, gossip) = if settings.server {
+            std::fs::create_dir_all(&server_dir)
+                .map_err(|e| setup(&format!("cannot create {}", server_dir.display()), &e))?;
+            let server_id = load_or_create_server_id(&server_dir, config.rng_seed)
+                .map_err(|e| setup("the server id", &e))?;
+            let peers = load_peers(&server_dir).map_err(|e| setup("the voter set", &e))?;
+            let gossip = start_gossip(&settings, server_id, config.rng_seed, clock.now())
+                .map_err(AgentError::Setup)?;
+            (server_id, peers, Some(gossip))
+        } else {
+            (0, None, None)
+        };
+        let identity = AgentStatus {
+            region: settings.region.clone(),
+            datacenter: settings.datacenter.clone(),
+            node_name: settings.name.clone(),
+            server_id,
+            rpc_addr: settings.rpc_advertise.clone(),
+            ..AgentStatus::default()
+        };
+        let mut server_loop = ServerLoop {
+            clock,
+            server_name: Role::Server.dns_name(&settings.region, DOMAIN_DEFAULT),
+            settings,
+            server_dir,
+            rng_seed: config.rng_seed,
+            server_id,
+            quic,
+            gossip,
+            client: None,
+            peers: BTreeMap::new(),
+            host: None,
+            passes_ready: Arc::new(Notify::new()),
+            replies: BTreeMap::new(),
+            next_request: 0,
+            identity,
+            known_leader,
+            frames_refused: 0,
+            frames_lost: Arc::default(),
+        };
+        if let Some(peers) = peers {
+            server_loop.start_host(peers)?;
+        } else if server_loop.gossip.is_some() {
+            server_loop.maybe_bootstrap()?;
+        }
+        server_loop.send_gossip();
+        Ok(server_loop)
+    }
+
+    /// On a client agent, the client host: the node under the id kept in
+    /// `<data_dir>/client/node-id`, raw_exec tasks under `<data_dir>/alloc` with their
+    /// executors' state under `<data_dir>/executor`, so a restarted agent reattaches to
+    /// the tasks it finds alive instead of starting them again.
+    fn start_client(
+        &mut self,
+        identity: &DevConfig,
+        inputs: mpsc::Sender<Input>,
+    ) -> Result<(), AgentError> {
+        if !self.settings.client {
+            return Ok(());
+        }
+        let client_dir = self.settings.data_dir.join("client");
+        std::fs::create_dir_all(&client_dir).map_err(|e| {
+            AgentError::Setup(format!("cannot create {}: {e}", client_dir.display()))
+        })?;
+        let (id, secret_id) =
+            load_or_create_node_id(&client_dir, self.rng_seed).map_err(AgentError::Setup)?;
+        let node = fingerprinted_node(identity, id, secret_id);
+        self.identity.node_id = node.id.clone();
+        let raw_exec = RawExec::new(RawExecConfig {
+            executor: identity.executor.clone(),
+            state_root: identity.data_dir.join("executor"),
+        });
+        let alloc_root = identity.data_dir.join("alloc");
+        let drivers = RawExecDrivers::new(
+            raw_exec,
+            alloc_root,
+            node.clone(),
+            identity.region.clone(),
+            inputs,
+        );
+        let mut servers: Vec<String> = Vec::new();
+        for addr in &self.settings.servers {
+            let addr = resolve_one(&with_default_port(addr, RPC_PORT_DEFAULT))
+                .map_err(|e| AgentError::Setup(format!("client servers: {e}")))?;
+            servers.push(addr.to_string());
+        }
+        if self.settings.server {
+            servers.push(self.settings.rpc_advertise.clone());
+        }
+        servers.dedup();
+        let config = ClientConfig::new(node, servers, self.rng_seed ^ 0xc11e);
+        let client_name = Role::Client.dns_name(&self.settings.region, DOMAIN_DEFAULT);
+        let transport =
+            QuicTransport::new(self.quic.sender(), self.server_name.clone(), client_name)
+                .to_servers_only();
+        let client = ClientHost::start(self.clock.now(), config, transport, drivers)
+            .map_err(AgentError::Host)?;
+        self.client = Some(client);
+        Ok(())
+    }
+
+    async fn run(mut self, mut inputs: mpsc::Receiver<Input>) -> Result<(), HostError> {
+        let mut datagram = vec![0u8; DATAGRAM_BUF_BYTES];
+        loop {
+            let sleep = self
+                .next_deadline()
+                .map_or(Duration::from_millis(IDLE_SLEEP_MS), |d| self.clock.until(d));
+            let passes_ready = Arc::clone(&self.passes_ready);
+            tokio::select! {
+                input = inputs.recv() => match input {
+                    None => return Ok(()),
+                    Some(Input::Shutdown(done)) => {
+                        self.shutdown();
+                        let _ = done.send(());
+                        return Ok(());
+                    }
+                    Some(input) => self.handle_input(input)?,
+                },
+                inbound = self.quic.recv() => {
+                    if let Some(inbound) = inbound {
+                        self.handle_inbound(&inbound)?;
+                    }
+                }
+                received = recv_datagram(self.gossip.as_ref(), &mut datagram) => {
+                    if let (Ok(len), Some((gossip, _, _))) = (received, self.gossip.as_mut()) {
+                        let now = self.clock.now();
+                        // A malformed datagram changes nothing; gossip is lossy anyway.
+                        let _refused = gossip.handle_data(now, &datagram[..len]);
+                        self.after_gossip().map_err(|_| HostError::Stopped)?;
+                    }
+                }
+                () = passes_ready.notified() => {
+                    if let Some(host) = self.host.as_mut() {
+                        host.handle_passes_ready(self.clock.now())?;
+                    }
+                }
+                () = tokio::time::sleep(sleep) => self.handle_timeouts()?,
+            }
+            self.settle();
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Millis> {
+        let host = self.host.as_ref().and_then(ClusterServer::next_deadline);
+        let client = self.client.as_ref().and_then(ClusterClient::next_deadline);
+        let gossip = self.gossip.as_ref().and_then(|(g, _, _)| g.poll_timeout());
+        host.into_iter().chain(client).chain(gossip).min()
+    }
+
+    fn handle_input(&mut self, input: Input) -> Result<(), HostError> {
+        let now = self.clock.now();
+        match input {
+            Input::Api { region, request, reply } => match self.host.as_mut() {
+                Some(host) => {
+                    self.next_request += 1;
+                    let request_id = self.next_request;
+                    self.replies.insert(request_id, reply);
+                    host.handle_api_call(now, ApiCall { request_id, region, request })?;
+                }
+                None if self.settings.server => {
+                    // Nomad's answer while the region has not elected its first leader.
+                    let _ = reply.send(ApiReply::Error { message: "No cluster leader".into() });
+                }
+                None => {
+                    let message = "this agent is a client only: send API calls to a server's HTTP address (-address)".into();
+                    let _ = reply.send(ApiReply::Error { message });
+                }
+            },
+            Input::Driver(event) => {
+                if let Some(client) = self.client.as_mut() {
+                    client.handle_driver_event(now, event);
+                }
+            }
+            Input::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Input::Shutdown(_) => unreachable!("handled by the loop"),
+        }
+        Ok(())
+    }
+
+    /// A frame from a peer. Only a peer holding a server certificate of this region may
+    /// speak Raft; a client's certificate may only make client requests.
+    fn handle_inbound(&mut self, inbound: &Inbound) -> Result<(), HostError> {
+        let now = self.clock.now();
+        let from_server = inbound.peer_is(&self.server_name);
+        // Replies are the client's (from a server only); everything else the server's.
+        let is =
+            |kind: fn(&WireMessage) -> bool| decode_wire(&inbound.frame).is_ok_and(|m| kind(&m));
+        if let Some(client) = self.client.as_mut()
+            && (self.host.is_none() || is(|m| matches!(m, WireMessage::Reply(_))))
+        {
+            if from_server {
+                client.handle_frame(now, &inbound.from.to_string(), &inbound.frame);
+            } else {
+                self.frames_refused += 1;
+            }
+            return Ok(());
+        }
+        let Some(host) = self.host.as_mut() else { return Ok(()) };
+        if !from_server && is(|m| matches!(m, WireMessage::Peer(_))) {
+            self.frames_refused += 1;
+            return Ok(());
+        }
+        host.handle_frame(now, &inbound.from.to_string(), &inbound.frame)
+    }
+
+    fn handle_timeouts(&mut self) -> Result<(), HostError> {
+        let now = self.clock.now();
+        if let Some(host) = self.host.as_mut()
+            && host.next_deadline().is_some_and(|d| d <= now)
+        {
+            host.handle_timeout(now)?;
+        }
+        if let Some(client) = self.client.as_mut()
+            && client.next_deadline().is_some_and(|d| d <= now)
+        {
+            client.handle_timeout(now);
+        }
+        if let Some((gossip, _, _)) = self.gossip.as_mut()
+            && gossip.poll_timeout().is_some_and(|d| d <= now)
+        {
+            gossip.handle_timeout(now);
+            self.after_gossip().map_err(|_| HostError::Stopped)?;
+        }
+        Ok(())
+    }
+
+    /// Sends what gossip wants sent and bootstraps once enough servers are known.
+    fn after_gossip(&mut self) -> Result<(), AgentError> {
+        self.send_gossip();
+        let Some((gossip, _, _)) = self.gossip.as_mut() else { return Ok(()) };
+        while let Some(event) = gossip.poll_event() {
+            if let MemberEvent::Up(member) = event
+                && let Some(transport) = self.host.as_mut().map(ServerHost::transport_mut)
+                && member.region == self.settings.region
+            {
+                transport.add_server(&member.rpc_addr);
+            }
+        }
+        if self.host.is_none() {
+            self.maybe_bootstrap()?;
+        }
+        Ok(())
+    }
+
+    fn send_gossip(&mut self) {
+        let Some((gossip, _, sender)) = self.gossip.as_mut() else { return };
+        while let Some((to, datagram)) = gossip.poll_transmit() {
+            if let Ok(addr) = to.parse::<SocketAddr>() {
+                // Gossip tolerates loss: a full socket buffer drops the datagram.
+                let _dropped = sender.send_to(&datagram, addr);
+            }
+        }
+    }
+
+    /// Starts Raft once `bootstrap_expect` servers of the region are known.
+    fn maybe_bootstrap(&mut self) -> Result<(), AgentError> {
+        let region = self.settings.region.clone();
+        let Some((gossip, _, _)) = self.gossip.as_ref() else { return Ok(()) };
+        let own = gossip.identity().clone();
+        let members = gossip.members();
+        let known: BTreeMap<u64, String> = members
+            .into_iter()
+            .chain([&own])
+            .filter(|m| m.region == region)
+            .map(|m| (m.server_id, m.rpc_addr.clone()))
+            .collect();
+        if known.len() < self.settings.bootstrap_expect as usize {
+            return Ok(());
+        }
+        save_peers(&self.server_dir, &known)
+            .map_err(|e| AgentError::Setup(format!("cannot save the voter set: {e}")))?;
+        self.start_host(known)
+    }
+
+    fn start_host(&mut self, peers: BTreeMap<u64, String>) -> Result<(), AgentError> {
+        let store = FileStore::open(&self.server_dir.join("raft"))
+            .map_err(|e| AgentError::Host(HostError::Store(e)))?;
+        let mut config = ServerConfig::new(self.server_id, self.rng_seed, peers.clone());
+        config.region = self.settings.region.clone();
+        let passes_ready = Arc::clone(&self.passes_ready);
+        let wake = Arc::new(move || passes_ready.notify_one());
+        let runner = ThreadPassRunner::with_wake(PassPoolConfig::for_this_machine(), wake)
+            .map_err(|e| AgentError::Setup(e.to_string()))?;
+        let client_name = Role::Client.dns_name(&self.settings.region, DOMAIN_DEFAULT);
+        let mut transport =
+            QuicTransport::new(self.quic.sender(), self.server_name.clone(), client_name);
+        for addr in peers.values() {
+            transport.add_server(addr);
+        }
+        self.frames_lost = transport.lost_counter();
+        let host = ServerHost::start(self.clock.now(), config, transport, store, runner)
+            .map_err(AgentError::Host)?;
+        self.peers = peers;
+        self.host = Some(host);
+        Ok(())
+    }
+
+    /// Answers what the server answered.
+    fn settle(&mut self) {
+        // The client's events are for traces; the agent keeps no log of them yet.
+        while let Some(client) = self.client.as_mut()
+            && client.poll_event().is_some()
+        {}
+        let Some(host) = self.host.as_mut() else { return };
+        while let Some(response) = host.poll_api_reply() {
+            if let Some(reply) = self.replies.remove(&response.request_id) {
+                let _ = reply.send(response.reply);
+            }
+        }
+        while let Some(forward) = host.poll_region_forward() {
+            let message = "No path to region".to_owned();
+            if let Some(reply) = self.replies.remove(&forward.call.request_id) {
+                let _ = reply.send(ApiReply::Error { message });
+            }
+        }
+        let leader = host.server().leader_addr().is_some();
+        self.known_leader.store(leader, Ordering::Relaxed);
+    }
+
+    fn status(&self) -> AgentStatus {
+        let peers = &self.peers;
+        let addr_of = |id: u64| peers.get(&id).cloned().unwrap_or_default();
+        let mut status = match self.host.as_ref() {
+            Some(host) => server_status(host, &self.identity, addr_of),
+            None => self.identity.clone(),
+        };
+        let members = self.gossip.as_ref().map_or(0, |(g, _, _)| g.members().len());
+        status.counters.extend([
+            ("server.frames_refused", self.frames_refused),
+            ("server.frames_lost", self.frames_lost.load(Ordering::Relaxed)),
+            ("gossip.members", members as u64),
+        ]);
+        if let Some(client) = self.client.as_ref() {
+            status.node_registered = client.client().is_registered();
+            status.allocs_running_here = client.drivers().running_count();
+            let c = client.counters();
+            status.counters.extend([
+                ("client.frames_undecodable", c.frames_undecodable),
+                ("client.sends_failed", c.sends_failed),
+                ("client.allocs", client.client().alloc_ids().count() as u64),
+            ]);
+        }
+        status
+    }
+
+    /// Leaves gossip and closes the endpoint. Tasks keep running: a restarted client
+    /// reattaches to them (an operator stops them through their jobs).
+    fn shutdown(&mut self) {
+        let now = self.clock.now();
+        if let Some((gossip, _, _)) = self.gossip.as_mut()
+            && gossip.handle_leave(now).is_ok()
+        {
+            self.send_gossip();
+        }
+        self.quic.close();
+    }
+}
+
+/// A datagram for gossip, or never on an agent without gossip.
+async fn recv_datagram(
+    gossip: Option<&(Gossip, UdpSocket, std::net::UdpSocket)>,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    match gossip {
+        Some((_, udp, _)) => udp.recv_from(buf).await.map(|(len, _)| len),
+        None => std::future::pending().await,
+    }
+}
+
+/// A server's gossip: its member identity, its UDP socket on the serf port, and the
+/// `retry_join` targets announced to.
+fn start_gossip(
+    settings: &AgentSettings,
+    server_id: u64,
+    rng_seed: u64,
+    now: Millis,
+) -> Result<(Gossip, UdpSocket, std::net::UdpSocket), String> {
+    let serf_bind = resolve_one(&settings.serf_bind)?;
+    // Sends go through a plain non-blocking clone of the socket: tokio's `try_send_to`
+    // refuses until the reactor has seen the socket writable, which would lose the
+    // first announces (and with them 30 s until the next join attempt).
+    let (udp, sender) = std::net::UdpSocket::bind(serf_bind)
+        .and_then(|socket| {
+            socket.set_nonblocking(true)?;
+            let sender = socket.try_clone()?;
+            Ok((UdpSocket::from_std(socket)?, sender))
+        })
+        .map_err(|e| format!("cannot listen for gossip on {serf_bind}: {e}"))?;
+    let member = Member {
+        name: format!("{}.{}", settings.name, settings.region),
+        region: settings.region.clone(),
+        datacenter: settings.datacenter.clone(),
+        server_id,
+        rpc_addr: settings.rpc_advertise.clone(),
+        gossip_addr: settings.serf_advertise.clone(),
+        // A restarted server must win over the identity it had before.
+        generation: u32::try_from(now.0 / 1000).unwrap_or(u32::MAX),
+    };
+    let gossip_config = GossipConfig {
+        pool: Pool::Lan,
+        cluster_size_hint: settings.bootstrap_expect,
+        rng_seed: rng_seed ^ 0x6055,
+    };
+    let mut gossip = Gossip::new(member, &gossip_config);
+    for target in &settings.retry_join {
+        let target = with_default_port(target, SERF_PORT_DEFAULT);
+        // A name that does not resolve now is tried again at the next start.
+        let Ok(addr) = resolve_one(&target) else { continue };
+        if addr.to_string() != settings.serf_advertise {
+            let _refused = gossip.handle_join(now, &addr.to_string());
+        }
+    }
+    Ok((gossip, udp, sender))
+}
+
+/// The client's node id and secret from `<dir>/node-id`, drawn once from `seed`.
+fn load_or_create_node_id(dir: &Path, seed: u64) -> Result<(String, String), String> {
+    let path = dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let mut lines = text.lines();
+            match (lines.next(), lines.next()) {
+                (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => {
+                    Ok((id.to_owned(), secret.to_owned()))
+                }
+                _ => Err(format!("{} does not hold a node id and secret", path.display())),
+            }
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let mut ids = IdGen::new(splitmix(seed ^ 0x40de));
+            let (id, secret) = (ids.next_id(), ids.next_id());
+            write_atomically(&path, format!("{id}\n{secret}\n").as_bytes())?;
+            Ok((id, secret))
+        }
+        Err(error) => Err(format!("cannot read {}: {error}", path.display())),
+    }
+}
+
+/// The first address `addr` (`host:port`) resolves to.
+fn resolve_one(addr: &str) -> Result<SocketAddr, String> {
+    let with_port = with_default_port(addr, RPC_PORT_DEFAULT);
+    with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {addr}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{addr} resolves to no address"))
+}
+
+/// This server's Raft id from `<dir>/server-id`, drawn from `seed` and saved the first
+/// time. Ids start at 1 and stay below 2^53, so JSON readers see them exactly.
+fn load_or_create_server_id(dir: &Path, seed: u64) -> Result<u64, String> {
+    let path = dir.join("server-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|&id| id > 0)
+            .ok_or_else(|| format!("{} does not hold a server id", path.display())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let id = (splitmix(seed) >> 11).max(1);
+            write_atomically(&path, id.to_string().as_bytes())?;
+            Ok(id)
+        }
+        Err(error) => Err(format!("cannot read {}: {error}", path.display())),
+    }
+}
+
+fn splitmix(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The voter set this server bootstrapped with, if it did.
+fn load_peers(dir: &Path) -> Result<Option<BTreeMap<u64, String>>, String> {
+    let path = dir.join("peers.json");
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice::<BTreeMap<u64, String>>(&bytes)
+            .map(Some)
+            .map_err(|e| format!("{} is damaged: {e}", path.display())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(format!("cannot read {}: {error}", path.display())),
+    }
+}
+
+fn save_peers(dir: &Path, peers: &BTreeMap<u64, String>) -> Result<(), String> {
+    let bytes = serde_json::to_vec_pretty(peers).map_err(|e| e.to_string())?;
+    write_atomically(&dir.join("peers.json"), &bytes)
+}
+
+/// Writes `path` whole or not at all: a temporary file, fsync, rename, fsync the directory.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let fail = |what: &str, e: std::io::Error| format!("cannot {what} {}: {e}", path.display());
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&temporary).map_err(|e| fail("create", e))?;
+    file.write_all(bytes).map_err(|e| fail("write", e))?;
+    file.sync_all().map_err(|e| fail("sync", e))?;
+    std::fs::rename(&temporary, path).map_err(|e| fail("rename into", e))?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| fail("sync the directory of", e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! The agent's configuration files: what a good file says once merged and resolved, and
+//! where a bad one is wrong (`file:line:col: message`).
+
+use drover_runtime::agent::config::{FileConfig, parse, resolve};
+
+/// The one helper: parses each `(name, text)` in order, merges them and resolves the
+/// whole, rendering either the settings or every error.
+fn check(files: &[(&str, &str)]) -> String {
+    let mut merged = FileConfig::default();
+    for (name, text) in files {
+        match parse(name, text) {
+            Ok(config) => merged = merged.merge(config),
+            Err(errors) => return format!("parse error:\n{errors}"),
+        }
+    }
+    match resolve(merged, "host-1") {
+        Ok(settings) => format!("{settings:#?}"),
+        Err(message) => format!("refused:\n{message}"),
+    }
+}
+
+const SERVER: &str = r#"
+data_dir   = "/var/lib/drover"
+bind_addr  = "10.0.0.1"
+region     = "eu"
+datacenter = "eu-west-1"
+name       = "server-1"
+
+ports {
+  http = 5646
+  rpc  = 5647
+  serf = 5648
+}
+
+server {
+  enabled          = true
+  bootstrap_expect = 3
+  server_join {
+    retry_join = ["10.0.0.2", "10.0.0.3:5648"]
+  }
+}
+
+tls {
+  rpc       = true
+  ca_file   = "ca.pem"
+  cert_file = "eu-server-drover.pem"
+  key_file  = "eu-server-drover-key.pem"
+}
+"#;
+
+#[test]
+fn a_server_file_resolves_with_its_ports_and_join_targets() {
+    insta::assert_snapshot!("server", check(&[("server.hcl", SERVER)]));
+}
+
+#[test]
+fn a_later_file_wins_and_lists_are_replaced_whole() {
+    let later = r#"
+name = "server-9"
+advertise { rpc = "192.0.2.1" }
+server { retry_join = ["10.0.0.9"] }
+client {
+  enabled = true
+  servers = ["10.0.0.1:5647"]
+}
+"#;
+    insta::assert_snapshot!("merged", check(&[("server.hcl", SERVER), ("later.hcl", later)]));
+}
+
+#[test]
+fn a_client_file_takes_defaults_for_what_it_does_not_say() {
+    let client = r#"
+data_dir  = "/var/lib/drover"
+bind_addr = "127.0.0.1"
+client {
+  enabled = true
+  servers = ["127.0.0.1", "127.0.0.2:4647"]
+}
+tls {
+  ca_file   = "ca.pem"
+  cert_file = "c.pem"
+  key_file  = "c-key.pem"
+}
+"#;
+    insta::assert_snapshot!("client", check(&[("client.hcl", client)]));
+}
+
+#[test]
+fn unknown_keys_and_bad_values_are_reported_where_they_are() {
+    let bad = r#"
+data_dir = 7
+regoin   = "eu"
+ports {
+  http = 70000
+  grpc = 1
+}
+server {
+  enabled          = "yes"
+  bootstrap_expet  = 3
+  bootstrap_expect = 0
+  server_join {
+    retry_join = "10.0.0.2"
+  }
+}
+client {
+  servers = ["a", 3]
+}
+tls {
+  rpc  = false
+  http = true
+}
+telemetry {}
+"#;
+    insta::assert_snapshot!("bad_values", check(&[("bad.hcl", bad)]));
+}
+
+#[test]
+fn a_syntax_error_names_its_place() {
+    insta::assert_snapshot!("syntax", check(&[("broken.hcl", "server {\n  enabled = \n")]));
+}
+
+#[test]
+fn an_agent_without_tls_is_refused_with_the_commands_that_make_it() {
+    let no_tls = r#"
+data_dir = "/tmp/d"
+bind_addr = "127.0.0.1"
+server {
+  enabled = true
+  bootstrap_expect = 1
+}
+"#;
+    insta::assert_snapshot!("no_tls", check(&[("server.hcl", no_tls)]));
+}
+
+#[test]
+fn what_a_mode_needs_is_asked_for() {
+    let tls = "tls {\n ca_file = \"a\"\n cert_file = \"b\"\n key_file = \"c\"\n}\n";
+    let cases = [
+        ("no mode", "data_dir = \"/d\"\n"),
+        ("no data dir", "server {\n enabled = true\n bootstrap_expect = 1\n}\n"),
+        ("no bootstrap_expect", "data_dir = \"/d\"\nserver { enabled = true }\n"),
+        ("client without servers", "data_dir = \"/d\"\nclient { enabled = true }\n"),
+        (
+            "nothing to advertise",
+            "data_dir = \"/d\"\nserver {\n enabled = true\n bootstrap_expect = 1\n}\n",
+        ),
+    ];
+    let rendered: Vec<String> = cases
+        .iter()
+        .map(|(what, text)| format!("{what}: {}", check(&[("a.hcl", text), ("tls.hcl", tls)])))
+        .collect();
+    insta::assert_snapshot!("modes", rendered.join("\n"));
+}

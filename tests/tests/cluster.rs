@@ -1,0 +1,326 @@
+//! Real cluster agents on loopback: servers from HCL configuration files with the
+//! cluster's own CA, killed with SIGKILL and restarted on their data directories.
+
+use drover_tests::{ClusterAgent, Scratch, free_port, poll_until, try_http_request};
+use serde_json::json;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long a region may take to elect a leader, first start or after a kill.
+const LEADER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One server's ports.
+struct Ports {
+    http: u16,
+    rpc: u16,
+    serf: u16,
+}
+
+impl Ports {
+    fn free() -> Ports {
+        Ports { http: free_port(), rpc: free_udp_port(), serf: free_udp_port() }
+    }
+}
+
+/// A UDP port nothing is bound to right now (QUIC and gossip are UDP).
+fn free_udp_port() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free UDP port");
+    socket.local_addr().expect("bound").port()
+}
+
+/// The cluster's CA and a server certificate in `dir`, made by `drover tls`.
+fn make_tls(scratch: &Scratch) {
+    for args in [&["tls", "ca", "create"][..], &["tls", "cert", "create", "-server"][..]] {
+        let made = scratch.drover(args);
+        assert_eq!(made.code, 0, "{made}");
+    }
+}
+
+/// An agent's configuration file, as an operator writes it: `blocks` between the common
+/// head and the `tls` block of the certificate for `role` (`server` or `client`).
+fn agent_hcl(name: &str, data_dir: &Path, blocks: &str, role: &str) -> String {
+    format!(
+        r#"name      = "{name}"
+data_dir  = "{data_dir}"
+bind_addr = "127.0.0.1"
+{blocks}
+tls {{
+  ca_file   = "drover-agent-ca.pem"
+  cert_file = "global-{role}-drover.pem"
+  key_file  = "global-{role}-drover-key.pem"
+}}
+"#,
+        data_dir = data_dir.display(),
+    )
+}
+
+/// Loopback addresses of `ports`, as an HCL list.
+fn hcl_addrs(ports: &[u16]) -> String {
+    let addrs: Vec<String> = ports.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+    addrs.join(", ")
+}
+
+/// A server's configuration file: `expect` servers, joined through the `join` serf ports.
+fn server_hcl(name: &str, data_dir: &Path, ports: &Ports, expect: usize, join: &[u16]) -> String {
+    let blocks = format!(
+        r#"ports {{
+  http = {http}
+  rpc  = {rpc}
+  serf = {serf}
+}}
+server {{
+  enabled          = true
+  bootstrap_expect = {expect}
+  server_join {{
+    retry_join = [{join}]
+  }}
+}}"#,
+        http = ports.http,
+        rpc = ports.rpc,
+        serf = ports.serf,
+        join = hcl_addrs(join),
+    );
+    agent_hcl(name, data_dir, &blocks, "server")
+}
+
+/// A batch job as the API takes it: nothing to place it on, so it only has to be stored.
+fn job(id: &str) -> Vec<u8> {
+    let job = json!({ "Job": {
+        "ID": id, "Name": id, "Type": "batch", "Datacenters": ["dc1"],
+        "TaskGroups": [{ "Name": "g", "Count": 1, "Tasks": [{
+            "Name": "t", "Driver": "raw_exec",
+            "Config": { "command": "/bin/true" },
+            "Resources": { "CPU": 10, "MemoryMB": 16 },
+        }]}],
+    }});
+    serde_json::to_vec(&job).expect("JSON")
+}
+
+/// A small seeded generator (splitmix64), so a failing run can be replayed.
+fn next(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn await_leader(agent: &ClusterAgent) -> String {
+    poll_until(LEADER_TIMEOUT, || agent.leader()).expect("a leader within the timeout")
+}
+
+/// The ids of `ids` the agent does not have.
+fn missing(agent: &ClusterAgent, ids: &[String]) -> Vec<String> {
+    let present = |id: &String| {
+        let path = format!("/v1/job/{id}");
+        try_http_request(&agent.http_addr, "GET", &path, b"").is_some_and(|r| r.status == 200)
+    };
+    ids.iter().filter(|id| !present(id)).cloned().collect()
+}
+
+#[test]
+fn kill_9_while_registering_jobs_loses_no_acknowledged_job() {
+    let seed = std::env::var("DROVER_E2E_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| u64::from(std::process::id()) ^ 0x5eed);
+    println!("seed {seed} (DROVER_E2E_SEED={seed} replays the kill points)");
+    let mut rng = seed;
+    let scratch = Scratch::new("kill9-registrations");
+    make_tls(&scratch);
+    let ports = Ports::free();
+    let data_dir = scratch.path.join("data");
+    let hcl = server_hcl("solo", &data_dir, &ports, 1, &[]);
+    std::fs::write(scratch.path.join("server.hcl"), hcl).expect("write the config");
+    let args: Vec<String> = ["agent", "-config", "server.hcl"].map(str::to_owned).to_vec();
+    let http_addr = format!("127.0.0.1:{}", ports.http);
+    let mut agent = ClusterAgent::start(&scratch.path, &http_addr, &args);
+    let mut acknowledged: Vec<String> = Vec::new();
+    for round in 0..3 {
+        await_leader(&agent);
+        assert_eq!(missing(&agent, &acknowledged), Vec::<String>::new(), "round {round}");
+        let addr = agent.http_addr.clone();
+        let registering = std::thread::spawn(move || {
+            let mut acked = Vec::new();
+            for i in 0.. {
+                let id = format!("job-{round}-{i}");
+                match try_http_request(&addr, "PUT", "/v1/jobs", &job(&id)) {
+                    Some(answer) if answer.status == 200 => acked.push(id),
+                    Some(answer) => panic!("{id}: {} {}", answer.status, answer.text()),
+                    None => return acked,
+                }
+            }
+            acked
+        });
+        let kill_after = Duration::from_millis(100 + next(&mut rng) % 400);
+        std::thread::sleep(kill_after);
+        agent.kill9();
+        let acked = registering.join().expect("the registering thread");
+        println!(
+            "round {round}: killed after {kill_after:?}, {} registrations acknowledged",
+            acked.len()
+        );
+        assert!(!acked.is_empty(), "round {round} acknowledged nothing before the kill");
+        acknowledged.extend(acked);
+        agent = ClusterAgent::start(&scratch.path, &http_addr, &args);
+    }
+    let started = Instant::now();
+    await_leader(&agent);
+    println!("restarted to leader in {:?}", started.elapsed());
+    assert_eq!(missing(&agent, &acknowledged), Vec::<String>::new());
+    let listed = agent.http("GET", "/v1/jobs", b"").json();
+    let listed = listed.as_array().map_or(0, Vec::len);
+    assert!(
+        listed >= acknowledged.len(),
+        "{listed} jobs listed, {} acknowledged",
+        acknowledged.len()
+    );
+}
+
+/// A client's configuration file: it reports to `servers` (RPC ports on loopback).
+fn client_hcl(name: &str, data_dir: &Path, http: u16, servers: &[u16]) -> String {
+    let blocks = format!(
+        "ports {{\n  http = {http}\n}}\nclient {{\n  enabled = true\n  servers = [{}]\n}}",
+        hcl_addrs(servers)
+    );
+    agent_hcl(name, data_dir, &blocks, "client")
+}
+
+/// Kills, by pid, every process whose command line holds `marker` when dropped: the
+/// tasks a test started, which outlive a `kill -9` of their agent by design.
+struct TaskReaper {
+    marker: String,
+}
+
+impl TaskReaper {
+    fn pids(&self) -> Vec<u32> {
+        let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+        entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                String::from_utf8_lossy(&cmdline).contains(&self.marker)
+            })
+            .collect()
+    }
+}
+
+impl Drop for TaskReaper {
+    fn drop(&mut self) {
+        for pid in self.pids() {
+            let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
+fn service_job(id: &str, marker: &str) -> Vec<u8> {
+    let job = json!({ "Job": {
+        "ID": id, "Name": id, "Type": "service", "Datacenters": ["dc1"],
+        "TaskGroups": [{ "Name": "g", "Count": 2, "Tasks": [{
+            "Name": "t", "Driver": "raw_exec",
+            "Config": { "command": "/bin/sh", "args": ["-c", format!("sleep 1000 # {marker}")] },
+            "Resources": { "CPU": 100, "MemoryMB": 64 },
+        }]}],
+    }});
+    serde_json::to_vec(&job).expect("JSON")
+}
+
+/// How many of the job's allocations the agent says run.
+fn running_allocs(agent: &ClusterAgent, job: &str) -> Option<usize> {
+    let path = format!("/v1/job/{job}/allocations");
+    let answer = try_http_request(&agent.http_addr, "GET", &path, b"")?;
+    let allocs: serde_json::Value = serde_json::from_slice(&answer.body).ok()?;
+    let running = allocs.as_array()?.iter().filter(|a| a["ClientStatus"] == "running");
+    Some(running.count())
+}
+
+fn raft_last_index(agent: &ClusterAgent) -> Option<u64> {
+    let answer = try_http_request(&agent.http_addr, "GET", "/v1/agent/self", b"")?;
+    let this: serde_json::Value = serde_json::from_slice(&answer.body).ok()?;
+    this["stats"]["raft"]["last_log_index"].as_str()?.parse().ok()
+}
+
+#[test]
+fn three_servers_survive_a_kill_9_of_the_leader_and_it_rejoins() {
+    let scratch = Scratch::new("three-servers");
+    make_tls(&scratch);
+    let made = scratch.drover(&["tls", "cert", "create", "-client"]);
+    assert_eq!(made.code, 0, "{made}");
+    let ports: Vec<Ports> = (0..3).map(|_| Ports::free()).collect();
+    let serf: Vec<u16> = ports.iter().map(|p| p.serf).collect();
+    let rpc: Vec<u16> = ports.iter().map(|p| p.rpc).collect();
+    let mut servers: Vec<Option<ClusterAgent>> = Vec::new();
+    for (i, p) in ports.iter().enumerate() {
+        let data_dir = scratch.path.join(format!("server{i}"));
+        let file = format!("server{i}.hcl");
+        std::fs::write(
+            scratch.path.join(&file),
+            server_hcl(&format!("s{i}"), &data_dir, p, 3, &serf),
+        )
+        .expect("write the config");
+        let args = ["agent".to_owned(), "-config".to_owned(), file];
+        let http_addr = format!("127.0.0.1:{}", p.http);
+        servers.push(Some(ClusterAgent::start(&scratch.path, &http_addr, &args)));
+    }
+    let mut clients = Vec::new();
+    for i in 0..2 {
+        let http = free_port();
+        let data_dir = scratch.path.join(format!("client{i}"));
+        let file = format!("client{i}.hcl");
+        std::fs::write(
+            scratch.path.join(&file),
+            client_hcl(&format!("c{i}"), &data_dir, http, &rpc),
+        )
+        .expect("write the config");
+        let args = ["agent".to_owned(), "-config".to_owned(), file];
+        clients.push(ClusterAgent::start(&scratch.path, &format!("127.0.0.1:{http}"), &args));
+    }
+    let first = servers[0].as_ref().expect("started");
+    let leader = await_leader(first);
+    println!("leader {leader}");
+    let nodes_ready = poll_until(LEADER_TIMEOUT, || {
+        let nodes = try_http_request(&first.http_addr, "GET", "/v1/nodes", b"")?;
+        let nodes: serde_json::Value = serde_json::from_slice(&nodes.body).ok()?;
+        let ready = nodes.as_array()?.iter().filter(|n| n["Status"] == "ready").count();
+        (ready == 2).then_some(())
+    });
+    assert!(nodes_ready.is_some(), "both clients registered");
+    let marker = format!("drover-e2e-cluster-{}", std::process::id());
+    let _reaper = TaskReaper { marker: marker.clone() };
+    let registered = first.http("PUT", "/v1/jobs", &service_job("web", &marker));
+    assert_eq!(registered.status, 200, "{}", registered.text());
+    let running = poll_until(LEADER_TIMEOUT, || (running_allocs(first, "web")? == 2).then_some(()));
+    assert!(running.is_some(), "two allocations running");
+
+    let leader_index =
+        rpc.iter().position(|p| leader.ends_with(&format!(":{p}"))).expect("a server leads");
+    let old = servers[leader_index].take().expect("the leader runs");
+    let old_args = (old.http_addr.clone(), old.args.clone());
+    old.kill9();
+    let killed = Instant::now();
+    let survivor = servers.iter().flatten().next().expect("two servers left");
+    let new_leader = poll_until(LEADER_TIMEOUT, || survivor.leader().filter(|l| *l != leader))
+        .expect("a new leader");
+    let failover = killed.elapsed();
+    println!("new leader {new_leader} {failover:?} after kill -9 of the leader");
+    assert!(failover < Duration::from_secs(10), "{failover:?}");
+    let still_running =
+        poll_until(LEADER_TIMEOUT, || (running_allocs(survivor, "web")? == 2).then_some(()));
+    assert!(still_running.is_some(), "the job's allocations still run after the failover");
+
+    let restarted = ClusterAgent::start(&scratch.path, &old_args.0, &old_args.1);
+    let target = raft_last_index(survivor).expect("the survivor's raft index");
+    let caught_up = poll_until(LEADER_TIMEOUT, || {
+        let index = raft_last_index(&restarted)?;
+        (index >= target && restarted.leader().is_some()).then_some(index)
+    });
+    assert!(caught_up.is_some(), "the old leader rejoined and caught up to index {target}");
+    let job = restarted.http("GET", "/v1/job/web", b"");
+    assert_eq!(job.status, 200, "{}", job.text());
+
+    let stopped = survivor.http("DELETE", "/v1/job/web?purge=true", b"");
+    assert_eq!(stopped.status, 200, "{}", stopped.text());
+    let gone = poll_until(LEADER_TIMEOUT, || _reaper.pids().is_empty().then_some(()));
+    assert!(gone.is_some(), "the tasks stop with their job");
+    drop(clients);
+}
