@@ -115,3 +115,8 @@ fn gc_keeps_allocations_the_client_has_not_finished() {
 fn cancelling_a_drain_brings_system_jobs_back() {
     check("undrain_system.txt");
 }
+
+#[test]
+fn applied_commands_leave_events() {
+    check("events.txt");
+}

@@ -9,6 +9,7 @@
 
 mod agent;
 mod cluster;
+mod events;
 mod jobs;
 mod logs;
 
@@ -38,6 +39,7 @@ pub fn router(agent: AgentHandle) -> Router {
         .merge(cluster::routes())
         .merge(agent::routes())
         .merge(logs::routes())
+        .merge(events::routes())
         .fallback(|| async { ApiError::not_found("Invalid URL") })
         .layer(DefaultBodyLimit::max(REQUEST_BODY_LEN_MAX_BYTES))
         .layer(axum::middleware::from_fn(refuse_declared_oversize))
@@ -306,6 +308,8 @@ fn rows_json(result: QueryResult) -> Option<Value> {
         QueryResult::JobSummary(summary) => serde_json::to_value(summary?),
         QueryResult::Deployment(deployment) => serde_json::to_value(deployment?),
         QueryResult::Deployments(deployments) => serde_json::to_value(deployments),
+        // The event stream frames events itself (`events`); never read as rows.
+        QueryResult::Events(_) => return None,
     };
     Some(value.unwrap_or(Value::Null))
 }
