@@ -73,6 +73,11 @@ pub enum ApiRequest {
         node_id: String,
         eligibility: NodeEligibility,
     },
+    /// `alloc stop`: marks a live allocation for migration and evaluates its job, so the
+    /// scheduler stops it and places a replacement (Nomad's `Alloc.Stop`).
+    AllocStop {
+        alloc_id: String,
+    },
     /// A read, answered once the table behind `query` passes `min_index` or `wait_ms` ends.
     Read {
         query: Query,

@@ -351,6 +351,7 @@ impl Server {
                 let ids = evals.iter().map(|e| e.id.clone()).collect();
                 Ok((Command::NodeEligibility { node_id, eligibility, evals }, ids))
             }
+            ApiRequest::AllocStop { alloc_id } => self.alloc_stop_command(now, &alloc_id),
             ApiRequest::Read { .. } | ApiRequest::JobPlan { .. } => Err("not a write".into()),
         }
     }
@@ -413,6 +414,19 @@ impl Server {
         let eval = self.new_eval(now, &job, TriggeredBy::JobScaling);
         let ids = vec![eval.id.clone()];
         Ok((Command::JobRegister { job, enforce_index, eval: Some(eval) }, ids))
+    }
+
+    /// Marks an allocation for migration with an `alloc-stop` evaluation of its job, as
+    /// Nomad's `Alloc.Stop` does; the scheduler then stops and replaces it.
+    fn alloc_stop_command(&mut self, now: Millis, alloc_id: &str) -> Result<WriteCommand, String> {
+        let alloc = self.state.alloc(alloc_id).ok_or("alloc not found")?.clone();
+        let job = self.stored_job(&alloc.namespace, &alloc.job_id)?;
+        let eval = self.new_eval(now, &job, TriggeredBy::AllocStop);
+        let ids = vec![eval.id.clone()];
+        let transition =
+            crate::model::DesiredTransition { migrate: Some(true), ..Default::default() };
+        let transitions = [(alloc.id.clone(), transition)].into_iter().collect();
+        Ok((Command::AllocDesiredTransition { transitions, evals: vec![eval] }, ids))
     }
 
     fn stored_job(&self, namespace: &str, job_id: &str) -> Result<Job, String> {

@@ -9,8 +9,9 @@ use super::events::{Event, EventPayload, EventType};
 use super::table::IdKey;
 use super::{JOB_VERSIONS_RETAINED_MAX, JobKey, JobSummary, State};
 use crate::model::{
-    AllocClientStatus, AllocDeploymentStatus, Allocation, Deployment, DrainStrategy, EvalStatus,
-    Evaluation, Job, Node, NodeEligibility, NodeStatus, PlanResult, TaskState,
+    AllocClientStatus, AllocDeploymentStatus, Allocation, Deployment, DesiredTransition,
+    DrainStrategy, EvalStatus, Evaluation, Job, Node, NodeEligibility, NodeStatus, PlanResult,
+    TaskState,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -79,6 +80,14 @@ pub enum Command {
         alloc_ids: Vec<String>,
         jobs: Vec<JobKey>,
         node_ids: Vec<String>,
+    },
+    /// Sets what should happen to allocations next (Nomad's
+    /// `AllocUpdateDesiredTransitionRequest`): `alloc stop` marks one for migration, and
+    /// its evaluation lets the scheduler stop and replace it. Set fields overwrite, unset
+    /// ones keep what the allocation had; terminal or unknown allocations are skipped.
+    AllocDesiredTransition {
+        transitions: BTreeMap<String, DesiredTransition>,
+        evals: Vec<Evaluation>,
     },
 }
 
@@ -206,6 +215,12 @@ impl State {
             }
             Command::Reap { eval_ids, alloc_ids, jobs, node_ids } => {
                 self.reap(index, &eval_ids, &alloc_ids, &jobs, &node_ids)
+            }
+            Command::AllocDesiredTransition { transitions, evals } => {
+                for (alloc_id, transition) in &transitions {
+                    self.set_desired_transition(index, now_ns, alloc_id, transition);
+                }
+                self.upsert_evals(index, now_ns, evals, &mut outcome);
             }
         }
         Ok(outcome)
@@ -355,6 +370,27 @@ impl State {
         self.indexes.nodes = index;
         self.node_list = Default::default();
         Ok(())
+    }
+
+    fn set_desired_transition(
+        &mut self,
+        index: u64,
+        now_ns: i64,
+        alloc_id: &str,
+        transition: &DesiredTransition,
+    ) {
+        let Some(existing) = self.allocs.get(alloc_id).filter(|a| !a.is_terminal()) else {
+            return;
+        };
+        let mut alloc = (**existing).clone();
+        let wanted = &mut alloc.desired_transition;
+        wanted.migrate = transition.migrate.or(wanted.migrate);
+        wanted.reschedule = transition.reschedule.or(wanted.reschedule);
+        wanted.force_reschedule = transition.force_reschedule.or(wanted.force_reschedule);
+        wanted.no_shutdown_delay = transition.no_shutdown_delay.or(wanted.no_shutdown_delay);
+        alloc.modify_index = index;
+        alloc.modify_time = now_ns;
+        self.put_alloc(index, alloc);
     }
 
     /// Starting a drain marks every live allocation on the node for migration at once

@@ -45,6 +45,7 @@ impl EventType {
             Command::PlanApply { .. } => EventType::PlanResult,
             Command::AllocClientUpdate { .. } => EventType::AllocationUpdated,
             Command::DeploymentUpsert { .. } => EventType::DeploymentStatusUpdate,
+            Command::AllocDesiredTransition { .. } => EventType::AllocationUpdateDesiredStatus,
             Command::Reap { .. } => return None,
         })
     }

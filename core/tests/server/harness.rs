@@ -898,6 +898,12 @@ impl Cluster {
                 };
                 self.api(to, "", request);
             }
+            "alloc-stop" => {
+                let state = self.server(to).expect("up").state();
+                let named = state.allocs().find(|a| a.name == args[0] && !a.is_terminal());
+                let alloc_id = named.map_or(args[0].to_owned(), |a| a.id.clone());
+                self.api(to, "", ApiRequest::AllocStop { alloc_id });
+            }
             "undrain" => {
                 let request = ApiRequest::NodeDrain { node_id: args[0].into(), drain: None };
                 self.api(to, "", request);

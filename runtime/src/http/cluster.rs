@@ -2,8 +2,8 @@
 
 use super::jobs::ALLOC_STUB_KEYS;
 use super::{
-    ApiError, ApiResult, Params, decode_body, listed, rows, serve, serve_shaped, sorted_by_key,
-    stub, write, write_response,
+    ApiError, ApiResult, Params, decode_body, listed, read, rows, serve, serve_shaped,
+    sorted_by_key, stub, write, write_response,
 };
 use crate::agent::AgentHandle;
 use axum::Router;
@@ -28,6 +28,9 @@ pub(super) fn routes() -> Router<AgentHandle> {
         .route("/v1/evaluation/{id}", get(evaluation))
         .route("/v1/deployments", get(deployments))
         .route("/v1/deployment/{id}", get(deployment))
+        // Allocation actions.
+        .route("/v1/allocation/{id}/stop", post(alloc_stop).put(alloc_stop))
+        .route("/v1/client/allocation/{id}/restart", post(alloc_restart).put(alloc_restart))
 }
 
 /// The fields of Nomad's `NodeListStub` that the node carries under the same name.
@@ -197,4 +200,53 @@ async fn deployment(
 ) -> ApiResult {
     let query = Query::Deployment { deployment_id: id };
     serve(&agent, &params, query, "deployment not found").await
+}
+
+// ------------------------------------------------------------------ allocation actions
+
+/// `alloc stop`: Nomad's `AllocStopResponse`, the evaluation that replaces it.
+async fn alloc_stop(
+    State(agent): State<AgentHandle>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult {
+    let (written, meta) = write(&agent, &params, ApiRequest::AllocStop { alloc_id: id }).await?;
+    let mut fields = Map::new();
+    fields.insert("EvalID".into(), written.eval_ids.first().cloned().unwrap_or_default().into());
+    Ok(write_response(&params, &meta, fields))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct RestartBody {
+    task_name: String,
+    all_tasks: bool,
+}
+
+/// `alloc restart`: Nomad's agent forwards it to the client that runs the allocation.
+/// This agent reaches only its own client; an allocation on another node gets Nomad's
+/// answer for a node it has no connection to.
+async fn alloc_restart(
+    State(agent): State<AgentHandle>,
+    Path(id): Path<String>,
+    params: Params,
+    body: Bytes,
+) -> ApiResult {
+    let body: RestartBody = decode_body(&body)?;
+    if body.all_tasks && !body.task_name.is_empty() {
+        return Err(ApiError::bad_request("Task name cannot be set when restarting all tasks"));
+    }
+    let (result, _) =
+        read(&agent, &Params::default(), Query::Alloc { alloc_id: id.clone() }).await?;
+    let alloc = rows!(result, Alloc)?.ok_or_else(|| ApiError::not_found("Unknown allocation"))?;
+    let status = agent.status().await.map_err(|gone| ApiError::internal(gone.to_string()))?;
+    if alloc.node_id != status.node_id {
+        return Err(ApiError::internal("No path to node"));
+    }
+    let task = Some(body.task_name).filter(|t| !t.is_empty());
+    match agent.restart_alloc(alloc.id, task).await {
+        Ok(Ok(())) => Ok(super::json_response(&params, Default::default(), &Map::new())),
+        Ok(Err(message)) => Err(ApiError::from_server(message)),
+        Err(gone) => Err(ApiError::internal(gone.to_string())),
+    }
 }

@@ -84,10 +84,10 @@ impl ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 
-    /// A server error as Nomad's HTTP layer codes it: a missing object is 404, everything
-    /// else the RPC refused is 500.
+    /// A server error as Nomad's HTTP layer codes it: a missing object is 404 (`… not
+    /// found`, or a client's `Unknown allocation …`), everything else refused is 500.
     fn from_server(message: String) -> ApiError {
-        if message.contains("not found") {
+        if message.contains("not found") || message.starts_with("Unknown allocation") {
             ApiError::not_found(message)
         } else {
             ApiError::internal(message)
