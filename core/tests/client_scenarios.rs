@@ -14,6 +14,8 @@
 //!   the servers hold for the node, in a deployment when `deploy` is given; HOOK is
 //!   `prestart`, `prestart-sidecar`, `poststart`, `poststart-sidecar` or `poststop`
 //! - `stop ID`: the servers mark the allocation desired `stop`
+//! - `restart ID [TASK]`: an operator restarts a task, or every running task (shows
+//!   `restart refused: WHY` when nothing restarts)
 //! - `reply TARGET REPLY`: answer the newest outstanding request of a kind (`register`,
 //!   `heartbeat`, `allocs`, `update`) or request `#N`, with `ok [ttl=D] [servers=a,b]`,
 //!   `allocs index=N [IDS...]`, `update-ok`, `not-leader [ADDR]`, `error TEXT`, or
@@ -112,6 +114,13 @@ impl Env {
                 let alloc = self.allocs.get_mut(args[0]).expect("a defined allocation");
                 alloc.desired_status = AllocDesiredStatus::Stop;
                 alloc.alloc_modify_index += 1;
+            }
+            "restart" => {
+                let now = self.now;
+                let task = args.get(1).copied();
+                if let Err(why) = self.client().handle_restart(now, args[0], task) {
+                    self.line(format!("restart refused: {why}"));
+                }
             }
             "reply" => self.reply(args[0], &args[1..]),
             "lose" => {
@@ -557,4 +566,9 @@ fn deployment_health_from_task_states() {
 #[test]
 fn bad_allocations_are_refused() {
     check("refused.txt");
+}
+
+#[test]
+fn an_operator_restart_stops_and_starts_a_task_outside_the_policy() {
+    check("restart_signal.txt");
 }

@@ -15,7 +15,7 @@
 //! - `node C [cpu=] [mem=]`: client node C registers and heartbeats until `client-stop C`
 //! - `job ID [count=] [cpu=] [mem=] [type=] [enforce=IDX] [region=R]`, `plan ID …`,
 //!   `stop-job ID [purge]`, `scale ID count=N`, `revert ID version=V [prior=V]`,
-//!   `evaluate ID`, `drain C`
+//!   `evaluate ID`, `drain C`, `alloc-stop NAME` (the live allocation of that name)
 //! - `alloc NAME running|complete|failed`: the allocation's node reports it
 //! - `read jobs|nodes|evals|allocs|deployments [min=IDX] [wait=MS]`, `read versions|summary|
 //!   job-evals|job-deployments JOB`, `read alloc NAME`, `node-allocs C [min=IDX] [wait=MS]`
@@ -126,4 +126,14 @@ fn a_restarted_leader_loop_waits_for_its_earlier_proposals() {
 #[test]
 fn a_node_change_racing_a_job_registration_still_places_the_system_job() {
     check("undrain_racing_register.txt");
+}
+
+#[test]
+fn applied_commands_leave_events() {
+    check("events.txt");
+}
+
+#[test]
+fn alloc_stop_marks_for_migration_and_the_scheduler_replaces() {
+    check("alloc_stop.txt");
 }

@@ -122,10 +122,15 @@ impl Session {
     /// Runs `args` until its stdout contains `expect` (a state the cluster reaches on its
     /// own time), then records that run.
     fn record_once(&mut self, args: &[&str], expect: &str) {
+        self.record_when(args, expect, |transcript| transcript.contains(expect));
+    }
+
+    /// Runs `args` until `done` holds for its redacted transcript, then records that run.
+    fn record_when(&mut self, args: &[&str], expect: &str, done: impl Fn(&str) -> bool) {
         let deadline = Instant::now() + Duration::from_millis(SETTLE_TIMEOUT_MS);
         loop {
             let transcript = redact(&self.drover(args).to_string(), &self.agent.address);
-            if transcript.contains(expect) {
+            if done(&transcript) {
                 self.transcripts.push(transcript);
                 return;
             }
@@ -269,6 +274,38 @@ fn placement_failures_exit_2_and_say_why() {
     session.record(&["job", "run", "-check-index", "0", "windows.nomad.hcl"]);
     insta::assert_snapshot!(
         "placement_failures_exit_2_and_say_why",
+        session.transcripts.join("\n\n")
+    );
+}
+
+#[test]
+fn alloc_restart_in_place_and_alloc_stop_replaces() {
+    let mut session = Session::start("operator-alloc", &[("hello.nomad.hcl", HELLO_JOB)]);
+    let run = session.drover(&["job", "run", "hello.nomad.hcl"]);
+    assert_eq!(run.code, 0, "{run}");
+    session.record_once(&["job", "status", "hello"], "run      running");
+    let status = session.drover(&["job", "status", "hello"]);
+    let alloc_id = status.stdout.lines().last().and_then(|l| l.split(' ').next()).unwrap();
+    let alloc_id = alloc_id.to_owned();
+
+    let restarted = session.record(&["alloc", "restart", &alloc_id]);
+    assert_eq!(restarted.code, 0, "{restarted}");
+    // Restarted once, outside the policy, and running again: the newest event is the
+    // second start.
+    let expect = "Total Restarts = 1 and the newest event a start";
+    session.record_when(&["alloc", "status", &alloc_id], expect, |transcript| {
+        let newest = transcript.lines().skip_while(|l| !l.starts_with("Time ")).nth(1);
+        transcript.contains("Total Restarts = 1")
+            && newest.is_some_and(|l| l.contains("Task started by client"))
+    });
+    let absent = session.record(&["alloc", "restart", &alloc_id, "absent"]);
+    assert_eq!(absent.code, 1, "{absent}");
+
+    let stopped = session.record(&["alloc", "stop", &alloc_id]);
+    assert_eq!(stopped.code, 0, "{stopped}");
+    session.record_once(&["job", "status", "hello"], "stop     complete");
+    insta::assert_snapshot!(
+        "alloc_restart_in_place_and_alloc_stop_replaces",
         session.transcripts.join("\n\n")
     );
 }

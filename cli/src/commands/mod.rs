@@ -23,7 +23,9 @@ macro_rules! job_file_options_help {
 
 mod agent;
 mod alloc_logs;
+mod alloc_restart;
 mod alloc_status;
+mod alloc_stop;
 mod cluster_info;
 mod deployment;
 mod eval_status;
@@ -115,7 +117,9 @@ Usage: drover alloc <subcommand> [options] [args]
 
 Subcommands:
     logs        Streams the logs of a task
+    restart     Restart a running allocation
     status      Display allocation status information and metadata
+    stop        Stop and reschedule a running allocation
 ";
 
 const NODE_HELP: &str = "\
@@ -212,8 +216,12 @@ const JOB_SUBCOMMANDS: &[(&str, Command)] = &[
     ("validate", job_validate::run),
 ];
 
-const ALLOC_SUBCOMMANDS: &[(&str, Command)] =
-    &[("logs", alloc_logs::run), ("status", alloc_status::run)];
+const ALLOC_SUBCOMMANDS: &[(&str, Command)] = &[
+    ("logs", alloc_logs::run),
+    ("restart", alloc_restart::run),
+    ("status", alloc_status::run),
+    ("stop", alloc_stop::run),
+];
 
 const NODE_SUBCOMMANDS: &[(&str, Command)] = &[
     ("drain", node_drain::drain),

@@ -113,6 +113,29 @@ impl AllocRunner {
         accepted
     }
 
+    /// An operator's restart of one task, or of every running task when `task` is
+    /// `None` (Nomad's texts for each case and for a task that is not here).
+    pub fn restart(&mut self, ctx: &mut Ctx<'_>, task: Option<&str>) -> Result<(), String> {
+        let result = match task {
+            Some(name) => match self.tasks.iter_mut().find(|t| t.task_ref.task == name) {
+                Some(runner) => runner.request_restart(ctx, "User requested task to restart"),
+                None => Err(format!("Could not find task runner for task: {name}")),
+            },
+            None => {
+                let running = self.tasks.iter_mut().filter(|t| t.is_running());
+                let reason = "User requested running tasks to restart";
+                let restarted: Result<Vec<()>, String> =
+                    running.map(|t| t.request_restart(ctx, reason)).collect();
+                match restarted {
+                    Ok(tasks) if tasks.is_empty() => Err("Task not running".into()),
+                    other => other.map(drop),
+                }
+            }
+        };
+        self.coordinate(ctx);
+        result
+    }
+
     /// Runs the kill sweeps and opens lifecycle gates until nothing moves, then derives
     /// the client status.
     fn coordinate(&mut self, ctx: &mut Ctx<'_>) {

@@ -218,6 +218,27 @@ impl Client {
         self.pump(now);
     }
 
+    /// An operator's restart of a task (`Some`) or of every running task (`None`) of an
+    /// allocation on this node: each is stopped through its driver and started again at
+    /// once, without counting against its restart policy. `Err` says why nothing was
+    /// restarted, in Nomad's words.
+    pub fn handle_restart(
+        &mut self,
+        now: Millis,
+        alloc_id: &str,
+        task: Option<&str>,
+    ) -> Result<(), String> {
+        let now = self.advance(now);
+        let mut ctx = ctx(&mut self.rng, &mut self.out, &self.config, now);
+        let result = match self.allocs.get_mut(alloc_id) {
+            Some(runner) => runner.restart(&mut ctx, task),
+            None => Err(format!("Unknown allocation \"{alloc_id}\"")),
+        };
+        self.mark_dirty(now, alloc_id);
+        self.pump(now);
+        result
+    }
+
     fn advance(&mut self, now: Millis) -> Millis {
         self.now = self.now.max(now);
         self.now

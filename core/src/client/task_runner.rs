@@ -62,6 +62,9 @@ pub(crate) struct TaskRunner {
     attempt: u32,
     ever_started: bool,
     restart: RestartTracker,
+    /// An operator asked for a restart: when the attempt being stopped exits, the next
+    /// one starts at once, without counting against the restart policy.
+    restart_requested: bool,
 }
 
 impl TaskRunner {
@@ -108,6 +111,7 @@ impl TaskRunner {
             attempt: 0,
             ever_started: false,
             restart: RestartTracker::new(now, rules, restart_on_success),
+            restart_requested: false,
         })
     }
 
@@ -228,6 +232,11 @@ impl TaskRunner {
             attempt: self.attempt,
             handle,
         });
+        if killed && std::mem::take(&mut self.restart_requested) {
+            self.emit(ctx, terminated(ctx.now, exit));
+            self.restart_now(ctx);
+            return true;
+        }
         if killed {
             self.emit(ctx, event(ctx.now, task_event::KILLED, "Task successfully killed"));
             self.die(ctx, false);
@@ -239,9 +248,34 @@ impl TaskRunner {
         true
     }
 
+    /// An operator's restart (Nomad's `alloc restart`): a "Restart Signaled" event with
+    /// `reason`, the running attempt stopped as a kill stops it, and the next attempt
+    /// started as soon as it exited. Only a running task restarts.
+    pub fn request_restart(&mut self, ctx: &mut Ctx<'_>, reason: &str) -> Result<(), String> {
+        if !self.is_running() {
+            return Err("Task not running".into());
+        }
+        self.restart_requested = true;
+        self.emit(ctx, event(ctx.now, task_event::RESTART_SIGNAL, reason));
+        self.send_stop(ctx);
+        Ok(())
+    }
+
+    /// The next attempt at once, as Nomad's restart tracker answers a triggered restart:
+    /// no delay and no policy attempt used, though the task state counts the restart.
+    fn restart_now(&mut self, ctx: &mut Ctx<'_>) {
+        let mut restarting = event(ctx.now, task_event::RESTARTING, "Task restarting in 0s");
+        restarting.start_delay = 0;
+        self.emit(ctx, restarting);
+        self.state.state = TaskStateKind::Pending;
+        self.phase = Phase::RestartWait { until: ctx.now };
+    }
+
     /// Stops the task for `reason` (an event naming why, if not the servers' stop).
-    /// Returns false when a kill was already underway or the task is dead.
+    /// Returns false when a kill was already underway or the task is dead. A kill
+    /// overrides a requested restart: the task stays dead.
     pub fn kill(&mut self, ctx: &mut Ctx<'_>, reason: Option<TaskEvent>) -> bool {
+        self.restart_requested = false;
         if self.kill_underway() {
             return false;
         }

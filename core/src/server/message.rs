@@ -73,6 +73,11 @@ pub enum ApiRequest {
         node_id: String,
         eligibility: NodeEligibility,
     },
+    /// `alloc stop`: marks a live allocation for migration and evaluates its job, so the
+    /// scheduler stops it and places a replacement (Nomad's `Alloc.Stop`).
+    AllocStop {
+        alloc_id: String,
+    },
     /// A read, answered once the table behind `query` passes `min_index` or `wait_ms` ends.
     Read {
         query: Query,
@@ -136,6 +141,11 @@ pub enum Query {
         deployment_id: String,
     },
     Deployments,
+    /// The events kept in the server's ring after `after_index`; it blocks until there
+    /// is one, even from index 0, so a stream's first read waits for its first event.
+    Events {
+        after_index: u64,
+    },
 }
 
 /// The answer to an [`ApiCall`], echoing its id.
@@ -192,6 +202,8 @@ pub enum QueryResult {
     Alloc(Option<Box<crate::model::Allocation>>),
     Deployment(Option<Box<crate::model::Deployment>>),
     Deployments(Vec<crate::model::Deployment>),
+    /// Oldest first; the ring may have dropped events older than the ones asked for.
+    Events(Vec<crate::state::Event>),
 }
 
 /// A message from one server to another in the same region.

@@ -49,7 +49,7 @@ use crate::id::IdGen;
 use crate::raft::{self, Entry, Index, Membership, NodeId, Payload, Persist, Raft, Term, WriteId};
 use crate::rpc::ServerAddr;
 use crate::scheduler::{ScheduleOutput, SchedulerConfig};
-use crate::state::{ApplyOutcome, Command, State};
+use crate::state::{ApplyOutcome, Command, Event, State};
 use crate::time::Millis;
 use leader::LeaderLoop;
 use rand_chacha::ChaCha8Rng;
@@ -64,6 +64,9 @@ pub const BLOCKING_QUERIES_MAX: usize = 4096;
 pub const FORWARDS_PENDING_MAX: usize = 4096;
 /// Nomad's cap on a blocking query's wait.
 pub const BLOCKING_WAIT_MAX_MS: u64 = 300_000;
+/// The events the server keeps for the event stream, newest last; older ones are dropped
+/// (a subscriber that falls further behind resumes at the oldest kept).
+pub const EVENT_RING_CAPACITY_EVENTS: usize = 4096;
 
 /// A server's settings. Every bound is named with its unit last.
 #[derive(Clone, Debug)]
@@ -156,6 +159,9 @@ pub struct Server {
     proposed: BTreeMap<Index, (Term, Command)>,
     /// Committed entries whose payload did not decode (never expected; counted, skipped).
     undecodable_entries: u64,
+    /// What the applied entries changed, for the event stream; at most
+    /// [`EVENT_RING_CAPACITY_EVENTS`], in index order.
+    events: VecDeque<Event>,
     probe: Option<Box<dyn StageProbe>>,
 }
 
@@ -204,6 +210,7 @@ impl Server {
             undecodable_entries: 0,
             committed_plans: BTreeMap::new(),
             proposed: BTreeMap::new(),
+            events: VecDeque::new(),
             probe: None,
         }
     }
@@ -452,8 +459,10 @@ impl Server {
                         self.committed_plans.insert(entry.index, verdict);
                     }
                     self.stage_begin(Stage::StateApply);
-                    let outcome = self.state.apply(entry.index, now_ns, command);
+                    let (outcome, events) =
+                        self.state.apply_recording(entry.index, now_ns, command);
                     self.stage_end(Stage::StateApply);
+                    self.keep_events(events);
                     Some(outcome)
                 }
                 Err(_) => {
@@ -474,6 +483,20 @@ impl Server {
             };
             self.resolve_write(now, entry.index, pending.waiter, result);
         }
+    }
+
+    /// Adds an entry's events to the ring, dropping the oldest past its capacity.
+    fn keep_events(&mut self, events: Vec<Event>) {
+        let dropped = (self.events.len() + events.len()).saturating_sub(EVENT_RING_CAPACITY_EVENTS);
+        self.events.drain(..dropped.min(self.events.len()));
+        let skipped = events.len().saturating_sub(EVENT_RING_CAPACITY_EVENTS);
+        self.events.extend(events.into_iter().skip(skipped));
+        assert!(self.events.len() <= EVENT_RING_CAPACITY_EVENTS, "the event ring is bounded");
+    }
+
+    /// The events kept for the stream, oldest first.
+    pub fn events(&self) -> impl Iterator<Item = &Event> {
+        self.events.iter()
     }
 
     /// The command a committed entry holds: the one this server proposed at that index

@@ -351,6 +351,7 @@ impl Server {
                 let ids = evals.iter().map(|e| e.id.clone()).collect();
                 Ok((Command::NodeEligibility { node_id, eligibility, evals }, ids))
             }
+            ApiRequest::AllocStop { alloc_id } => self.alloc_stop_command(now, &alloc_id),
             ApiRequest::Read { .. } | ApiRequest::JobPlan { .. } => Err("not a write".into()),
         }
     }
@@ -413,6 +414,19 @@ impl Server {
         let eval = self.new_eval(now, &job, TriggeredBy::JobScaling);
         let ids = vec![eval.id.clone()];
         Ok((Command::JobRegister { job, enforce_index, eval: Some(eval) }, ids))
+    }
+
+    /// Marks an allocation for migration with an `alloc-stop` evaluation of its job, as
+    /// Nomad's `Alloc.Stop` does; the scheduler then stops and replaces it.
+    fn alloc_stop_command(&mut self, now: Millis, alloc_id: &str) -> Result<WriteCommand, String> {
+        let alloc = self.state.alloc(alloc_id).ok_or("alloc not found")?.clone();
+        let job = self.stored_job(&alloc.namespace, &alloc.job_id)?;
+        let eval = self.new_eval(now, &job, TriggeredBy::AllocStop);
+        let ids = vec![eval.id.clone()];
+        let transition =
+            crate::model::DesiredTransition { migrate: Some(true), ..Default::default() };
+        let transitions = [(alloc.id.clone(), transition)].into_iter().collect();
+        Ok((Command::AllocDesiredTransition { transitions, evals: vec![eval] }, ids))
     }
 
     fn stored_job(&self, namespace: &str, job_id: &str) -> Result<Job, String> {
@@ -557,8 +571,10 @@ impl Server {
         min_index: u64,
         wait_ms: u64,
     ) {
-        let ready = min_index == 0 || table_index(&self.state, &query) > min_index;
-        if ready || wait_ms == 0 || self.parked.len() >= BLOCKING_QUERIES_MAX {
+        if self.read_ready(&query, min_index)
+            || wait_ms == 0
+            || self.parked.len() >= BLOCKING_QUERIES_MAX
+        {
             return self.answer_read(caller, &query);
         }
         let wait_ms = wait_ms.min(BLOCKING_WAIT_MAX_MS);
@@ -567,9 +583,26 @@ impl Server {
         self.parked.push(ParkedRead { caller, query, min_index, deadline });
     }
 
+    /// Whether a read can be answered: index 0 answers at once, except an event read,
+    /// which waits for an event after the one it names.
+    fn read_ready(&self, query: &Query, min_index: u64) -> bool {
+        match query {
+            Query::Events { after_index } => {
+                self.events.back().is_some_and(|last| last.index > *after_index)
+            }
+            _ => min_index == 0 || table_index(&self.state, query) > min_index,
+        }
+    }
+
     fn answer_read(&mut self, caller: ReadCaller, query: &Query) {
-        let index = table_index(&self.state, query);
-        let result = run_query(&self.state, query);
+        let (index, result) = match query {
+            Query::Events { after_index } => {
+                let index = self.events.back().map_or(*after_index, |last| last.index);
+                let after = self.events.iter().filter(|e| e.index > *after_index);
+                (index.max(*after_index), QueryResult::Events(after.cloned().collect()))
+            }
+            _ => (table_index(&self.state, query), run_query(&self.state, query)),
+        };
         match caller {
             ReadCaller::Api(caller) => self.answer(caller, ApiReply::Read { index, result }),
             ReadCaller::Client { conn, request_id } => {
@@ -586,7 +619,7 @@ impl Server {
     pub(super) fn answer_parked(&mut self, _now: Millis) {
         let parked = std::mem::take(&mut self.parked);
         for read in parked {
-            if table_index(&self.state, &read.query) > read.min_index {
+            if self.read_ready(&read.query, read.min_index) {
                 self.answer_read(read.caller, &read.query);
             } else {
                 self.parked.push(read);
@@ -632,6 +665,8 @@ fn table_index(state: &State, query: &Query) -> u64 {
         Query::Deployment { .. } | Query::Deployments | Query::JobDeployments { .. } => {
             indexes.deployments
         }
+        // Served from the server's ring, not a table (see `Server::read_ready`).
+        Query::Events { .. } => state.latest_index(),
     }
 }
 
@@ -687,6 +722,7 @@ fn run_query(state: &State, query: &Query) -> QueryResult {
                 .map(owned)
                 .collect(),
         ),
+        Query::Events { .. } => QueryResult::Events(Vec::new()),
     }
 }
 

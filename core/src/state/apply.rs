@@ -5,11 +5,13 @@
 //! the same state. A refused command (an EnforceIndex conflict) changes nothing but the
 //! latest index, which every replica moves identically.
 
+use super::events::{Event, EventPayload, EventType};
 use super::table::IdKey;
 use super::{JOB_VERSIONS_RETAINED_MAX, JobKey, JobSummary, State};
 use crate::model::{
-    AllocClientStatus, AllocDeploymentStatus, Allocation, Deployment, DrainStrategy, EvalStatus,
-    Evaluation, Job, Node, NodeEligibility, NodeStatus, PlanResult, TaskState,
+    AllocClientStatus, AllocDeploymentStatus, Allocation, Deployment, DesiredTransition,
+    DrainStrategy, EvalStatus, Evaluation, Job, Node, NodeEligibility, NodeStatus, PlanResult,
+    TaskState,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -79,6 +81,14 @@ pub enum Command {
         jobs: Vec<JobKey>,
         node_ids: Vec<String>,
     },
+    /// Sets what should happen to allocations next (Nomad's
+    /// `AllocUpdateDesiredTransitionRequest`): `alloc stop` marks one for migration, and
+    /// its evaluation lets the scheduler stop and replace it. Set fields overwrite, unset
+    /// ones keep what the allocation had; terminal or unknown allocations are skipped.
+    AllocDesiredTransition {
+        transitions: BTreeMap<String, DesiredTransition>,
+        evals: Vec<Evaluation>,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +146,23 @@ pub struct ApplyOutcome {
 }
 
 impl State {
+    /// [`State::apply`], also returning the events of what the command changed (see
+    /// `events`); a refused command changed nothing and has none.
+    pub fn apply_recording(
+        &mut self,
+        index: u64,
+        now_ns: i64,
+        command: Command,
+    ) -> (Result<ApplyOutcome, ApplyError>, Vec<Event>) {
+        if let Some(event_type) = EventType::of(&command) {
+            self.recorder.start(index, event_type);
+        }
+        let outcome = self.apply(index, now_ns, command);
+        let events = self.recorder.finish();
+        let events = if outcome.is_ok() { events } else { Vec::new() };
+        (outcome, events)
+    }
+
     /// Applies one log entry at `index`, stamped `now_ns` by the leader.
     pub fn apply(
         &mut self,
@@ -189,6 +216,12 @@ impl State {
             Command::Reap { eval_ids, alloc_ids, jobs, node_ids } => {
                 self.reap(index, &eval_ids, &alloc_ids, &jobs, &node_ids)
             }
+            Command::AllocDesiredTransition { transitions, evals } => {
+                for (alloc_id, transition) in &transitions {
+                    self.set_desired_transition(index, now_ns, alloc_id, transition);
+                }
+                self.upsert_evals(index, now_ns, evals, &mut outcome);
+            }
         }
         Ok(outcome)
     }
@@ -227,6 +260,7 @@ impl State {
         job.status = self.job_status(&key, job.stop).to_owned();
         let job = Arc::new(job);
         self.jobs.insert(key.clone(), job.clone());
+        self.recorder.record(|| EventPayload::Job(job.clone()));
         self.push_version(index, &key, job.clone());
         let mut summary = self
             .job_summaries
@@ -266,7 +300,9 @@ impl State {
             stopped.stop = true;
             stopped.modify_index = index;
             stopped.status = self.job_status(key, true).to_owned();
-            self.jobs.insert(key.clone(), Arc::new(stopped));
+            let stopped = Arc::new(stopped);
+            self.recorder.record(|| EventPayload::Job(stopped.clone()));
+            self.jobs.insert(key.clone(), stopped);
         }
         self.indexes.jobs = index;
         Ok(())
@@ -305,7 +341,9 @@ impl State {
         if node.is_schedulable() {
             outcome.capacity_changed.push(node.computed_class.clone());
         }
-        self.nodes.insert(node.id.clone(), Arc::new(node));
+        let node = Arc::new(node);
+        self.recorder.record(|| EventPayload::Node(node.clone()));
+        self.nodes.insert(node.id.clone(), node);
         self.indexes.nodes = index;
         self.node_list = Default::default();
     }
@@ -326,10 +364,33 @@ impl State {
         if node.is_schedulable() && !old.is_schedulable() {
             outcome.capacity_changed.push(node.computed_class.clone());
         }
-        self.nodes.insert(node.id.clone(), Arc::new(node));
+        let node = Arc::new(node);
+        self.recorder.record(|| EventPayload::Node(node.clone()));
+        self.nodes.insert(node.id.clone(), node);
         self.indexes.nodes = index;
         self.node_list = Default::default();
         Ok(())
+    }
+
+    fn set_desired_transition(
+        &mut self,
+        index: u64,
+        now_ns: i64,
+        alloc_id: &str,
+        transition: &DesiredTransition,
+    ) {
+        let Some(existing) = self.allocs.get(alloc_id).filter(|a| !a.is_terminal()) else {
+            return;
+        };
+        let mut alloc = (**existing).clone();
+        let wanted = &mut alloc.desired_transition;
+        wanted.migrate = transition.migrate.or(wanted.migrate);
+        wanted.reschedule = transition.reschedule.or(wanted.reschedule);
+        wanted.force_reschedule = transition.force_reschedule.or(wanted.force_reschedule);
+        wanted.no_shutdown_delay = transition.no_shutdown_delay.or(wanted.no_shutdown_delay);
+        alloc.modify_index = index;
+        alloc.modify_time = now_ns;
+        self.put_alloc(index, alloc);
     }
 
     /// Starting a drain marks every live allocation on the node for migration at once
@@ -385,6 +446,7 @@ impl State {
             self.set_queued(index, &eval);
             self.job_eval_index.insert(JobKey::new(&eval.namespace, &eval.job_id), index);
             let eval = Arc::new(eval);
+            self.recorder.record(|| EventPayload::Evaluation(eval.clone()));
             self.evals.insert(eval.id.clone(), eval.clone());
             self.indexes.evals = index;
             if eval.should_enqueue() || eval.should_block() {
@@ -501,6 +563,7 @@ impl State {
             }
             alloc.clone()
         });
+        self.recorder.record(|| EventPayload::Allocation(alloc.clone()));
         self.index_in_job(index, (&id, &alloc), old, key.as_ref().expect("set above"));
         (id, alloc)
     }
@@ -563,6 +626,7 @@ impl State {
     fn put_alloc_keyed(&mut self, index: u64, mut alloc: Allocation, key: &JobKey) {
         alloc.job = None;
         let alloc = Arc::new(alloc);
+        self.recorder.record(|| EventPayload::Allocation(alloc.clone()));
         let id = IdKey::new(&alloc.id);
         let old = self.allocs.insert(id.clone(), alloc.clone());
         self.index_alloc(index, (id, alloc), old, key);
@@ -643,7 +707,9 @@ impl State {
         if job.status != status {
             let mut job = (**job).clone();
             job.status = status.to_owned();
-            self.jobs.insert(key.clone(), Arc::new(job));
+            let job = Arc::new(job);
+            self.recorder.record(|| EventPayload::Job(job.clone()));
+            self.jobs.insert(key.clone(), job);
         }
     }
 
@@ -657,7 +723,9 @@ impl State {
         }
         deployment.modify_index = index;
         deployment.modify_time = now_ns;
-        self.deployments.insert(deployment.id.clone(), Arc::new(deployment));
+        let deployment = Arc::new(deployment);
+        self.recorder.record(|| EventPayload::Deployment(deployment.clone()));
+        self.deployments.insert(deployment.id.clone(), deployment);
         self.indexes.deployments = index;
     }
 }

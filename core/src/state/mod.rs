@@ -13,11 +13,13 @@
 
 mod apply;
 mod bytes;
+mod events;
 mod summary;
 pub mod table;
 
 pub use apply::{AllocClientUpdate, ApplyError, ApplyOutcome, Command};
 pub use bytes::{SNAPSHOT_FORMAT_VERSION, SnapshotError};
+pub use events::{Event, EventPayload, EventType};
 pub use summary::{JobSummary, TaskGroupSummary};
 
 use crate::model::{
@@ -155,6 +157,8 @@ pub struct State {
     /// Every node in table order, built on first read after a node write: schedulers
     /// scan the node list once per evaluation, and a flat vector scans fastest.
     node_list: NodeListCache,
+    /// The events of the command being applied by [`State::apply_recording`].
+    recorder: events::EventRecorder,
 }
 
 /// A lazily built list of the nodes. Derived data: equal states may differ in whether

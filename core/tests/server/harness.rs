@@ -680,6 +680,10 @@ fn read_query(args: &[&str]) -> Query {
         }
         ["alloc", id, ..] => Query::Alloc { alloc_id: (*id).to_owned() },
         ["deployment", id, ..] => Query::Deployment { deployment_id: (*id).to_owned() },
+        ["events", ..] => {
+            let after = kv(args, "after").map_or(0, |v| v.parse().expect("an index"));
+            Query::Events { after_index: after }
+        }
         other => panic!("unknown query {other:?}"),
     }
 }
@@ -719,7 +723,42 @@ fn render_query_result(result: &QueryResult) -> String {
             .as_ref()
             .map_or("deployment=none".into(), |d| format!("deployment {}", d.status.as_str())),
         QueryResult::Deployments(deployments) => format!("deployments={}", deployments.len()),
+        QueryResult::Events(events) => {
+            let lines: Vec<String> = events.iter().map(render_event).collect();
+            format!("events={}\n{}", events.len(), lines.join("\n"))
+        }
     }
+}
+
+/// One event as `index topic type name`, naming objects as the scripts do (allocations
+/// and evaluations by their job, nodes by their client name) and with the field an event
+/// of that topic is watched for.
+fn render_event(event: &drover_core::state::Event) -> String {
+    use drover_core::state::EventPayload;
+    let what = match &event.payload {
+        EventPayload::Job(job) => format!("{} stop={} status={}", job.id, job.stop, job.status),
+        EventPayload::Node(node) => {
+            format!("{} {} {}", node.id, node.status.as_str(), node.scheduling_eligibility.as_str())
+        }
+        EventPayload::Allocation(alloc) => format!(
+            "{} desired={} client={}",
+            alloc.name,
+            alloc.desired_status.as_str(),
+            alloc.client_status.as_str()
+        ),
+        EventPayload::Evaluation(eval) => {
+            format!(
+                "eval of {} {} {}",
+                eval.job_id,
+                eval.triggered_by.as_str(),
+                eval.status.as_str()
+            )
+        }
+        EventPayload::Deployment(deployment) => {
+            format!("deployment of {} {}", deployment.job_id, deployment.status.as_str())
+        }
+    };
+    format!("  {} {} {} {what}", event.index, event.topic(), event.event_type.as_str())
 }
 
 fn render_client_reply(reply: &ServerReply) -> String {
@@ -894,6 +933,12 @@ impl Cluster {
                     drain: Some(DrainSpec::default()),
                 };
                 self.api(to, "", request);
+            }
+            "alloc-stop" => {
+                let state = self.server(to).expect("up").state();
+                let named = state.allocs().find(|a| a.name == args[0] && !a.is_terminal());
+                let alloc_id = named.map_or(args[0].to_owned(), |a| a.id.clone());
+                self.api(to, "", ApiRequest::AllocStop { alloc_id });
             }
             "undrain" => {
                 let request = ApiRequest::NodeDrain { node_id: args[0].into(), drain: None };

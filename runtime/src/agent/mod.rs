@@ -59,6 +59,13 @@ pub enum Input {
         reply: oneshot::Sender<ApiReply>,
     },
     Driver(DriverEvent),
+    /// An operator's restart of a task (or of every running task) of an allocation on
+    /// this agent's client; answered with why nothing restarted, if so.
+    ClientRestart {
+        alloc_id: String,
+        task: Option<String>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     Status(oneshot::Sender<AgentStatus>),
     /// Stop every task, then end the loop; answered once the tasks are gone.
     Shutdown(oneshot::Sender<()>),
@@ -135,6 +142,18 @@ impl AgentHandle {
     pub async fn call(&self, region: &str, request: ApiRequest) -> Result<ApiReply, AgentGone> {
         let (reply, answer) = oneshot::channel();
         let input = Input::Api { region: region.to_owned(), request, reply };
+        self.inputs.send(input).await.map_err(|_| AgentGone)?;
+        answer.await.map_err(|_| AgentGone)
+    }
+
+    /// Restarts a task (or every running task) of an allocation this agent's client runs.
+    pub async fn restart_alloc(
+        &self,
+        alloc_id: String,
+        task: Option<String>,
+    ) -> Result<Result<(), String>, AgentGone> {
+        let (reply, answer) = oneshot::channel();
+        let input = Input::ClientRestart { alloc_id, task, reply };
         self.inputs.send(input).await.map_err(|_| AgentGone)?;
         answer.await.map_err(|_| AgentGone)
     }

@@ -99,6 +99,18 @@ impl<T: Transport, D: DriverSet> ClientHost<T, D> {
         self.drain(now);
     }
 
+    /// An operator's restart of a task (or of every running task) of an allocation here.
+    pub fn handle_restart(
+        &mut self,
+        now: Millis,
+        alloc_id: &str,
+        task: Option<&str>,
+    ) -> Result<(), String> {
+        let result = self.client.handle_restart(now, alloc_id, task);
+        self.drain(now);
+        result
+    }
+
     // ---------------------------------------------------------------- draining
 
     /// Drains the machine in the documented order until a round does nothing.

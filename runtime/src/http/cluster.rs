@@ -2,8 +2,8 @@
 
 use super::jobs::ALLOC_STUB_KEYS;
 use super::{
-    ApiError, ApiResult, Params, decode_body, read, read_response, serve, sorted_by_key, stub,
-    unexpected, write, write_response,
+    ApiError, ApiResult, Params, decode_body, listed, read, rows, serve, serve_shaped,
+    sorted_by_key, stub, write, write_response,
 };
 use crate::agent::AgentHandle;
 use axum::Router;
@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use drover_core::model::{DrainSpec, NodeEligibility};
-use drover_core::server::{ApiRequest, Query, QueryResult};
+use drover_core::server::{ApiRequest, Query};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -28,6 +28,9 @@ pub(super) fn routes() -> Router<AgentHandle> {
         .route("/v1/evaluation/{id}", get(evaluation))
         .route("/v1/deployments", get(deployments))
         .route("/v1/deployment/{id}", get(deployment))
+        // Allocation actions.
+        .route("/v1/allocation/{id}/stop", post(alloc_stop).put(alloc_stop))
+        .route("/v1/client/allocation/{id}/restart", post(alloc_restart).put(alloc_restart))
 }
 
 /// The fields of Nomad's `NodeListStub` that the node carries under the same name.
@@ -46,14 +49,12 @@ const NODE_STUB_KEYS: &[&str] = &[
 ];
 
 async fn allocations(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
-    let (result, meta) = read(&agent, &params, Query::Allocs).await?;
-    let QueryResult::Allocs(allocs) = result else { return unexpected(&result) };
-    let stubs: Vec<_> = sorted_by_key(allocs, |a| a.id.clone())
-        .iter()
-        .filter(|a| params.in_namespace(&a.namespace) && a.id.starts_with(params.prefix()))
-        .map(|a| stub(a, ALLOC_STUB_KEYS))
-        .collect();
-    Ok(read_response(&params, &meta, &stubs))
+    serve_shaped(&agent, &params, Query::Allocs, |result| {
+        let allocs =
+            listed(&params, rows!(result, Allocs)?, |a| (a.namespace.as_str(), a.id.as_str()));
+        Ok(allocs.iter().map(|a| stub(a, ALLOC_STUB_KEYS)).collect::<Vec<_>>())
+    })
+    .await
 }
 
 async fn allocation(
@@ -65,22 +66,24 @@ async fn allocation(
 }
 
 async fn nodes(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
-    let (result, meta) = read(&agent, &params, Query::Nodes).await?;
-    let QueryResult::Nodes(nodes) = result else { return unexpected(&result) };
-    let stubs: Vec<Map<String, Value>> = sorted_by_key(nodes, |n| n.id.clone())
-        .into_iter()
-        .filter(|n| n.id.starts_with(params.prefix()))
-        .map(|node| {
-            let mut row = stub(&node, NODE_STUB_KEYS);
-            let address = node.attributes.get("unique.network.ip-address").cloned();
-            row.insert("Address".into(), address.unwrap_or_default().into());
-            row.insert("Drain".into(), node.is_draining().into());
-            let version = node.attributes.get("drover.version").cloned();
-            row.insert("Version".into(), version.unwrap_or_default().into());
-            row
-        })
-        .collect();
-    Ok(read_response(&params, &meta, &stubs))
+    serve_shaped(&agent, &params, Query::Nodes, |result| {
+        let nodes = sorted_by_key(rows!(result, Nodes)?, |n| n.id.clone());
+        let stubs: Vec<Map<String, Value>> = nodes
+            .into_iter()
+            .filter(|n| n.id.starts_with(params.prefix()))
+            .map(|node| {
+                let mut row = stub(&node, NODE_STUB_KEYS);
+                let address = node.attributes.get("unique.network.ip-address").cloned();
+                row.insert("Address".into(), address.unwrap_or_default().into());
+                row.insert("Drain".into(), node.is_draining().into());
+                let version = node.attributes.get("drover.version").cloned();
+                row.insert("Version".into(), version.unwrap_or_default().into());
+                row
+            })
+            .collect();
+        Ok(stubs)
+    })
+    .await
 }
 
 async fn node(
@@ -163,17 +166,16 @@ fn node_update_fields(written: &super::Written) -> Map<String, Value> {
 }
 
 async fn evaluations(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
-    let (result, meta) = read(&agent, &params, Query::Evals).await?;
-    let QueryResult::Evals(evals) = result else { return unexpected(&result) };
     let job = params.get("job").unwrap_or_default();
     let status = params.get("status").unwrap_or_default();
-    let rows: Vec<_> = sorted_by_key(evals, |e| e.id.clone())
-        .into_iter()
-        .filter(|e| params.in_namespace(&e.namespace) && e.id.starts_with(params.prefix()))
-        .filter(|e| job.is_empty() || e.job_id == job)
-        .filter(|e| status.is_empty() || e.status.as_str() == status)
-        .collect();
-    Ok(read_response(&params, &meta, &rows))
+    serve_shaped(&agent, &params, Query::Evals, |result| {
+        let mut evals =
+            listed(&params, rows!(result, Evals)?, |e| (e.namespace.as_str(), e.id.as_str()));
+        evals.retain(|e| job.is_empty() || e.job_id == job);
+        evals.retain(|e| status.is_empty() || e.status.as_str() == status);
+        Ok(evals)
+    })
+    .await
 }
 
 async fn evaluation(
@@ -185,13 +187,10 @@ async fn evaluation(
 }
 
 async fn deployments(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
-    let (result, meta) = read(&agent, &params, Query::Deployments).await?;
-    let QueryResult::Deployments(deployments) = result else { return unexpected(&result) };
-    let rows: Vec<_> = sorted_by_key(deployments, |d| d.id.clone())
-        .into_iter()
-        .filter(|d| params.in_namespace(&d.namespace) && d.id.starts_with(params.prefix()))
-        .collect();
-    Ok(read_response(&params, &meta, &rows))
+    serve_shaped(&agent, &params, Query::Deployments, |result| {
+        Ok(listed(&params, rows!(result, Deployments)?, |d| (d.namespace.as_str(), d.id.as_str())))
+    })
+    .await
 }
 
 async fn deployment(
@@ -201,4 +200,53 @@ async fn deployment(
 ) -> ApiResult {
     let query = Query::Deployment { deployment_id: id };
     serve(&agent, &params, query, "deployment not found").await
+}
+
+// ------------------------------------------------------------------ allocation actions
+
+/// `alloc stop`: Nomad's `AllocStopResponse`, the evaluation that replaces it.
+async fn alloc_stop(
+    State(agent): State<AgentHandle>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult {
+    let (written, meta) = write(&agent, &params, ApiRequest::AllocStop { alloc_id: id }).await?;
+    let mut fields = Map::new();
+    fields.insert("EvalID".into(), written.eval_ids.first().cloned().unwrap_or_default().into());
+    Ok(write_response(&params, &meta, fields))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct RestartBody {
+    task_name: String,
+    all_tasks: bool,
+}
+
+/// `alloc restart`: Nomad's agent forwards it to the client that runs the allocation.
+/// This agent reaches only its own client; an allocation on another node gets Nomad's
+/// answer for a node it has no connection to.
+async fn alloc_restart(
+    State(agent): State<AgentHandle>,
+    Path(id): Path<String>,
+    params: Params,
+    body: Bytes,
+) -> ApiResult {
+    let body: RestartBody = decode_body(&body)?;
+    if body.all_tasks && !body.task_name.is_empty() {
+        return Err(ApiError::bad_request("Task name cannot be set when restarting all tasks"));
+    }
+    let (result, _) =
+        read(&agent, &Params::default(), Query::Alloc { alloc_id: id.clone() }).await?;
+    let alloc = rows!(result, Alloc)?.ok_or_else(|| ApiError::not_found("Unknown allocation"))?;
+    let status = agent.status().await.map_err(|gone| ApiError::internal(gone.to_string()))?;
+    if alloc.node_id != status.node_id {
+        return Err(ApiError::internal("No path to node"));
+    }
+    let task = Some(body.task_name).filter(|t| !t.is_empty());
+    match agent.restart_alloc(alloc.id, task).await {
+        Ok(Ok(())) => Ok(super::json_response(&params, Default::default(), &Map::new())),
+        Ok(Err(message)) => Err(ApiError::from_server(message)),
+        Err(gone) => Err(ApiError::internal(gone.to_string())),
+    }
 }

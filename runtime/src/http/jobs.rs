@@ -1,8 +1,8 @@
 //! `/v1/jobs`, `/v1/job/:id/...`, `/v1/jobs/parse` and `/v1/validate/job`.
 
 use super::{
-    ApiError, ApiResult, Params, QueryMeta, call, decode_body, read, read_response, serve,
-    sorted_by_key, stub, unexpected, write, write_response,
+    ApiError, ApiResult, Params, QueryMeta, call, decode_body, listed, read, rows, serve,
+    serve_shaped, stub, write, write_response,
 };
 use crate::agent::AgentHandle;
 use axum::Router;
@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use drover_core::jobspec::{self, ParseOptions, VarFile};
 use drover_core::model::{self, Job, JobDiff, job_diff};
-use drover_core::server::{ApiReply, ApiRequest, Query, QueryResult};
+use drover_core::server::{ApiReply, ApiRequest, Query};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -85,19 +85,20 @@ pub(super) const ALLOC_STUB_KEYS: &[&str] = &[
 ];
 
 async fn list(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
-    let (result, meta) = read(&agent, &params, Query::Jobs).await?;
-    let QueryResult::Jobs(jobs) = result else { return unexpected(&result) };
-    let stubs: Vec<Map<String, Value>> = sorted_by_key(jobs, |j| j.id.clone())
-        .iter()
-        .filter(|j| params.in_namespace(&j.namespace) && j.id.starts_with(params.prefix()))
-        .map(|j| {
-            let mut row = stub(j, JOB_STUB_KEYS);
-            // Summaries are a table of their own: `/v1/job/:id/summary` serves them.
-            row.insert("JobSummary".into(), Value::Null);
-            row
-        })
-        .collect();
-    Ok(read_response(&params, &meta, &stubs))
+    serve_shaped(&agent, &params, Query::Jobs, |result| {
+        let jobs = listed(&params, rows!(result, Jobs)?, |j| (j.namespace.as_str(), j.id.as_str()));
+        let stubs: Vec<Map<String, Value>> = jobs
+            .iter()
+            .map(|j| {
+                let mut row = stub(j, JOB_STUB_KEYS);
+                // Summaries are a table of their own: `/v1/job/:id/summary` serves them.
+                row.insert("JobSummary".into(), Value::Null);
+                row
+            })
+            .collect();
+        Ok(stubs)
+    })
+    .await
 }
 
 /// `{"Job": …, "EnforceIndex": …, "JobModifyIndex": …}` minus the job.
@@ -280,7 +281,7 @@ async fn versions(
 ) -> ApiResult {
     let query = Query::JobVersions { namespace: params.namespace(), job_id: id };
     let (result, meta) = read(&agent, &params, query).await?;
-    let QueryResult::JobVersions(versions) = result else { return unexpected(&result) };
+    let versions = rows!(result, JobVersions)?;
     if versions.is_empty() {
         return Err(ApiError::not_found("job versions not found"));
     }
@@ -308,14 +309,16 @@ async fn summary(
     params: Params,
 ) -> ApiResult {
     let query = Query::JobSummary { namespace: params.namespace(), job_id: id };
-    let (result, meta) = read(&agent, &params, query).await?;
-    let QueryResult::JobSummary(summary) = result else { return unexpected(&result) };
-    let summary = summary.ok_or_else(|| ApiError::not_found("job not found"))?;
-    let mut fields =
-        stub(&summary, &["JobID", "Namespace", "Summary", "CreateIndex", "ModifyIndex"]);
-    // Parent jobs (periodic, parameterized) count their children; none are launched yet.
-    fields.insert("Children".into(), json!({ "Pending": 0, "Running": 0, "Dead": 0 }));
-    Ok(read_response(&params, &meta, &fields))
+    serve_shaped(&agent, &params, query, |result| {
+        let summary = rows!(result, JobSummary)?;
+        let summary = summary.ok_or_else(|| ApiError::not_found("job not found"))?;
+        let mut fields =
+            stub(&summary, &["JobID", "Namespace", "Summary", "CreateIndex", "ModifyIndex"]);
+        // Parent jobs (periodic, parameterized) count their children; none are launched yet.
+        fields.insert("Children".into(), json!({ "Pending": 0, "Running": 0, "Dead": 0 }));
+        Ok(fields)
+    })
+    .await
 }
 
 async fn allocations(
@@ -324,10 +327,10 @@ async fn allocations(
     params: Params,
 ) -> ApiResult {
     let query = Query::JobAllocs { namespace: params.namespace(), job_id: id };
-    let (result, meta) = read(&agent, &params, query).await?;
-    let QueryResult::Allocs(allocs) = result else { return unexpected(&result) };
-    let stubs: Vec<_> = allocs.iter().map(|a| stub(a, ALLOC_STUB_KEYS)).collect();
-    Ok(read_response(&params, &meta, &stubs))
+    serve_shaped(&agent, &params, query, |result| {
+        Ok(rows!(result, Allocs)?.iter().map(|a| stub(a, ALLOC_STUB_KEYS)).collect::<Vec<_>>())
+    })
+    .await
 }
 
 async fn evaluations(

@@ -9,6 +9,7 @@
 
 mod agent;
 mod cluster;
+mod events;
 mod jobs;
 mod logs;
 
@@ -38,6 +39,7 @@ pub fn router(agent: AgentHandle) -> Router {
         .merge(cluster::routes())
         .merge(agent::routes())
         .merge(logs::routes())
+        .merge(events::routes())
         .fallback(|| async { ApiError::not_found("Invalid URL") })
         .layer(DefaultBodyLimit::max(REQUEST_BODY_LEN_MAX_BYTES))
         .layer(axum::middleware::from_fn(refuse_declared_oversize))
@@ -82,10 +84,10 @@ impl ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 
-    /// A server error as Nomad's HTTP layer codes it: a missing object is 404, everything
-    /// else the RPC refused is 500.
+    /// A server error as Nomad's HTTP layer codes it: a missing object is 404 (`… not
+    /// found`, or a client's `Unknown allocation …`), everything else refused is 500.
     fn from_server(message: String) -> ApiError {
-        if message.contains("not found") {
+        if message.contains("not found") || message.starts_with("Unknown allocation") {
             ApiError::not_found(message)
         } else {
             ApiError::internal(message)
@@ -306,6 +308,8 @@ fn rows_json(result: QueryResult) -> Option<Value> {
         QueryResult::JobSummary(summary) => serde_json::to_value(summary?),
         QueryResult::Deployment(deployment) => serde_json::to_value(deployment?),
         QueryResult::Deployments(deployments) => serde_json::to_value(deployments),
+        // The event stream frames events itself (`events`); never read as rows.
+        QueryResult::Events(_) => return None,
     };
     Some(value.unwrap_or(Value::Null))
 }
@@ -320,10 +324,33 @@ async fn serve(agent: &AgentHandle, params: &Params, query: Read, missing: &str)
     }
 }
 
+/// Serves a read as `shape` makes it of the server's rows, with the query headers: the
+/// one shape of every handler that filters, sorts or cuts what it read.
+async fn serve_shaped<T: Serialize>(
+    agent: &AgentHandle,
+    params: &Params,
+    query: Read,
+    shape: impl FnOnce(QueryResult) -> Result<T, ApiError>,
+) -> ApiResult {
+    let (result, meta) = read(agent, params, query).await?;
+    Ok(read_response(params, &meta, &shape(result)?))
+}
+
 /// The server answered a read with rows of another kind than asked (never expected).
-fn unexpected(_result: &QueryResult) -> ApiResult {
+fn unexpected<T>(_result: &QueryResult) -> Result<T, ApiError> {
     Err(ApiError::internal("the server answered a read with rows of another kind"))
 }
+
+/// The rows of a read's answer of the kind asked for (`rows!(result, Allocs)`).
+macro_rules! rows {
+    ($result:expr, $variant:ident) => {
+        match $result {
+            drover_core::server::QueryResult::$variant(rows) => Ok(rows),
+            other => super::unexpected(&other),
+        }
+    };
+}
+use rows;
 
 /// A committed write: (index, job modify index, eval IDs, eval create index).
 struct Written {
@@ -357,5 +384,19 @@ fn stub(value: &impl Serialize, keys: &[&str]) -> Map<String, Value> {
 /// Orders rows by a key, as Nomad's tables iterate (by ID).
 fn sorted_by_key<T>(mut rows: Vec<T>, key: impl Fn(&T) -> String) -> Vec<T> {
     rows.sort_by_key(|row| key(row));
+    rows
+}
+
+/// A list's rows in Nomad's order (by ID), keeping those in the query's namespace whose ID
+/// starts with its prefix.
+fn listed<T>(params: &Params, rows: Vec<T>, scope: impl Fn(&T) -> (&str, &str)) -> Vec<T> {
+    let mut rows: Vec<T> = rows
+        .into_iter()
+        .filter(|row| {
+            let (namespace, id) = scope(row);
+            params.in_namespace(namespace) && id.starts_with(params.prefix())
+        })
+        .collect();
+    rows.sort_by(|a, b| scope(a).1.cmp(scope(b).1));
     rows
 }
