@@ -16,10 +16,18 @@
 //! - `job ID [count=] [cpu=] [mem=] [type=] [enforce=IDX] [region=R]`, `plan ID …`,
 //!   `stop-job ID [purge]`, `scale ID count=N`, `revert ID version=V [prior=V]`,
 //!   `evaluate ID`, `drain C`, `alloc-stop NAME` (the live allocation of that name)
+}
+
+#[test]
+//!   `evaluate ID`, `drain C`
+//! - `periodic ID cron=SPEC [overlap-prohibited] [disabled]`: a periodic batch job (`_`
+//!   stands for a space in SPEC), `force ID`: `job periodic force`
+//! - `time`: the script's clock as unix seconds; `clock N ms=MS`: steps server N's clock by MS (negative: back; its `now` then stands
+//!   still until the clock catches up, as the hosts keep it monotonic)
 //! - `alloc NAME running|complete|failed`: the allocation's node reports it
 //! - `read jobs|nodes|evals|allocs|deployments [min=IDX] [wait=MS]`, `read versions|summary|
 //!   job-evals|job-deployments JOB`, `read alloc NAME`, `node-allocs C [min=IDX] [wait=MS]`
-//! - `show allocs|evals|nodes|jobs [on=N]`, `heartbeats`
+//! - `show allocs|evals|nodes|jobs|launches [on=N]`, `heartbeats`
 //! - `defer-passes N`: server N holds its scheduling passes; `run-passes N` runs them,
 //!   `fail-passes N` reports them failed (a pass that panicked)
 
@@ -136,4 +144,29 @@ fn applied_commands_leave_events() {
 #[test]
 fn alloc_stop_marks_for_migration_and_the_scheduler_replaces() {
     check("alloc_stop.txt");
+}
+
+#[test]
+fn periodic_launches_at_cron_times_only() {
+    check("periodic_launch.txt");
+}
+
+#[test]
+fn periodic_prohibit_overlap_skips_while_a_child_runs() {
+    check("periodic_overlap.txt");
+}
+
+#[test]
+fn periodic_failover_neither_relaunches_nor_skips() {
+    check("periodic_failover.txt");
+}
+
+#[test]
+fn periodic_force_launches_now() {
+    check("periodic_force.txt");
+}
+
+#[test]
+fn periodic_disabled_or_deregistered_stops_launching() {
+    check("periodic_stop.txt");
 }

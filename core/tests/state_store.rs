@@ -156,7 +156,13 @@ fn byte_snapshots_refuse_other_versions_and_damage() {
     assert_eq!(State::from_snapshot_bytes(&bytes, 1 << 20).unwrap(), state);
     let other = codec::encode(FrameKind::SNAPSHOT, &(99u32, Vec::<u8>::new())).unwrap();
     let refused = State::from_snapshot_bytes(&other, 1 << 20).unwrap_err();
-    assert_eq!(refused, SnapshotError::UnsupportedVersion { found: 99, supported: 1 });
+    assert_eq!(
+        refused,
+        SnapshotError::UnsupportedVersion {
+            found: 99,
+            supported: drover_core::state::SNAPSHOT_FORMAT_VERSION
+        }
+    );
     assert!(refused.to_string().contains("format version 99"));
     let mut damaged = bytes.clone();
     let last = damaged.len() - 1;
@@ -236,4 +242,60 @@ proptest! {
             prop_assert_eq!(&**summary, &summary.recompute(allocs.iter().map(|a| a.as_ref())));
         }
     }
+}
+
+fn periodic(id: &str) -> Job {
+    let periodic =
+        drover_core::model::PeriodicConfig { spec: "0 * * * * * *".into(), ..Default::default() };
+    Job { job_type: drover_core::model::JobType::Batch, periodic: Some(periodic), ..job(id, "a") }
+}
+
+fn launch(
+    state: &mut State,
+    index: u64,
+    parent: &Job,
+    secs: i64,
+    forced: bool,
+) -> Result<(), String> {
+    let command =
+        drover_core::server::launch_command(parent, secs, format!("e{index}"), NOW, forced);
+    state.apply(index, NOW, command).map(|_| ()).map_err(|e| e.to_string())
+}
+
+#[test]
+fn periodic_launches_are_recorded_once_and_the_record_never_moves_back() {
+    let mut state = State::new();
+    let parent = periodic("report");
+    register(&mut state, 1, parent.clone(), None).unwrap();
+    assert_eq!(state.periodic_launch("default", "report"), Some(NOW), "registration is recorded");
+    assert_eq!(state.job("default", "report").unwrap().status, "running");
+    let t = NOW / 1_000_000_000 + 40;
+    launch(&mut state, 2, &parent, t, false).unwrap();
+    let child = state.job("default", &format!("report/periodic-{t}")).unwrap();
+    assert_eq!(child.parent_id, "report");
+    assert!(child.periodic.is_none());
+    assert_eq!(
+        launch(&mut state, 3, &parent, t, false),
+        Err(format!(
+            "periodic launch of report/periodic-{t} refused: a job with this ID was already launched"
+        ))
+    );
+    let refused = launch(&mut state, 4, &parent, t - 10, false).unwrap_err();
+    assert!(refused.contains("is not after the last launch"), "{refused}");
+    // A forced launch stamped by a clock behind the record launches, but keeps the record.
+    launch(&mut state, 5, &parent, t - 10, true).unwrap();
+    assert_eq!(state.periodic_launch("default", "report"), Some(t * 1_000_000_000));
+    let restored =
+        State::from_snapshot_bytes(&state.to_snapshot_bytes().unwrap(), 1 << 24).unwrap();
+    assert_eq!(restored, state, "the launch table survives a snapshot");
+    let purge = Command::JobDeregister {
+        namespace: "default".into(),
+        job_id: "report".into(),
+        purge: true,
+        eval: None,
+    };
+    state.apply(6, NOW, purge).unwrap();
+    assert_eq!(state.periodic_launch("default", "report"), None);
+    let orphan = launch(&mut state, 7, &parent, t + 60, false).unwrap_err();
+    assert!(orphan.contains("periodic job report not found"), "{orphan}");
 }

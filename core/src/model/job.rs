@@ -127,9 +127,30 @@ impl Job {
         self.task_groups.iter().find(|g| g.name == name)
     }
 
-    /// Periodic and parameterized jobs are templates: registering them creates no evaluation.
+    /// Periodic and parameterized jobs are templates: registering them creates no
+    /// evaluation, and they never get allocations of their own (a disabled periodic job
+    /// included, as in Nomad: `enabled = false` pauses its launches, it does not turn it
+    /// into a job that runs itself).
     pub fn is_template(&self) -> bool {
-        self.periodic.as_ref().is_some_and(|p| p.enabled) || self.parameterized_job.is_some()
+        self.periodic.is_some() || self.parameterized_job.is_some()
+    }
+
+    /// Nomad's `IsPeriodicActive`: a periodic job the dispatcher launches children of.
+    pub fn is_periodic_active(&self) -> bool {
+        self.periodic.as_ref().is_some_and(|p| p.enabled)
+            && !self.stop
+            && self.parameterized_job.is_none()
+    }
+
+    /// The parsed schedules of a periodic job (`cron` or each of `crons`); a spec that
+    /// does not parse (validation refuses those) is left out.
+    pub fn periodic_schedules(&self) -> Vec<super::cron::CronSchedule> {
+        let Some(periodic) = &self.periodic else { return Vec::new() };
+        let specs = std::iter::once(&periodic.spec).filter(|s| !s.is_empty());
+        specs
+            .chain(&periodic.specs)
+            .filter_map(|spec| super::cron::CronSchedule::parse(spec).ok())
+            .collect()
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod alloc;
 mod canonicalize;
+pub mod cron;
 mod deployment;
 mod diff;
 mod eval;

@@ -249,6 +249,16 @@ impl Validator {
                 );
             }
         }
+        if !is_utc(&periodic.time_zone) {
+            self.err(
+                &path.key("TimeZone"),
+                format!(
+                    "{ctx}: periodic time_zone {} is not supported: drover runs periodic \
+                     schedules in UTC only",
+                    q(&periodic.time_zone)
+                ),
+            );
+        }
     }
 
     fn parameterized(&mut self, job: &Job, param: &ParameterizedJobConfig, path: &Path, ctx: &str) {
@@ -1231,27 +1241,14 @@ fn check_version_constraint(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a cron expression's shape: 5 to 7 fields of cron characters, or a `@` macro.
+/// The names of UTC a periodic block may give (Go's `time.LoadLocation` reads "" as UTC).
+fn is_utc(zone: &str) -> bool {
+    matches!(zone, "" | "UTC" | "Etc/UTC" | "Etc/GMT" | "GMT" | "Zulu" | "Etc/Zulu")
+}
+
+/// Checks a cron expression by parsing it as the periodic dispatcher will.
 fn check_cron(spec: &str) -> Result<(), String> {
-    let spec = spec.trim();
-    if let Some(name) = spec.strip_prefix('@') {
-        return match name {
-            "yearly" | "annually" | "monthly" | "weekly" | "daily" | "midnight" | "hourly" => {
-                Ok(())
-            }
-            other => Err(format!("unknown macro @{other}")),
-        };
-    }
-    let fields: Vec<&str> = spec.split_whitespace().collect();
-    if !(5..=7).contains(&fields.len()) {
-        return Err(format!("expected 5 to 7 fields, got {}", fields.len()));
-    }
-    for field in fields {
-        if !field.chars().all(|c| c.is_ascii_alphanumeric() || "*/,-?#".contains(c)) {
-            return Err(format!("field {field:?} has characters cron does not use"));
-        }
-    }
-    Ok(())
+    super::cron::CronSchedule::parse(spec).map(|_| ())
 }
 
 #[cfg(test)]

@@ -71,6 +71,8 @@ impl Default for GcConfig {
 /// deadlines, and stops the moment leadership ends; its commands go through Raft.
 pub trait LeaderService {
     fn establish(&mut self, now: Millis, state: &State);
+    /// Committed entries were applied while leading: the state may have changed.
+    fn on_applied(&mut self, _now: Millis, _state: &State) {}
     /// Work due at `now`: commands to commit.
     fn tick(&mut self, now: Millis, state: &State) -> Vec<Command>;
     fn poll_timeout(&self) -> Option<Millis>;

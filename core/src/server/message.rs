@@ -64,6 +64,12 @@ pub enum ApiRequest {
         group: String,
         count: i64,
     },
+    /// Launches a periodic job now (`POST /v1/job/:id/periodic/force`), whatever its
+    /// schedule and `prohibit_overlap`; the reply names the child's evaluation.
+    JobPeriodicForce {
+        namespace: String,
+        job_id: String,
+    },
     /// `None` cancels the drain.
     NodeDrain {
         node_id: String,

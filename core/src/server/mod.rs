@@ -32,6 +32,7 @@
 
 mod leader;
 mod message;
+mod periodic;
 mod probe;
 mod requests;
 mod worker;
@@ -41,6 +42,7 @@ pub use message::{
     ApiCall, ApiReply, ApiRequest, ApiResponse, ClientCall, ClientConn, PassId, PeerEnvelope,
     PeerMessage, PlanVerdict, Query, QueryResult, RegionForward, Reply, SchedulePass, WorkerId,
 };
+pub use periodic::{PeriodicDispatcher, child_job_id, launch_command};
 pub use probe::{Stage, StageProbe};
 
 use crate::broker::BrokerConfig;
@@ -187,6 +189,9 @@ impl Server {
 
     fn with_raft(config: ServerConfig, raft: Raft, state: State) -> Server {
         let workers = (0..config.workers_count).map(|_| Worker::default()).collect();
+        // The periodic dispatcher is the one leader service every server runs.
+        let dispatcher: Box<dyn LeaderService> =
+            Box::new(PeriodicDispatcher::new(config.rng_seed ^ 0x9e71));
         Server {
             rng: ChaCha8Rng::seed_from_u64(config.rng_seed ^ 0x5e4e),
             ids: IdGen::new(config.rng_seed ^ 0x1d5),
@@ -195,7 +200,7 @@ impl Server {
             state,
             leader: None,
             leader_epoch: 0,
-            services: Vec::new(),
+            services: vec![dispatcher],
             pending_writes: BTreeMap::new(),
             parked: Vec::new(),
             forwards: BTreeMap::new(),
@@ -416,6 +421,11 @@ impl Server {
             moved |= self.workers_step(now);
             if !moved {
                 break;
+            }
+        }
+        if self.leader.is_some() {
+            for service in &mut self.services {
+                service.on_applied(now, &self.state);
             }
         }
         self.answer_parked(now);

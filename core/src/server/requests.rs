@@ -312,9 +312,11 @@ impl Server {
             }
             ApiRequest::JobDeregister { namespace, job_id, purge } => {
                 let job = self.stored_job(&namespace, &job_id)?;
-                let eval = self.new_eval(now, &job, TriggeredBy::JobDeregister);
-                let ids = vec![eval.id.clone()];
-                Ok((Command::JobDeregister { namespace, job_id, purge, eval: Some(eval) }, ids))
+                // A periodic or parameterized job has no allocations to stop (Nomad).
+                let eval = (!job.is_template())
+                    .then(|| self.new_eval(now, &job, TriggeredBy::JobDeregister));
+                let ids = eval.iter().map(|e| e.id.clone()).collect();
+                Ok((Command::JobDeregister { namespace, job_id, purge, eval }, ids))
             }
             ApiRequest::JobEvaluate { namespace, job_id } => {
                 let job = self.state.job(&namespace, &job_id).ok_or("job not found")?.clone();
@@ -327,6 +329,9 @@ impl Server {
             }
             ApiRequest::JobScale { namespace, job_id, group, count } => {
                 self.scale_command(now, (&namespace, &job_id), &group, count)
+            }
+            ApiRequest::JobPeriodicForce { namespace, job_id } => {
+                self.periodic_force_command(now, &namespace, &job_id)
             }
             ApiRequest::NodeDrain { node_id, drain } => {
                 self.stored_node(&node_id)?;
@@ -354,6 +359,28 @@ impl Server {
             ApiRequest::AllocStop { alloc_id } => self.alloc_stop_command(now, &alloc_id),
             ApiRequest::Read { .. } | ApiRequest::JobPlan { .. } => Err("not a write".into()),
         }
+    }
+
+    /// A launch of a periodic job at `now` (Nomad's `Job.PeriodicForce`, same texts).
+    fn periodic_force_command(
+        &mut self,
+        now: Millis,
+        namespace: &str,
+        job_id: &str,
+    ) -> Result<WriteCommand, String> {
+        let job = self.state.job(namespace, job_id).ok_or("job not found")?.clone();
+        if !job.is_periodic_active() {
+            return Err("can't force launch non-periodic job".into());
+        }
+        let launch_secs = (now.as_u64() / 1000) as i64;
+        if self.state.job(namespace, &super::child_job_id(job_id, launch_secs)).is_some() {
+            return Err(format!("periodic job {job_id} was already launched at {launch_secs}"));
+        }
+        let eval_id = self.ids.next_id();
+        let now_ns = Server::now_ns(now);
+        let command =
+            super::periodic::launch_command(&job, launch_secs, eval_id.clone(), now_ns, true);
+        Ok((command, vec![eval_id]))
     }
 
     /// Registers a kept version again, as Nomad's `Job.Revert` (same texts); with a prior
@@ -772,7 +799,9 @@ pub(super) fn gc_candidates(state: &State, now_ns: i64, gc: &GcConfig) -> Comman
         eval_ids.push(eval.id.clone());
     }
     let mut jobs = Vec::new();
-    for job in state.jobs().filter(|j| j.stop && j.status == "dead") {
+    // Stopped jobs, and launched children (which finish without being stopped), once dead.
+    let dead = |j: &Job| (j.stop || !j.parent_id.is_empty()) && j.status == "dead";
+    for job in state.jobs().filter(|j| dead(j)) {
         let evals: Vec<_> =
             state.evals().filter(|e| e.job_id == job.id && e.namespace == job.namespace).collect();
         let newest =

@@ -89,6 +89,17 @@ pub enum Command {
         transitions: BTreeMap<String, DesiredTransition>,
         evals: Vec<Evaluation>,
     },
+    /// The periodic dispatcher (or a forced launch) starts one run of a periodic job:
+    /// the child job (`<parent>/periodic-<unix seconds>`, `ParentID` set), its
+    /// evaluation and the parent's launch record, in one entry so every server agrees on
+    /// all three. A scheduled launch not after the recorded one is refused, so no time is
+    /// launched twice whatever the proposing leader's clock read.
+    PeriodicLaunch {
+        child: Job,
+        eval: Evaluation,
+        launch_ns: i64,
+        forced: bool,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,8 +116,19 @@ pub struct AllocClientUpdate {
 /// Why a command was refused. `Display` gives Nomad's texts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ApplyError {
-    EnforceIndex { expected: u64, reason: EnforceFailure },
-    NotFound { what: &'static str, id: String },
+    EnforceIndex {
+        expected: u64,
+        reason: EnforceFailure,
+    },
+    NotFound {
+        what: &'static str,
+        id: String,
+    },
+    /// A periodic launch the state refuses (already launched, parent gone or inactive).
+    PeriodicLaunch {
+        job_id: String,
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,6 +152,9 @@ impl fmt::Display for ApplyError {
                 }
             }
             ApplyError::NotFound { what, id } => write!(f, "{what} not found: {id}"),
+            ApplyError::PeriodicLaunch { job_id, reason } => {
+                write!(f, "periodic launch of {job_id} refused: {reason}")
+            }
         }
     }
 }
@@ -222,6 +247,12 @@ impl State {
                 }
                 self.upsert_evals(index, now_ns, evals, &mut outcome);
             }
+            Command::PeriodicLaunch { child, eval, launch_ns, forced } => {
+                self.launch_periodic(index, now_ns, child, launch_ns, forced)?;
+                outcome.job_modify_index = index;
+                let eval = Evaluation { job_modify_index: index, ..eval };
+                self.upsert_evals(index, now_ns, [eval], &mut outcome);
+            }
         }
         Ok(outcome)
     }
@@ -257,7 +288,12 @@ impl State {
                 job.job_modify_index = index;
             }
         }
-        job.status = self.job_status(&key, job.stop).to_owned();
+        job.status = self.job_status(&key, &job, job.stop).to_owned();
+        // Nomad records a periodic job's registration as its first "launch", so a leader
+        // that takes over before the first launch can tell whether it was missed.
+        if job.is_periodic_active() && !self.periodic_launches.contains_key(&key) {
+            self.periodic_launches.insert(key.clone(), now_ns);
+        }
         let job = Arc::new(job);
         self.jobs.insert(key.clone(), job.clone());
         self.recorder.record(|| EventPayload::Job(job.clone()));
@@ -291,6 +327,7 @@ impl State {
         };
         if purge {
             self.jobs.remove(key);
+            self.periodic_launches.remove(key);
             self.job_versions.remove(key);
             self.job_summaries.remove(key);
             self.indexes.job_versions = index;
@@ -299,7 +336,7 @@ impl State {
             let mut stopped = (*job).clone();
             stopped.stop = true;
             stopped.modify_index = index;
-            stopped.status = self.job_status(key, true).to_owned();
+            stopped.status = self.job_status(key, &job, true).to_owned();
             let stopped = Arc::new(stopped);
             self.recorder.record(|| EventPayload::Job(stopped.clone()));
             self.jobs.insert(key.clone(), stopped);
@@ -308,16 +345,72 @@ impl State {
         Ok(())
     }
 
-    /// Nomad's job status: dead once stopped with nothing live, running with anything
-    /// live, pending otherwise.
-    fn job_status(&self, key: &JobKey, stopped: bool) -> &'static str {
+    /// Nomad's job status. Periodic and parameterized jobs run until stopped (they never
+    /// have allocations of their own). A launched child (`ParentID` set) is dead once
+    /// every evaluation and allocation it had is terminal, so GC can reap it. Any other
+    /// job is dead once stopped with nothing live, running with anything live, pending
+    /// otherwise.
+    fn job_status(&self, key: &JobKey, job: &Job, stopped: bool) -> &'static str {
+        if job.is_template() {
+            return if stopped { "dead" } else { "running" };
+        }
         let live =
             self.allocs_by_job.get(key).is_some_and(|m| m.values().any(|a| !a.is_terminal()));
+        if !live && !stopped && !job.parent_id.is_empty() {
+            let has_alloc = self.allocs_by_job.get(key).is_some_and(|m| !m.is_empty());
+            let evals =
+                self.evals.values().filter(|e| e.job_id == key.id && e.namespace == key.namespace);
+            let (mut any, mut open) = (false, false);
+            for eval in evals {
+                any = true;
+                open |= !eval.is_terminal();
+            }
+            if !open && (any || has_alloc) {
+                return "dead";
+            }
+        }
         match (live, stopped) {
             (true, _) => "running",
             (false, true) => "dead",
             (false, false) => "pending",
         }
+    }
+
+    /// Applies a periodic launch: checks the parent and the record, registers the child.
+    fn launch_periodic(
+        &mut self,
+        index: u64,
+        now_ns: i64,
+        mut child: Job,
+        launch_ns: i64,
+        forced: bool,
+    ) -> Result<(), ApplyError> {
+        let refuse =
+            |reason: String| ApplyError::PeriodicLaunch { job_id: child.id.clone(), reason };
+        let parent_key = JobKey::new(&child.namespace, &child.parent_id);
+        let Some(parent) = self.jobs.get(&parent_key) else {
+            return Err(refuse(format!("periodic job {} not found", child.parent_id)));
+        };
+        if !parent.is_periodic_active() {
+            return Err(refuse(format!("job {} is not an active periodic job", parent.id)));
+        }
+        if self.jobs.contains_key(&JobKey::of_job(&child)) {
+            return Err(refuse("a job with this ID was already launched".into()));
+        }
+        let last = self.periodic_launches.get(&parent_key).copied();
+        if !forced && last.is_some_and(|last| launch_ns <= last) {
+            return Err(refuse(format!(
+                "launch time {launch_ns} is not after the last launch {}",
+                last.unwrap_or_default()
+            )));
+        }
+        // The record never moves back: a forced launch stamped by a clock behind the
+        // last scheduled one must not make that time due again.
+        let record = last.map_or(launch_ns, |last| last.max(launch_ns));
+        self.periodic_launches.insert(parent_key, record);
+        child.stop = false;
+        self.register_job(index, now_ns, child, None)?;
+        Ok(())
     }
 
     fn register_node(
@@ -449,6 +542,9 @@ impl State {
             self.recorder.record(|| EventPayload::Evaluation(eval.clone()));
             self.evals.insert(eval.id.clone(), eval.clone());
             self.indexes.evals = index;
+            if eval.is_terminal() {
+                self.refresh_child_status(&JobKey::new(&eval.namespace, &eval.job_id));
+            }
             if eval.should_enqueue() || eval.should_block() {
                 outcome.evals.push(eval);
             }
@@ -703,7 +799,23 @@ impl State {
     fn refresh_job_status(&mut self, key: &JobKey, changed: &Allocation) {
         let Some(job) = self.jobs.get(key) else { return };
         // A live allocation makes the job running without looking at its siblings.
-        let status = if changed.is_terminal() { self.job_status(key, job.stop) } else { "running" };
+        let status =
+            if changed.is_terminal() { self.job_status(key, job, job.stop) } else { "running" };
+        if job.status != status {
+            let mut job = (**job).clone();
+            job.status = status.to_owned();
+            self.jobs.insert(key.clone(), Arc::new(job));
+        }
+    }
+
+    /// A launched child's status after one of its evaluations finished (one that placed
+    /// nothing leaves no allocation to move the status).
+    fn refresh_child_status(&mut self, key: &JobKey) {
+        let Some(job) = self.jobs.get(key) else { return };
+        if job.parent_id.is_empty() {
+            return;
+        }
+        let status = self.job_status(key, job, job.stop);
         if job.status != status {
             let mut job = (**job).clone();
             job.status = status.to_owned();

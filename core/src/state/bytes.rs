@@ -15,7 +15,8 @@ use std::fmt;
 use std::sync::Arc;
 
 /// The body layout this build writes and reads.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// Version 2 added the periodic launch table.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum SnapshotError {
@@ -47,6 +48,7 @@ struct Body {
     allocs: Vec<Allocation>,
     evals: Vec<Evaluation>,
     deployments: Vec<Deployment>,
+    periodic_launches: Vec<(JobKey, i64)>,
 }
 
 /// [`Body`] as it is written: the same fields in the same order, borrowing every row
@@ -63,6 +65,7 @@ struct BodyRef<'a> {
     allocs: Vec<&'a Allocation>,
     evals: Vec<&'a Evaluation>,
     deployments: Vec<&'a Deployment>,
+    periodic_launches: Vec<(&'a JobKey, i64)>,
 }
 
 fn rows<K: super::table::TableKey, T>(table: &super::table::Table<K, Arc<T>>) -> Vec<&T> {
@@ -87,6 +90,7 @@ impl State {
             allocs: rows(&self.allocs),
             evals: rows(&self.evals),
             deployments: rows(&self.deployments),
+            periodic_launches: self.periodic_launches(),
         };
         let body = postcard::to_allocvec(&body)
             .map_err(|e| SnapshotError::Codec(CodecError::Encode { message: e.to_string() }))?;
@@ -143,6 +147,9 @@ impl State {
         }
         for deployment in body.deployments {
             state.deployments.insert(deployment.id.clone(), Arc::new(deployment));
+        }
+        for (key, launch_ns) in body.periodic_launches {
+            state.periodic_launches.insert(key, launch_ns);
         }
         state
     }

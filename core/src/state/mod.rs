@@ -154,6 +154,10 @@ pub struct State {
     /// the job's previous evaluation and place the same allocations again.
     job_eval_index: Table<JobKey, u64>,
     deployments: Table<String, Arc<Deployment>>,
+    /// Per periodic job, the unix ns of its last launch (Nomad's `PeriodicLaunch` table);
+    /// before its first launch, when it was registered. A new leader's dispatcher starts
+    /// from here, so a failover neither launches a time twice nor forgets a missed one.
+    periodic_launches: Table<JobKey, i64>,
     /// Every node in table order, built on first read after a node write: schedulers
     /// scan the node list once per evaluation, and a flat vector scans fastest.
     node_list: NodeListCache,
@@ -402,5 +406,39 @@ impl State {
 
     pub fn deployments(&self) -> impl Iterator<Item = &Arc<Deployment>> {
         self.deployments.values()
+    }
+
+    /// The last launch of a periodic job (unix ns), or when it was registered if it
+    /// never launched.
+    pub fn periodic_launch(&self, namespace: &str, job_id: &str) -> Option<i64> {
+        self.periodic_launches.get(&JobKey::new(namespace, job_id)).copied()
+    }
+
+    /// Every periodic launch record, in key order.
+    pub fn periodic_launches(&self) -> Vec<(&JobKey, i64)> {
+        self.periodic_launches.sorted().into_iter().map(|(k, v)| (k, *v)).collect()
+    }
+
+    /// The jobs a periodic job launched (children whose `ParentID` names it).
+    pub fn periodic_children<'a>(&'a self, parent: &'a Job) -> impl Iterator<Item = &'a Arc<Job>> {
+        self.jobs
+            .values()
+            .filter(move |j| j.parent_id == parent.id && j.namespace == parent.namespace)
+    }
+
+    /// Nomad's `RunningChildren`: whether a child of `parent` has an evaluation or an
+    /// allocation that is not terminal yet (what `prohibit_overlap` waits for).
+    pub fn periodic_child_running(&self, parent: &Job) -> bool {
+        self.periodic_children(parent).any(|child| self.job_active(child))
+    }
+
+    /// Whether a job has a non-terminal evaluation or allocation.
+    fn job_active(&self, job: &Job) -> bool {
+        let key = JobKey::of_job(job);
+        self.allocs_by_job.get(&key).is_some_and(|m| m.values().any(|a| !a.is_terminal()))
+            || self
+                .evals
+                .values()
+                .any(|e| e.job_id == job.id && e.namespace == job.namespace && !e.is_terminal())
     }
 }

@@ -104,6 +104,11 @@ pub struct Cluster {
     held: Vec<(NodeId, SchedulePass)>,
     rng: ChaCha8Rng,
     pub out: String,
+    /// Per server, how far its clock reads from the script's time (ms, either sign).
+    clock_offsets: BTreeMap<NodeId, i64>,
+    /// Per server, its last clock reading: a clock stepped back reads the same until it
+    /// catches up, as the hosts keep `now` monotonic per machine.
+    clock_last: BTreeMap<NodeId, Millis>,
 }
 
 fn server_addr(id: NodeId) -> String {
@@ -138,6 +143,8 @@ impl Cluster {
             deferred: BTreeSet::new(),
             held: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
+            clock_offsets: BTreeMap::new(),
+            clock_last: BTreeMap::new(),
             out: String::new(),
         };
         for id in 1..=servers {
@@ -191,7 +198,7 @@ impl Cluster {
 
     /// Drains one server's outputs in the documented order until it is quiet.
     fn pump(&mut self, id: NodeId) {
-        let now = self.now;
+        let now = self.server_now(id);
         for _ in 0..10_000 {
             let Some(peer) = self.peers.get_mut(&id) else { return };
             let Some(server) = peer.server.as_mut() else { return };
@@ -260,7 +267,7 @@ impl Cluster {
             self.delayed.push(envelope);
             return;
         }
-        let now = self.now;
+        let now = self.server_now(to);
         self.server_mut(to).expect("checked").handle_peer_message(now, envelope);
         self.pump(to);
     }
@@ -278,17 +285,23 @@ impl Cluster {
         let end = self.now + Millis(ms);
         for _ in 0..1_000_000 {
             self.stabilize();
-            let servers = self.peers.values().filter_map(|p| p.server.as_ref()?.poll_timeout());
+            let servers: Vec<Millis> = self
+                .server_ids()
+                .into_iter()
+                .filter_map(|id| Some(self.global_at(id, self.server(id)?.poll_timeout()?)))
+                .collect();
             let clients = self.clients.values().filter(|c| c.alive).map(|c| c.next_heartbeat);
-            let next = servers.chain(clients).min().unwrap_or(end).max(self.now);
+            let next = servers.into_iter().chain(clients).min().unwrap_or(end).max(self.now);
             if next > end {
                 break;
             }
             self.now = next;
             for id in self.server_ids() {
-                let due = self.server(id).and_then(Server::poll_timeout).is_some_and(|d| d <= next);
+                let local = self.server_now(id);
+                let due =
+                    self.server(id).and_then(Server::poll_timeout).is_some_and(|d| d <= local);
                 if due {
-                    self.server_mut(id).expect("due").handle_timeout(next);
+                    self.server_mut(id).expect("due").handle_timeout(local);
                     self.pump(id);
                 }
             }
@@ -306,11 +319,38 @@ impl Cluster {
         self.stabilize();
     }
 
+    /// What server `id`'s clock reads now: the script's time plus its offset, never
+    /// less than its last reading.
+    fn server_now(&mut self, id: NodeId) -> Millis {
+        let offset = self.clock_offsets.get(&id).copied().unwrap_or(0);
+        let reading = Millis(self.now.as_u64().saturating_add_signed(offset));
+        let last = self.clock_last.entry(id).or_insert(reading);
+        *last = (*last).max(reading);
+        *last
+    }
+
+    /// The script time at which server `id`'s clock reads `deadline`.
+    fn global_at(&self, id: NodeId, deadline: Millis) -> Millis {
+        let offset = self.clock_offsets.get(&id).copied().unwrap_or(0);
+        let last = self.clock_last.get(&id).copied().unwrap_or(Millis::ZERO);
+        if deadline <= last {
+            return self.now;
+        }
+        Millis(deadline.as_u64().saturating_add_signed(-offset)).max(self.now)
+    }
+
+    /// Steps server `id`'s clock by `ms` (negative: back).
+    pub fn step_clock(&mut self, id: NodeId, ms: i64) {
+        *self.clock_offsets.entry(id).or_default() += ms;
+        self.line(format!("n{id} clock stepped by {ms}ms"));
+    }
+
     /// Fires server `id`'s election timeout now.
     pub fn campaign(&mut self, id: NodeId) {
         let Some(deadline) = self.server(id).and_then(|s| s.raft().poll_timeout()) else { return };
-        self.now = self.now.max(deadline);
-        let now = self.now;
+        let global = self.global_at(id, deadline);
+        self.now = self.now.max(global);
+        let now = self.server_now(id);
         self.server_mut(id).expect("up").handle_timeout(now);
         self.pump(id);
         self.stabilize();
@@ -333,7 +373,7 @@ impl Cluster {
     }
 
     pub fn restart(&mut self, id: NodeId) {
-        let now = self.now;
+        let now = self.server_now(id);
         let Some(peer) = self.peers.get_mut(&id) else { return };
         if peer.server.is_some() {
             return;
@@ -442,7 +482,7 @@ impl Cluster {
     /// Sends an API call to server `to` and delivers until the network settles.
     pub fn api(&mut self, to: NodeId, region: &str, request: ApiRequest) -> u64 {
         let request_id = self.next_id();
-        let now = self.now;
+        let now = self.server_now(to);
         let call = ApiCall { request_id, region: region.into(), request };
         if let Some(server) = self.server_mut(to) {
             server.handle_api_call(now, call);
@@ -460,7 +500,7 @@ impl Cluster {
             self.quiet.insert(request_id);
         }
         let conn = client_conn(name);
-        let now = self.now;
+        let now = self.server_now(to);
         if self.server(to).is_none() {
             // No answer from a dead server: the client tries the next one next time.
             let ids = self.server_ids();
@@ -592,6 +632,19 @@ pub fn job(id: &str, job_type: &str, count: u32, cpu: u32, memory_mb: u32) -> Jo
         "job \"{id}\" {{\n  type = \"{job_type}\"\n  group \"g\" {{\n    count = {count}\n    task \"t\" {{\n      driver = \"raw_exec\"\n      config {{ command = \"/bin/sleep\" }}\n      resources {{\n        cpu = {cpu}\n        memory = {memory_mb}\n      }}\n    }}\n  }}\n}}\n"
     );
     match parse("job.hcl", hcl.as_bytes(), &ParseOptions::default()) {
+        Ok(job) => job,
+        Err(report) => panic!("test job does not parse:\n{report}"),
+    }
+}
+
+/// A one-group raw_exec batch job launched on `cron` (`_` stands for a space, so the
+/// spec fits one script word).
+pub fn periodic_job(id: &str, cron: &str, prohibit_overlap: bool, enabled: bool) -> Job {
+    let cron = cron.replace('_', " ");
+    let hcl = format!(
+        "job \"{id}\" {{\n  type = \"batch\"\n  periodic {{\n    crons = [\"{cron}\"]\n    prohibit_overlap = {prohibit_overlap}\n    enabled = {enabled}\n  }}\n  group \"g\" {{\n    task \"t\" {{\n      driver = \"raw_exec\"\n      config {{ command = \"/bin/true\" }}\n      resources {{\n        cpu = 100\n        memory = 64\n      }}\n    }}\n  }}\n}}\n"
+    );
+    match parse("periodic.hcl", hcl.as_bytes(), &ParseOptions::default()) {
         Ok(job) => job,
         Err(report) => panic!("test job does not parse:\n{report}"),
     }
@@ -837,6 +890,11 @@ pub fn show(state: &State, what: &str) -> Vec<String> {
             .jobs()
             .map(|j| format!("{} v{} {} stop={}", j.id, j.version, j.status, j.stop))
             .collect(),
+        "launches" => state
+            .periodic_launches()
+            .into_iter()
+            .map(|(key, ns)| format!("{} last launch {}", key.id, ns / 1_000_000_000))
+            .collect(),
         other => vec![format!("unknown table {other}")],
     }
 }
@@ -895,6 +953,32 @@ impl Cluster {
                     _ => ApiRequest::JobPlan { job: Box::new(job) },
                 };
                 self.api(to, kv(args, "region").unwrap_or(""), request);
+            }
+            "periodic" => {
+                let cron = kv(args, "cron").expect("cron=");
+                let job = periodic_job(
+                    args[0],
+                    cron,
+                    args.contains(&"overlap-prohibited"),
+                    !args.contains(&"disabled"),
+                );
+                let request = ApiRequest::JobRegister { job: Box::new(job), enforce_index: None };
+                self.api(to, "", request);
+            }
+            "force" => {
+                let request = ApiRequest::JobPeriodicForce {
+                    namespace: "default".into(),
+                    job_id: args[0].into(),
+                };
+                self.api(to, "", request);
+            }
+            "time" => {
+                let ms = self.now.as_u64();
+                self.line(format!("unix {}.{:03}", ms / 1000, ms % 1000));
+            }
+            "clock" => {
+                let ms = kv(args, "ms").expect("ms=").parse().expect("ms");
+                self.step_clock(args[0].parse().expect("id"), ms);
             }
             "stop-job" => {
                 let request = ApiRequest::JobDeregister {
@@ -1014,7 +1098,7 @@ impl Cluster {
                         self.held.push((server, pass));
                         continue;
                     }
-                    let now = self.now;
+                    let now = self.server_now(id);
                     let Some(s) = self.server_mut(id) else { continue };
                     if *name == "run-passes" {
                         s.handle_schedule_output(now, pass.pass_id, pass.run());
