@@ -20,6 +20,10 @@
 //! - `show allocs|evals|nodes|jobs [on=N]`, `heartbeats`
 //! - `defer-passes N`: server N holds its scheduling passes; `run-passes N` runs them,
 //!   `fail-passes N` reports them failed (a pass that panicked)
+//! - `snapshot-every ENTRIES` (first command only): servers snapshot that often;
+//!   `defer-snapshots N`: server N's state snapshots wait, as a runtime encoding them on
+//!   another thread leaves them; `encode-snapshots N` encodes and hands them back; `log`
+//!   shows each server's log bounds and snapshots
 
 #[path = "server/harness.rs"]
 mod harness;
@@ -114,4 +118,9 @@ fn gc_keeps_allocations_the_client_has_not_finished() {
 #[test]
 fn cancelling_a_drain_brings_system_jobs_back() {
     check("undrain_system.txt");
+}
+
+#[test]
+fn a_snapshot_is_encoded_off_the_loop_and_compacts_the_log_once_handed_back() {
+    check("snapshot_off_loop.txt");
 }
