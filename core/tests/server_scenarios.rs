@@ -30,6 +30,10 @@
 //! - `show allocs|evals|nodes|jobs|launches [on=N]`, `heartbeats`
 //! - `defer-passes N`: server N holds its scheduling passes; `run-passes N` runs them,
 //!   `fail-passes N` reports them failed (a pass that panicked)
+//! - `snapshot-every ENTRIES` (first command only): servers snapshot that often;
+//!   `defer-snapshots N`: server N's state snapshots wait, as a runtime encoding them on
+//!   another thread leaves them; `encode-snapshots N` encodes and hands them back; `log`
+//!   shows each server's log bounds and snapshots
 
 #[path = "server/harness.rs"]
 mod harness;
@@ -169,4 +173,9 @@ fn periodic_force_launches_now() {
 #[test]
 fn periodic_disabled_or_deregistered_stops_launching() {
     check("periodic_stop.txt");
+}
+
+#[test]
+fn a_snapshot_is_encoded_off_the_loop_and_compacts_the_log_once_handed_back() {
+    check("snapshot_off_loop.txt");
 }

@@ -995,3 +995,56 @@ fn a_server_host_schedules_on_pass_threads_and_survives_a_panicking_pass() {
     drop(host);
     check_pool("pool_host", &log);
 }
+
+#[test]
+fn a_server_host_encodes_state_snapshots_on_a_thread_and_compacts_once_they_are_written() {
+    let (wake, woken) = wake_channel();
+    let addrs: BTreeMap<NodeId, String> = BTreeMap::from([(1, server_addr(1))]);
+    let mut config = ServerConfig::new(1, 17, addrs);
+    config.raft.snapshot_threshold_entries = 4;
+    let mut now = Millis(START_MS);
+    let transport = CountingTransport::default();
+    let mut host =
+        ServerHost::start(now, config, transport, MemStore::new(), InlinePassRunner::default())
+            .expect("starts on a working store");
+    host.encode_snapshots_on_thread(Some(wake));
+    host.enable_timings();
+    let deadline = Millis(START_MS + SETTLE_MAX_MS);
+    let mut jobs_sent = 0;
+    // Until the store holds a snapshot of a state with every job placed.
+    while host.store().snapshot().meta.index == 0
+        || host.server().state().alloc_count() < 3
+        || host.server().snapshot_in_flight().is_some()
+    {
+        assert!(now < deadline, "no snapshot was written");
+        if host.server().is_leader_loop_active() && host.server().state().node_count() == 0 {
+            let frame = register_frame("c1");
+            host.handle_frame(now, &client_addr("c1"), &frame).expect("a working store");
+        }
+        if host.server().state().node_count() == 1 && jobs_sent < 3 {
+            jobs_sent += 1;
+            let job = Box::new(job(&format!("web{jobs_sent}"), "service", 1));
+            let request = ApiRequest::JobRegister { job, enforce_index: None };
+            let call = ApiCall { request_id: jobs_sent, region: String::new(), request };
+            host.handle_api_call(now, call).expect("a working store");
+        }
+        match woken.recv_timeout(Duration::from_millis(5)) {
+            Ok(()) => host.handle_passes_ready(now).expect("a working store"),
+            Err(_) => {
+                now = host.next_deadline().map_or(now, |d| d.max(now));
+                host.handle_timeout(now).expect("a working store");
+            }
+        }
+    }
+    let written = host.store().snapshot().clone();
+    let raft = host.server().raft();
+    // Raft dropped the entries the written snapshot covers, and no others.
+    assert_eq!(raft.snapshot_meta().index, written.meta.index);
+    assert_eq!(raft.first_index(), written.meta.index + 1);
+    let restored = State::from_snapshot_bytes(&written.data, usize::MAX).expect("decodes");
+    assert!(restored.latest_index() <= written.meta.index);
+    assert!(restored.node_count() == 1 && restored.jobs().count() >= 1);
+    let timings = host.timings().expect("enabled");
+    assert_eq!(timings.snapshot_encode, Duration::ZERO, "nothing encoded on the host's thread");
+    assert!(timings.snapshot_encode_off_loop > Duration::ZERO);
+}

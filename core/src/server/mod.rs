@@ -4,10 +4,10 @@
 //! A [`Server`] owns no clock, disk, socket or thread. The runtime feeds it inputs:
 //! [`Server::handle_peer_message`], [`Server::handle_client_rpc`],
 //! [`Server::handle_api_call`], [`Server::handle_schedule_output`],
-//! [`Server::handle_schedule_failed`], [`Server::handle_durable`] and
-//! [`Server::handle_timeout`], each with `now`, the region's
-//! unix time in milliseconds (it must never go backwards). After every input it drains the
-//! outputs **in this order**:
+//! [`Server::handle_schedule_failed`], [`Server::handle_durable`],
+//! [`Server::handle_snapshot_encoded`] and [`Server::handle_timeout`], each with `now`,
+//! the region's unix time in milliseconds (it must never go backwards). After every input
+//! it drains the outputs **in this order**:
 //! 1. [`Server::poll_persist`]: write the Raft batch, then report it with `handle_durable`;
 //! 2. [`Server::poll_peer_message`]: send to the named server (Raft messages come out only
 //!    once the writes they depend on are durable, so persist-before-send holds end to end);
@@ -15,7 +15,11 @@
 //! 4. [`Server::poll_schedule`]: run the pass on a worker thread and report its output
 //!    with `handle_schedule_output` (or, if it produced none, `handle_schedule_failed`);
 //! 5. [`Server::poll_region_forward`]: hand a call naming another region to that region;
-//! 6. [`Server::poll_timeout`]: call `handle_timeout` at that instant at the latest.
+//! 6. [`Server::poll_snapshot_request`]: encode the state it holds with
+//!    [`SnapshotRequest::encode`] (on any thread: the state is an O(1) copy of the
+//!    server's, and encoding a large one takes seconds) and hand the bytes back with
+//!    `handle_snapshot_encoded`; Raft compacts its log only then;
+//! 7. [`Server::poll_timeout`]: call `handle_timeout` at that instant at the latest.
 //!
 //! Every server applies committed entries ([`crate::state::Command`] frames, stamped with
 //! the leader's time) to its [`State`] in log order and snapshots it for compaction. The
@@ -35,6 +39,7 @@ mod message;
 mod periodic;
 mod probe;
 mod requests;
+mod snapshot;
 mod worker;
 
 pub use leader::{GcConfig, HeartbeatConfig, LeaderService};
@@ -44,6 +49,7 @@ pub use message::{
 };
 pub use periodic::{PeriodicDispatcher, child_job_id, launch_command};
 pub use probe::{Stage, StageProbe};
+pub use snapshot::SnapshotRequest;
 
 use crate::broker::BrokerConfig;
 use crate::codec::{self, FRAME_LEN_MAX_BYTES_DEFAULT, FrameKind};
@@ -164,6 +170,12 @@ pub struct Server {
     /// What the applied entries changed, for the event stream; at most
     /// [`EVENT_RING_CAPACITY_EVENTS`], in index order.
     events: VecDeque<Event>,
+    /// The state snapshot handed out and not yet encoded, and its index.
+    snapshot_out: Option<SnapshotRequest>,
+    snapshot_in_flight: Option<Index>,
+    /// State snapshots the runtime could not encode (never expected; the next is asked
+    /// for at the next applied entry).
+    snapshot_failures: u64,
     probe: Option<Box<dyn StageProbe>>,
 }
 
@@ -213,6 +225,9 @@ impl Server {
             replies: VecDeque::new(),
             region_out: VecDeque::new(),
             undecodable_entries: 0,
+            snapshot_out: None,
+            snapshot_in_flight: None,
+            snapshot_failures: 0,
             committed_plans: BTreeMap::new(),
             proposed: BTreeMap::new(),
             events: VecDeque::new(),
@@ -265,6 +280,15 @@ impl Server {
         self.undecodable_entries
     }
 
+    /// The index of the state snapshot handed to the runtime and not yet encoded.
+    pub fn snapshot_in_flight(&self) -> Option<Index> {
+        self.snapshot_in_flight
+    }
+
+    pub fn snapshot_failures(&self) -> u64 {
+        self.snapshot_failures
+    }
+
     /// The leader's address, when known.
     pub fn leader_addr(&self) -> Option<ServerAddr> {
         self.raft.leader().and_then(|id| self.config.servers.get(&id).cloned())
@@ -311,6 +335,13 @@ impl Server {
         self.region_out.pop_front()
     }
 
+    /// A copy of the state for the runtime to encode for log compaction; see the module
+    /// documentation. At most one is out at a time.
+    #[must_use]
+    pub fn poll_snapshot_request(&mut self) -> Option<SnapshotRequest> {
+        self.snapshot_out.take()
+    }
+
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Millis> {
         let mut deadlines: Vec<Millis> = Vec::new();
@@ -332,6 +363,30 @@ impl Server {
 
     pub fn handle_durable(&mut self, now: Millis, id: WriteId) {
         self.raft.handle_durable(now, id);
+        self.advance(now);
+    }
+
+    /// The bytes of the snapshot from [`Server::poll_snapshot_request`] at `index`, or
+    /// why they could not be made. Raft compacts its log up to `index` and writes the
+    /// snapshot through [`Server::poll_persist`].
+    pub fn handle_snapshot_encoded(
+        &mut self,
+        now: Millis,
+        index: Index,
+        encoded: Result<Vec<u8>, crate::state::SnapshotError>,
+    ) {
+        if self.snapshot_in_flight != Some(index) {
+            return; // not the one asked for (a restart forgot it): ignored
+        }
+        self.snapshot_in_flight = None;
+        match encoded {
+            Ok(bytes) => {
+                self.stage_begin(Stage::SnapshotWrite);
+                self.raft.handle_snapshot_taken(now, index, bytes);
+                self.stage_end(Stage::SnapshotWrite);
+            }
+            Err(_) => self.snapshot_failures += 1,
+        }
         self.advance(now);
     }
 
@@ -446,13 +501,14 @@ impl Server {
             }
             moved = true;
         }
-        if let Some(index) = self.raft.snapshot_due() {
-            self.stage_begin(Stage::SnapshotWrite);
-            let bytes = self.state.to_snapshot_bytes();
-            self.stage_end(Stage::SnapshotWrite);
-            if let Ok(bytes) = bytes {
-                self.raft.handle_snapshot_taken(now, index, bytes);
-            }
+        // The state is handed out as it stands at `index` (an O(1) copy) and encoded off
+        // this loop: encoding a state of a million allocations takes seconds, long enough
+        // for a leader to lose its lease.
+        if self.snapshot_in_flight.is_none()
+            && let Some(index) = self.raft.snapshot_due()
+        {
+            self.snapshot_in_flight = Some(index);
+            self.snapshot_out = Some(SnapshotRequest { index, state: self.state.clone() });
         }
         moved
     }

@@ -16,7 +16,8 @@ pub enum Stage {
     StateApply,
     /// The leader's applier re-checking a plan against the latest state.
     PlanEvaluate,
-    /// Writing the state into snapshot bytes for log compaction.
+    /// Handing a state snapshot's bytes to Raft for log compaction (the runtime encodes
+    /// them, off the server's loop).
     SnapshotWrite,
 }
 

@@ -18,7 +18,7 @@ use drover_core::raft::{Entry, HardState, Index, NodeId, Persist, Restored, Snap
 use drover_core::rpc::{ClientRequest, ClientRpc, ServerReply};
 use drover_core::server::{
     ApiCall, ApiReply, ApiRequest, ClientCall, PeerEnvelope, Query, QueryResult, Reply,
-    SchedulePass, Server, ServerConfig,
+    SchedulePass, Server, ServerConfig, SnapshotRequest,
 };
 use drover_core::state::{AllocClientUpdate, State};
 use drover_core::time::Millis;
@@ -102,6 +102,10 @@ pub struct Cluster {
     /// Servers whose scheduling passes wait for `run-passes` instead of running at once.
     deferred: BTreeSet<NodeId>,
     held: Vec<(NodeId, SchedulePass)>,
+    /// Servers whose state snapshots wait for `encode-snapshots` instead of being encoded
+    /// at once (as a runtime encoding them on another thread would leave them).
+    snapshots_deferred: BTreeSet<NodeId>,
+    snapshots_held: Vec<(NodeId, SnapshotRequest)>,
     rng: ChaCha8Rng,
     pub out: String,
     /// Per server, how far its clock reads from the script's time (ms, either sign).
@@ -142,6 +146,8 @@ impl Cluster {
             drop_percent: 0,
             deferred: BTreeSet::new(),
             held: Vec::new(),
+            snapshots_deferred: BTreeSet::new(),
+            snapshots_held: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             clock_offsets: BTreeMap::new(),
             clock_last: BTreeMap::new(),
@@ -223,6 +229,14 @@ impl Cluster {
             let mut forwards = Vec::new();
             while let Some(forward) = server.poll_region_forward() {
                 forwards.push(forward);
+            }
+            while let Some(request) = server.poll_snapshot_request() {
+                moved = true;
+                if self.snapshots_deferred.contains(&id) {
+                    self.snapshots_held.push((id, request));
+                    continue;
+                }
+                server.handle_snapshot_encoded(now, request.index, request.encode());
             }
             moved |= !(messages.is_empty()
                 && replies.is_empty()
@@ -390,6 +404,22 @@ impl Cluster {
         peer.checked = 0;
         self.line(format!("n{id} restarted"));
         self.pump(id);
+    }
+
+    /// Starts every server afresh, snapshotting every `entries` applied entries: a script's
+    /// first command, before anything is written.
+    fn snapshot_every(&mut self, entries: u64) {
+        let now = self.now;
+        let ids = self.server_ids();
+        for &id in &ids {
+            let peer = self.peers.get_mut(&id).expect("listed");
+            peer.config.raft.snapshot_threshold_entries = entries;
+            peer.disk = Disk::default();
+            peer.server = Some(Server::new(now, peer.config.clone()));
+        }
+        for id in ids {
+            self.pump(id);
+        }
     }
 
     pub fn isolate(&mut self, id: NodeId) {
@@ -919,6 +949,7 @@ impl Cluster {
             "campaign" => self.campaign(args[0].parse().expect("id")),
             "crash" => self.crash(args[0].parse().expect("id")),
             "restart" => self.restart(args[0].parse().expect("id")),
+            "snapshot-every" => self.snapshot_every(args[0].parse().expect("entries")),
             "isolate" => self.isolate(args[0].parse().expect("id")),
             "heal" => self.heal(),
             "hold" | "release" => {
@@ -1109,10 +1140,49 @@ impl Cluster {
                 }
                 self.stabilize();
             }
+            "defer-snapshots" => {
+                self.snapshots_deferred.insert(args[0].parse().expect("id"));
+            }
+            "encode-snapshots" => {
+                let id: NodeId = args[0].parse().expect("id");
+                self.snapshots_deferred.remove(&id);
+                let (mine, others) =
+                    self.snapshots_held.drain(..).partition(|(server, _)| *server == id);
+                self.snapshots_held = others;
+                for (_, request) in mine {
+                    let now = self.now;
+                    let Some(server) = self.server_mut(id) else { continue };
+                    server.handle_snapshot_encoded(now, request.index, request.encode());
+                    self.pump(id);
+                }
+                self.stabilize();
+            }
+            "log" => self.log(),
             "status" => self.status(),
             other => panic!("unknown command {other}"),
         }
         std::mem::take(&mut self.out)
+    }
+
+    /// Each server's Raft log bounds and its snapshots: in force, and handed out.
+    fn log(&mut self) {
+        let mut lines = Vec::new();
+        for (id, peer) in &self.peers {
+            let Some(server) = &peer.server else { continue };
+            let raft = server.raft();
+            let in_flight = server.snapshot_in_flight().map_or("-".into(), |i| i.to_string());
+            lines.push(format!(
+                "n{id} log={}..{} snapshot={} on_disk={} in_flight={in_flight} held={}",
+                raft.first_index(),
+                raft.last_index(),
+                raft.snapshot_meta().index,
+                peer.disk.snapshot.meta.index,
+                self.snapshots_held.iter().filter(|(s, _)| s == id).count(),
+            ));
+        }
+        for line in lines {
+            self.line(line);
+        }
     }
 
     fn status(&mut self) {

@@ -5,10 +5,11 @@
 //! encoded frames to an address, the [`RaftStore`](crate::store::RaftStore) where Raft's
 //! writes become durable, the [`DriverSet`] that runs tasks and the [`PassRunner`] that runs
 //! scheduling passes ([`ThreadPassRunner`] runs them on a pool of threads for the agent,
-//! [`InlinePassRunner`] in place for the simulator). It owns no clock and no thread: every
-//! call takes `now`, the caller's unix milliseconds, and the caller calls `handle_timeout`
-//! at the deadline the host returns. Inbound frames come from the caller too
-//! (`handle_frame`), with the address they came from.
+//! [`InlinePassRunner`] in place for the simulator). It owns no clock, and no thread but
+//! the state-snapshot encoder a caller may ask for: every call takes `now`, the caller's
+//! unix milliseconds, and the caller calls `handle_timeout` at the deadline the host
+//! returns. Inbound frames come from the caller too (`handle_frame`), with the address
+//! they came from.
 //!
 //! After every input a host drains its machine until nothing is left, **in this order**:
 //!
@@ -19,7 +20,10 @@
 //!   client's request came from, or to the API reply queue; 4. scheduling passes go to the
 //!   runner and its finished results come back (`handle_schedule_output`, or
 //!   `handle_schedule_failed` for a pass that produced none); 5. calls for another region
-//!   go to the region-forward queue; until a round does nothing.
+//!   go to the region-forward queue; 6. a state snapshot the server asks for is encoded
+//!   (in place, or on a thread of its own after `encode_snapshots_on_thread`) and its
+//!   bytes handed back with `handle_snapshot_encoded`, after which Raft compacts its log
+//!   and writes the snapshot through step 1; until a round does nothing.
 //! - [`ClientHost`]: 1. driver commands go to the driver set and its events come back with
 //!   `handle_driver_event`; 2. requests are encoded and sent, a send the transport refuses
 //!   being reported with `handle_send_failed`; until a round does nothing. Client events
@@ -33,6 +37,7 @@
 mod client;
 mod pass_pool;
 mod server;
+mod snapshot;
 mod wire;
 
 pub use client::{ClientCounters, ClientHost};

@@ -1,8 +1,9 @@
 //! The host of one server machine: frames in, Raft writes to the store, messages and
 //! replies out, passes to the runner. The drain order is in the parent module's doc.
 
+use super::snapshot::{Encoded, SnapshotEncoder};
 use super::wire::{WireMessage, decode_wire, encode_wire};
-use super::{HostError, PassFailure, PassRunner, Transport};
+use super::{HostError, PassFailure, PassRunner, Transport, WakeFn};
 use crate::store::{RaftStore, StoreError};
 use drover_core::raft::{NodeId, Restored};
 use drover_core::rpc::{ClientRpc, ServerAddr, ServerRpc};
@@ -58,6 +59,10 @@ pub struct HostTimings {
     pub store_sync: Duration,
     /// Handing passes to the runner and collecting its results.
     pub runner: Duration,
+    /// Encoding state snapshots on the host's own thread (part of `total`).
+    pub snapshot_encode: Duration,
+    /// Encoding state snapshots on their own thread (not part of `total`).
+    pub snapshot_encode_off_loop: Duration,
 }
 
 impl HostTimings {
@@ -67,7 +72,8 @@ impl HostTimings {
             + self.frame_encode
             + self.store_write
             + self.store_sync
-            + self.runner;
+            + self.runner
+            + self.snapshot_encode;
         self.total.saturating_sub(host)
     }
 }
@@ -87,6 +93,7 @@ pub struct ServerHost<T, S, R> {
     counters: ServerCounters,
     stopped: bool,
     timings: Option<HostTimings>,
+    snapshots: SnapshotEncoder,
 }
 
 impl<T: Transport, S: RaftStore, R: PassRunner> ServerHost<T, S, R> {
@@ -120,6 +127,7 @@ impl<T: Transport, S: RaftStore, R: PassRunner> ServerHost<T, S, R> {
             counters: ServerCounters::default(),
             stopped: false,
             timings: None,
+            snapshots: SnapshotEncoder::Inline,
         };
         host.drain(now)?;
         Ok(host)
@@ -146,6 +154,13 @@ impl<T: Transport, S: RaftStore, R: PassRunner> ServerHost<T, S, R> {
     /// Plugs a probe into the server machine (see [`drover_core::server::Stage`]).
     pub fn set_stage_probe(&mut self, probe: Box<dyn drover_core::server::StageProbe>) {
         self.server.set_stage_probe(probe);
+    }
+
+    /// Encodes the server's state snapshots on a thread started for each, instead of on
+    /// the caller's: `wake` is called when one is done, and the caller then gives the host
+    /// any input (e.g. [`ServerHost::handle_passes_ready`]) so it hands the bytes over.
+    pub fn encode_snapshots_on_thread(&mut self, wake: Option<WakeFn>) {
+        self.snapshots = SnapshotEncoder::Thread { wake, running: None };
     }
 
     /// Starts measuring where the host's time goes, from zero (two clock reads per step,
@@ -240,7 +255,8 @@ impl<T: Transport, S: RaftStore, R: PassRunner> ServerHost<T, S, R> {
         self.input(now, |server| server.handle_schedule_failed(now, pass_id, &failure.reason))
     }
 
-    /// The runner woke the caller: its finished passes are collected and handed in.
+    /// The runner (or the snapshot thread) woke the caller: finished passes and snapshots
+    /// are collected and handed in.
     pub fn handle_passes_ready(&mut self, now: Millis) -> Result<(), HostError> {
         self.input(now, |_| {})
     }
@@ -323,6 +339,7 @@ impl<T: Transport, S: RaftStore, R: PassRunner> ServerHost<T, S, R> {
                 self.queue_region_forward(forward);
                 progressed = true;
             }
+            progressed |= self.exchange_snapshots(now);
             if !progressed {
                 return Ok(());
             }
@@ -350,6 +367,36 @@ impl<T: Transport, S: RaftStore, R: PassRunner> ServerHost<T, S, R> {
             }
             moved = true;
         }
+    }
+
+    /// A state snapshot the server asks for goes to the encoder; encoded ones go back to
+    /// the server (which then has Raft write them through the store). Returns whether any
+    /// moved.
+    fn exchange_snapshots(&mut self, now: Millis) -> bool {
+        let mut moved = false;
+        if let Some(request) = self.server.poll_snapshot_request() {
+            moved = true;
+            if let Some(encoded) = self.snapshots.submit(request) {
+                self.snapshot_encoded(now, encoded);
+            }
+        }
+        if let Some(encoded) = self.snapshots.poll_done() {
+            moved = true;
+            self.snapshot_encoded(now, encoded);
+        }
+        moved
+    }
+
+    fn snapshot_encoded(&mut self, now: Millis, encoded: Encoded) {
+        let Encoded { index, bytes, took, inline } = encoded;
+        if let Some(timings) = self.timings.as_mut() {
+            if inline {
+                timings.snapshot_encode += took;
+            } else {
+                timings.snapshot_encode_off_loop += took;
+            }
+        }
+        self.server.handle_snapshot_encoded(now, index, bytes);
     }
 
     /// Writes every pending batch, then one sync for all of them, then reports the synced
