@@ -16,14 +16,11 @@
 //! - `job ID [count=] [cpu=] [mem=] [type=] [enforce=IDX] [region=R]`, `plan ID …`,
 //!   `stop-job ID [purge]`, `scale ID count=N`, `revert ID version=V [prior=V]`,
 //!   `evaluate ID`, `drain C`, `alloc-stop NAME` (the live allocation of that name)
-}
-
-#[test]
-//!   `evaluate ID`, `drain C`
 //! - `periodic ID cron=SPEC [overlap-prohibited] [disabled]`: a periodic batch job (`_`
 //!   stands for a space in SPEC), `force ID`: `job periodic force`
-//! - `time`: the script's clock as unix seconds; `clock N ms=MS`: steps server N's clock by MS (negative: back; its `now` then stands
-//!   still until the clock catches up, as the hosts keep it monotonic)
+//! - `time`: the script's clock as unix seconds; `clock N ms=MS`: steps server N's clock
+//!   by MS (negative: back; its `now` then stands still until the clock catches up, as
+//!   the hosts keep it monotonic)
 //! - `alloc NAME running|complete|failed`: the allocation's node reports it
 //! - `read jobs|nodes|evals|allocs|deployments [min=IDX] [wait=MS]`, `read versions|summary|
 //!   job-evals|job-deployments JOB`, `read alloc NAME`, `node-allocs C [min=IDX] [wait=MS]`

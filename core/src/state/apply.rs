@@ -801,11 +801,7 @@ impl State {
         // A live allocation makes the job running without looking at its siblings.
         let status =
             if changed.is_terminal() { self.job_status(key, job, job.stop) } else { "running" };
-        if job.status != status {
-            let mut job = (**job).clone();
-            job.status = status.to_owned();
-            self.jobs.insert(key.clone(), Arc::new(job));
-        }
+        self.set_job_status(key, status);
     }
 
     /// A launched child's status after one of its evaluations finished (one that placed
@@ -816,13 +812,20 @@ impl State {
             return;
         }
         let status = self.job_status(key, job, job.stop);
-        if job.status != status {
-            let mut job = (**job).clone();
-            job.status = status.to_owned();
-            let job = Arc::new(job);
-            self.recorder.record(|| EventPayload::Job(job.clone()));
-            self.jobs.insert(key.clone(), job);
+        self.set_job_status(key, status);
+    }
+
+    /// Stores a job's new status; the change is an event, as every write of a job is.
+    fn set_job_status(&mut self, key: &JobKey, status: &str) {
+        let Some(job) = self.jobs.get(key) else { return };
+        if job.status == status {
+            return;
         }
+        let mut job = (**job).clone();
+        job.status = status.to_owned();
+        let job = Arc::new(job);
+        self.recorder.record(|| EventPayload::Job(job.clone()));
+        self.jobs.insert(key.clone(), job);
     }
 
     fn upsert_deployment(&mut self, index: u64, now_ns: i64, mut deployment: Deployment) {

@@ -36,7 +36,11 @@ impl EventType {
     /// The type a command gives its events; `None` for commands that make none.
     pub fn of(command: &Command) -> Option<EventType> {
         Some(match command {
-            Command::JobRegister { .. } => EventType::JobRegistered,
+            // A launch registers the child job (Nomad's dispatcher does it through a
+            // job registration).
+            Command::JobRegister { .. } | Command::PeriodicLaunch { .. } => {
+                EventType::JobRegistered
+            }
             Command::JobDeregister { .. } => EventType::JobDeregistered,
             Command::NodeRegister { .. } => EventType::NodeRegistration,
             Command::NodeStatus { .. } => EventType::NodeStreamEvent,

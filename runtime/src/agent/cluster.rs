@@ -303,6 +303,13 @@ impl ServerLoop {
                     client.handle_driver_event(now, event);
                 }
             }
+            Input::ClientRestart { alloc_id, task, reply } => {
+                let answer = match self.client.as_mut() {
+                    Some(client) => client.handle_restart(now, &alloc_id, task.as_deref()),
+                    None => Err(format!("Unknown allocation \"{alloc_id}\"")),
+                };
+                let _ = reply.send(answer);
+            }
             Input::Status(reply) => {
                 let _ = reply.send(self.status());
             }
