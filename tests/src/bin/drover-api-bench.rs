@@ -7,6 +7,11 @@
 //! without starting processes. Run it in release mode:
 //! `cargo build --release -p drover-cli && cargo run --release -p drover-tests --bin
 //! drover-api-bench`.
+//!
+//! `drover-api-bench allocs [--count N] [--runs R]`: for each of R runs, a fresh agent,
+//! one raw_exec job of N `sleep` tasks, and the time from the register call to every
+//! allocation reporting `ClientStatus == running` (`allocs=N to_running_ms=T`, then the
+//! median over the runs), watched through blocking queries.
 
 use drover_tests::DevAgent;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -16,6 +21,11 @@ use std::time::{Duration, Instant};
 /// How long the agent idles before its memory is read.
 const IDLE_BEFORE_RSS: Duration = Duration::from_secs(2);
 
+/// How long the allocations of the `allocs` mode may take to run before the run fails.
+const ALLOCS_RUNNING_TIMEOUT: Duration = Duration::from_secs(120);
+/// The longest a blocking query of the `allocs` mode waits for a change.
+const ALLOCS_WATCH_WAIT: &str = "5s";
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |name: &str, default: usize| {
@@ -24,13 +34,16 @@ fn main() {
             .and_then(|i| args.get(i + 1))
             .map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number")))
     };
-    let jobs = flag("--jobs", 5_000);
-    let clients = flag("--clients", 8).max(1);
-
     // The `drover` binary built with this one (`cargo build --release -p drover-cli`).
     let exe = std::env::current_exe().expect("the bench's own path");
     let drover = exe.with_file_name("drover");
     assert!(drover.exists(), "build drover first: no {}", drover.display());
+    if args.first().is_some_and(|a| a == "allocs") {
+        return allocs_to_running(&drover, flag("--count", 100), flag("--runs", 3).max(1));
+    }
+    let jobs = flag("--jobs", 5_000);
+    let clients = flag("--clients", 8).max(1);
+
     let started = Instant::now();
     let agent = DevAgent::start_binary(&drover);
     let ready_ms = started.elapsed().as_millis();
@@ -123,4 +136,62 @@ fn job_body(i: usize) -> String {
         }
     })
     .to_string()
+}
+
+/// The `allocs` mode: for each run, a fresh agent and the time from registering one job
+/// of `count` raw_exec `sleep` tasks to all of them running; then the median.
+fn allocs_to_running(drover: &std::path::Path, count: usize, runs: usize) {
+    let mut times_ms = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let agent = DevAgent::start_binary(drover);
+        let body = sleepers_body(count);
+        let started = Instant::now();
+        let answer = drover_tests::http_request(&agent.http_addr, "PUT", "/v1/jobs", &body);
+        assert_eq!(answer.status, 200, "registration refused: {}", answer.text());
+        let mut index = 0u64;
+        loop {
+            let path =
+                format!("/v1/job/sleepers/allocations?index={index}&wait={ALLOCS_WATCH_WAIT}");
+            let allocs = drover_tests::http_request(&agent.http_addr, "GET", &path, b"");
+            index = allocs.header("x-nomad-index").and_then(|i| i.parse().ok()).unwrap_or(0);
+            let running = allocs.json().as_array().map_or(0, |allocs| {
+                allocs.iter().filter(|a| a["ClientStatus"] == "running").count()
+            });
+            if running >= count {
+                break;
+            }
+            assert!(started.elapsed() < ALLOCS_RUNNING_TIMEOUT, "{running} of {count} running");
+        }
+        let to_running_ms = started.elapsed().as_millis();
+        println!("allocs={count} to_running_ms={to_running_ms}");
+        times_ms.push(to_running_ms);
+        let (code, _) = agent.stop();
+        assert_eq!(code, 0, "the agent did not stop cleanly");
+    }
+    times_ms.sort_unstable();
+    println!("allocs={count} runs={runs} median_to_running_ms={}", times_ms[runs / 2]);
+}
+
+/// One raw_exec service of `count` tasks that only sleep, small enough that they all fit
+/// on one node.
+fn sleepers_body(count: usize) -> Vec<u8> {
+    serde_json::json!({
+        "Job": {
+            "ID": "sleepers",
+            "Type": "service",
+            "Datacenters": ["*"],
+            "TaskGroups": [{
+                "Name": "g",
+                "Count": count,
+                "Tasks": [{
+                    "Name": "sleep",
+                    "Driver": "raw_exec",
+                    "Config": { "command": "/bin/sleep", "args": ["1000"] },
+                    "Resources": { "CPU": 10, "MemoryMB": 10 }
+                }]
+            }]
+        }
+    })
+    .to_string()
+    .into_bytes()
 }
