@@ -4,8 +4,9 @@
 
 use drover_core::codec::{self, FrameKind};
 use drover_core::model::{
-    AllocClientStatus, Allocation, EvalStatus, Evaluation, Job, Node, NodeStatus, PlanResult, Task,
-    TaskGroup,
+    AllocClientStatus, AllocDeploymentStatus, Allocation, Deployment, DeploymentState,
+    DeploymentStatus, DeploymentStatusUpdate, EvalStatus, Evaluation, Job, Node, NodeStatus,
+    PlanResult, Task, TaskGroup, deployment_description,
 };
 use drover_core::state::{
     AllocClientUpdate, Command, JOB_VERSIONS_RETAINED_MAX, SnapshotError, State,
@@ -298,4 +299,112 @@ fn periodic_launches_are_recorded_once_and_the_record_never_moves_back() {
     assert_eq!(state.periodic_launch("default", "report"), None);
     let orphan = launch(&mut state, 7, &parent, t + 60, false).unwrap_err();
     assert!(orphan.contains("periodic job report not found"), "{orphan}");
+}
+
+/// A deployment of `web` whose group `g` placed canaries `c1` and `c2`, and whose group
+/// `h` needs none; `c1` healthy, `c2` not yet judged.
+fn canary_deployment(state: &mut State) {
+    register(state, 1, job("web", "a"), None).unwrap();
+    state.apply(2, NOW, Command::NodeRegister { node: node("n1") }).unwrap();
+    place(state, 3, vec![placement("c1", "n1", 0), placement("c2", "n1", 1)]);
+    let healthy = AllocDeploymentStatus { healthy: Some(true), ..Default::default() };
+    let update = AllocClientUpdate {
+        alloc_id: "c1".into(),
+        client_status: AllocClientStatus::Running,
+        deployment_status: Some(healthy),
+        ..AllocClientUpdate::default()
+    };
+    state
+        .apply(4, NOW, Command::AllocClientUpdate { updates: vec![update], evals: vec![] })
+        .unwrap();
+    let canaries = DeploymentState {
+        desired_canaries: 2,
+        desired_total: 2,
+        placed_canaries: vec!["c1".into(), "c2".into()],
+        ..DeploymentState::default()
+    };
+    let deployment = Deployment {
+        id: "d1".into(),
+        namespace: "default".into(),
+        job_id: "web".into(),
+        task_groups: [("g".to_owned(), canaries), ("h".to_owned(), DeploymentState::default())]
+            .into_iter()
+            .collect(),
+        status_description: deployment_description::RUNNING_NEEDS_PROMOTION.into(),
+        ..Deployment::default()
+    };
+    state.apply(5, NOW, Command::DeploymentUpsert { deployment }).unwrap();
+}
+
+/// Applies `command` and tells what came of it: the refusal, or the deployment's status
+/// and which groups are promoted.
+fn check_deployment(state: &mut State, index: u64, command: Command) -> String {
+    match state.apply(index, NOW, command) {
+        Err(error) => format!("refused: {error}"),
+        Ok(_) => {
+            let d = state.deployment("d1").unwrap();
+            let promoted: Vec<&str> =
+                d.task_groups.iter().filter(|(_, s)| s.promoted).map(|(g, _)| g.as_str()).collect();
+            format!("{} ({}) promoted={promoted:?}", d.status.as_str(), d.status_description)
+        }
+    }
+}
+
+#[test]
+fn deployment_promotion_and_status_changes_follow_nomads_rules() {
+    let mut state = State::new();
+    canary_deployment(&mut state);
+    let promote = |groups: &[&str]| Command::DeploymentPromote {
+        deployment_id: "d1".into(),
+        all: groups.is_empty(),
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        eval: None,
+    };
+    let status = |status, description: &str| Command::DeploymentStatusChange {
+        update: DeploymentStatusUpdate {
+            deployment_id: "d1".into(),
+            status,
+            status_description: description.into(),
+        },
+        eval: None,
+    };
+    let steps = [
+        check_deployment(&mut state, 6, promote(&[])),
+        check_deployment(&mut state, 7, promote(&["h"])),
+        check_deployment(&mut state, 8, status(DeploymentStatus::Paused, "Deployment is paused")),
+        {
+            let healthy = AllocDeploymentStatus { healthy: Some(true), ..Default::default() };
+            let update = AllocClientUpdate {
+                alloc_id: "c2".into(),
+                client_status: AllocClientStatus::Running,
+                deployment_status: Some(healthy),
+                ..AllocClientUpdate::default()
+            };
+            let healthy = Command::AllocClientUpdate { updates: vec![update], evals: vec![] };
+            state.apply(9, NOW, healthy).unwrap();
+            check_deployment(&mut state, 10, promote(&["g"]))
+        },
+        check_deployment(
+            &mut state,
+            11,
+            status(DeploymentStatus::Running, "Deployment is running"),
+        ),
+        check_deployment(&mut state, 12, promote(&[])),
+        check_deployment(
+            &mut state,
+            13,
+            status(DeploymentStatus::Failed, "Deployment marked as failed"),
+        ),
+        check_deployment(&mut state, 14, promote(&[])),
+        {
+            let missing = Command::DeploymentPromote {
+                deployment_id: "nope".into(),
+                all: true,
+                groups: vec![],
+                eval: None,
+            };
+            check_deployment(&mut state, 15, missing)
+        },
+    ];
+    insta::assert_snapshot!("deployment_rules", steps.join("\n"));
 }

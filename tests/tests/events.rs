@@ -63,6 +63,8 @@ fn a_subscriber_sees_a_job_registered_and_its_allocation_run() {
         (refused.status, refused.text()),
         (400, "Invalid key value pair for topic: \"Job:a:b\"".to_owned())
     );
+    let missing = agent.http("PUT", "/v1/deployment/fail/nope", b"");
+    assert_eq!((missing.status, missing.text()), (404, "deployment not found".to_owned()));
     let mut stream = Stream::open(&agent.http_addr, "topic=Job:*&topic=Allocation:events");
     let hcl = r#"job "events" {
   group "g" {
@@ -109,6 +111,9 @@ fn a_subscriber_sees_a_job_registered_and_its_allocation_run() {
     assert_eq!(registered["Payload"]["Job"]["ID"], "events");
     let placed = events(&frames).into_iter().find(|e| e["Topic"] == "Allocation").expect("seen");
     assert_eq!(placed["FilterKeys"][0], "events", "an allocation is found by its job");
+    // A job without an update block has no deployment: its latest is null.
+    let latest = agent.http("GET", "/v1/job/events/deployment", b"");
+    assert_eq!((latest.status, latest.text()), (200, "null".to_owned()));
     // Only the topics asked for, and only this job's allocations.
     let kinds: BTreeSet<String> = events(&frames)
         .iter()

@@ -304,6 +304,9 @@ fn alloc_restart_in_place_and_alloc_stop_replaces() {
     let stopped = session.record(&["alloc", "stop", &alloc_id]);
     assert_eq!(stopped.code, 0, "{stopped}");
     session.record_once(&["job", "status", "hello"], "stop     complete");
+    // The job has no update block, so no deployment to act on.
+    let promote = session.record(&["deployment", "promote", "nope"]);
+    assert_eq!(promote.code, 1, "{promote}");
     insta::assert_snapshot!(
         "alloc_restart_in_place_and_alloc_stop_replaces",
         session.transcripts.join("\n\n")

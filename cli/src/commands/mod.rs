@@ -28,6 +28,7 @@ mod alloc_status;
 mod alloc_stop;
 mod cluster_info;
 mod deployment;
+mod deployment_actions;
 mod eval_status;
 mod job_init;
 mod job_inspect;
@@ -148,7 +149,11 @@ Usage: drover deployment <subcommand> [options] [args]
   This command groups subcommands for interacting with deployments.
 
 Subcommands:
+    fail        Manually fail a deployment
     list        List all deployments
+    pause       Pause a deployment
+    promote     Promote canaries in a deployment
+    resume      Resume a paused deployment
     status      Display the status of a deployment
 ";
 
@@ -231,8 +236,14 @@ const NODE_SUBCOMMANDS: &[(&str, Command)] = &[
 
 const EVAL_SUBCOMMANDS: &[(&str, Command)] = &[("status", eval_status::run)];
 
-const DEPLOYMENT_SUBCOMMANDS: &[(&str, Command)] =
-    &[("list", deployment::list), ("status", deployment::status)];
+const DEPLOYMENT_SUBCOMMANDS: &[(&str, Command)] = &[
+    ("fail", deployment_actions::fail),
+    ("list", deployment::list),
+    ("pause", deployment_actions::pause),
+    ("promote", deployment_actions::promote),
+    ("resume", deployment_actions::resume),
+    ("status", deployment::status),
+];
 
 const OPERATOR_SUBCOMMANDS: &[(&str, Command)] = &[("raft", raft)];
 

@@ -84,6 +84,20 @@ pub enum ApiRequest {
     AllocStop {
         alloc_id: String,
     },
+    /// `deployment promote`: every group's canaries (`all`) or those of `groups`.
+    DeploymentPromote {
+        deployment_id: String,
+        all: bool,
+        groups: Vec<String>,
+    },
+    DeploymentFail {
+        deployment_id: String,
+    },
+    /// `deployment pause` (`pause`) or `deployment resume`.
+    DeploymentPause {
+        deployment_id: String,
+        pause: bool,
+    },
     /// A read, answered once the table behind `query` passes `min_index` or `wait_ms` ends.
     Read {
         query: Query,

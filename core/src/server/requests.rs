@@ -9,8 +9,8 @@ use super::{
 };
 use crate::id::seed_from;
 use crate::model::{
-    AllocClientStatus, Allocation, DrainStrategy, Evaluation, Job, NodeEligibility, NodeStatus,
-    SchedulerType, Timestamp, TriggeredBy,
+    AllocClientStatus, Allocation, DeploymentStatus, DrainStrategy, Evaluation, Job,
+    NodeEligibility, NodeStatus, SchedulerType, Timestamp, TriggeredBy, deployment_description,
 };
 use crate::raft::{Index, NodeId, Term};
 use crate::rpc::{ClientRequest, ServerReply, ServerRpc};
@@ -357,6 +357,34 @@ impl Server {
                 Ok((Command::NodeEligibility { node_id, eligibility, evals }, ids))
             }
             ApiRequest::AllocStop { alloc_id } => self.alloc_stop_command(now, &alloc_id),
+            ApiRequest::DeploymentPromote { deployment_id, all, groups } => {
+                let eval = self.deployment_eval(now, &deployment_id, "promote")?;
+                let ids = vec![eval.id.clone()];
+                let eval = Some(eval);
+                Ok((Command::DeploymentPromote { deployment_id, all, groups, eval }, ids))
+            }
+            ApiRequest::DeploymentFail { deployment_id } => {
+                let eval = self.deployment_eval(now, &deployment_id, "fail")?;
+                let status = (DeploymentStatus::Failed, deployment_description::FAILED_BY_USER);
+                Ok(deployment_status_change(deployment_id, status, Some(eval)))
+            }
+            ApiRequest::DeploymentPause { deployment_id, pause: true } => {
+                self.deployment_eval(now, &deployment_id, "pause")?;
+                let status = (DeploymentStatus::Paused, deployment_description::PAUSED);
+                Ok(deployment_status_change(deployment_id, status, None))
+            }
+            ApiRequest::DeploymentPause { deployment_id, pause: false } => {
+                let eval = self.deployment_eval(now, &deployment_id, "resume")?;
+                let deployment =
+                    self.state.deployment(&deployment_id).ok_or("deployment not found")?;
+                let description = if deployment.requires_promotion() {
+                    deployment_description::RUNNING_NEEDS_PROMOTION
+                } else {
+                    deployment_description::RUNNING
+                };
+                let status = (DeploymentStatus::Running, description);
+                Ok(deployment_status_change(deployment_id, status, Some(eval)))
+            }
             ApiRequest::Read { .. } | ApiRequest::JobPlan { .. } => Err("not a write".into()),
         }
     }
@@ -454,6 +482,26 @@ impl Server {
             crate::model::DesiredTransition { migrate: Some(true), ..Default::default() };
         let transitions = [(alloc.id.clone(), transition)].into_iter().collect();
         Ok((Command::AllocDesiredTransition { transitions, evals: vec![eval] }, ids))
+    }
+
+    /// The evaluation an operator's deployment action creates for the deployment's job
+    /// (Nomad's deployment endpoints refuse a terminal deployment with `can't <action>
+    /// terminal deployment`, before anything is committed).
+    fn deployment_eval(
+        &mut self,
+        now: Millis,
+        deployment_id: &str,
+        action: &str,
+    ) -> Result<Evaluation, String> {
+        let deployment = self.state.deployment(deployment_id).ok_or("deployment not found")?;
+        if !deployment.is_active() {
+            return Err(format!("can't {action} terminal deployment"));
+        }
+        let deployment = deployment.clone();
+        let job = self.stored_job(&deployment.namespace, &deployment.job_id)?;
+        let mut eval = self.new_eval(now, &job, TriggeredBy::DeploymentWatcher);
+        eval.deployment_id = deployment.id.clone();
+        Ok(eval)
     }
 
     fn stored_job(&self, namespace: &str, job_id: &str) -> Result<Job, String> {
@@ -674,6 +722,21 @@ impl Server {
             self.answer(Caller::Api(forwarded.request_id), ApiReply::Error { message });
         }
     }
+}
+
+/// The command of an operator's deployment status change and the evaluation it creates.
+fn deployment_status_change(
+    deployment_id: String,
+    (status, description): (DeploymentStatus, &str),
+    eval: Option<Evaluation>,
+) -> WriteCommand {
+    let ids = eval.iter().map(|e| e.id.clone()).collect();
+    let update = crate::model::DeploymentStatusUpdate {
+        deployment_id,
+        status,
+        status_description: description.to_owned(),
+    };
+    (Command::DeploymentStatusChange { update, eval }, ids)
 }
 
 /// The index of the table a query reads: what a blocking query waits on.

@@ -9,9 +9,9 @@ use super::events::{Event, EventPayload, EventType};
 use super::table::IdKey;
 use super::{JOB_VERSIONS_RETAINED_MAX, JobKey, JobSummary, State};
 use crate::model::{
-    AllocClientStatus, AllocDeploymentStatus, Allocation, Deployment, DesiredTransition,
-    DrainStrategy, EvalStatus, Evaluation, Job, Node, NodeEligibility, NodeStatus, PlanResult,
-    TaskState,
+    AllocClientStatus, AllocDeploymentStatus, Allocation, Deployment, DeploymentStatus,
+    DeploymentStatusUpdate, DesiredTransition, DrainStrategy, EvalStatus, Evaluation, Job, Node,
+    NodeEligibility, NodeStatus, PlanResult, TaskState, deployment_description,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -100,6 +100,21 @@ pub enum Command {
         launch_ns: i64,
         forced: bool,
     },
+    /// `deployment promote`: marks the canaries of every group (`all`) or of `groups`
+    /// promoted, with Nomad's rules: the deployment must be active and every canary
+    /// being promoted healthy, and there must be one.
+    DeploymentPromote {
+        deployment_id: String,
+        all: bool,
+        groups: Vec<String>,
+        eval: Option<Evaluation>,
+    },
+    /// `deployment fail|pause|resume`: an operator's status change of an active
+    /// deployment.
+    DeploymentStatusChange {
+        update: DeploymentStatusUpdate,
+        eval: Option<Evaluation>,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,10 +139,10 @@ pub enum ApplyError {
         what: &'static str,
         id: String,
     },
-    /// A periodic launch the state refuses (already launched, parent gone or inactive).
-    PeriodicLaunch {
-        job_id: String,
-        reason: String,
+    /// A rule of the command refused it (a deployment action with Nomad's message, a
+    /// periodic launch already made or whose parent is gone or inactive).
+    Refused {
+        message: String,
     },
 }
 
@@ -152,9 +167,7 @@ impl fmt::Display for ApplyError {
                 }
             }
             ApplyError::NotFound { what, id } => write!(f, "{what} not found: {id}"),
-            ApplyError::PeriodicLaunch { job_id, reason } => {
-                write!(f, "periodic launch of {job_id} refused: {reason}")
-            }
+            ApplyError::Refused { message } => f.write_str(message),
         }
     }
 }
@@ -240,6 +253,18 @@ impl State {
             }
             Command::Reap { eval_ids, alloc_ids, jobs, node_ids } => {
                 self.reap(index, &eval_ids, &alloc_ids, &jobs, &node_ids)
+            }
+            Command::DeploymentPromote { deployment_id, all, groups, eval } => {
+                self.promote_deployment(index, now_ns, &deployment_id, all, &groups)?;
+                self.upsert_evals(index, now_ns, eval, &mut outcome);
+            }
+            Command::DeploymentStatusChange { update, eval } => {
+                let deployment = self.active_deployment(&update.deployment_id)?;
+                let mut deployment = (*deployment).clone();
+                deployment.status = update.status;
+                deployment.status_description = update.status_description;
+                self.upsert_deployment(index, now_ns, deployment);
+                self.upsert_evals(index, now_ns, eval, &mut outcome);
             }
             Command::AllocDesiredTransition { transitions, evals } => {
                 for (alloc_id, transition) in &transitions {
@@ -385,8 +410,9 @@ impl State {
         launch_ns: i64,
         forced: bool,
     ) -> Result<(), ApplyError> {
-        let refuse =
-            |reason: String| ApplyError::PeriodicLaunch { job_id: child.id.clone(), reason };
+        let refuse = |reason: String| ApplyError::Refused {
+            message: format!("periodic launch of {} refused: {reason}", child.id),
+        };
         let parent_key = JobKey::new(&child.namespace, &child.parent_id);
         let Some(parent) = self.jobs.get(&parent_key) else {
             return Err(refuse(format!("periodic job {} not found", child.parent_id)));
@@ -828,6 +854,68 @@ impl State {
         self.jobs.insert(key.clone(), job);
     }
 
+    /// The deployment, if it exists and is active (Nomad's texts otherwise).
+    fn active_deployment(&self, id: &str) -> Result<Arc<Deployment>, ApplyError> {
+        let refuse = |message: String| Err(ApplyError::Refused { message });
+        match self.deployments.get(id) {
+            None => {
+                refuse(format!("Deployment ID {id:?} couldn't be updated as it does not exist"))
+            }
+            Some(d) if !d.is_active() => refuse(format!(
+                "Deployment {:?} has terminal status {:?}:",
+                d.id,
+                d.status.as_str()
+            )),
+            Some(d) => Ok(d.clone()),
+        }
+    }
+
+    /// Nomad's `UpdateDeploymentPromotion`: every canary of the groups promoted must be
+    /// healthy (each unhealthy one is named), at least one canary must be promoted, and
+    /// a deployment that needs no more promotion says it is running again.
+    fn promote_deployment(
+        &mut self,
+        index: u64,
+        now_ns: i64,
+        id: &str,
+        all: bool,
+        groups: &[String],
+    ) -> Result<(), ApplyError> {
+        let deployment = self.active_deployment(id)?;
+        let chosen = |group: &str| all || groups.iter().any(|g| g == group);
+        let mut unhealthy = Vec::new();
+        let mut have_canaries = false;
+        for (group, state) in deployment.task_groups.iter().filter(|(g, _)| chosen(g)) {
+            for canary in &state.placed_canaries {
+                let Some(alloc) = self.allocs.get(canary.as_str()) else { continue };
+                let healthy = alloc.deployment_status.as_ref().and_then(|s| s.healthy);
+                if healthy == Some(true) {
+                    have_canaries = true;
+                } else {
+                    unhealthy.push(format!(
+                        "Canary allocation {:?} for group {group:?} is not healthy",
+                        alloc.id
+                    ));
+                }
+            }
+        }
+        if !unhealthy.is_empty() {
+            return Err(ApplyError::Refused { message: multi_error(&unhealthy) });
+        }
+        if !have_canaries {
+            return Err(ApplyError::Refused { message: "no canaries to promote".into() });
+        }
+        let mut promoted = (*deployment).clone();
+        for (_, state) in promoted.task_groups.iter_mut().filter(|(g, _)| chosen(g)) {
+            state.promoted = true;
+        }
+        if !promoted.requires_promotion() && promoted.status == DeploymentStatus::Running {
+            promoted.status_description = deployment_description::RUNNING.to_owned();
+        }
+        self.upsert_deployment(index, now_ns, promoted);
+        Ok(())
+    }
+
     fn upsert_deployment(&mut self, index: u64, now_ns: i64, mut deployment: Deployment) {
         match self.deployments.get(&deployment.id) {
             Some(old) => deployment.create_index = old.create_index,
@@ -947,4 +1035,15 @@ pub fn spec_changed(old: &Job, new: &Job) -> bool {
         }
     }
     spec(old) != spec(new)
+}
+
+/// Go's `multierror` text (`1 error occurred:\n\t* …\n\n`), as Nomad prints errors that
+/// collect several causes.
+pub fn multi_error(errors: &[String]) -> String {
+    let count = match errors.len() {
+        1 => "1 error occurred".to_owned(),
+        n => format!("{n} errors occurred"),
+    };
+    let bullets: String = errors.iter().map(|e| format!("\t* {e}\n")).collect();
+    format!("{count}:\n{bullets}\n")
 }

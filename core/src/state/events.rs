@@ -50,6 +50,8 @@ impl EventType {
             Command::AllocClientUpdate { .. } => EventType::AllocationUpdated,
             Command::DeploymentUpsert { .. } => EventType::DeploymentStatusUpdate,
             Command::AllocDesiredTransition { .. } => EventType::AllocationUpdateDesiredStatus,
+            Command::DeploymentPromote { .. } => EventType::DeploymentPromotion,
+            Command::DeploymentStatusChange { .. } => EventType::DeploymentStatusUpdate,
             Command::Reap { .. } => return None,
         })
     }

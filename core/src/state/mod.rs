@@ -17,7 +17,7 @@ mod events;
 mod summary;
 pub mod table;
 
-pub use apply::{AllocClientUpdate, ApplyError, ApplyOutcome, Command};
+pub use apply::{AllocClientUpdate, ApplyError, ApplyOutcome, Command, multi_error};
 pub use bytes::{SNAPSHOT_FORMAT_VERSION, SnapshotError};
 pub use events::{Event, EventPayload, EventType};
 pub use summary::{JobSummary, TaskGroupSummary};

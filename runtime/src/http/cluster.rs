@@ -31,6 +31,11 @@ pub(super) fn routes() -> Router<AgentHandle> {
         // Allocation actions.
         .route("/v1/allocation/{id}/stop", post(alloc_stop).put(alloc_stop))
         .route("/v1/client/allocation/{id}/restart", post(alloc_restart).put(alloc_restart))
+        // Deployment actions, and a job's latest deployment.
+        .route("/v1/deployment/promote/{id}", post(deployment_promote).put(deployment_promote))
+        .route("/v1/deployment/fail/{id}", post(deployment_fail).put(deployment_fail))
+        .route("/v1/deployment/pause/{id}", post(deployment_pause).put(deployment_pause))
+        .route("/v1/job/{id}/deployment", get(job_latest_deployment))
 }
 
 /// The fields of Nomad's `NodeListStub` that the node carries under the same name.
@@ -249,4 +254,81 @@ async fn alloc_restart(
         Ok(Err(message)) => Err(ApiError::from_server(message)),
         Err(gone) => Err(ApiError::internal(gone.to_string())),
     }
+}
+
+// ------------------------------------------------------------------ deployment actions
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct PromoteBody {
+    all: bool,
+    groups: Vec<String>,
+}
+
+async fn deployment_promote(
+    State(agent): State<AgentHandle>,
+    Path(id): Path<String>,
+    params: Params,
+    body: Bytes,
+) -> ApiResult {
+    let body: PromoteBody = decode_body(&body)?;
+    if body.all && !body.groups.is_empty() {
+        return Err(ApiError::bad_request("Can not specify both all and groups to promote"));
+    }
+    if !body.all && body.groups.is_empty() {
+        return Err(ApiError::bad_request("Must specify either all or groups to promote"));
+    }
+    let request =
+        ApiRequest::DeploymentPromote { deployment_id: id, all: body.all, groups: body.groups };
+    deployment_write(&agent, &params, request).await
+}
+
+async fn deployment_fail(
+    State(agent): State<AgentHandle>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult {
+    deployment_write(&agent, &params, ApiRequest::DeploymentFail { deployment_id: id }).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct PauseBody {
+    pause: bool,
+}
+
+async fn deployment_pause(
+    State(agent): State<AgentHandle>,
+    Path(id): Path<String>,
+    params: Params,
+    body: Bytes,
+) -> ApiResult {
+    let body: PauseBody = decode_body(&body)?;
+    let request = ApiRequest::DeploymentPause { deployment_id: id, pause: body.pause };
+    deployment_write(&agent, &params, request).await
+}
+
+/// Commits a deployment action and answers as Nomad's `DeploymentUpdateResponse`.
+async fn deployment_write(agent: &AgentHandle, params: &Params, request: ApiRequest) -> ApiResult {
+    let (written, meta) = write(agent, params, request).await?;
+    let mut fields = Map::new();
+    fields.insert("EvalID".into(), written.eval_ids.first().cloned().unwrap_or_default().into());
+    fields.insert("EvalCreateIndex".into(), written.eval_create_index.into());
+    fields.insert("DeploymentModifyIndex".into(), written.index.into());
+    fields.insert("RevertedJobVersion".into(), Value::Null);
+    Ok(write_response(params, &meta, fields))
+}
+
+/// `GET /v1/job/:id/deployment`: the job's most recent deployment, or `null`.
+async fn job_latest_deployment(
+    State(agent): State<AgentHandle>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult {
+    let query = Query::JobDeployments { namespace: params.namespace(), job_id: id };
+    serve_shaped(&agent, &params, query, |result| {
+        let deployments = rows!(result, Deployments)?;
+        Ok(deployments.into_iter().max_by_key(|d| d.create_index))
+    })
+    .await
 }

@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use drover_core::jobspec::{self, ParseOptions, VarFile};
 use drover_core::model::{self, Job, JobDiff, job_diff};
 use drover_core::server::{ApiReply, ApiRequest, Query};
+use drover_core::state::multi_error;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -167,16 +168,6 @@ fn check_valid(job: &Job) -> Result<(), ApiError> {
         return Ok(());
     }
     Err(ApiError::bad_request(multi_error(&errors)))
-}
-
-/// Go's `multierror` text: `1 error occurred:\n\t* …\n\n`.
-fn multi_error(errors: &[String]) -> String {
-    let count = match errors.len() {
-        1 => "1 error occurred".to_owned(),
-        n => format!("{n} errors occurred"),
-    };
-    let bullets: String = errors.iter().map(|e| format!("\t* {e}\n")).collect();
-    format!("{count}:\n{bullets}\n")
 }
 
 /// Commits a job write and answers as Nomad's `JobRegisterResponse` and its kin do

@@ -7,6 +7,13 @@
 //! without starting processes. Run it in release mode:
 //! `cargo build --release -p drover-cli && cargo run --release -p drover-tests --bin
 //! drover-api-bench`.
+//!
+//! `drover-api-bench allocs [--count N] [--runs R]`: for each of R runs, a fresh agent,
+//! one raw_exec job of N `sleep` tasks, and the time from the register call to every
+//! allocation reporting `ClientStatus == running` (`allocs=N to_running_ms=T`, with when
+//! all N were placed, `to_placed_ms`; then the median over the runs), watched through blocking queries. Each allocation takes 10 MB
+//! of disk from the node, which offers the free space of the agent's temporary data
+//! directory: point `TMPDIR` at a filesystem with room for N × 10 MB.
 
 use drover_tests::DevAgent;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -16,6 +23,11 @@ use std::time::{Duration, Instant};
 /// How long the agent idles before its memory is read.
 const IDLE_BEFORE_RSS: Duration = Duration::from_secs(2);
 
+/// How long the allocations of the `allocs` mode may take to run before the run fails.
+const ALLOCS_RUNNING_TIMEOUT: Duration = Duration::from_secs(120);
+/// The longest a blocking query of the `allocs` mode waits for a change.
+const ALLOCS_WATCH_WAIT: &str = "5s";
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |name: &str, default: usize| {
@@ -24,13 +36,16 @@ fn main() {
             .and_then(|i| args.get(i + 1))
             .map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number")))
     };
-    let jobs = flag("--jobs", 5_000);
-    let clients = flag("--clients", 8).max(1);
-
     // The `drover` binary built with this one (`cargo build --release -p drover-cli`).
     let exe = std::env::current_exe().expect("the bench's own path");
     let drover = exe.with_file_name("drover");
     assert!(drover.exists(), "build drover first: no {}", drover.display());
+    if args.first().is_some_and(|a| a == "allocs") {
+        return allocs_to_running(&drover, flag("--count", 100), flag("--runs", 3).max(1));
+    }
+    let jobs = flag("--jobs", 5_000);
+    let clients = flag("--clients", 8).max(1);
+
     let started = Instant::now();
     let agent = DevAgent::start_binary(&drover);
     let ready_ms = started.elapsed().as_millis();
@@ -123,4 +138,75 @@ fn job_body(i: usize) -> String {
         }
     })
     .to_string()
+}
+
+/// The `allocs` mode: for each run, a fresh agent and the time from registering one job
+/// of `count` raw_exec `sleep` tasks to all of them running; then the median.
+fn allocs_to_running(drover: &std::path::Path, count: usize, runs: usize) {
+    let mut times_ms = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let agent = DevAgent::start_binary(drover);
+        let body = sleepers_body(count);
+        let started = Instant::now();
+        let answer = drover_tests::http_request(&agent.http_addr, "PUT", "/v1/jobs", &body);
+        assert_eq!(answer.status, 200, "registration refused: {}", answer.text());
+        let mut index = 0u64;
+        let mut placed_ms = None;
+        loop {
+            let path =
+                format!("/v1/job/sleepers/allocations?index={index}&wait={ALLOCS_WATCH_WAIT}");
+            let allocs = drover_tests::http_request(&agent.http_addr, "GET", &path, b"");
+            index = allocs.header("x-nomad-index").and_then(|i| i.parse().ok()).unwrap_or(0);
+            let allocs = allocs.json();
+            let allocs = allocs.as_array().map_or(&[][..], Vec::as_slice);
+            if allocs.len() >= count && placed_ms.is_none() {
+                placed_ms = Some(started.elapsed().as_millis());
+            }
+            let running = allocs.iter().filter(|a| a["ClientStatus"] == "running").count();
+            if running >= count {
+                break;
+            }
+            assert!(
+                started.elapsed() < ALLOCS_RUNNING_TIMEOUT,
+                "{running} of {count} running; /v1/job/sleepers/evaluations says what did not \
+                 fit (each allocation takes 10 MB of the agent's temporary directory's free disk)"
+            );
+        }
+        let to_running_ms = started.elapsed().as_millis();
+        let to_placed_ms = placed_ms.unwrap_or(to_running_ms);
+        println!("allocs={count} to_running_ms={to_running_ms} to_placed_ms={to_placed_ms}");
+        times_ms.push(to_running_ms);
+        let (code, _) = agent.stop();
+        assert_eq!(code, 0, "the agent did not stop cleanly");
+    }
+    times_ms.sort_unstable();
+    println!("allocs={count} runs={runs} median_to_running_ms={}", times_ms[runs / 2]);
+}
+
+/// One raw_exec service of `count` tasks that only sleep, small enough that they all fit
+/// on one node.
+fn sleepers_body(count: usize) -> Vec<u8> {
+    serde_json::json!({
+        "Job": {
+            "ID": "sleepers",
+            "Type": "service",
+            "Datacenters": ["*"],
+            "TaskGroups": [{
+                "Name": "g",
+                "Count": count,
+                // The smallest disk Nomad allows, and logs that fit in it: the node offers
+                // its data directory's free disk, which bounds how many allocations fit.
+                "EphemeralDisk": { "SizeMB": 10 },
+                "Tasks": [{
+                    "Name": "sleep",
+                    "Driver": "raw_exec",
+                    "LogConfig": { "MaxFiles": 2, "MaxFileSizeMB": 1 },
+                    "Config": { "command": "/bin/sleep", "args": ["1000"] },
+                    "Resources": { "CPU": 10, "MemoryMB": 10 }
+                }]
+            }]
+        }
+    })
+    .to_string()
+    .into_bytes()
 }
