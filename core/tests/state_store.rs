@@ -150,6 +150,32 @@ fn snapshots_are_immutable() {
 }
 
 #[test]
+fn allocations_of_one_job_version_share_one_job_through_apply_and_snapshots() {
+    let mut state = State::new();
+    register(&mut state, 1, job("web", "a"), None).unwrap();
+    state.apply(2, NOW, Command::NodeRegister { node: node("n1") }).unwrap();
+    // One placement carries its job (as an in-place update from an older planner may),
+    // the other relies on the plan's: neither is kept per allocation.
+    let carrying = Allocation {
+        job: Some(Box::new((**state.job("default", "web").unwrap()).clone())),
+        ..placement("a1", "n1", 0)
+    };
+    place(&mut state, 3, vec![carrying, placement("a2", "n1", 1)]);
+    let shared = |state: &State| {
+        let (a1, a2) = (state.alloc("a1").unwrap(), state.alloc("a2").unwrap());
+        assert!(a1.job.is_none() && a2.job.is_none(), "no job copy per allocation");
+        let (j1, j2) = (state.alloc_job(a1).unwrap(), state.alloc_job(a2).unwrap());
+        let version = state.job_version("default", "web", 0).unwrap();
+        assert!(std::sync::Arc::ptr_eq(&j1, &j2) && std::sync::Arc::ptr_eq(&j1, &version));
+    };
+    shared(&state);
+    let bytes = state.to_snapshot_bytes().unwrap();
+    let restored = State::from_snapshot_bytes(&bytes, 1 << 20).unwrap();
+    assert_eq!(restored, state);
+    shared(&restored);
+}
+
+#[test]
 fn byte_snapshots_refuse_other_versions_and_damage() {
     let mut state = State::new();
     register(&mut state, 1, job("web", "a"), None).unwrap();

@@ -141,6 +141,8 @@ struct Progress {
     applied: u64,
     /// Evaluations in the leader's broker: ready, unacked, pending or delayed.
     evals_open: usize,
+    /// The index its Raft log is compacted to.
+    snapshot_index: u64,
 }
 
 /// Time per server stage, from the server's probe.
@@ -266,6 +268,7 @@ impl ServerLoop {
             allocs: server.state().alloc_count(),
             applied: server.raft().applied_index(),
             evals_open,
+            snapshot_index: server.raft().snapshot_meta().index,
         };
         *self.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = progress;
     }
@@ -337,6 +340,12 @@ struct Region {
     registered_nodes: usize,
     api_replies: usize,
     api_errors: Vec<String>,
+    /// Per server, what `events` last saw: leading, and the index of its snapshot.
+    seen: BTreeMap<NodeId, (bool, u64)>,
+    /// Leader loops starting and stopping, snapshots written, with the time since the run
+    /// started.
+    events: Vec<String>,
+    run_started: Option<Instant>,
 }
 
 impl Region {
@@ -367,6 +376,9 @@ impl Region {
             registered_nodes: 0,
             api_replies: 0,
             api_errors: Vec::new(),
+            seen: BTreeMap::new(),
+            events: Vec::new(),
+            run_started: None,
         }
     }
 
@@ -452,11 +464,31 @@ impl Region {
                 return Err(format!("{what}: not reached within {}s", max.as_secs()));
             }
             self.receive(Duration::from_millis(2));
+            self.note_events();
             if let Some(leader) = self.leader() {
                 self.heartbeat_due(leader);
             }
         }
         Ok(())
+    }
+
+    /// Records leader loops starting or stopping and snapshots compacting a log.
+    fn note_events(&mut self) {
+        let at_s = self.run_started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        let ids: Vec<NodeId> = self.servers.keys().copied().collect();
+        for id in ids {
+            let progress = self.progress(id);
+            let (leading, snapshot_index) = self.seen.get(&id).copied().unwrap_or_default();
+            if progress.leading != leading {
+                let what = if progress.leading { "started" } else { "stopped" };
+                self.events.push(format!("{at_s:.1}s n{id} leader loop {what}"));
+            }
+            if progress.snapshot_index != snapshot_index {
+                let index = progress.snapshot_index;
+                self.events.push(format!("{at_s:.1}s n{id} snapshot at {index} written"));
+            }
+            self.seen.insert(id, (progress.leading, progress.snapshot_index));
+        }
     }
 
     fn stop(self) -> Vec<ServerReport> {
@@ -492,6 +524,7 @@ pub fn c1m(shape: Shape) -> Result<(), String> {
         region.send(id, Inbound::StartMeasuring);
     }
     let started = Instant::now();
+    region.run_started = Some(started);
     for j in 0..shape.jobs {
         let request =
             ApiRequest::JobRegister { job: Box::new(job(j, shape.count)), enforce_index: None };
@@ -516,11 +549,13 @@ pub fn c1m(shape: Shape) -> Result<(), String> {
         r.servers.keys().all(|&id| r.progress(id).applied >= applied)
     })?;
     let errors = std::mem::take(&mut region.api_errors);
+    let region_events = std::mem::take(&mut region.events);
     let reports = region.stop();
     print_breakdown(&reports, wall_s);
     // The leader kept its lease if no other loop ever started: one epoch on the leader,
     // none elsewhere.
     let epochs: u64 = reports.iter().map(|r| r.leader_epochs).sum();
+    println!("events: {}", region_events.join("; "));
     println!("leadership: n{leader} led the whole run: {}", if epochs == 1 { "yes" } else { "no" });
     if let Some(error) = errors.first() {
         return Err(format!("{} requests failed, the first: {error}", errors.len()));
