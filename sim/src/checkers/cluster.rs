@@ -206,7 +206,11 @@ impl ClusterChecker {
         if let Some(record) = self.loop_terms.get_mut(&(at.0, term)) {
             for node in server.state().nodes() {
                 let Some(deadline) = server.heartbeat_deadline(&node.id) else { continue };
-                let seen = record.deadlines.entry(node.id.clone()).or_default();
+                // Looked up before inserting: the leader steps often, nodes join rarely.
+                let seen = match record.deadlines.get_mut(&node.id) {
+                    Some(seen) => seen,
+                    None => record.deadlines.entry(node.id.clone()).or_default(),
+                };
                 if seen.values().next_back() != Some(&deadline) {
                     seen.insert(local, deadline);
                 }

@@ -243,17 +243,25 @@ impl ServerNode {
             (true, Some(until)) => self.clock.global_at(global, until).as_u64(),
             _ => 0,
         };
-        let view = ServerView {
-            up: true,
-            term: raft.term(),
-            leader_loop: server.is_leader_loop_active(),
-            state: server.state().snapshot(),
-        };
+        let (term, leader_loop) = (raft.term(), server.is_leader_loop_active());
         let local = self.clock.local(global);
         let at = (self.key.region, u64::from(self.key.index));
         let time = StepTime { global_ms: global.as_u64(), lease_until_global, local };
         let notes = w.checker.on_server_step(at, server, time);
-        w.views.insert(self.key, view);
+        // A state is a function of its index (every server applies the same entries), so
+        // the view keeps its copy until the index moves: most steps apply nothing.
+        match w.views.get_mut(&self.key) {
+            Some(view) => {
+                (view.up, view.term, view.leader_loop) = (true, term, leader_loop);
+                if view.state.latest_index() != server.state().latest_index() {
+                    view.state = server.state().snapshot();
+                }
+            }
+            None => {
+                let state = server.state().snapshot();
+                w.views.insert(self.key, ServerView { up: true, term, leader_loop, state });
+            }
+        }
         for note in notes {
             trace!(w, "{} {note}", self.key.name());
         }
