@@ -9,7 +9,8 @@
 //! (two active leader loops, disagreeing applied histories, an over-committed node).
 //!
 //! Commands (`to=N` picks the server a request goes to; it defaults to the leader):
-//! - `tick MS`, `campaign N`, `crash N`, `restart N`, `isolate N`, `heal`, `status`
+//! - `tick MS`, `campaign N`, `crash N`, `restart N`, `isolate N`, `deafen N` (N hears no
+//!   peer, its own messages still go out), `heal`, `status`
 //! - `node C [cpu=] [mem=]`: client node C registers and heartbeats until `client-stop C`
 //! - `job ID [count=] [cpu=] [mem=] [type=] [enforce=IDX] [region=R]`, `plan ID …`,
 //!   `stop-job ID [purge]`, `scale ID count=N`, `revert ID version=V [prior=V]`,
@@ -143,4 +144,9 @@ fn periodic_force_launches_now() {
 #[test]
 fn periodic_disabled_or_deregistered_stops_launching() {
     check("periodic_stop.txt");
+}
+
+#[test]
+fn a_loop_restarted_in_its_term_waits_for_its_last_plan() {
+    check("lease_lapse_plan.txt");
 }
