@@ -9,9 +9,13 @@
 //! (two active leader loops, disagreeing applied histories, an over-committed node).
 //!
 //! Commands (`to=N` picks the server a request goes to; it defaults to the leader):
-//! - `tick MS`, `campaign N`, `crash N`, `restart N`, `isolate N`, `heal`, `status`
+//! - `tick MS`, `campaign N`, `crash N`, `restart N`, `isolate N`, `deafen N` (N hears no
+//!   peer, its own messages still go out), `heal`, `status`
 //! - `hold A B`: messages from server A to server B wait; `release A B` delivers them,
 //!   one at a time, in order
+//! - `snapshot-every N` (first command: servers snapshot every N applied entries),
+//!   `defer-snapshots N` (server N's snapshots wait), `encode-snapshots N` (encode them
+//!   now, as the runtime's thread would), `log` (each server's log bounds and snapshots)
 //! - `node C [cpu=] [mem=]`: client node C registers and heartbeats until `client-stop C`
 //! - `job ID [count=] [cpu=] [mem=] [type=] [enforce=IDX] [region=R]`, `plan ID …`,
 //!   `stop-job ID [purge]`, `scale ID count=N`, `revert ID version=V [prior=V]`,
@@ -175,4 +179,9 @@ fn periodic_disabled_or_deregistered_stops_launching() {
 #[test]
 fn a_snapshot_is_encoded_off_the_loop_and_compacts_the_log_once_handed_back() {
     check("snapshot_off_loop.txt");
+}
+
+#[test]
+fn a_loop_restarted_in_its_term_waits_for_its_last_plan() {
+    check("lease_lapse_plan.txt");
 }

@@ -3,8 +3,14 @@
 //! Each server reads `local(t) = base_local + (t - base_global) * rate_ppm / 10^6`, in whole
 //! milliseconds (rounded down), where `rate_ppm` is drawn per server from the seed. A
 //! forward jump (an NTP step, a VM resumed with a stale clock) moves `base_local` ahead
-//! and rebases at the current instant. The mapping is monotonic, so the `now` a Raft node
-//! sees never goes backwards, and [`Clock::global_at`] inverts it to schedule timers:
+//! and rebases at the current instant. The mapping is monotonic between steps, so the
+//! `now` a running node sees never goes backwards. A step back ([`Clock::step`]) is the
+//! wall clock an operator or NTP set back: the cluster simulator applies it only when a
+//! node boots, because a running agent's `now` is its start's unix time plus a monotonic
+//! clock and never sees a wall-clock step; a process started after the step reads the
+//! earlier time, below what its previous life saw, and the core must tolerate that
+//! (Raft's timers restart, replicated state only uses leader-stamped times, and the
+//! periodic dispatcher never launches before the recorded last launch). and [`Clock::global_at`] inverts it to schedule timers:
 //! a deadline in local time fires at the first simulated instant that reaches it.
 
 use drover_core::time::Millis;
@@ -56,11 +62,32 @@ impl Clock {
         self.base_local = self.local(now) + jump;
         self.base_global = now;
     }
+
+    /// Steps the clock by `step_ms`, forward or back, at simulated instant `now`. A clock
+    /// stepped back reads earlier times than before: only a process that starts after the
+    /// step may read it (see the module doc), never one that read the clock before.
+    pub fn step(&mut self, now: Millis, step_ms: i64) {
+        let local = self.local(now).as_u64().saturating_add_signed(step_ms);
+        self.base_local = Millis(local);
+        self.base_global = now;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_back_rebases_and_deadlines_still_round_trip() {
+        let mut clock = Clock::new(Millis(1_000), 1_000_000);
+        clock.step(Millis(5_000), -3_000);
+        assert_eq!(clock.local(Millis(5_000)), Millis(2_000));
+        assert_eq!(clock.local(Millis(6_000)), Millis(3_000));
+        let at = clock.global_at(Millis(5_000), Millis(2_500));
+        assert_eq!(at, Millis(5_500));
+        clock.step(Millis(6_000), 10_000);
+        assert_eq!(clock.local(Millis(6_000)), Millis(13_000));
+    }
 
     #[test]
     fn deadlines_round_trip_and_time_never_goes_back() {

@@ -32,6 +32,7 @@ mod deployment_actions;
 mod eval_status;
 mod job_init;
 mod job_inspect;
+mod job_periodic;
 mod job_plan;
 mod job_revert;
 mod job_run;
@@ -103,6 +104,7 @@ Subcommands:
     history     Display all tracked versions of a job
     init        Create an example job file
     inspect     Inspect a submitted job
+    periodic    Interact with periodic jobs
     plan        Dry-run a job update to determine its effects
     revert      Revert to a prior version of the job
     run         Run a new job or update an existing job
@@ -213,6 +215,7 @@ const JOB_SUBCOMMANDS: &[(&str, Command)] = &[
     ("history", job_inspect::history),
     ("init", job_init::run),
     ("inspect", job_inspect::inspect),
+    ("periodic", job_periodic::run),
     ("plan", job_plan::run),
     ("revert", job_revert::run),
     ("run", job_run::run),

@@ -108,6 +108,8 @@ pub struct Cluster {
     snapshots_held: Vec<(NodeId, SnapshotRequest)>,
     rng: ChaCha8Rng,
     pub out: String,
+    /// Servers that receive nothing from their peers (a one-way cut) until `heal`.
+    deaf: BTreeSet<NodeId>,
     /// Per server, how far its clock reads from the script's time (ms, either sign).
     clock_offsets: BTreeMap<NodeId, i64>,
     /// Per server, its last clock reading: a clock stepped back reads the same until it
@@ -151,6 +153,7 @@ impl Cluster {
             rng: ChaCha8Rng::seed_from_u64(seed),
             clock_offsets: BTreeMap::new(),
             clock_last: BTreeMap::new(),
+            deaf: BTreeSet::new(),
             out: String::new(),
         };
         for id in 1..=servers {
@@ -272,7 +275,8 @@ impl Cluster {
 
     fn deliver(&mut self, envelope: PeerEnvelope) {
         let (from, to) = (envelope.from, envelope.to);
-        let cut = self.isolated.contains(&from) || self.isolated.contains(&to);
+        let cut =
+            self.isolated.contains(&from) || self.isolated.contains(&to) || self.deaf.contains(&to);
         let dropped = self.drop_percent > 0 && self.rng.next_u64() % 100 < self.drop_percent;
         if cut || dropped || self.server(to).is_none() {
             return;
@@ -951,7 +955,13 @@ impl Cluster {
             "restart" => self.restart(args[0].parse().expect("id")),
             "snapshot-every" => self.snapshot_every(args[0].parse().expect("entries")),
             "isolate" => self.isolate(args[0].parse().expect("id")),
-            "heal" => self.heal(),
+            "heal" => {
+                self.deaf.clear();
+                self.heal();
+            }
+            "deafen" => {
+                self.deaf.insert(args[0].parse().expect("id"));
+            }
             "hold" | "release" => {
                 let from = args[0].parse().expect("id");
                 let to = args[1].parse().expect("id");

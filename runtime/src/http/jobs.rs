@@ -31,6 +31,7 @@ pub(super) fn routes() -> Router<AgentHandle> {
         .route("/v1/job/{id}/deployments", get(deployments))
         .route("/v1/job/{id}/revert", post(revert).put(revert))
         .route("/v1/job/{id}/scale", post(scale).put(scale))
+        .merge(periodic_routes())
 }
 
 /// The fields of Nomad's `JobListStub`.
@@ -427,4 +428,23 @@ async fn validate(params: Params, body: Bytes) -> ApiResult {
         "Warnings": "",
     });
     Ok(super::json_response(&params, Default::default(), &answer))
+}
+
+// ------------------------------------------------------------------ periodic jobs
+
+fn periodic_routes() -> Router<AgentHandle> {
+    Router::new().route("/v1/job/{id}/periodic/force", post(periodic_force).put(periodic_force))
+}
+
+/// `POST /v1/job/:id/periodic/force`: launches the periodic job now; answers Nomad's
+/// `PeriodicForceResponse` (the child's `EvalID`, `EvalCreateIndex`, `Index`).
+async fn periodic_force(
+    State(agent): State<AgentHandle>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult {
+    let request = ApiRequest::JobPeriodicForce { namespace: params.namespace(), job_id: id };
+    let (written, meta) = write(&agent, &params, request).await?;
+    let fields = eval_fields(&written.eval_ids, written.eval_create_index);
+    Ok(write_response(&params, &meta, fields))
 }

@@ -4,7 +4,9 @@
 //! keeps a chosen prefix of the unsynced writes and may tear the last one kept: a prefix
 //! of its records survives (snapshot, then hard state, then each entry), as on a disk that
 //! reorders nothing but may stop mid-write. Records take effect through the same rule as
-//! [`super::file::FileStore`]'s replay.
+//! [`super::file::FileStore`]'s replay. A fault can be armed ([`MemStore::arm_fault`]):
+//! the next write or sync then fails with an I/O error, as a failing disk does, and the
+//! host must stop without reporting anything durable.
 
 use super::{RaftStore, Record, StoreError, apply_record};
 use drover_core::raft::{HardState, Persist, Restored, Snapshot, WriteId};
@@ -13,6 +15,16 @@ use std::collections::VecDeque;
 /// Writes held unsynced at once; a caller that never syncs is refused past this.
 pub const UNSYNCED_WRITES_MAX: usize = 100_000;
 
+/// An I/O error a [`MemStore`] is armed to return (the simulator's disk faults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskFault {
+    /// The next `write` fails and takes nothing.
+    Write,
+    /// The next `sync` fails and makes nothing durable: what was written stays unsynced,
+    /// for a crash to lose or tear.
+    Sync,
+}
+
 #[derive(Debug, Default)]
 pub struct MemStore {
     /// What survives a crash: every synced write applied in order.
@@ -20,6 +32,9 @@ pub struct MemStore {
     unsynced: VecDeque<Persist>,
     /// Every write up to this id is durable.
     synced: WriteId,
+    armed: Option<DiskFault>,
+    /// Whether an armed fault fired (the store failed its caller).
+    fault_fired: bool,
 }
 
 impl MemStore {
@@ -39,6 +54,42 @@ impl MemStore {
 
     pub fn unsynced_writes(&self) -> usize {
         self.unsynced.len()
+    }
+
+    /// Arms one I/O error for the next write or sync.
+    pub fn arm_fault(&mut self, fault: DiskFault) {
+        self.armed = Some(fault);
+    }
+
+    /// Disarms a fault that has not fired; returns whether one had fired since the last
+    /// call (the caller then treats the machine as failed).
+    pub fn take_fault(&mut self) -> bool {
+        self.arm_fault_none();
+        std::mem::take(&mut self.fault_fired)
+    }
+
+    /// Disarms a fault that has not fired.
+    pub fn arm_fault_none(&mut self) {
+        self.armed = None;
+    }
+
+    pub fn fault_fired(&self) -> bool {
+        self.fault_fired
+    }
+
+    /// The armed fault's error, if `fault` is armed; it fires once.
+    fn fire(&mut self, fault: DiskFault) -> Result<(), StoreError> {
+        if self.armed != Some(fault) {
+            return Ok(());
+        }
+        self.armed = None;
+        self.fault_fired = true;
+        let action = match fault {
+            DiskFault::Write => "write",
+            DiskFault::Sync => "sync",
+        };
+        let error = std::io::Error::other("injected I/O error");
+        Err(StoreError::Io { path: "<memory>".into(), action, error })
     }
 
     /// Makes every write up to `id` durable (the simulator syncs on its own schedule).
@@ -126,6 +177,7 @@ impl MemStore {
 
 impl RaftStore for MemStore {
     fn write(&mut self, persist: Persist) -> Result<(), StoreError> {
+        self.fire(DiskFault::Write)?;
         if persist.id <= self.last_written() {
             let reason = format!("write {} after write {}", persist.id, self.last_written());
             return Err(StoreError::Rejected { reason });
@@ -139,6 +191,7 @@ impl RaftStore for MemStore {
     }
 
     fn sync(&mut self) -> Result<WriteId, StoreError> {
+        self.fire(DiskFault::Sync)?;
         self.sync_to(self.last_written())?;
         Ok(self.synced)
     }
@@ -180,6 +233,23 @@ mod tests {
         let indexes: Vec<u64> = restored.entries.iter().map(|e| e.index).collect();
         assert_eq!(indexes, [1, 2, 3]);
         assert_eq!(store.synced(), 0);
+    }
+
+    #[test]
+    fn an_armed_sync_fault_fails_once_and_leaves_the_writes_unsynced() {
+        let mut store = MemStore::new();
+        store.write(write(1, 1, 1..=2)).unwrap();
+        store.arm_fault(DiskFault::Sync);
+        assert!(matches!(store.sync(), Err(StoreError::Io { action: "sync", .. })));
+        assert_eq!((store.synced(), store.unsynced_writes()), (0, 1));
+        assert!(store.take_fault());
+        store.crash(0, None);
+        assert!(store.restored().entries.is_empty(), "an unsynced write is lost");
+        store.arm_fault(DiskFault::Write);
+        assert!(store.write(write(1, 1, 1..=1)).is_err());
+        assert_eq!(store.unsynced_writes(), 0, "a failed write takes nothing");
+        store.write(write(1, 1, 1..=1)).unwrap();
+        assert_eq!(store.sync().unwrap(), 1);
     }
 
     #[test]

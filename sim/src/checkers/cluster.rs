@@ -541,6 +541,12 @@ fn describe(command: &Command) -> String {
             jobs.len(),
             node_ids.len()
         ),
+        Command::PeriodicLaunch { child, eval, forced, .. } => format!(
+            "periodic launch {}{} eval {}",
+            child.id,
+            if *forced { " (forced)" } else { "" },
+            short(&eval.id)
+        ),
         #[allow(unreachable_patterns)]
         other => format!("{:?}", std::mem::discriminant(other)),
     }
@@ -600,6 +606,12 @@ pub fn check_converged(state: &State) -> Result<(), String> {
                         && (schedulable.iter().all(|node| running_on.contains(node))
                             || latest_eval_failed(state, job, &group.name))
                 }
+                // A child of a periodic job that still launches may be mid-run when
+                // the check looks: it is settled while its allocations run the current
+                // version (its batch tasks then complete on their own).
+                (false, JobType::Batch) if launched_by_active_parent(state, job) => {
+                    live.len() == running_current
+                }
                 // A batch group is settled once nothing of it runs and no evaluation of
                 // the job is pending (checked above): its allocations completed or failed
                 // for good, and garbage collection may have reaped them since, so their
@@ -631,4 +643,68 @@ pub fn check_converged(state: &State) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether `job` is a child launched by a periodic job that is still active.
+fn launched_by_active_parent(state: &State, job: &drover_core::model::Job) -> bool {
+    !job.parent_id.is_empty()
+        && state.job(&job.namespace, &job.parent_id).is_some_and(|p| p.is_periodic_active())
+}
+
+/// Periodic at-most-once across failover (reliability.md §3, Nomad #11052: a new leader
+/// force-ran every periodic job). A child's ID names its parent and launch second, so a
+/// time launched twice is a child ID created at two different Raft indexes (the first
+/// reaped by GC, then launched again); and each server's launch record of a parent never
+/// goes back while the server runs (a restarted server replays its log from older state,
+/// so its records are followed afresh).
+#[derive(Debug, Default)]
+pub struct PeriodicChecker {
+    /// Per region, each periodic child ever seen, with the index that created it.
+    children: BTreeMap<(u8, String), u64>,
+    /// Per server, each parent's launch record as last seen.
+    records: BTreeMap<ServerRef, BTreeMap<String, i64>>,
+    /// Per server, the jobs-table index last checked.
+    checked: BTreeMap<ServerRef, u64>,
+}
+
+impl PeriodicChecker {
+    pub fn on_server_start(&mut self, server: ServerRef) {
+        self.records.remove(&server);
+        self.checked.remove(&server);
+    }
+
+    /// Checks a server's state after a step; returns the violations found.
+    pub fn on_server_step(&mut self, at: ServerRef, state: &State) -> Vec<String> {
+        let jobs_index = state.table_indexes().jobs;
+        if self.checked.insert(at, jobs_index) == Some(jobs_index) {
+            return Vec::new();
+        }
+        let mut found = Vec::new();
+        for child in state.jobs().filter(|j| !j.parent_id.is_empty() && j.id.contains("/periodic-"))
+        {
+            let first =
+                *self.children.entry((at.0, child.id.clone())).or_insert(child.create_index);
+            if first != child.create_index {
+                found.push(format!(
+                    "{}: periodic child {} launched twice (created at index {first} and {})",
+                    name(at),
+                    child.id,
+                    child.create_index
+                ));
+            }
+        }
+        let records = self.records.entry(at).or_default();
+        for (key, launch_ns) in state.periodic_launches() {
+            let previous = records.insert(key.id.clone(), launch_ns);
+            if previous.is_some_and(|p| launch_ns < p) {
+                found.push(format!(
+                    "{}: periodic job {} launch record went back from {} to {launch_ns}",
+                    name(at),
+                    key.id,
+                    previous.unwrap_or_default()
+                ));
+            }
+        }
+        found
+    }
 }

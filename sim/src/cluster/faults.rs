@@ -1,11 +1,15 @@
 //! The fault menu of reliability.md, injected by the supervisor during the safety phase:
 //! partitions (symmetric, asymmetric, partial; inside a region and between regions),
-//! leader kills, server restarts with disk faults, client kills and slow nodes. Message
-//! loss, duplication and delays are per message, in `net`. Clock drift is per node, in
+//! leader kills, server restarts with disk faults, client kills, slow nodes, disk errors
+//! (a server's disk fails its next write or sync: the host stops, the machine is killed,
+//! its unsynced writes lost or torn, and it restarts later) and clock steps (a node's wall
+//! clock stepped forward or back, read when its process next starts). Message loss,
+//! duplication and delays are per message, in `net`. Clock drift is per node, in
 //! `World::clock`. Every fault is undone by a later action, and all of them by `heal`.
 
 use super::params::{REGIONS, SERVERS_PER_REGION};
 use super::world::{Kind, NodeKey, Shared, lock, trace};
+use drover_runtime::store::mem::DiskFault;
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,8 +48,18 @@ impl Faults {
         self.undo.insert((at, self.sequence), undo);
     }
 
+    /// Kills every server whose disk failed (its host stopped), so its disk crashes
+    /// with the power-fail model and it restarts later.
+    fn reap_disk_failures(&mut self, world: &Shared, elapsed: u64) {
+        let failed = std::mem::take(&mut lock(world).disk_failed);
+        for key in failed {
+            self.kill(world, key, elapsed, "disk failure");
+        }
+    }
+
     /// Carries out every undo due by `elapsed`.
     pub fn undo_due(&mut self, world: &Shared, elapsed: u64) {
+        self.reap_disk_failures(world, elapsed);
         let later = self.undo.split_off(&(elapsed + 1, 0));
         let due = std::mem::replace(&mut self.undo, later);
         for undo in due.into_values() {
@@ -82,6 +96,8 @@ impl Faults {
                 p.server_restart_weight,
                 p.client_kill_weight,
                 p.slow_weight,
+                p.disk_fault_weight,
+                p.clock_jump_weight,
             ]
         };
         let total: u32 = weights.iter().sum();
@@ -113,8 +129,37 @@ impl Faults {
                     self.kill(world, client, elapsed, "client kill");
                 }
             }
-            _ => self.slow(world, elapsed),
+            4 => self.slow(world, elapsed),
+            5 => self.arm_disk_fault(world),
+            _ => self.step_clock(world, elapsed),
         }
+    }
+
+    /// Arms a write or sync error on one server's disk; it fires at that server's next
+    /// persist.
+    fn arm_disk_fault(&mut self, world: &Shared) {
+        let mut w = lock(world);
+        let region = w.rng.range(1, REGIONS as u64 + 1) as u8;
+        let key = NodeKey::server(region, w.rng.range(1, SERVERS_PER_REGION + 1) as u8);
+        let fault = if w.rng.chance(0.5) { DiskFault::Write } else { DiskFault::Sync };
+        w.disk(key).lock().unwrap_or_else(|p| p.into_inner()).arm_fault(fault);
+        trace!(w, "fault: {}'s disk fails its next {fault:?}", key.name());
+    }
+
+    /// Steps a node's wall clock by up to two minutes either way; the node is restarted
+    /// to read it (a running agent's `now` never sees a wall-clock step).
+    fn step_clock(&mut self, world: &Shared, elapsed: u64) {
+        let key = {
+            let mut w = lock(world);
+            let keys: Vec<NodeKey> = self.nodes.keys().copied().collect();
+            let Some(key) = w.rng.pick(&keys) else { return };
+            let magnitude = w.rng.range(1_000, 120_000) as i64;
+            let step_ms = if w.rng.chance(0.5) { magnitude } else { -magnitude };
+            *w.clock_steps.entry(key).or_default() += step_ms;
+            trace!(w, "fault: {}'s wall clock stepped by {step_ms}ms", key.name());
+            key
+        };
+        self.kill(world, key, elapsed, "restart after a clock step");
     }
 
     /// Cuts links: a server from its region (both ways or one way), one link between two
@@ -239,6 +284,14 @@ impl Faults {
 
     /// The liveness phase: every link healed, every machine up and at full speed.
     pub fn heal(&mut self, world: &Shared) {
+        // A fault armed but not fired is disarmed; one that fired is reaped and its
+        // machine restarted with the others.
+        let disks: Vec<_> = lock(world).disks.values().cloned().collect();
+        for disk in disks {
+            disk.lock().unwrap_or_else(|p| p.into_inner()).arm_fault_none();
+        }
+        let elapsed = lock(world).elapsed_ms();
+        self.reap_disk_failures(world, elapsed);
         let undo = std::mem::take(&mut self.undo);
         for undo in undo.into_values() {
             self.apply_undo(world, undo);

@@ -266,6 +266,13 @@ async fn liveness_phase(
         if pending.is_empty() {
             let took = w.elapsed_ms() - since;
             trace!(w, "converged: every job of every region in its desired state after {took}ms");
+            let states: BTreeMap<u8, &drover_core::state::State> = (1..=REGIONS as u8)
+                .filter_map(|r| Some((r, &w.views[&w.leader(r)?].state)))
+                .collect();
+            let lost = workload.lost_acknowledged(&w.replies, &states);
+            for violation in lost {
+                w.checker.violation(violation);
+            }
             return;
         }
         if w.elapsed_ms() > since + bound {

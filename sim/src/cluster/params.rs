@@ -37,6 +37,11 @@ pub struct Params {
     pub server_restart_weight: u32,
     pub client_kill_weight: u32,
     pub slow_weight: u32,
+    /// A server's disk fails its next write or sync (the host stops; the machine is
+    /// killed with its power-fail model and restarted later).
+    pub disk_fault_weight: u32,
+    /// A node's clock steps forward or back.
+    pub clock_jump_weight: u32,
     /// Mean time between workload operations.
     pub op_interval_ms: u64,
     /// Share of task attempts that fail, and of those that hang (ignore stop signals).
@@ -75,6 +80,8 @@ impl Params {
             task_fail: rng.unit() * 0.2,
             task_hang: rng.unit() * 0.2,
             safety_ms: SAFETY_MIN_MS + rng.range(0, 60_000),
+            disk_fault_weight: weight(rng),
+            clock_jump_weight: weight(rng),
             // A new leader gives every node the failover TTL (300 s) before it may mark
             // one down, and a slow clock stretches every timer.
             liveness_bound_ms: 420_000 * RATE_IDEAL_PPM / (RATE_IDEAL_PPM - clock_drift_ppm_max),
@@ -88,7 +95,7 @@ impl fmt::Display for Params {
             f,
             "regions={REGIONS}x{SERVERS_PER_REGION} clients={} election={}ms heartbeat={}ms \
              snapshot_every={} latency={}..{}ms loss={:.3} dup={:.3} spike={:.3}<={}ms \
-             drift<={}ppm faults_every={}ms partition/leader_kill/restart/client_kill/slow={}/{}/{}/{}/{} \
+             drift<={}ppm faults_every={}ms partition/leader_kill/restart/client_kill/slow/disk/clock={}/{}/{}/{}/{}/{}/{} \
              op_every={}ms task_fail={:.2} task_hang={:.2} safety={}ms",
             self.clients,
             self.election_timeout_ms,
@@ -107,6 +114,8 @@ impl fmt::Display for Params {
             self.server_restart_weight,
             self.client_kill_weight,
             self.slow_weight,
+            self.disk_fault_weight,
+            self.clock_jump_weight,
             self.op_interval_ms,
             self.task_fail,
             self.task_hang,

@@ -104,6 +104,7 @@ pub async fn run(world: Shared, key: NodeKey) {
     let mut node =
         ServerNode { world, key, ep, clock, callers: BTreeMap::new(), relayed: Vec::new() };
     let now = node.local_now();
+    let disk_handle = Arc::clone(&disk);
     let host =
         Host::start(now, config, Outbox::default(), SharedDisk(disk), InlinePassRunner::default());
     let mut host = match host {
@@ -120,6 +121,7 @@ pub async fn run(world: Shared, key: NodeKey) {
             host.server().raft().commit_index()
         );
         w.checker.on_server_start((key.region, u64::from(key.index)), applied);
+        w.periodic.on_server_start((key.region, u64::from(key.index)));
     }
     let mut receive = net::recv(&node.ep);
     loop {
@@ -136,9 +138,28 @@ pub async fn run(world: Shared, key: NodeKey) {
             Wake::Closed => return,
         };
         if let Err(error) = result {
+            let injected = matches!(error, HostError::Store(_))
+                && SharedDisk(Arc::clone(&disk_handle)).disk().take_fault();
+            if injected {
+                return disk_failed(&node.world, key, &error);
+            }
             return fail(&node.world, key, format!("host stopped: {error}"));
         }
     }
+}
+
+/// The disk failed a write or sync: the host stopped without reporting it durable. The
+/// server is down from now on (its leader loop with it); the supervisor kills the
+/// machine, crashing its disk, and restarts it later.
+fn disk_failed(world: &Shared, key: NodeKey, error: &HostError) {
+    let mut w = lock(world);
+    trace!(w, "{} stops: {error}", key.name());
+    if let Some(view) = w.views.get_mut(&key) {
+        view.up = false;
+        view.leader_loop = false;
+    }
+    w.checker.on_server_down((key.region, u64::from(key.index)));
+    w.disk_failed.insert(key);
 }
 
 fn fail(world: &Shared, key: NodeKey, reason: String) {
@@ -248,6 +269,10 @@ impl ServerNode {
         let at = (self.key.region, u64::from(self.key.index));
         let time = StepTime { global_ms: global.as_u64(), lease_until_global, local };
         let notes = w.checker.on_server_step(at, server, time);
+        let launched_twice = w.periodic.on_server_step(at, server.state());
+        for violation in launched_twice {
+            w.checker.violation(violation);
+        }
         // A state is a function of its index (every server applies the same entries), so
         // the view keeps its copy until the index moves: most steps apply nothing.
         match w.views.get_mut(&self.key) {

@@ -1,10 +1,12 @@
 //! The operator's workload, drawn from the seed: register, update in place and
-//! destructively, scale, stop, purge and re-register service, batch, system and sysbatch
-//! jobs, and drain nodes. Each call goes to a random server of either region and names
-//! the job's region, so about half of them are forwarded to the other region.
+//! destructively, scale, stop, purge and re-register service, batch, system, sysbatch and
+//! periodic batch jobs, force a periodic job's launch, and drain nodes. Each call goes to
+//! a random server of either region and names the job's region, so about half of them
+//! are forwarded to the other region.
 //!
-//! Periodic jobs are not in the menu: the server has no periodic dispatcher yet (its
-//! `LeaderService` hook has no implementation), so a periodic job would never launch.
+//! A periodic job launches every one to three minutes (a seven-field cron, seconds
+//! first), with `prohibit_overlap` on half of them; its children are batch jobs whose
+//! tasks exit within half a minute.
 //!
 //! Demand stays well under the clients' capacity, so every job can converge once faults
 //! stop.
@@ -16,7 +18,8 @@ use crate::rng::SimRng;
 use drover_core::jobspec::{ParseOptions, parse};
 use drover_core::model::DurationNs;
 use drover_core::model::{DrainSpec, Job, NodeEligibility};
-use drover_core::server::{ApiCall, ApiRequest};
+use drover_core::server::{ApiCall, ApiReply, ApiRequest};
+use drover_core::state::State;
 use std::collections::BTreeMap;
 
 /// Jobs a region holds at most, so demand stays under capacity.
@@ -35,6 +38,9 @@ struct JobModel {
     generation: u64,
     priority: u64,
     stopped: bool,
+    /// A periodic batch job: launches every this many minutes, with or without
+    /// `prohibit_overlap`.
+    periodic: Option<(u64, bool)>,
 }
 
 pub struct Workload {
@@ -45,6 +51,9 @@ pub struct Workload {
     /// Client nodes per region, to drain.
     clients: BTreeMap<u8, Vec<NodeKey>>,
     draining: BTreeMap<NodeKey, bool>,
+    /// Per job, the last call sent about it that leaves it registered (register, update,
+    /// re-register, scale), by request id; `None` once a stop or purge was ever sent.
+    registrations: BTreeMap<(u8, String), Option<u64>>,
 }
 
 /// One call for the supervisor to send: to `server`, described for the trace.
@@ -68,6 +77,7 @@ impl Workload {
             purged: BTreeMap::new(),
             clients: by_region,
             draining: BTreeMap::new(),
+            registrations: BTreeMap::new(),
         }
     }
 
@@ -85,11 +95,13 @@ impl Workload {
             55..67 => self.scale(region, rng.pick_cloned(&existing)?, rng)?,
             67..75 => self.stop(region, rng.pick_cloned(&existing)?, false),
             75..80 => self.stop(region, rng.pick_cloned(&existing)?, true),
-            80..88 => self.reregister(region, rng)?,
+            80..87 => self.reregister(region, rng)?,
+            87..91 => self.force(region, rng)?,
             _ => self.drain(region, rng)?,
         };
         let request_id = self.next_request;
         self.next_request += 1;
+        self.note_call(region, &request, request_id);
         let call = ApiCall { request_id, region: region_name(region), request };
         Some(Op { server, call, what })
     }
@@ -100,8 +112,9 @@ impl Workload {
         }
         let id = format!("job{}", self.next_job);
         self.next_job += 1;
-        let job_type =
-            ["service", "service", "batch", "system", "sysbatch"][rng.range(0, 5) as usize];
+        let kind = rng.range(0, 6) as usize;
+        let job_type = ["service", "service", "batch", "system", "sysbatch", "batch"][kind];
+        let periodic = (kind == 5).then(|| (rng.range(1, 4), rng.chance(0.5)));
         let model = JobModel {
             job_type,
             count: rng.range(1, COUNT_MAX + 1),
@@ -112,9 +125,13 @@ impl Workload {
             generation: 0,
             priority: 50,
             stopped: false,
+            periodic,
         };
         let request = register(&id, &model);
-        let what = format!("register {id} {job_type} count={}", model.count);
+        let periodic = periodic.map_or(String::new(), |(m, o)| {
+            format!(" periodic every {m}m{}", if o { " no-overlap" } else { "" })
+        });
+        let what = format!("register {id} {job_type} count={}{periodic}", model.count);
         self.jobs.insert((region, id), model);
         Some((request, what))
     }
@@ -190,6 +207,68 @@ impl Workload {
         Some((request, format!("re-register purged {id}")))
     }
 
+    /// `job periodic force` on one of the region's periodic jobs.
+    fn force(&mut self, region: u8, rng: &mut SimRng) -> Option<(ApiRequest, String)> {
+        let periodic: Vec<String> = self
+            .jobs
+            .iter()
+            .filter(|((r, _), m)| *r == region && m.periodic.is_some())
+            .map(|((_, id), _)| id.clone())
+            .collect();
+        let id = rng.pick_cloned(&periodic)?;
+        let what = format!("force {id}");
+        Some((ApiRequest::JobPeriodicForce { namespace: "default".into(), job_id: id }, what))
+    }
+
+    /// Remembers what a call does to its job's registration.
+    fn note_call(&mut self, region: u8, request: &ApiRequest, request_id: u64) {
+        match request {
+            ApiRequest::JobRegister { job, .. } => {
+                let seen = self.registrations.entry((region, job.id.clone())).or_insert(Some(0));
+                if seen.is_some() {
+                    *seen = Some(request_id);
+                }
+            }
+            ApiRequest::JobScale { job_id, .. } => {
+                if let Some(Some(last)) = self.registrations.get_mut(&(region, job_id.clone())) {
+                    *last = request_id;
+                }
+            }
+            ApiRequest::JobDeregister { job_id, .. } => {
+                self.registrations.insert((region, job_id.clone()), None);
+            }
+            _ => {}
+        }
+    }
+
+    /// Nothing acknowledged is lost: every job whose last call (a registration or a
+    /// scale) was acknowledged, and that was never stopped or purged, must be in its
+    /// region's state after the liveness phase, not stopped. (A job ever stopped is left
+    /// out: a stop sent earlier may apply later, and GC may then purge it.)
+    pub fn lost_acknowledged(
+        &self,
+        replies: &BTreeMap<u64, ApiReply>,
+        states: &BTreeMap<u8, &State>,
+    ) -> Vec<String> {
+        let mut lost = Vec::new();
+        for ((region, id), last) in &self.registrations {
+            let Some(request_id) = last else { continue };
+            if !matches!(replies.get(request_id), Some(ApiReply::Write { .. })) {
+                continue;
+            }
+            let Some(state) = states.get(region) else { continue };
+            match state.job("default", id) {
+                Some(job) if !job.stop => {}
+                Some(_) => lost
+                    .push(format!("r{region}: acknowledged job {id} (#{request_id}) is stopped")),
+                None => {
+                    lost.push(format!("r{region}: acknowledged job {id} (#{request_id}) is lost"))
+                }
+            }
+        }
+        lost
+    }
+
     fn drain(&mut self, region: u8, rng: &mut SimRng) -> Option<(ApiRequest, String)> {
         let clients = self.clients.get(&region)?.clone();
         let client = rng.pick(&clients)?;
@@ -259,8 +338,13 @@ fn job(id: &str, model: &JobModel) -> Job {
         _ => format!("    count = {}\n", model.count),
     };
     let network = if model.port { "    network {\n      port \"http\" {}\n    }\n" } else { "" };
+    let periodic = model.periodic.map_or(String::new(), |(minutes, overlap)| {
+        format!(
+            "  periodic {{\n    crons = [\"0 */{minutes} * * * * *\"]\n    prohibit_overlap = {overlap}\n  }}\n"
+        )
+    });
     let hcl = format!(
-        "job \"{id}\" {{\n  type = \"{}\"\n  priority = {}\n  group \"g\" {{\n{count}{network}    restart {{\n      attempts = 2\n      interval = \"1m\"\n      delay = \"2s\"\n      mode = \"fail\"\n    }}\n    task \"t\" {{\n      driver = \"raw_exec\"\n      config {{\n        command = \"/bin/sleep\"\n      }}\n      env {{\n        GENERATION = \"{}\"\n      }}\n      resources {{\n        cpu = {}\n        memory = {}\n      }}\n    }}\n  }}\n}}\n",
+        "job \"{id}\" {{\n  type = \"{}\"\n  priority = {}\n{periodic}  group \"g\" {{\n{count}{network}    restart {{\n      attempts = 2\n      interval = \"1m\"\n      delay = \"2s\"\n      mode = \"fail\"\n    }}\n    task \"t\" {{\n      driver = \"raw_exec\"\n      config {{\n        command = \"/bin/sleep\"\n      }}\n      env {{\n        GENERATION = \"{}\"\n      }}\n      resources {{\n        cpu = {}\n        memory = {}\n      }}\n    }}\n  }}\n}}\n",
         model.job_type, model.priority, model.generation, model.cpu, model.memory_mb
     );
     match parse("sim.nomad.hcl", hcl.as_bytes(), &ParseOptions::default()) {

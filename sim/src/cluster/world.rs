@@ -120,6 +120,14 @@ pub struct World {
     pub disks: BTreeMap<NodeKey, Arc<Mutex<MemStore>>>,
     /// Extra processing time per input on a slow node.
     pub slow_ms: BTreeMap<NodeKey, u64>,
+    /// Servers whose disk failed and whose host stopped: the supervisor kills them (the
+    /// disk loses or tears what was unsynced) and restarts them later.
+    pub disk_failed: BTreeSet<NodeKey>,
+    /// Clock steps waiting for a node's next boot: a running process reads monotonic time
+    /// (the agent's `now` is its start's unix time plus a monotonic clock), so a wall
+    /// clock stepped back reaches a node only when its process starts again.
+    pub clock_steps: BTreeMap<NodeKey, i64>,
+    pub periodic: crate::checkers::cluster::PeriodicChecker,
     pub views: BTreeMap<NodeKey, ServerView>,
     pub checker: ClusterChecker,
     pub replies: BTreeMap<u64, ApiReply>,
@@ -150,6 +158,9 @@ impl World {
             clocks: BTreeMap::new(),
             disks: BTreeMap::new(),
             slow_ms: BTreeMap::new(),
+            disk_failed: BTreeSet::new(),
+            clock_steps: BTreeMap::new(),
+            periodic: Default::default(),
             views: BTreeMap::new(),
             checker,
             replies: BTreeMap::new(),
@@ -179,7 +190,11 @@ impl World {
 
     /// Gives `key` a clock drifting by up to the seed's bound, once.
     pub fn clock(&mut self, key: NodeKey) -> Clock {
-        if let Some(clock) = self.clocks.get(&key) {
+        if let Some(clock) = self.clocks.get_mut(&key) {
+            if let Some(step_ms) = self.clock_steps.remove(&key) {
+                let now = Instant::now().saturating_duration_since(self.start).as_millis() as u64;
+                clock.step(Millis(START_MS + now), step_ms);
+            }
             return *clock;
         }
         let drift_ppm = self.rng.range(0, self.params.clock_drift_ppm_max + 1);
