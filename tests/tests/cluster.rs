@@ -326,6 +326,10 @@ fn three_servers_survive_a_kill_9_of_the_leader_and_it_rejoins_and_clients_reatt
     assert!(caught_up.is_some(), "the old leader rejoined and caught up to index {target}");
     let job = restarted.http("GET", "/v1/job/web", b"");
     assert_eq!(job.status, 200, "{}", job.text());
+    // A client-only agent answers the API through a server, over the RPC transport.
+    let through_client = clients[0].http("GET", "/v1/job/web", b"");
+    assert_eq!(through_client.status, 200, "{}", through_client.text());
+    assert_eq!(through_client.json()["ID"], "web");
 
     // Both clients die with kill -9 and come back on their data directories: each is the
     // same node, re-learns its allocations from the servers and reattaches to the tasks
