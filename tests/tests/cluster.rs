@@ -201,6 +201,8 @@ impl TaskReaper {
                 let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
                 String::from_utf8_lossy(&cmdline).contains(&self.marker)
             })
+            .collect::<std::collections::BTreeSet<u32>>()
+            .into_iter()
             .collect()
     }
 }
@@ -234,6 +236,13 @@ fn running_allocs(agent: &ClusterAgent, job: &str) -> Option<usize> {
     Some(running.count())
 }
 
+/// The tasks a client agent runs itself.
+fn allocs_running_here(agent: &ClusterAgent) -> Option<u64> {
+    let answer = try_http_request(&agent.http_addr, "GET", "/v1/agent/self", b"")?;
+    let this: serde_json::Value = serde_json::from_slice(&answer.body).ok()?;
+    this["stats"]["client"]["num_allocations"].as_str()?.parse().ok()
+}
+
 fn raft_last_index(agent: &ClusterAgent) -> Option<u64> {
     let answer = try_http_request(&agent.http_addr, "GET", "/v1/agent/self", b"")?;
     let this: serde_json::Value = serde_json::from_slice(&answer.body).ok()?;
@@ -241,7 +250,7 @@ fn raft_last_index(agent: &ClusterAgent) -> Option<u64> {
 }
 
 #[test]
-fn three_servers_survive_a_kill_9_of_the_leader_and_it_rejoins() {
+fn three_servers_survive_a_kill_9_of_the_leader_and_it_rejoins_and_clients_reattach() {
     let scratch = Scratch::new("three-servers");
     make_tls(&scratch);
     let made = scratch.drover(&["tls", "cert", "create", "-client"]);
@@ -262,7 +271,7 @@ fn three_servers_survive_a_kill_9_of_the_leader_and_it_rejoins() {
         let http_addr = format!("127.0.0.1:{}", p.http);
         servers.push(Some(ClusterAgent::start(&scratch.path, &http_addr, &args)));
     }
-    let mut clients = Vec::new();
+    let mut clients: Vec<ClusterAgent> = Vec::new();
     for i in 0..2 {
         let http = free_port();
         let data_dir = scratch.path.join(format!("client{i}"));
@@ -286,7 +295,7 @@ fn three_servers_survive_a_kill_9_of_the_leader_and_it_rejoins() {
     });
     assert!(nodes_ready.is_some(), "both clients registered");
     let marker = format!("drover-e2e-cluster-{}", std::process::id());
-    let _reaper = TaskReaper { marker: marker.clone() };
+    let reaper = TaskReaper { marker: marker.clone() };
     let registered = first.http("PUT", "/v1/jobs", &service_job("web", &marker));
     assert_eq!(registered.status, 200, "{}", registered.text());
     let running = poll_until(LEADER_TIMEOUT, || (running_allocs(first, "web")? == 2).then_some(()));
@@ -317,10 +326,41 @@ fn three_servers_survive_a_kill_9_of_the_leader_and_it_rejoins() {
     assert!(caught_up.is_some(), "the old leader rejoined and caught up to index {target}");
     let job = restarted.http("GET", "/v1/job/web", b"");
     assert_eq!(job.status, 200, "{}", job.text());
+    // A client-only agent answers the API through a server, over the RPC transport. A
+    // call it sends to the restarted server on the connection of that server's previous
+    // life is lost until the connection's idle timeout; the caller gets an error and
+    // asks again.
+    let through_client = poll_until(LEADER_TIMEOUT, || {
+        let answer = try_http_request(&clients[0].http_addr, "GET", "/v1/job/web", b"")?;
+        (answer.status == 200).then_some(answer)
+    })
+    .expect("a client agent answers the API through a server");
+    assert_eq!(through_client.json()["ID"], "web");
+
+    // Both clients die with kill -9 and come back on their data directories: each is the
+    // same node, re-learns its allocations from the servers and reattaches to the tasks
+    // still running instead of starting them again.
+    let tasks_before = reaper.pids();
+    assert_eq!(tasks_before.len(), 2, "one process per task");
+    let client_args: Vec<(String, Vec<String>)> =
+        clients.iter().map(|c| (c.http_addr.clone(), c.args.clone())).collect();
+    for client in clients.drain(..) {
+        client.kill9();
+    }
+    for (http_addr, args) in &client_args {
+        clients.push(ClusterAgent::start(&scratch.path, http_addr, args));
+    }
+    let reattached = poll_until(LEADER_TIMEOUT, || {
+        let here: Option<Vec<u64>> = clients.iter().map(allocs_running_here).collect();
+        (here?.iter().sum::<u64>() == 2).then_some(())
+    });
+    assert!(reattached.is_some(), "the restarted clients run both tasks again");
+    assert_eq!(reaper.pids(), tasks_before, "reattached, not started twice");
+    assert_eq!(running_allocs(survivor, "web"), Some(2));
 
     let stopped = survivor.http("DELETE", "/v1/job/web?purge=true", b"");
     assert_eq!(stopped.status, 200, "{}", stopped.text());
-    let gone = poll_until(LEADER_TIMEOUT, || _reaper.pids().is_empty().then_some(()));
+    let gone = poll_until(LEADER_TIMEOUT, || reaper.pids().is_empty().then_some(()));
     assert!(gone.is_some(), "the tasks stop with their job");
     drop(clients);
 }

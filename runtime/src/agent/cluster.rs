@@ -21,7 +21,8 @@ use super::node_loop::{Clock, server_status};
 use super::{AgentError, AgentStatus, DevConfig, Input, RawExecDrivers, spawn_node_loop};
 use crate::driver::raw_exec::{RawExec, RawExecConfig};
 use crate::host::{
-    ClientHost, HostError, PassPoolConfig, ServerHost, ThreadPassRunner, WireMessage, decode_wire,
+    ClientHost, HostError, PassPoolConfig, ServerHost, ThreadPassRunner, Transport, WireMessage,
+    decode_wire, encode_wire,
 };
 use crate::net::quic::{Inbound, QuicNet, TlsIdentity};
 use crate::net::transport::QuicTransport;
@@ -30,7 +31,7 @@ use crate::tls::{DOMAIN_DEFAULT, Role};
 use drover_core::client::ClientConfig;
 use drover_core::gossip::{Gossip, GossipConfig, Member, MemberEvent, Pool};
 use drover_core::id::IdGen;
-use drover_core::server::{ApiCall, ApiReply, ServerConfig};
+use drover_core::server::{ApiCall, ApiReply, ApiResponse, ServerConfig};
 use drover_core::time::Millis;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -44,6 +45,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 /// How long the loop sleeps when nothing has a deadline.
 const IDLE_SLEEP_MS: u64 = 60_000;
+/// How long a client agent waits for a server's answer to a forwarded API call, beyond
+/// the call's own blocking wait.
+const FORWARD_TIMEOUT_MS: u64 = 10_000;
 /// The largest gossip datagram read.
 const DATAGRAM_BUF_BYTES: usize = 64 * 1024;
 
@@ -93,6 +97,8 @@ struct ServerLoop {
     server_id: u64,
     /// `server.<region>.drover`: what a peer's certificate must say for Raft traffic.
     server_name: String,
+    /// `client.<region>.drover`: a client agent of this region.
+    client_name: String,
     quic: QuicNet,
     /// Gossip and its socket, on a server.
     gossip: Option<(Gossip, UdpSocket, std::net::UdpSocket)>,
@@ -110,6 +116,13 @@ struct ServerLoop {
     frames_refused: u64,
     /// Frames the transport accepted and the network then lost.
     frames_lost: Arc<AtomicU64>,
+    /// On a server: API calls from client agents, by the id given to the host → where
+    /// the call came from and its id there.
+    remote_calls: BTreeMap<u64, (String, u64)>,
+    /// On a client-only agent: calls sent to a server → the caller and when to give up.
+    forwarded: BTreeMap<u64, (oneshot::Sender<ApiReply>, Millis)>,
+    /// The servers a client-only agent forwards API calls to, in turn.
+    forward_servers: Vec<String>,
 }
 
 impl ServerLoop {
@@ -152,6 +165,7 @@ impl ServerLoop {
         let mut server_loop = ServerLoop {
             clock,
             server_name: Role::Server.dns_name(&settings.region, DOMAIN_DEFAULT),
+            client_name: Role::Client.dns_name(&settings.region, DOMAIN_DEFAULT),
             settings,
             server_dir,
             rng_seed: config.rng_seed,
@@ -168,6 +182,9 @@ impl ServerLoop {
             known_leader,
             frames_refused: 0,
             frames_lost: Arc::default(),
+            remote_calls: BTreeMap::new(),
+            forwarded: BTreeMap::new(),
+            forward_servers: Vec::new(),
         };
         if let Some(peers) = peers {
             server_loop.start_host(peers)?;
@@ -220,6 +237,7 @@ impl ServerLoop {
             servers.push(self.settings.rpc_advertise.clone());
         }
         servers.dedup();
+        self.forward_servers.clone_from(&servers);
         let config = ClientConfig::new(node, servers, self.rng_seed ^ 0xc11e);
         let client_name = Role::Client.dns_name(&self.settings.region, DOMAIN_DEFAULT);
         let transport =
@@ -276,7 +294,8 @@ impl ServerLoop {
         let host = self.host.as_ref().and_then(ClusterServer::next_deadline);
         let client = self.client.as_ref().and_then(ClusterClient::next_deadline);
         let gossip = self.gossip.as_ref().and_then(|(g, _, _)| g.poll_timeout());
-        host.into_iter().chain(client).chain(gossip).min()
+        let forwarded = self.forwarded.values().map(|(_, deadline)| *deadline).min();
+        host.into_iter().chain(client).chain(gossip).chain(forwarded).min()
     }
 
     fn handle_input(&mut self, input: Input) -> Result<(), HostError> {
@@ -293,10 +312,7 @@ impl ServerLoop {
                     // Nomad's answer while the region has not elected its first leader.
                     let _ = reply.send(ApiReply::Error { message: "No cluster leader".into() });
                 }
-                None => {
-                    let message = "this agent is a client only: send API calls to a server's HTTP address (-address)".into();
-                    let _ = reply.send(ApiReply::Error { message });
-                }
+                None => self.forward(now, ApiCall { request_id: 0, region, request }, reply),
             },
             Input::Driver(event) => {
                 if let Some(client) = self.client.as_mut() {
@@ -318,11 +334,61 @@ impl ServerLoop {
         Ok(())
     }
 
+    /// A client-only agent's API call, sent to the next server in turn.
+    fn forward(&mut self, now: Millis, mut call: ApiCall, reply: oneshot::Sender<ApiReply>) {
+        let Some(client) = self.client.as_mut().filter(|_| !self.forward_servers.is_empty()) else {
+            let _ = reply.send(ApiReply::Error { message: "No known servers".into() });
+            return;
+        };
+        self.next_request += 1;
+        call.request_id = self.next_request;
+        let server = &self.forward_servers[call.request_id as usize % self.forward_servers.len()];
+        let wait_ms = match &call.request {
+            drover_core::server::ApiRequest::Read { wait_ms, .. } => *wait_ms,
+            _ => 0,
+        };
+        let sent =
+            encode_wire(&WireMessage::Api(call.clone())).map_err(|e| e.to_string()).and_then(
+                |frame| client.transport_mut().send(server, frame).map_err(|e| e.to_string()),
+            );
+        match sent {
+            Ok(()) => {
+                let deadline = now + Millis(FORWARD_TIMEOUT_MS + wait_ms);
+                self.forwarded.insert(call.request_id, (reply, deadline));
+            }
+            Err(reason) => {
+                let message = format!("cannot reach server {server}: {reason}");
+                let _ = reply.send(ApiReply::Error { message });
+            }
+        }
+    }
+
     /// A frame from a peer. Only a peer holding a server certificate of this region may
-    /// speak Raft; a client's certificate may only make client requests.
+    /// speak Raft; a client's certificate may only make client requests and API calls.
     fn handle_inbound(&mut self, inbound: &Inbound) -> Result<(), HostError> {
         let now = self.clock.now();
         let from_server = inbound.peer_is(&self.server_name);
+        let from_region = from_server || inbound.peer_is(&self.client_name);
+        match decode_wire(&inbound.frame) {
+            Ok(WireMessage::Api(call)) if from_region => {
+                let Some(host) = self.host.as_mut() else { return Ok(()) };
+                self.next_request += 1;
+                let request_id = self.next_request;
+                self.remote_calls.insert(request_id, (inbound.from.to_string(), call.request_id));
+                return host.handle_api_call(now, ApiCall { request_id, ..call });
+            }
+            Ok(WireMessage::ApiAnswer(answer)) if from_server => {
+                if let Some((reply, _)) = self.forwarded.remove(&answer.request_id) {
+                    let _ = reply.send(answer.reply);
+                }
+                return Ok(());
+            }
+            Ok(WireMessage::Api(_) | WireMessage::ApiAnswer(_)) => {
+                self.frames_refused += 1;
+                return Ok(());
+            }
+            _ => {}
+        }
         // Replies are the client's (from a server only); everything else the server's.
         let is =
             |kind: fn(&WireMessage) -> bool| decode_wire(&inbound.frame).is_ok_and(|m| kind(&m));
@@ -355,6 +421,14 @@ impl ServerLoop {
             && client.next_deadline().is_some_and(|d| d <= now)
         {
             client.handle_timeout(now);
+        }
+        let expired: Vec<u64> =
+            self.forwarded.iter().filter(|(_, (_, d))| *d <= now).map(|(&id, _)| id).collect();
+        for id in expired {
+            if let Some((reply, _)) = self.forwarded.remove(&id) {
+                let message = "No response from the servers in time".to_owned();
+                let _ = reply.send(ApiReply::Error { message });
+            }
         }
         if let Some((gossip, _, _)) = self.gossip.as_mut()
             && gossip.poll_timeout().is_some_and(|d| d <= now)
@@ -443,19 +517,39 @@ impl ServerLoop {
             && client.poll_event().is_some()
         {}
         let Some(host) = self.host.as_mut() else { return };
+        let mut answers = Vec::new();
         while let Some(response) = host.poll_api_reply() {
-            if let Some(reply) = self.replies.remove(&response.request_id) {
-                let _ = reply.send(response.reply);
-            }
+            answers.push(response);
         }
         while let Some(forward) = host.poll_region_forward() {
-            let message = "No path to region".to_owned();
-            if let Some(reply) = self.replies.remove(&forward.call.request_id) {
-                let _ = reply.send(ApiReply::Error { message });
-            }
+            let reply = ApiReply::Error { message: "No path to region".to_owned() };
+            answers.push(ApiResponse { request_id: forward.call.request_id, reply });
         }
+        for answer in answers {
+            self.answer(answer);
+        }
+        let Some(host) = self.host.as_mut() else { return };
         let leader = host.server().leader_addr().is_some();
         self.known_leader.store(leader, Ordering::Relaxed);
+    }
+
+    /// Hands an answer to its caller: a local one, or a client agent's over the wire.
+    fn answer(&mut self, response: ApiResponse) {
+        if let Some(reply) = self.replies.remove(&response.request_id) {
+            // A caller that went away (a closed HTTP connection) needs no answer.
+            let _ = reply.send(response.reply);
+            return;
+        }
+        let Some((addr, remote_id)) = self.remote_calls.remove(&response.request_id) else {
+            return;
+        };
+        let answer = ApiResponse { request_id: remote_id, reply: response.reply };
+        if let (Ok(frame), Some(host)) =
+            (encode_wire(&WireMessage::ApiAnswer(answer)), self.host.as_mut())
+        {
+            // A lost answer times out on the client agent.
+            let _sent = host.transport_mut().send(&addr, frame);
+        }
     }
 
     fn status(&self) -> AgentStatus {

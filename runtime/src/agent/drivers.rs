@@ -6,7 +6,7 @@ use super::Input;
 use crate::driver::alloc_dir::AllocDir;
 use crate::driver::executor::{ExecutorSpec, Running};
 use crate::driver::raw_exec::{
-    DriverError, RawExec, StartTask, TaskHandle, signal_by_name, signal_running,
+    DriverError, RawExec, Recovered, StartTask, TaskHandle, signal_by_name, signal_running,
 };
 use crate::host::DriverSet;
 use drover_core::client::{DriverCommand, DriverEvent, TaskExit, TaskRef};
@@ -68,7 +68,19 @@ impl RawExecDrivers {
     }
 
     fn start(&mut self, task: TaskRef, attempt: u32, spec: &Task, alloc: &Allocation) {
-        let event = match self.start_task(&task, spec, alloc) {
+        // A task whose executor still runs was started by an earlier agent process (the
+        // client machine learnt its allocation again from the servers after a restart):
+        // it is reattached, never started twice. The client never asks to start an
+        // attempt while an earlier one of this process may run.
+        let reattached = match self.driver.recover(&task.alloc_id, &spec.name) {
+            Ok(Recovered::Running(handle)) => Some(handle),
+            _ => None,
+        };
+        let started = match reattached {
+            Some(handle) => Ok(handle),
+            None => self.start_task(&task, spec, alloc),
+        };
+        let event = match started {
             Ok(handle) => {
                 let started = DriverEvent::Started {
                     task: task.clone(),

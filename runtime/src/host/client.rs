@@ -80,7 +80,12 @@ impl<T: Transport, D: DriverSet> ClientHost<T, D> {
     pub fn handle_frame(&mut self, now: Millis, _from: &str, frame: &[u8]) {
         match decode_wire(frame) {
             Ok(WireMessage::Reply(rpc)) => self.client.handle_reply(now, rpc),
-            Ok(WireMessage::Peer(_) | WireMessage::Request(_)) => {
+            Ok(
+                WireMessage::Peer(_)
+                | WireMessage::Request(_)
+                | WireMessage::Api(_)
+                | WireMessage::ApiAnswer(_),
+            ) => {
                 self.counters.frames_unexpected += 1;
             }
             Err(_) => self.counters.frames_undecodable += 1,

@@ -218,7 +218,12 @@ impl<T: Transport, S: RaftStore, R: PassRunner> ServerHost<T, S, R> {
                 self.server.handle_peer_message(now, envelope);
             }
             Ok(WireMessage::Request(rpc)) => self.handle_request(now, from, rpc),
-            Ok(WireMessage::Peer(_) | WireMessage::Reply(_)) => {
+            Ok(
+                WireMessage::Peer(_)
+                | WireMessage::Reply(_)
+                | WireMessage::Api(_)
+                | WireMessage::ApiAnswer(_),
+            ) => {
                 self.counters.frames_unexpected += 1;
             }
             Err(_) => self.counters.frames_undecodable += 1,

@@ -7,7 +7,7 @@
 
 use drover_core::codec::{self, CodecError, FRAME_LEN_MAX_BYTES_DEFAULT, FrameKind};
 use drover_core::rpc::{ClientRpc, ServerRpc};
-use drover_core::server::PeerEnvelope;
+use drover_core::server::{ApiCall, ApiResponse, PeerEnvelope};
 use serde::{Deserialize, Serialize};
 
 /// The largest frame a host accepts.
@@ -22,6 +22,11 @@ pub enum WireMessage {
     Request(ClientRpc),
     /// Server to client node, on the address the request came from.
     Reply(ServerRpc),
+    /// A client agent's API call for a server to answer (a client-only agent serves its
+    /// HTTP API through the servers).
+    Api(ApiCall),
+    /// The server's answer to an [`WireMessage::Api`] call, on the address it came from.
+    ApiAnswer(ApiResponse),
 }
 
 pub fn encode_wire(message: &WireMessage) -> Result<Vec<u8>, CodecError> {

@@ -19,8 +19,12 @@ use tokio::sync::mpsc;
 pub const FRAME_LEN_MAX_BYTES: usize = drover_core::codec::FRAME_LEN_MAX_BYTES_DEFAULT;
 /// Frames received and not yet taken by the host; past this, peers wait (back-pressure).
 pub const INBOUND_FRAMES_MAX: usize = 4096;
-/// A connection that carried nothing for this long is closed.
-pub const IDLE_TIMEOUT_MS: u32 = 30_000;
+/// A connection that heard nothing from its peer for this long is closed, so the next
+/// send redials: a peer that died (and maybe restarted on the same address, where it
+/// cannot reset connections it does not know) is noticed within this.
+pub const IDLE_TIMEOUT_MS: u32 = 5_000;
+/// Keep-alives on an idle connection, well within the idle timeout.
+pub const KEEP_ALIVE_MS: u64 = 1_000;
 
 /// This agent's certificate and key, and the CA its peers' certificates must chain to.
 #[derive(Clone)]
@@ -270,6 +274,7 @@ fn configs(identity: &TlsIdentity) -> Result<(quinn::ServerConfig, quinn::Client
         quinn::crypto::rustls::QuicClientConfig::try_from(client_tls).map_err(|e| tls(&e))?;
     let mut transport = quinn::TransportConfig::default();
     transport.max_idle_timeout(Some(quinn::VarInt::from_u32(IDLE_TIMEOUT_MS).into()));
+    transport.keep_alive_interval(Some(std::time::Duration::from_millis(KEEP_ALIVE_MS)));
     let transport = Arc::new(transport);
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
     server.transport_config(transport.clone());
