@@ -147,8 +147,6 @@ pub struct Server {
     ids: IdGen,
     leader: Option<LeaderLoop>,
     leader_epoch: u64,
-    /// The term and last log index when the leader loop last stopped.
-    revoked_at: Option<(Term, Index)>,
     services: Vec<Box<dyn LeaderService>>,
     pending_writes: BTreeMap<Index, PendingWrite>,
     parked: Vec<ParkedRead>,
@@ -214,7 +212,6 @@ impl Server {
             state,
             leader: None,
             leader_epoch: 0,
-            revoked_at: None,
             services: vec![dispatcher],
             pending_writes: BTreeMap::new(),
             parked: Vec::new(),
@@ -604,15 +601,7 @@ impl Server {
     /// they place a second time.
     fn follow_leadership(&mut self, now: Millis) -> bool {
         let leased = self.raft.lease_until().is_some_and(|until| now < until);
-        // A loop that stopped in this term (its lease lapsed) may have left proposals in
-        // the log, a plan among them: the next loop of the term starts only once they
-        // applied, or it would read a state without them and schedule their evaluations
-        // again (two plans committed for one evaluation).
-        let drained = self.revoked_at.is_none_or(|(term, index)| {
-            term != self.raft.term() || self.raft.applied_index() >= index
-        });
         let ready = leased
-            && drained
             && self.raft.term_at(self.raft.commit_index()) == Some(self.raft.term())
             && self.raft.applied_index() == self.raft.last_index();
         match &self.leader {
@@ -640,7 +629,6 @@ impl Server {
 
     fn revoke_leadership(&mut self, now: Millis) {
         self.leader = None;
-        self.revoked_at = Some((self.raft.term(), self.raft.last_index()));
         for service in &mut self.services {
             service.revoke();
         }
