@@ -243,6 +243,14 @@ fn allocs_running_here(agent: &ClusterAgent) -> Option<u64> {
     this["stats"]["client"]["num_allocations"].as_str()?.parse().ok()
 }
 
+/// The servers an agent lists in `agent/members`, by name.
+fn member_names(agent: &ClusterAgent) -> Option<Vec<String>> {
+    let answer = try_http_request(&agent.http_addr, "GET", "/v1/agent/members", b"")?;
+    let members: serde_json::Value = serde_json::from_slice(&answer.body).ok()?;
+    let names = members["Members"].as_array()?.iter().map(|m| m["Name"].as_str().map(String::from));
+    names.collect()
+}
+
 fn raft_last_index(agent: &ClusterAgent) -> Option<u64> {
     let answer = try_http_request(&agent.http_addr, "GET", "/v1/agent/self", b"")?;
     let this: serde_json::Value = serde_json::from_slice(&answer.body).ok()?;
@@ -294,6 +302,26 @@ fn three_servers_survive_a_kill_9_of_the_leader_and_it_rejoins_and_clients_reatt
         (ready == 2).then_some(())
     });
     assert!(nodes_ready.is_some(), "both clients registered");
+    let members = poll_until(LEADER_TIMEOUT, || {
+        let names = member_names(first)?;
+        (names.len() == 3).then_some(names)
+    });
+    assert_eq!(members, Some(vec!["s0.global".into(), "s1.global".into(), "s2.global".into()]));
+    let server_self = first.http("GET", "/v1/agent/self", b"");
+    let server_self: serde_json::Value = serde_json::from_slice(&server_self.body).expect("JSON");
+    let config = &server_self["config"];
+    assert_eq!(
+        (&config["DevMode"], &config["Server"]["BootstrapExpect"], &config["Client"]["Enabled"]),
+        (&serde_json::json!(false), &serde_json::json!(3), &serde_json::json!(false)),
+        "a server agent's own configuration: {config}"
+    );
+    let client_self = clients[0].http("GET", "/v1/agent/self", b"");
+    let client_self: serde_json::Value = serde_json::from_slice(&client_self.body).expect("JSON");
+    assert_eq!(
+        (&client_self["config"]["Server"]["Enabled"], &client_self["member"]),
+        (&serde_json::json!(false), &serde_json::Value::Null),
+        "a client agent is no server and no gossip member"
+    );
     let marker = format!("drover-e2e-cluster-{}", std::process::id());
     let reaper = TaskReaper { marker: marker.clone() };
     let registered = first.http("PUT", "/v1/jobs", &service_job("web", &marker));

@@ -18,7 +18,10 @@
 use super::config::{AgentSettings, RPC_PORT_DEFAULT, SERF_PORT_DEFAULT, with_default_port};
 use super::node_loop::fingerprinted_node;
 use super::node_loop::{Clock, server_status};
-use super::{AgentError, AgentStatus, DevConfig, Input, RawExecDrivers, spawn_node_loop};
+use super::{
+    AgentError, AgentRoles, AgentStatus, DevConfig, Input, RawExecDrivers, ServerMember,
+    spawn_node_loop,
+};
 use crate::driver::raw_exec::{RawExec, RawExecConfig};
 use crate::host::{
     ClientHost, HostError, PassPoolConfig, ServerHost, ThreadPassRunner, Transport, WireMessage,
@@ -160,6 +163,12 @@ impl ServerLoop {
             node_name: settings.name.clone(),
             server_id,
             rpc_addr: settings.rpc_advertise.clone(),
+            roles: AgentRoles {
+                dev: false,
+                server: settings.server,
+                client: settings.client,
+                bootstrap_expect: settings.bootstrap_expect,
+            },
             ..AgentStatus::default()
         };
         let mut server_loop = ServerLoop {
@@ -559,7 +568,17 @@ impl ServerLoop {
             Some(host) => server_status(host, &self.identity, addr_of),
             None => self.identity.clone(),
         };
-        let members = self.gossip.as_ref().map_or(0, |(g, _, _)| g.members().len());
+        if let Some((gossip, _, _)) = self.gossip.as_ref() {
+            let mut members: Vec<ServerMember> = gossip
+                .members()
+                .into_iter()
+                .chain([gossip.identity()])
+                .map(server_member)
+                .collect();
+            members.sort_by(|a, b| a.name.cmp(&b.name));
+            status.members = members;
+        }
+        let members = status.members.len().saturating_sub(1);
         status.counters.extend([
             ("server.frames_refused", self.frames_refused),
             ("server.frames_lost", self.frames_lost.load(Ordering::Relaxed)),
@@ -588,6 +607,16 @@ impl ServerLoop {
             self.send_gossip();
         }
         self.quic.close();
+    }
+}
+
+fn server_member(member: &Member) -> ServerMember {
+    ServerMember {
+        name: member.name.clone(),
+        region: member.region.clone(),
+        datacenter: member.datacenter.clone(),
+        server_id: member.server_id,
+        rpc_addr: member.rpc_addr.clone(),
     }
 }
 

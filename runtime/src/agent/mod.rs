@@ -92,6 +92,29 @@ pub struct AgentStatus {
     pub node_registered: bool,
     pub allocs_running_here: usize,
     pub counters: Vec<(&'static str, u64)>,
+    pub roles: AgentRoles,
+    /// The servers this agent knows alive (itself included when it is one), by name.
+    pub members: Vec<ServerMember>,
+}
+
+/// What an agent runs, as `agent/self` reports its configuration.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AgentRoles {
+    pub dev: bool,
+    pub server: bool,
+    pub client: bool,
+    pub bootstrap_expect: u32,
+}
+
+/// A server as the agent knows it: through gossip, or itself.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServerMember {
+    /// The gossip name, `<node>.<region>`.
+    pub name: String,
+    pub region: String,
+    pub datacenter: String,
+    pub server_id: u64,
+    pub rpc_addr: String,
 }
 
 /// Why an agent could not start.

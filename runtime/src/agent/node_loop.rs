@@ -3,7 +3,7 @@
 //! replies came out, and sleeps until the next input or the hosts' next deadline.
 
 use super::local::{LocalNet, LocalTransport};
-use super::{AgentStatus, DevConfig, Input, RawExecDrivers};
+use super::{AgentRoles, AgentStatus, DevConfig, Input, RawExecDrivers, ServerMember};
 use crate::driver::raw_exec::{RawExec, RawExecConfig};
 use crate::fingerprint::fingerprint;
 use crate::host::{ClientHost, HostError, InlinePassRunner, PassRunner, ServerHost, Transport};
@@ -106,6 +106,14 @@ impl NodeLoop {
             server_id: 1,
             rpc_addr: config.rpc_addr.clone(),
             node_id: node.id.clone(),
+            roles: AgentRoles { dev: true, server: true, client: true, bootstrap_expect: 1 },
+            members: vec![ServerMember {
+                name: format!("{}.{}", config.node_name, config.region),
+                region: config.region.clone(),
+                datacenter: config.datacenter.clone(),
+                server_id: 1,
+                rpc_addr: config.rpc_addr.clone(),
+            }],
             ..AgentStatus::default()
         };
         let raw_exec = RawExec::new(RawExecConfig {

@@ -2,7 +2,7 @@
 //! `regions`, `operator/raft/configuration` and `metrics`.
 
 use super::{ApiError, ApiResult, Params, QueryMeta, json_response, read_response};
-use crate::agent::{AgentHandle, AgentStatus};
+use crate::agent::{AgentHandle, AgentRoles, AgentStatus, ServerMember};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -34,28 +34,38 @@ fn host_port(addr: &str) -> (String, u64) {
     }
 }
 
-/// This agent as a gossip member (the one member of a `-dev` region).
-fn member(status: &AgentStatus) -> Value {
-    let (addr, port) = host_port(&status.rpc_addr);
+/// A server as a gossip member, in Nomad's shape.
+fn member(server: &ServerMember, roles: &AgentRoles) -> Value {
+    let (addr, port) = host_port(&server.rpc_addr);
     json!({
-        "Name": format!("{}.{}", status.node_name, status.region),
+        "Name": server.name,
         "Addr": addr,
         "Port": port,
         "Status": "alive",
         "Tags": {
             "role": "nomad",
-            "region": status.region,
-            "dc": status.datacenter,
+            "region": server.region,
+            "dc": server.datacenter,
             "build": env!("CARGO_PKG_VERSION"),
             "port": port.to_string(),
-            "bootstrap": "1",
-            "expect": "1",
+            "bootstrap": if roles.dev { "1" } else { "0" },
+            "expect": roles.bootstrap_expect.to_string(),
             "raft_vsn": "3",
-            "id": status.server_id.to_string(),
+            "id": server.server_id.to_string(),
         },
         "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2,
         "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4,
     })
+}
+
+/// This agent's own member entry: a server's from its member list; a client-only agent
+/// is no gossip member, so it has none (`null`, as Nomad's client agents answer).
+fn own_member(status: &AgentStatus) -> Value {
+    let own = status.members.iter().find(|m| m.server_id == status.server_id);
+    match own {
+        Some(server) if status.roles.server => member(server, &status.roles),
+        _ => Value::Null,
+    }
 }
 
 async fn agent_self(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
@@ -67,18 +77,21 @@ async fn agent_self(State(agent): State<AgentHandle>, params: Params) -> ApiResu
             "Datacenter": status.datacenter,
             "NodeName": status.node_name,
             "DataDir": config.data_dir.display().to_string(),
-            "DevMode": true,
+            "DevMode": status.roles.dev,
             "Version": { "Version": env!("CARGO_PKG_VERSION"), "VersionPrerelease": "" },
-            "Server": { "Enabled": true, "BootstrapExpect": 1 },
-            "Client": { "Enabled": true, "NodeID": status.node_id },
+            "Server": {
+                "Enabled": status.roles.server,
+                "BootstrapExpect": status.roles.bootstrap_expect,
+            },
+            "Client": { "Enabled": status.roles.client, "NodeID": status.node_id },
             "Addresses": { "HTTP": config.http_addr, "RPC": status.rpc_addr },
         },
-        "member": member(&status),
+        "member": own_member(&status),
         "stats": {
             "nomad": {
                 "leader": status.is_leader.to_string(),
                 "known_regions": "1",
-                "server": "true",
+                "server": status.roles.server.to_string(),
                 "leader_addr": status.leader_addr.clone().unwrap_or_default(),
             },
             "raft": {
@@ -124,7 +137,7 @@ async fn members(State(agent): State<AgentHandle>, params: Params) -> ApiResult 
         "ServerName": status.node_name,
         "ServerRegion": status.region,
         "ServerDC": status.datacenter,
-        "Members": [member(&status)],
+        "Members": status.members.iter().map(|m| member(m, &status.roles)).collect::<Vec<_>>(),
     });
     Ok(json_response(&params, HeaderMap::new(), &answer))
 }
