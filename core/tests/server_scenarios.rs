@@ -172,6 +172,11 @@ fn periodic_force_launches_now() {
 }
 
 #[test]
+fn a_periodic_job_scaled_or_evaluated_never_runs_itself() {
+    check("periodic_scale.txt");
+}
+
+#[test]
 fn periodic_disabled_or_deregistered_stops_launching() {
     check("periodic_stop.txt");
 }

@@ -361,15 +361,15 @@ impl Server {
             .collect()
     }
 
-    /// A pending evaluation of a stored job.
+    /// A pending evaluation of a stored job (none for a template job).
     pub(super) fn job_eval(
         &mut self,
         now: Millis,
         key: &JobKey,
         trigger: TriggeredBy,
     ) -> Option<Evaluation> {
-        let job = self.state.job(&key.namespace, &key.id)?;
-        let mut eval = Evaluation::for_job(self.ids.next_id(), job, trigger, Server::now_ns(now));
+        let job = self.state.job(&key.namespace, &key.id)?.clone();
+        let mut eval = self.eval_unless_template(now, &job, trigger)?;
         eval.job_modify_index = job.job_modify_index;
         Some(eval)
     }

@@ -305,21 +305,24 @@ impl Server {
                 if job.id.is_empty() {
                     return Err("Missing job ID for registration".into());
                 }
-                let eval = (!job.is_template())
-                    .then(|| self.new_eval(now, &job, TriggeredBy::JobRegister));
+                let eval = self.eval_unless_template(now, &job, TriggeredBy::JobRegister);
                 let ids = eval.iter().map(|e| e.id.clone()).collect();
                 Ok((Command::JobRegister { job: *job, enforce_index, eval }, ids))
             }
             ApiRequest::JobDeregister { namespace, job_id, purge } => {
                 let job = self.stored_job(&namespace, &job_id)?;
-                // A periodic or parameterized job has no allocations to stop (Nomad).
-                let eval = (!job.is_template())
-                    .then(|| self.new_eval(now, &job, TriggeredBy::JobDeregister));
+                let eval = self.eval_unless_template(now, &job, TriggeredBy::JobDeregister);
                 let ids = eval.iter().map(|e| e.id.clone()).collect();
                 Ok((Command::JobDeregister { namespace, job_id, purge, eval }, ids))
             }
             ApiRequest::JobEvaluate { namespace, job_id } => {
                 let job = self.state.job(&namespace, &job_id).ok_or("job not found")?.clone();
+                if job.periodic.is_some() {
+                    return Err("can't evaluate periodic job".into());
+                }
+                if job.parameterized_job.is_some() {
+                    return Err("can't evaluate parameterized job".into());
+                }
                 let eval = self.new_eval(now, &job, TriggeredBy::JobRegister);
                 let ids = vec![eval.id.clone()];
                 Ok((Command::EvalUpsert { evals: vec![eval] }, ids))
@@ -437,9 +440,9 @@ impl Server {
         }
         let enforce_index = enforce_prior_version.map(|_| current.job_modify_index);
         let job = (*old).clone();
-        let eval = self.new_eval(now, &job, TriggeredBy::JobRegister);
-        let ids = vec![eval.id.clone()];
-        Ok((Command::JobRegister { job, enforce_index, eval: Some(eval) }, ids))
+        let eval = self.eval_unless_template(now, &job, TriggeredBy::JobRegister);
+        let ids = eval.iter().map(|e| e.id.clone()).collect();
+        Ok((Command::JobRegister { job, enforce_index, eval }, ids))
     }
 
     /// Sets a group's count, as Nomad's `Job.Scale` (same texts).
@@ -466,9 +469,9 @@ impl Server {
         };
         target.count = count as _;
         let enforce_index = Some(job.job_modify_index);
-        let eval = self.new_eval(now, &job, TriggeredBy::JobScaling);
-        let ids = vec![eval.id.clone()];
-        Ok((Command::JobRegister { job, enforce_index, eval: Some(eval) }, ids))
+        let eval = self.eval_unless_template(now, &job, TriggeredBy::JobScaling);
+        let ids = eval.iter().map(|e| e.id.clone()).collect();
+        Ok((Command::JobRegister { job, enforce_index, eval }, ids))
     }
 
     /// Marks an allocation for migration with an `alloc-stop` evaluation of its job, as
@@ -513,6 +516,18 @@ impl Server {
 
     fn stored_node(&self, node_id: &str) -> Result<(), String> {
         self.state.node(node_id).map(drop).ok_or_else(|| format!("node not found: {node_id}"))
+    }
+
+    /// The evaluation a change of `job` creates, as Nomad's job endpoints do: none for a
+    /// periodic or parameterized job, which is a template that never runs itself (its
+    /// launches and dispatches are the jobs that get allocations).
+    pub(super) fn eval_unless_template(
+        &mut self,
+        now: Millis,
+        job: &Job,
+        trigger: TriggeredBy,
+    ) -> Option<Evaluation> {
+        (!job.is_template()).then(|| self.new_eval(now, job, trigger))
     }
 
     fn new_eval(&mut self, now: Millis, job: &Job, trigger: TriggeredBy) -> Evaluation {

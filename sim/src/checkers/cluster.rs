@@ -656,13 +656,16 @@ fn launched_by_active_parent(state: &State, job: &drover_core::model::Job) -> bo
 /// time launched twice is a child ID created at two different Raft indexes (the first
 /// reaped by GC, then launched again); and each server's launch record of a parent never
 /// goes back while the server runs (a restarted server replays its log from older state,
-/// so its records are followed afresh).
+/// so its records are followed afresh). A parent purged and registered again is a new
+/// job (another create index): its record starts afresh, as Nomad deletes a purged
+/// job's launch.
 #[derive(Debug, Default)]
 pub struct PeriodicChecker {
-    /// Per region, each periodic child ever seen, with the index that created it.
-    children: BTreeMap<(u8, String), u64>,
-    /// Per server, each parent's launch record as last seen.
-    records: BTreeMap<ServerRef, BTreeMap<String, i64>>,
+    /// Per region, each periodic child ever seen, with the index that created it and its
+    /// parent's create index then (the parent's incarnation).
+    children: BTreeMap<(u8, String), (u64, u64)>,
+    /// Per server, each parent's create index and launch record as last seen.
+    records: BTreeMap<ServerRef, BTreeMap<String, (u64, i64)>>,
     /// Per server, the jobs-table index last checked.
     checked: BTreeMap<ServerRef, u64>,
 }
@@ -682,9 +685,16 @@ impl PeriodicChecker {
         let mut found = Vec::new();
         for child in state.jobs().filter(|j| !j.parent_id.is_empty() && j.id.contains("/periodic-"))
         {
-            let first =
-                *self.children.entry((at.0, child.id.clone())).or_insert(child.create_index);
-            if first != child.create_index {
+            let parent =
+                state.job(&child.namespace, &child.parent_id).map_or(0, |p| p.create_index);
+            let key = (at.0, child.id.clone());
+            let (first, incarnation) =
+                *self.children.entry(key.clone()).or_insert((child.create_index, parent));
+            if incarnation != parent {
+                // The parent was purged and registered again: a new job, whose launches
+                // are its own.
+                self.children.insert(key, (child.create_index, parent));
+            } else if first != child.create_index {
                 found.push(format!(
                     "{}: periodic child {} launched twice (created at index {first} and {})",
                     name(at),
@@ -695,13 +705,17 @@ impl PeriodicChecker {
         }
         let records = self.records.entry(at).or_default();
         for (key, launch_ns) in state.periodic_launches() {
-            let previous = records.insert(key.id.clone(), launch_ns);
-            if previous.is_some_and(|p| launch_ns < p) {
+            let Some(parent) = state.job(&key.namespace, &key.id) else { continue };
+            let seen = (parent.create_index, launch_ns);
+            let previous = records.insert(key.id.clone(), seen);
+            if let Some((incarnation, before)) = previous
+                && incarnation == parent.create_index
+                && launch_ns < before
+            {
                 found.push(format!(
-                    "{}: periodic job {} launch record went back from {} to {launch_ns}",
+                    "{}: periodic job {} launch record went back from {before} to {launch_ns}",
                     name(at),
                     key.id,
-                    previous.unwrap_or_default()
                 ));
             }
         }
