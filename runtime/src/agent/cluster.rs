@@ -17,7 +17,7 @@
 
 use super::config::{AgentSettings, RPC_PORT_DEFAULT, SERF_PORT_DEFAULT, with_default_port};
 use super::node_loop::fingerprinted_node;
-use super::node_loop::{Clock, server_status};
+use super::node_loop::{Clock, restart_here, server_status};
 use super::{
     AgentError, AgentRoles, AgentStatus, DevConfig, Input, RawExecDrivers, ServerMember,
     spawn_node_loop,
@@ -329,11 +329,7 @@ impl ServerLoop {
                 }
             }
             Input::ClientRestart { alloc_id, task, reply } => {
-                let answer = match self.client.as_mut() {
-                    Some(client) => client.handle_restart(now, &alloc_id, task.as_deref()),
-                    None => Err(format!("Unknown allocation \"{alloc_id}\"")),
-                };
-                let _ = reply.send(answer);
+                let _ = reply.send(restart_here(self.client.as_mut(), now, &alloc_id, task));
             }
             Input::Status(reply) => {
                 let _ = reply.send(self.status());

@@ -188,11 +188,7 @@ impl NodeLoop {
                 }
             }
             Input::ClientRestart { alloc_id, task, reply } => {
-                let answer = match self.client.as_mut() {
-                    Some(client) => client.handle_restart(now, &alloc_id, task.as_deref()),
-                    None => Err(format!("Unknown allocation \"{alloc_id}\"")),
-                };
-                let _ = reply.send(answer);
+                let _ = reply.send(restart_here(self.client.as_mut(), now, &alloc_id, task));
             }
             Input::Status(reply) => {
                 let _ = reply.send(self.status());
@@ -400,4 +396,18 @@ pub(super) fn fingerprinted_node(config: &DevConfig, id: String, secret_id: Stri
     node.attributes.insert("driver.raw_exec".into(), "1".into());
     node.compute_class();
     node
+}
+
+/// An operator's restart of an allocation's tasks on this agent's own client; an agent
+/// without a client has no allocation to restart.
+pub(super) fn restart_here<T: Transport>(
+    client: Option<&mut ClientHost<T, RawExecDrivers>>,
+    now: Millis,
+    alloc_id: &str,
+    task: Option<String>,
+) -> Result<(), String> {
+    match client {
+        Some(client) => client.handle_restart(now, alloc_id, task.as_deref()),
+        None => Err(format!("Unknown allocation \"{alloc_id}\"")),
+    }
 }
