@@ -54,6 +54,9 @@ pub struct Member {
     /// Where this server listens for gossip; unique in a pool.
     pub gossip_addr: String,
     pub generation: u32,
+    /// The server holds Raft state (it bootstrapped the region or was added to it): a
+    /// server that sees one never bootstraps, it waits to be added (Nomad's rule).
+    pub has_raft_state: bool,
 }
 
 impl foca::Identity for Member {
@@ -248,6 +251,18 @@ impl Gossip {
             let _stale = self.foca.handle_timer(timer, recorder);
         }
         self.retry_join(now);
+    }
+
+    /// Announces a changed identity (its `has_raft_state`, say) under the next
+    /// generation, so it wins over the one the pool knows.
+    pub fn handle_identity_change(
+        &mut self,
+        now: Millis,
+        identity: Member,
+    ) -> Result<(), GossipError> {
+        let generation = self.identity().generation.wrapping_add(1);
+        let recorder = Recorder { now, effects: &mut self.effects };
+        self.foca.change_identity(Member { generation, ..identity }, recorder).map_err(protocol)
     }
 
     /// Tells the pool this server is leaving on purpose (a graceful shutdown).

@@ -36,6 +36,7 @@ fn member(region: &str, i: u32, generation: u32) -> Member {
         datacenter: format!("{region}-dc1"),
         server_id: u64::from(i),
         generation,
+        has_raft_state: false,
     }
 }
 

@@ -31,6 +31,11 @@
 //! - `show allocs|evals|nodes|jobs|launches [on=N]`, `heartbeats`
 //! - `defer-passes N`: server N holds its scheduling passes; `run-passes N` runs them,
 //!   `fail-passes N` reports them failed (a pass that panicked)
+//! - `join N`: server N starts with an empty disk and no voters, waiting to be added;
+//!   `gossip 1 2 3:failed 4:left`: what gossip reports to every server (alive unless
+//!   said); `raft [on=N]`: the Raft configuration as server N holds it;
+//!   `remove-peer id=N|address=A`: `operator raft remove-peer`; `min-quorum N` (first
+//!   command: autopilot's `min_quorum`)
 //! - `snapshot-every ENTRIES` (first command only): servers snapshot that often;
 //!   `defer-snapshots N`: server N's state snapshots wait, as a runtime encoding them on
 //!   another thread leaves them; `encode-snapshots N` encodes and hands them back; `log`
@@ -189,4 +194,39 @@ fn a_snapshot_is_encoded_off_the_loop_and_compacts_the_log_once_handed_back() {
 #[test]
 fn a_loop_restarted_in_its_term_waits_for_its_last_plan() {
     check("lease_lapse_plan.txt");
+}
+
+#[test]
+fn a_new_server_joins_as_learner_then_voter_after_stabilization() {
+    check("members_join.txt");
+}
+
+#[test]
+fn failed_servers_are_removed_only_while_quorum_allows() {
+    check("members_failed.txt");
+}
+
+#[test]
+fn a_server_that_left_is_removed() {
+    check("members_left.txt");
+}
+
+#[test]
+fn a_new_leader_finishes_a_join_after_failover() {
+    check("members_failover.txt");
+}
+
+#[test]
+fn remove_peer_by_id_or_address() {
+    check("remove_peer.txt");
+}
+
+#[test]
+fn failed_servers_are_removed_by_the_quorum_rule_alone_without_min_quorum() {
+    check("members_quorum.txt");
+}
+
+#[test]
+fn remove_peer_waits_for_the_change_in_flight() {
+    check("remove_peer_waits.txt");
 }

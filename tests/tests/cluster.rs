@@ -392,3 +392,117 @@ fn three_servers_survive_a_kill_9_of_the_leader_and_it_rejoins_and_clients_reatt
     assert!(gone.is_some(), "the tasks stop with their job");
     drop(clients);
 }
+
+/// How long servers started after bootstrap may take to become voters: gossip, a
+/// learner's catch-up, autopilot's 10 s stabilization, one change at a time.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// `operator/raft/configuration`'s servers as (ID, Address, Voter), in its order.
+fn raft_servers(agent: &ClusterAgent) -> Option<Vec<(String, String, bool)>> {
+    let answer = try_http_request(&agent.http_addr, "GET", "/v1/operator/raft/configuration", b"")?;
+    let configuration: serde_json::Value = serde_json::from_slice(&answer.body).ok()?;
+    let servers = configuration["Servers"].as_array()?.iter().map(|s| {
+        Some((
+            s["ID"].as_str()?.to_owned(),
+            s["Address"].as_str()?.to_owned(),
+            s["Voter"].as_bool()?,
+        ))
+    });
+    servers.collect()
+}
+
+/// Starts server `i` of a region expecting three, joining through the `join` serf ports.
+fn start_server(scratch: &Scratch, i: usize, ports: &Ports, join: &[u16]) -> ClusterAgent {
+    let data_dir = scratch.path.join(format!("server{i}"));
+    let file = format!("server{i}.hcl");
+    let hcl = server_hcl(&format!("s{i}"), &data_dir, ports, 3, join);
+    std::fs::write(scratch.path.join(&file), hcl).expect("write the config");
+    let args = ["agent".to_owned(), "-config".to_owned(), file];
+    ClusterAgent::start(&scratch.path, &format!("127.0.0.1:{}", ports.http), &args)
+}
+
+#[test]
+fn servers_started_after_bootstrap_join_as_voters_and_a_dead_one_is_removed() {
+    let scratch = Scratch::new("five-servers");
+    make_tls(&scratch);
+    let ports: Vec<Ports> = (0..5).map(|_| Ports::free()).collect();
+    let serf: Vec<u16> = ports[..3].iter().map(|p| p.serf).collect();
+    let mut servers: Vec<Option<ClusterAgent>> =
+        (0..3).map(|i| Some(start_server(&scratch, i, &ports[i], &serf))).collect();
+    let first = servers[0].as_ref().expect("started");
+    await_leader(first);
+    // The first write may reach the leader before its loop runs: asked again.
+    let registered = poll_until(LEADER_TIMEOUT, || {
+        let answer = try_http_request(&first.http_addr, "PUT", "/v1/jobs", &job("kept"))?;
+        (answer.status == 200).then_some(())
+    });
+    assert!(registered.is_some(), "the job registered");
+    let bootstrapped = poll_until(LEADER_TIMEOUT, || {
+        let servers = raft_servers(first)?;
+        (servers.len() == 3 && servers.iter().all(|s| s.2)).then_some(servers)
+    });
+    assert!(bootstrapped.is_some(), "three voters after bootstrap");
+
+    // Two more servers with the same configuration shape (bootstrap_expect = 3): they
+    // see a region that already holds Raft state, so they wait to be added.
+    let started = Instant::now();
+    for (i, ports) in ports.iter().enumerate().skip(3) {
+        servers.push(Some(start_server(&scratch, i, ports, &serf)));
+    }
+    let first = servers[0].as_ref().expect("runs");
+    let five = poll_until(JOIN_TIMEOUT, || {
+        let servers = raft_servers(first)?;
+        (servers.len() == 5 && servers.iter().all(|s| s.2)).then_some(servers)
+    });
+    let five = five.expect("five voters");
+    println!("five voters {:?} after the 4th and 5th servers started", started.elapsed());
+    let first_addr = format!("http://{}", first.http_addr);
+    let cli = |args: &[&str]| scratch.drover_with_env(args, &[("NOMAD_ADDR", &first_addr)]);
+    let listed = cli(&["operator", "raft", "list-peers"]);
+    assert_eq!(listed.code, 0, "{listed}");
+    let voters = listed.stdout.lines().filter(|l| l.split_whitespace().nth(4) == Some("true"));
+    assert_eq!(voters.count(), 5, "{listed}");
+    for server in &servers[3..] {
+        let job = server.as_ref().expect("runs").http("GET", "/v1/job/kept", b"");
+        assert_eq!(job.status, 200, "a joined server holds the job: {}", job.text());
+    }
+
+    // A follower dies; the operator removes it by id.
+    let leader = await_leader(first);
+    let victim = (1..5).find(|&i| format!("127.0.0.1:{}", ports[i].rpc) != leader).expect("one");
+    let victim_addr = format!("127.0.0.1:{}", ports[victim].rpc);
+    let victim_id = five.iter().find(|s| s.1 == victim_addr).expect("listed").0.clone();
+    servers[victim].take().expect("runs").kill9();
+    let first = servers[0].as_ref().expect("runs");
+    let removed = cli(&["operator", "raft", "remove-peer", "-peer-id", &victim_id]);
+    assert_eq!(removed.code, 0, "{removed}");
+    assert_eq!(removed.stdout, format!("Removed peer with id \"{victim_id}\"\n"));
+    // Gossip may still report it alive for a few seconds, and autopilot adds an alive
+    // server back (as a learner) as Nomad's does; once gossip declares it failed, it is
+    // removed for good.
+    let four = poll_until(JOIN_TIMEOUT, || {
+        let servers = raft_servers(first)?;
+        let gone = servers.iter().all(|s| s.0 != victim_id && s.2);
+        (servers.len() == 4 && gone).then_some(servers)
+    });
+    assert!(four.is_some(), "four voters without {victim_id}: {:?}", raft_servers(first));
+    let peers = first.http("GET", "/v1/status/peers", b"").json();
+    assert_eq!(peers.as_array().map(Vec::len), Some(4), "{peers}");
+    let unknown = cli(&["operator", "raft", "remove-peer", "-peer-id", "1"]);
+    assert_eq!(unknown.code, 1, "{unknown}");
+    assert_eq!(
+        unknown.stderr,
+        "Error removing peer: Unexpected response code: 500 (id \"1\" was not found in the \
+         Raft configuration)\n"
+    );
+
+    // The region keeps a leader and the job.
+    for server in servers.iter().flatten() {
+        let leader = poll_until(LEADER_TIMEOUT, || server.leader());
+        assert!(leader.is_some(), "{} knows a leader", server.http_addr);
+        let job = server.http("GET", "/v1/job/kept", b"");
+        assert_eq!(job.status, 200, "{}", job.text());
+    }
+    let registered = first.http("PUT", "/v1/jobs", &job("after"));
+    assert_eq!(registered.status, 200, "{}", registered.text());
+}

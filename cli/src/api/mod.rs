@@ -272,6 +272,10 @@ fn read_json(response: http::Response) -> Result<Value, ApiError> {
         .body
         .read_bounded(ANSWER_LEN_MAX_BYTES)
         .map_err(|e| ApiError::Decode(e.to_string()))?;
+    // Some writes answer with an empty body (`operator raft remove-peer`).
+    if bytes.is_empty() {
+        return Ok(Value::Null);
+    }
     serde_json::from_slice(&bytes).map_err(|e| ApiError::Decode(e.to_string()))
 }
 

@@ -1,5 +1,5 @@
-//! `drover agent-info` and `drover operator raft list-peers`: what the agent and the
-//! region's Raft say about themselves.
+//! `drover agent-info` and `drover operator raft list-peers|remove-peer`: what the agent
+//! and the region's Raft say about themselves, and removing a server from Raft.
 
 use super::{Io, api_command, print_json, report};
 use crate::flags::FlagSpec;
@@ -32,7 +32,29 @@ List Peers Options:
     server.
 ";
 
+const RAFT_REMOVE_PEER_HELP: &str = "\
+Usage: drover operator raft remove-peer [options]
+
+  Remove the drover server with given -peer-address from the Raft configuration.
+
+  There are rare cases where a peer may be left behind in the Raft quorum even
+  though the server is no longer present and known to the cluster. This command
+  can be used to remove the failed server so that it is no longer affects the
+  Raft quorum. If the server still shows in the output of the \"drover
+  server members\" command, it is added back while it stays alive.
+
+Remove Peer Options:
+
+  -peer-address=\"IP:port\"
+    Remove a drover server with given address from the Raft configuration.
+
+  -peer-id=\"id\"
+    Remove a drover server with the given ID from the Raft configuration.
+";
+
 const JSON_FLAGS: &[FlagSpec] = &[FlagSpec::bool("json")];
+const RAFT_REMOVE_PEER_FLAGS: &[FlagSpec] =
+    &[FlagSpec::value("peer-address"), FlagSpec::value("peer-id")];
 const RAFT_PEERS_FLAGS: &[FlagSpec] = &[FlagSpec::bool("stale")];
 
 /// `GET /v1/agent/self`'s `stats`: section → key → value.
@@ -109,6 +131,35 @@ pub fn raft_list_peers(args: &[String], io: &mut Io<'_>) -> u8 {
             ]
         }));
         let _ = write!(io.out, "{}", table(&rows));
+        Ok(0)
+    })
+}
+
+pub fn raft_remove_peer(args: &[String], io: &mut Io<'_>) -> u8 {
+    let (flags, client) = match api_command(args, RAFT_REMOVE_PEER_FLAGS, RAFT_REMOVE_PEER_HELP, io)
+    {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
+    };
+    let address = flags.last("peer-address").unwrap_or_default().to_owned();
+    let id = flags.last("peer-id").unwrap_or_default().to_owned();
+    report(io, |io| {
+        let (param, removed) = match (address.is_empty(), id.is_empty()) {
+            (true, true) => {
+                return Err("Error removing peer: an address or id is required for the peer to \
+                            remove"
+                    .to_owned());
+            }
+            (false, false) => {
+                return Err("Error removing peer: cannot give both an address and id".to_owned());
+            }
+            (false, true) => (("address", address.clone()), format!("address {address:?}")),
+            (true, false) => (("id", id.clone()), format!("id {id:?}")),
+        };
+        client
+            .write::<Value>("DELETE", "/v1/operator/raft/peer", &[param], None)
+            .map_err(|error| format!("Error removing peer: {error}"))?;
+        let _ = writeln!(io.out, "Removed peer with {removed}");
         Ok(0)
     })
 }

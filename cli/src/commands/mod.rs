@@ -174,7 +174,8 @@ Usage: drover operator raft <subcommand> [options] [args]
   This command groups subcommands for interacting with drover's Raft subsystem.
 
 Subcommands:
-    list-peers  Display the current Raft peer configuration
+    list-peers     Display the current Raft peer configuration
+    remove-peer    Remove a Nomad server from the Raft configuration
 ";
 
 const SERVER_HELP: &str = "\
@@ -250,7 +251,10 @@ const DEPLOYMENT_SUBCOMMANDS: &[(&str, Command)] = &[
 
 const OPERATOR_SUBCOMMANDS: &[(&str, Command)] = &[("raft", raft)];
 
-const RAFT_SUBCOMMANDS: &[(&str, Command)] = &[("list-peers", cluster_info::raft_list_peers)];
+const RAFT_SUBCOMMANDS: &[(&str, Command)] = &[
+    ("list-peers", cluster_info::raft_list_peers),
+    ("remove-peer", cluster_info::raft_remove_peer),
+];
 
 const SERVER_SUBCOMMANDS: &[(&str, Command)] = &[("members", server_members::run)];
 

@@ -21,14 +21,8 @@ impl Raft {
         now: Millis,
         change: ConfChange,
     ) -> Result<Index, ProposeError> {
-        self.check_accepts_proposals()?;
+        self.check_accepts_change()?;
         let leading = self.leading.as_ref().expect("leading");
-        if self.commit < leading.term_start_index {
-            return Err(ProposeError::NotReady);
-        }
-        if self.log.last_membership_index() > self.commit {
-            return Err(ProposeError::ChangePending);
-        }
         let mut membership = self.log.membership().clone();
         match change {
             ConfChange::AddLearner(id) => {
@@ -55,6 +49,7 @@ impl Raft {
                 }
                 membership.voters.remove(&id);
                 membership.learners.remove(&id);
+                membership.addresses.remove(&id);
             }
         }
         assert!(!membership.voters.is_empty());
@@ -62,6 +57,47 @@ impl Raft {
         let changed = current.symmetric_difference(&membership.voters).count();
         assert!(changed <= 1, "one voter at a time");
         Ok(self.append_own(now, Payload::Membership(membership)))
+    }
+
+    /// Records where server `id` listens (`None`: forgets it) in a membership entry that
+    /// changes no voter, under the same one-change-at-a-time rule.
+    pub fn propose_address(
+        &mut self,
+        now: Millis,
+        id: NodeId,
+        address: Option<String>,
+    ) -> Result<Index, ProposeError> {
+        self.check_accepts_change()?;
+        let mut membership = self.log.membership().clone();
+        let unchanged = match &address {
+            Some(address) => membership.addresses.get(&id) == Some(address),
+            None => !membership.addresses.contains_key(&id),
+        };
+        if id == 0 || unchanged {
+            return Err(ProposeError::InvalidChange);
+        }
+        match address {
+            Some(address) => membership.addresses.insert(id, address),
+            None => membership.addresses.remove(&id),
+        };
+        Ok(self.append_own(now, Payload::Membership(membership)))
+    }
+
+    /// Whether a membership change is in the log and not yet committed.
+    pub fn change_pending(&self) -> bool {
+        self.log.last_membership_index() > self.commit
+    }
+
+    fn check_accepts_change(&self) -> Result<(), ProposeError> {
+        self.check_accepts_proposals()?;
+        let leading = self.leading.as_ref().expect("leading");
+        if self.commit < leading.term_start_index {
+            return Err(ProposeError::NotReady);
+        }
+        if self.change_pending() {
+            return Err(ProposeError::ChangePending);
+        }
+        Ok(())
     }
 
     /// Makes the leader track exactly the members of the latest membership.

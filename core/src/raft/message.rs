@@ -6,7 +6,7 @@
 
 use crate::time::Millis;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// A server's identity inside one Raft group.
@@ -20,16 +20,19 @@ pub type WriteId = u64;
 /// A caller-chosen identity for a read request, echoed back in its [`ReadResult`].
 pub type ReadId = u64;
 
-/// The servers of a group: voters decide, learners only receive the log.
+/// The servers of a group: voters decide, learners only receive the log. `addresses`
+/// says where each server listens (as hashicorp/raft's configuration does), so every
+/// member can reach one it did not start with; Raft itself never reads them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Membership {
     pub voters: BTreeSet<NodeId>,
     pub learners: BTreeSet<NodeId>,
+    pub addresses: BTreeMap<NodeId, String>,
 }
 
 impl Membership {
     pub fn with_voters(voters: impl IntoIterator<Item = NodeId>) -> Membership {
-        Membership { voters: voters.into_iter().collect(), learners: BTreeSet::new() }
+        Membership { voters: voters.into_iter().collect(), ..Membership::default() }
     }
 
     pub fn contains(&self, id: NodeId) -> bool {
@@ -81,7 +84,10 @@ impl Entry {
         let payload = match &self.payload {
             Payload::Noop => 0,
             Payload::Command(bytes) => bytes.len(),
-            Payload::Membership(m) => 8 * (m.voters.len() + m.learners.len()),
+            Payload::Membership(m) => {
+                let addresses: usize = m.addresses.values().map(|a| 8 + a.len()).sum();
+                8 * (m.voters.len() + m.learners.len()) + addresses
+            }
         };
         24 + payload
     }

@@ -5,6 +5,7 @@
 //! drops when it does not: nothing here can outlive leadership, so two servers never
 //! run it for the same term, and a deposed leader stops marking nodes down at once.
 
+use super::autopilot::Autopilot;
 use super::requests::Waiter;
 use super::{Server, ServerConfig, Stage};
 use crate::broker::EvalBroker;
@@ -114,6 +115,7 @@ pub(super) struct LeaderLoop {
     pub node_change_index: Index,
     next_gc: Millis,
     pub heartbeat: HeartbeatConfig,
+    pub autopilot: Autopilot,
 }
 
 impl LeaderLoop {
@@ -131,6 +133,7 @@ impl LeaderLoop {
             node_change_index: 0,
             next_gc: now + Millis(config.gc.interval_ms),
             heartbeat: config.heartbeat,
+            autopilot: Autopilot::new(now),
         };
         for eval in state.evals() {
             if eval.should_enqueue() {
@@ -202,7 +205,7 @@ impl Server {
         for command in commands {
             self.propose(command, now, Waiter::Leader);
         }
-        moved | self.apply_next_plan(now)
+        moved | self.apply_next_plan(now) | self.autopilot_step(now)
     }
 
     /// A worker's plan joins the queue; its evaluation's nack clock stops meanwhile.

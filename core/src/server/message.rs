@@ -98,6 +98,12 @@ pub enum ApiRequest {
         deployment_id: String,
         pause: bool,
     },
+    /// `operator raft remove-peer`: removes a server from the Raft configuration, named
+    /// by its id or its RPC address.
+    RaftRemovePeer {
+        id: Option<u64>,
+        address: Option<String>,
+    },
     /// A read, answered once the table behind `query` passes `min_index` or `wait_ms` ends.
     Read {
         query: Query,

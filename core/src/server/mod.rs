@@ -2,7 +2,7 @@
 //! loop (broker, blocked evaluations, plan applier, heartbeats, GC) and scheduler workers.
 //!
 //! A [`Server`] owns no clock, disk, socket or thread. The runtime feeds it inputs:
-//! [`Server::handle_peer_message`], [`Server::handle_client_rpc`],
+//! [`Server::handle_peer_message`], [`Server::handle_client_rpc`], [`Server::handle_members`],
 //! [`Server::handle_api_call`], [`Server::handle_schedule_output`],
 //! [`Server::handle_schedule_failed`], [`Server::handle_durable`],
 //! [`Server::handle_snapshot_encoded`] and [`Server::handle_timeout`], each with `now`,
@@ -34,6 +34,7 @@
 //! answers client writes with [`crate::rpc::ServerReply::NotLeader`]. Reads are served
 //! from local state, blocking until the table they read passes the caller's index.
 
+mod autopilot;
 mod leader;
 mod message;
 mod periodic;
@@ -42,6 +43,10 @@ mod requests;
 mod snapshot;
 mod worker;
 
+pub use autopilot::{
+    AUTOPILOT_INTERVAL_MS, AutopilotChange, AutopilotConfig, MemberStatus, RaftServer,
+    ServerMember, next_change,
+};
 pub use leader::{GcConfig, HeartbeatConfig, LeaderService};
 pub use message::{
     ApiCall, ApiReply, ApiRequest, ApiResponse, ClientCall, ClientConn, PassId, PeerEnvelope,
@@ -82,13 +87,16 @@ pub struct ServerConfig {
     pub id: NodeId,
     pub region: String,
     pub rng_seed: u64,
-    /// Every server of the region (this one included) and its RPC address.
+    /// The region's servers this one starts with (itself included) and their RPC
+    /// addresses: the voters of a brand-new region; empty for a server that joins a
+    /// running region and waits to be added.
     pub servers: BTreeMap<NodeId, ServerAddr>,
     pub raft: raft::Config,
     pub broker: BrokerConfig,
     pub scheduler: SchedulerConfig,
     pub heartbeat: HeartbeatConfig,
     pub gc: GcConfig,
+    pub autopilot: AutopilotConfig,
     /// Scheduler workers on this server.
     pub workers_count: u32,
     pub plans_pending_max: usize,
@@ -112,6 +120,7 @@ impl ServerConfig {
             scheduler: SchedulerConfig::default(),
             heartbeat: HeartbeatConfig::default(),
             gc: GcConfig::default(),
+            autopilot: AutopilotConfig::default(),
             workers_count: 1,
             plans_pending_max: crate::plan::queue::PLANS_PENDING_MAX_DEFAULT,
             worker_state_wait_ms: 5_000,
@@ -177,12 +186,18 @@ pub struct Server {
     /// for at the next applied entry).
     snapshot_failures: u64,
     probe: Option<Box<dyn StageProbe>>,
+    /// The region's servers as gossip last reported them.
+    members: BTreeMap<NodeId, ServerMember>,
+    /// Operators' removals waiting for the membership change in flight to commit.
+    removals_waiting: VecDeque<(requests::Caller, NodeId)>,
 }
 
 impl Server {
-    /// A brand-new server of a region whose voters are `config.servers`.
+    /// A brand-new server of a region whose voters are `config.servers` (none: it joins
+    /// a running region once its leader adds it).
     pub fn new(now: Millis, config: ServerConfig) -> Server {
-        let membership = Membership::with_voters(config.servers.keys().copied());
+        let mut membership = Membership::with_voters(config.servers.keys().copied());
+        membership.addresses = config.servers.clone();
         let raft = Raft::new(now, config.raft.clone(), membership);
         Server::with_raft(config, raft, State::new())
     }
@@ -232,6 +247,8 @@ impl Server {
             proposed: BTreeMap::new(),
             events: VecDeque::new(),
             probe: None,
+            members: BTreeMap::new(),
+            removals_waiting: VecDeque::new(),
         }
     }
 
@@ -291,7 +308,7 @@ impl Server {
 
     /// The leader's address, when known.
     pub fn leader_addr(&self) -> Option<ServerAddr> {
-        self.raft.leader().and_then(|id| self.config.servers.get(&id).cloned())
+        self.raft.leader().and_then(|id| self.peer_addr(id))
     }
 
     /// Broker and tracker counters on the leader (ready, unacked, blocked).
@@ -353,6 +370,7 @@ impl Server {
         deadlines.extend(
             self.services.iter().filter(|_| self.leader.is_some()).filter_map(|s| s.poll_timeout()),
         );
+        deadlines.extend(self.autopilot_timeout());
         deadlines.extend(self.parked.iter().map(|p| p.deadline));
         deadlines.extend(self.forwards.values().map(|f| f.deadline));
         deadlines.extend(self.workers.iter().filter_map(Worker::deadline));
@@ -401,7 +419,7 @@ impl Server {
     }
 
     pub fn handle_peer_message(&mut self, now: Millis, envelope: PeerEnvelope) {
-        if envelope.to != self.config.id || !self.config.servers.contains_key(&envelope.from) {
+        if envelope.to != self.config.id || self.peer_addr(envelope.from).is_none() {
             return; // misaddressed or from a stranger: dropped, never trusted
         }
         let from = envelope.from;
@@ -633,6 +651,7 @@ impl Server {
             service.revoke();
         }
         self.proposed.clear();
+        self.fail_waiting_removals();
         let pending = std::mem::take(&mut self.pending_writes);
         for write in pending.into_values() {
             self.fail_waiter(now, write.waiter, "leadership lost while committing".into());

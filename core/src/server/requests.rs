@@ -86,7 +86,7 @@ impl Server {
         let is_read = matches!(call.rpc.request, ClientRequest::NodeAllocs { .. });
         if self.leader.is_none() && !is_read {
             let reply = ServerReply::NotLeader {
-                leader: self.leader_id().and_then(|id| self.config.servers.get(&id).cloned()),
+                leader: self.leader_id().and_then(|id| self.peer_addr(id)),
             };
             return self.reply_client(conn, request_id, reply);
         }
@@ -245,7 +245,7 @@ impl Server {
                 self.send(leader, PeerMessage::Forward { forward_id, call });
             }
             _ => {
-                let leader = self.leader_id().and_then(|id| self.config.servers.get(&id).cloned());
+                let leader = self.leader_id().and_then(|id| self.peer_addr(id));
                 self.answer(caller, ApiReply::NotLeader { leader });
             }
         }
@@ -263,7 +263,7 @@ impl Server {
         if self.leader.is_some() && call.request.is_write() {
             return self.write(now, caller, call.request);
         }
-        let leader = self.leader_id().and_then(|id| self.config.servers.get(&id).cloned());
+        let leader = self.leader_id().and_then(|id| self.peer_addr(id));
         self.answer(caller, ApiReply::NotLeader { leader });
     }
 
@@ -291,6 +291,9 @@ impl Server {
                 eval_create_index: 0,
             };
             return self.answer(caller, reply);
+        }
+        if let ApiRequest::RaftRemovePeer { id, address } = request {
+            return self.remove_peer(now, caller, id, address);
         }
         match self.command_for(now, request) {
             Ok((command, eval_ids)) => self.propose(command, now, Waiter::Api { caller, eval_ids }),
@@ -388,7 +391,9 @@ impl Server {
                 let status = (DeploymentStatus::Running, description);
                 Ok(deployment_status_change(deployment_id, status, Some(eval)))
             }
-            ApiRequest::Read { .. } | ApiRequest::JobPlan { .. } => Err("not a write".into()),
+            ApiRequest::Read { .. }
+            | ApiRequest::JobPlan { .. }
+            | ApiRequest::RaftRemovePeer { .. } => Err("not a command".into()),
         }
     }
 
@@ -606,7 +611,7 @@ impl Server {
                 self.answer(caller, reply);
             }
             (Waiter::Heartbeat { conn, request_id, ttl_ms }, Ok(_)) => {
-                let servers = self.config.servers.values().cloned().collect();
+                let servers = self.voter_addrs();
                 let reply = ServerReply::HeartbeatOk { index, heartbeat_ttl_ms: ttl_ms, servers };
                 self.reply_client(conn, request_id, reply);
             }

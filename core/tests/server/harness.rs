@@ -14,11 +14,13 @@ use drover_core::jobspec::{ParseOptions, parse};
 use drover_core::model::{
     AllocClientStatus, DrainSpec, DriverInfo, Job, Node, NodeEligibility, NodeStatus,
 };
-use drover_core::raft::{Entry, HardState, Index, NodeId, Persist, Restored, Snapshot, Term};
+use drover_core::raft::{
+    Entry, HardState, Index, Membership, NodeId, Persist, Restored, Snapshot, Term,
+};
 use drover_core::rpc::{ClientRequest, ClientRpc, ServerReply};
 use drover_core::server::{
-    ApiCall, ApiReply, ApiRequest, ClientCall, PeerEnvelope, Query, QueryResult, Reply,
-    SchedulePass, Server, ServerConfig, SnapshotRequest,
+    ApiCall, ApiReply, ApiRequest, ClientCall, MemberStatus, PeerEnvelope, Query, QueryResult,
+    Reply, SchedulePass, Server, ServerConfig, ServerMember, SnapshotRequest,
 };
 use drover_core::state::{AllocClientUpdate, State};
 use drover_core::time::Millis;
@@ -96,6 +98,12 @@ pub struct Cluster {
     history: BTreeMap<Index, Term>,
     /// Which server ran a leader loop in which term.
     loop_terms: BTreeMap<Term, NodeId>,
+    /// Which server Raft made leader in which term.
+    raft_leaders: BTreeMap<Term, NodeId>,
+    /// The region's servers as gossip reports them to every server (`gossip`).
+    gossip: Vec<ServerMember>,
+    /// The voters and learners last printed.
+    membership_shown: Membership,
     pub violations: Vec<String>,
     /// Percent of peer messages dropped (the property test's fault), drawn from `rng`.
     pub drop_percent: u64,
@@ -144,6 +152,9 @@ impl Cluster {
             quiet: BTreeSet::new(),
             history: BTreeMap::new(),
             loop_terms: BTreeMap::new(),
+            raft_leaders: BTreeMap::new(),
+            gossip: Vec::new(),
+            membership_shown: Membership::with_voters(1..=servers),
             violations: Vec::new(),
             drop_percent: 0,
             deferred: BTreeSet::new(),
@@ -161,16 +172,7 @@ impl Cluster {
                 ServerConfig::new(id, seed.wrapping_mul(31).wrapping_add(id), addrs.clone());
             config.raft.snapshot_threshold_entries = entries;
             config.workers_count = workers;
-            let server = Server::new(now, config.clone());
-            let peer = Peer {
-                server: Some(server),
-                config,
-                disk: Disk::default(),
-                shown: (false, 0),
-                checked: 0,
-            };
-            cluster.peers.insert(id, peer);
-            cluster.pump(id);
+            cluster.start_server(id, config);
         }
         cluster
     }
@@ -408,16 +410,103 @@ impl Cluster {
         peer.checked = 0;
         self.line(format!("n{id} restarted"));
         self.pump(id);
+        self.tell_gossip(id);
+    }
+
+    /// Starts server `id` with an empty disk and no voters of its own: it joins the
+    /// running region once the leader adds it.
+    pub fn join(&mut self, id: NodeId) {
+        if self.peers.contains_key(&id) {
+            return;
+        }
+        let template = &self.peers.values().next().expect("a region").config;
+        let mut config = ServerConfig::new(id, template.rng_seed ^ id, BTreeMap::new());
+        config.raft.snapshot_threshold_entries = template.raft.snapshot_threshold_entries;
+        config.workers_count = template.workers_count;
+        config.autopilot = template.autopilot;
+        self.line(format!("n{id} started (joining)"));
+        self.start_server(id, config);
+        self.tell_gossip(id);
+    }
+
+    /// A brand-new server `id` with an empty disk.
+    fn start_server(&mut self, id: NodeId, config: ServerConfig) {
+        let server = Server::new(self.now, config.clone());
+        let disk = Disk::default();
+        let peer = Peer { server: Some(server), config, disk, shown: (false, 0), checked: 0 };
+        self.peers.insert(id, peer);
+        self.pump(id);
+    }
+
+    /// Gossip now reports `members` (`ID` alive, `ID:failed`, `ID:left`) to every server.
+    pub fn set_gossip(&mut self, members: &[(NodeId, MemberStatus)]) {
+        self.gossip = members
+            .iter()
+            .map(|&(id, status)| ServerMember {
+                id,
+                name: format!("s{id}.global"),
+                addr: server_addr(id),
+                status,
+            })
+            .collect();
+        for id in self.server_ids() {
+            self.tell_gossip(id);
+        }
+        self.stabilize();
+    }
+
+    fn tell_gossip(&mut self, id: NodeId) {
+        if self.gossip.is_empty() {
+            return;
+        }
+        let now = self.server_now(id);
+        let members = self.gossip.clone();
+        if let Some(server) = self.server_mut(id) {
+            server.handle_members(now, members);
+            self.pump(id);
+        }
+    }
+
+    /// The Raft configuration as server `id` holds it.
+    fn raft_config(&mut self, id: NodeId) {
+        let Some(server) = self.server(id) else { return };
+        let lines: Vec<String> = server
+            .raft_servers()
+            .iter()
+            .map(|s| {
+                let role = if s.voter { "voter" } else { "learner" };
+                let leader = if s.leader { " leader" } else { "" };
+                format!("{} {} {role}{leader} node={}", s.id, s.address, s.node)
+            })
+            .collect();
+        for line in lines {
+            self.line(line);
+        }
     }
 
     /// Starts every server afresh, snapshotting every `entries` applied entries: a script's
     /// first command, before anything is written.
     fn snapshot_every(&mut self, entries: u64) {
+        for peer in self.peers.values_mut() {
+            peer.config.raft.snapshot_threshold_entries = entries;
+        }
+        self.start_afresh();
+    }
+
+    /// Starts every server afresh with autopilot's `min_quorum`: a script's first
+    /// command, before anything is written.
+    fn min_quorum(&mut self, voters: usize) {
+        for peer in self.peers.values_mut() {
+            peer.config.autopilot.min_quorum = voters;
+        }
+        self.start_afresh();
+    }
+
+    fn start_afresh(&mut self) {
         let now = self.now;
         let ids = self.server_ids();
         for &id in &ids {
             let peer = self.peers.get_mut(&id).expect("listed");
-            peer.config.raft.snapshot_threshold_entries = entries;
             peer.disk = Disk::default();
             peer.server = Some(Server::new(now, peer.config.clone()));
         }
@@ -475,6 +564,25 @@ impl Cluster {
         if let Some(server) = &peer.server {
             if active && *self.loop_terms.entry(term).or_insert(id) != id {
                 violations.push(format!("two leader loops in term {term}"));
+            }
+            let raft = server.raft();
+            if raft.is_leader() && *self.raft_leaders.entry(raft.term()).or_insert(id) != id {
+                violations.push(format!("two Raft leaders in term {}", raft.term()));
+            }
+            let membership = raft.membership();
+            let shown = &self.membership_shown;
+            if raft.is_leader()
+                && (membership.voters != shown.voters || membership.learners != shown.learners)
+            {
+                let ids = |set: &BTreeSet<NodeId>| {
+                    set.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+                };
+                lines.push(format!(
+                    "n{id} raft config: voters={} learners={}",
+                    ids(&membership.voters),
+                    ids(&membership.learners)
+                ));
+                self.membership_shown = membership.clone();
             }
             let applied = server.raft().applied_index();
             for index in (peer.checked + 1)..=applied {
@@ -1169,6 +1277,32 @@ impl Cluster {
             }
             "log" => self.log(),
             "status" => self.status(),
+            "join" => self.join(args[0].parse().expect("id")),
+            "min-quorum" => self.min_quorum(args[0].parse().expect("voters")),
+            "gossip" => {
+                let members: Vec<(NodeId, MemberStatus)> = args
+                    .iter()
+                    .map(|word| {
+                        let (id, status) = word.split_once(':').unwrap_or((word, "alive"));
+                        let status = match status {
+                            "alive" => MemberStatus::Alive,
+                            "failed" => MemberStatus::Failed,
+                            "left" => MemberStatus::Left,
+                            other => panic!("unknown member status {other}"),
+                        };
+                        (id.parse().expect("id"), status)
+                    })
+                    .collect();
+                self.set_gossip(&members);
+            }
+            "raft" => self.raft_config(number("on", to)),
+            "remove-peer" => {
+                let request = ApiRequest::RaftRemovePeer {
+                    id: kv(args, "id").map(|v| v.parse().expect("id")),
+                    address: kv(args, "address").map(str::to_owned),
+                };
+                self.api(to, "", request);
+            }
             other => panic!("unknown command {other}"),
         }
         std::mem::take(&mut self.out)

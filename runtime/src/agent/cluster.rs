@@ -14,6 +14,16 @@
 //! Bootstrap (`bootstrap_expect = N`): the server gossips until it knows N servers of its
 //! region (itself included), then starts Raft with exactly those as voters. Every server
 //! computes the same set from the same members, with ids that are the servers' own.
+//! Gossip carries whether each server holds Raft state (`has_raft_state`, announced once
+//! its Raft committed an entry); a server with an empty data directory that sees one
+//! never bootstraps (Nomad's rule): it starts Raft with no voters and waits for the
+//! leader to add it (a learner first, a voter once stable), receiving the log or a
+//! snapshot. It writes no `peers.json`; its Raft directory says it joined, so a restart
+//! resumes from its log.
+//!
+//! Once Raft runs, the loop tells the server every gossip change (each server of the
+//! region alive, or failed once gossip declared it down), which the leader's autopilot
+//! turns into membership changes with `min_quorum` = `bootstrap_expect`.
 
 use super::config::{AgentSettings, RPC_PORT_DEFAULT, SERF_PORT_DEFAULT, with_default_port};
 use super::node_loop::fingerprinted_node;
@@ -34,7 +44,7 @@ use crate::tls::{DOMAIN_DEFAULT, Role};
 use drover_core::client::ClientConfig;
 use drover_core::gossip::{Gossip, GossipConfig, Member, MemberEvent, Pool};
 use drover_core::id::IdGen;
-use drover_core::server::{ApiCall, ApiReply, ApiResponse, ServerConfig};
+use drover_core::server::{ApiCall, ApiReply, ApiResponse, MemberStatus, ServerConfig};
 use drover_core::time::Millis;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -106,9 +116,11 @@ struct ServerLoop {
     /// Gossip and its socket, on a server.
     gossip: Option<(Gossip, UdpSocket, std::net::UdpSocket)>,
     client: Option<ClusterClient>,
-    /// The bootstrapped voter set, id → RPC address.
-    peers: BTreeMap<u64, String>,
     host: Option<ClusterServer>,
+    /// Servers of the region gossip declared down (and has not seen back), by Raft id.
+    failed: BTreeMap<u64, Member>,
+    /// The gossip view last handed to the server.
+    members_told: Vec<drover_core::server::ServerMember>,
     /// The pass pool rings this when a result is ready.
     passes_ready: Arc<Notify>,
     replies: BTreeMap<u64, oneshot::Sender<ApiReply>>,
@@ -151,8 +163,10 @@ impl ServerLoop {
             let server_id = load_or_create_server_id(&server_dir, config.rng_seed)
                 .map_err(|e| setup("the server id", &e))?;
             let peers = load_peers(&server_dir).map_err(|e| setup("the voter set", &e))?;
-            let gossip = start_gossip(&settings, server_id, config.rng_seed, clock.now())
-                .map_err(AgentError::Setup)?;
+            let has_raft_state = peers.is_some() || server_dir.join("raft").exists();
+            let gossip =
+                start_gossip(&settings, server_id, config.rng_seed, clock.now(), has_raft_state)
+                    .map_err(AgentError::Setup)?;
             (server_id, peers, Some(gossip))
         } else {
             (0, None, None)
@@ -182,8 +196,9 @@ impl ServerLoop {
             quic,
             gossip,
             client: None,
-            peers: BTreeMap::new(),
             host: None,
+            failed: BTreeMap::new(),
+            members_told: Vec::new(),
             passes_ready: Arc::new(Notify::new()),
             replies: BTreeMap::new(),
             next_request: 0,
@@ -197,6 +212,9 @@ impl ServerLoop {
         };
         if let Some(peers) = peers {
             server_loop.start_host(peers)?;
+        } else if server_loop.server_dir.join("raft").exists() {
+            // It joined a running region before: its membership is in its log.
+            server_loop.start_host(BTreeMap::new())?;
         } else if server_loop.gossip.is_some() {
             server_loop.maybe_bootstrap()?;
         }
@@ -444,22 +462,81 @@ impl ServerLoop {
         Ok(())
     }
 
-    /// Sends what gossip wants sent and bootstraps once enough servers are known.
+    /// Sends what gossip wants sent, bootstraps (or joins) once it may, and tells the
+    /// server what changed.
     fn after_gossip(&mut self) -> Result<(), AgentError> {
         self.send_gossip();
         let Some((gossip, _, _)) = self.gossip.as_mut() else { return Ok(()) };
         while let Some(event) = gossip.poll_event() {
-            if let MemberEvent::Up(member) = event
-                && let Some(transport) = self.host.as_mut().map(ServerHost::transport_mut)
-                && member.region == self.settings.region
-            {
-                transport.add_server(&member.rpc_addr);
+            match event {
+                MemberEvent::Up(member) if member.region == self.settings.region => {
+                    self.failed.remove(&member.server_id);
+                    if let Some(transport) = self.host.as_mut().map(ServerHost::transport_mut) {
+                        transport.add_server(&member.rpc_addr);
+                    }
+                }
+                MemberEvent::Down(member) if member.region == self.settings.region => {
+                    self.failed.insert(member.server_id, member);
+                }
+                MemberEvent::Up(_) | MemberEvent::Down(_) => {}
             }
         }
         if self.host.is_none() {
             self.maybe_bootstrap()?;
         }
-        Ok(())
+        self.tell_members().map_err(AgentError::Host)
+    }
+
+    /// The region's servers as gossip sees them: each alive one (this one included), and
+    /// each declared down and not seen alive since as failed. Gossip cannot tell a
+    /// server that left from one that failed, so neither is reported as left.
+    fn gossip_view(&self) -> Vec<drover_core::server::ServerMember> {
+        let Some((gossip, _, _)) = self.gossip.as_ref() else { return Vec::new() };
+        let region = &self.settings.region;
+        let mut view: BTreeMap<u64, drover_core::server::ServerMember> = BTreeMap::new();
+        let alive = gossip.members().into_iter().chain([gossip.identity()]);
+        for (member, status) in alive
+            .map(|m| (m, MemberStatus::Alive))
+            .chain(self.failed.values().map(|m| (m, MemberStatus::Failed)))
+        {
+            if &member.region != region || view.contains_key(&member.server_id) {
+                continue;
+            }
+            let told = drover_core::server::ServerMember {
+                id: member.server_id,
+                name: member.name.clone(),
+                addr: member.rpc_addr.clone(),
+                status,
+            };
+            view.insert(member.server_id, told);
+        }
+        view.into_values().collect()
+    }
+
+    /// Hands the server the gossip view when it changed.
+    fn tell_members(&mut self) -> Result<(), HostError> {
+        let view = self.gossip_view();
+        let Some(host) = self.host.as_mut() else { return Ok(()) };
+        if view == self.members_told {
+            return Ok(());
+        }
+        self.members_told.clone_from(&view);
+        host.handle_members(self.clock.now(), view)
+    }
+
+    /// Tells the pool this server holds Raft state once its Raft committed an entry.
+    fn announce_raft_state(&mut self) {
+        let (Some(host), Some((gossip, _, _))) = (self.host.as_ref(), self.gossip.as_mut()) else {
+            return;
+        };
+        if gossip.identity().has_raft_state || host.server().raft().commit_index() == 0 {
+            return;
+        }
+        let identity =
+            drover_core::gossip::Member { has_raft_state: true, ..gossip.identity().clone() };
+        // Refused only for an unchanged identity, which this is not.
+        let _refused = gossip.handle_identity_change(self.clock.now(), identity);
+        self.send_gossip();
     }
 
     fn send_gossip(&mut self) {
@@ -472,12 +549,17 @@ impl ServerLoop {
         }
     }
 
-    /// Starts Raft once `bootstrap_expect` servers of the region are known.
+    /// Starts Raft once `bootstrap_expect` servers of the region are known and none of
+    /// them holds Raft state; joins instead (Raft with no voters, waiting to be added)
+    /// as soon as one does.
     fn maybe_bootstrap(&mut self) -> Result<(), AgentError> {
         let region = self.settings.region.clone();
         let Some((gossip, _, _)) = self.gossip.as_ref() else { return Ok(()) };
         let own = gossip.identity().clone();
         let members = gossip.members();
+        if members.iter().any(|m| m.region == region && m.has_raft_state) {
+            return self.start_host(BTreeMap::new());
+        }
         let known: BTreeMap<u64, String> = members
             .into_iter()
             .chain([&own])
@@ -497,6 +579,7 @@ impl ServerLoop {
             .map_err(|e| AgentError::Host(HostError::Store(e)))?;
         let mut config = ServerConfig::new(self.server_id, self.rng_seed, peers.clone());
         config.region = self.settings.region.clone();
+        config.autopilot.min_quorum = self.settings.bootstrap_expect as usize;
         let passes_ready = Arc::clone(&self.passes_ready);
         let wake = Arc::new(move || passes_ready.notify_one());
         let runner = ThreadPassRunner::with_wake(PassPoolConfig::for_this_machine(), wake)
@@ -504,15 +587,16 @@ impl ServerLoop {
         let client_name = Role::Client.dns_name(&self.settings.region, DOMAIN_DEFAULT);
         let mut transport =
             QuicTransport::new(self.quic.sender(), self.server_name.clone(), client_name);
-        for addr in peers.values() {
-            transport.add_server(addr);
+        let gossiped = self.gossip_view().into_iter().map(|m| m.addr);
+        for addr in peers.values().cloned().chain(gossiped) {
+            transport.add_server(&addr);
         }
         self.frames_lost = transport.lost_counter();
         let host = ServerHost::start(self.clock.now(), config, transport, store, runner)
             .map_err(AgentError::Host)?;
-        self.peers = peers;
         self.host = Some(host);
-        Ok(())
+        self.members_told.clear();
+        self.tell_members().map_err(AgentError::Host)
     }
 
     /// Answers what the server answered.
@@ -536,6 +620,7 @@ impl ServerLoop {
         let Some(host) = self.host.as_mut() else { return };
         let leader = host.server().leader_addr().is_some();
         self.known_leader.store(leader, Ordering::Relaxed);
+        self.announce_raft_state();
     }
 
     /// Hands an answer to its caller: a local one, or a client agent's over the wire.
@@ -558,10 +643,11 @@ impl ServerLoop {
     }
 
     fn status(&self) -> AgentStatus {
-        let peers = &self.peers;
-        let addr_of = |id: u64| peers.get(&id).cloned().unwrap_or_default();
         let mut status = match self.host.as_ref() {
-            Some(host) => server_status(host, &self.identity, addr_of),
+            Some(host) => {
+                let addr_of = |id: u64| host.server().peer_addr(id).unwrap_or_default();
+                server_status(host, &self.identity, addr_of)
+            }
             None => self.identity.clone(),
         };
         if let Some((gossip, _, _)) = self.gossip.as_ref() {
@@ -634,6 +720,7 @@ fn start_gossip(
     server_id: u64,
     rng_seed: u64,
     now: Millis,
+    has_raft_state: bool,
 ) -> Result<(Gossip, UdpSocket, std::net::UdpSocket), String> {
     let serf_bind = resolve_one(&settings.serf_bind)?;
     // Sends go through a plain non-blocking clone of the socket: tokio's `try_send_to`
@@ -655,6 +742,7 @@ fn start_gossip(
         gossip_addr: settings.serf_advertise.clone(),
         // A restarted server must win over the identity it had before.
         generation: u32::try_from(now.0 / 1000).unwrap_or(u32::MAX),
+        has_raft_state,
     };
     let gossip_config = GossipConfig {
         pool: Pool::Lan,

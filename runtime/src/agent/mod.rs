@@ -88,6 +88,8 @@ pub struct AgentStatus {
     pub raft_last_index: u64,
     /// Every voter and its address.
     pub raft_voters: Vec<(u64, String)>,
+    /// Every server of the Raft configuration, learners included.
+    pub raft_servers: Vec<drover_core::server::RaftServer>,
     pub node_id: String,
     pub node_registered: bool,
     pub allocs_running_here: usize,

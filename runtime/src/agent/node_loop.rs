@@ -337,6 +337,7 @@ pub(super) fn server_status<T: Transport, S: RaftStore, R: PassRunner>(
         raft_applied_index: raft.applied_index(),
         raft_last_index: raft.last_index(),
         raft_voters: voters.collect(),
+        raft_servers: server.raft_servers(),
         counters: server_counters(host),
         ..identity.clone()
     }

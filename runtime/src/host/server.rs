@@ -5,7 +5,7 @@ use super::snapshot::{Encoded, SnapshotEncoder};
 use super::wire::{WireMessage, decode_wire, encode_wire};
 use super::{HostError, PassFailure, PassRunner, Transport, WakeFn};
 use crate::store::{RaftStore, StoreError};
-use drover_core::raft::{NodeId, Restored};
+use drover_core::raft::Restored;
 use drover_core::rpc::{ClientRpc, ServerAddr, ServerRpc};
 use drover_core::scheduler::ScheduleOutput;
 use drover_core::server::{
@@ -84,7 +84,6 @@ pub struct ServerHost<T, S, R> {
     transport: T,
     store: S,
     runner: R,
-    servers: BTreeMap<NodeId, ServerAddr>,
     conn_by_addr: BTreeMap<ServerAddr, ClientConn>,
     addr_by_conn: BTreeMap<ClientConn, ServerAddr>,
     next_conn: ClientConn,
@@ -106,7 +105,6 @@ impl<T: Transport, S: RaftStore, R: PassRunner> ServerHost<T, S, R> {
         store: S,
         runner: R,
     ) -> Result<Self, HostError> {
-        let servers = config.servers.clone();
         let restored = store.restored();
         let server = if restored == Restored::default() {
             Server::new(now, config)
@@ -118,7 +116,6 @@ impl<T: Transport, S: RaftStore, R: PassRunner> ServerHost<T, S, R> {
             transport,
             store,
             runner,
-            servers,
             conn_by_addr: BTreeMap::new(),
             addr_by_conn: BTreeMap::new(),
             next_conn: 1,
@@ -233,6 +230,15 @@ impl<T: Transport, S: RaftStore, R: PassRunner> ServerHost<T, S, R> {
 
     pub fn handle_timeout(&mut self, now: Millis) -> Result<(), HostError> {
         self.input(now, |server| server.handle_timeout(now))
+    }
+
+    /// The region's servers as gossip sees them now (see [`Server::handle_members`]).
+    pub fn handle_members(
+        &mut self,
+        now: Millis,
+        members: Vec<drover_core::server::ServerMember>,
+    ) -> Result<(), HostError> {
+        self.input(now, |server| server.handle_members(now, members))
     }
 
     /// An operator's call; its answer comes out of [`ServerHost::poll_api_reply`].
@@ -440,7 +446,7 @@ impl<T: Transport, S: RaftStore, R: PassRunner> ServerHost<T, S, R> {
     }
 
     fn send_peer(&mut self, envelope: PeerEnvelope) {
-        let Some(addr) = self.servers.get(&envelope.to).cloned() else {
+        let Some(addr) = self.server.peer_addr(envelope.to) else {
             self.counters.sends_unroutable += 1;
             return;
         };

@@ -1,5 +1,5 @@
 //! The agent's own endpoints: `agent/self|health|members`, `status/leader|peers`,
-//! `regions`, `operator/raft/configuration` and `metrics`.
+//! `regions`, `operator/raft/configuration|peer` and `metrics`.
 
 use super::{ApiError, ApiResult, Params, QueryMeta, json_response, read_response};
 use crate::agent::{AgentHandle, AgentRoles, AgentStatus, ServerMember};
@@ -7,7 +7,8 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{delete, get};
+use drover_core::server::{ApiReply, ApiRequest};
 use serde_json::{Value, json};
 
 pub(super) fn routes() -> Router<AgentHandle> {
@@ -19,6 +20,7 @@ pub(super) fn routes() -> Router<AgentHandle> {
         .route("/v1/status/peers", get(peers))
         .route("/v1/regions", get(regions))
         .route("/v1/operator/raft/configuration", get(raft_configuration))
+        .route("/v1/operator/raft/peer", delete(raft_remove_peer))
         .route("/v1/metrics", get(metrics))
 }
 
@@ -157,18 +159,22 @@ async fn regions(State(agent): State<AgentHandle>, params: Params) -> ApiResult 
     Ok(json_response(&params, HeaderMap::new(), std::slice::from_ref(&agent.config.region)))
 }
 
+/// Every server of the Raft configuration, learners with `Voter: false`.
 async fn raft_configuration(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
     let status = status(&agent).await?;
     let servers: Vec<Value> = status
-        .raft_voters
+        .raft_servers
         .iter()
-        .map(|(id, addr)| {
+        .map(|server| {
+            // The server's gossip name; a `-dev` agent has no gossip, only itself.
+            let known = status.members.iter().find(|m| m.server_id == server.id);
+            let node = known.map_or(&server.node, |m| &m.name);
             json!({
-                "ID": id.to_string(),
-                "Node": format!("{}.{}", status.node_name, status.region),
-                "Address": addr,
-                "Leader": status.leader_addr.as_deref() == Some(addr.as_str()),
-                "Voter": true,
+                "ID": server.id.to_string(),
+                "Node": node,
+                "Address": server.address,
+                "Leader": server.leader,
+                "Voter": server.voter,
                 "RaftProtocol": "3",
             })
         })
@@ -176,6 +182,34 @@ async fn raft_configuration(State(agent): State<AgentHandle>, params: Params) ->
     let meta = QueryMeta { index: status.raft_commit_index, known_leader: agent.known_leader() };
     let answer = json!({ "Index": status.raft_commit_index, "Servers": servers });
     Ok(read_response(&params, &meta, &answer))
+}
+
+/// `operator raft remove-peer`: `?id=` (the server's Raft id) or `?address=` (its
+/// `IP:port`); answered once the change committed, with an empty body as Nomad does.
+async fn raft_remove_peer(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
+    let id = match params.get("id") {
+        Some(text) => Some(text.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!("id \"{text}\" is not a server ID (a number)"))
+        })?),
+        None => None,
+    };
+    let address = params.get("address").map(str::to_owned);
+    if id.is_none() && address.is_none() {
+        return Err(ApiError::bad_request(
+            "Must specify either ?id with the server's ID or ?address with IP:port of peer to remove",
+        ));
+    }
+    let request = ApiRequest::RaftRemovePeer { id, address };
+    let reply = agent
+        .call(&params.region(), request)
+        .await
+        .map_err(|gone| ApiError::internal(gone.to_string()))?;
+    match reply {
+        ApiReply::Write { .. } => Ok(StatusCode::OK.into_response()),
+        ApiReply::Error { message } => Err(ApiError::internal(message)),
+        ApiReply::NotLeader { .. } => Err(ApiError::internal("No cluster leader")),
+        other => Err(ApiError::internal(format!("unexpected answer to a write: {other:?}"))),
+    }
 }
 
 /// Every figure is a gauge: the hosts' counters and the broker's queues, named as
