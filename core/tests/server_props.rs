@@ -1,6 +1,7 @@
 //! Safety properties of `core::server` over random histories: requests, client nodes
-//! coming and going, leader crashes and restarts, isolation and message drops, all in the
-//! in-process harness (`server/harness.rs`).
+//! coming and going, leader crashes and restarts, isolation and message drops, servers
+//! joining, failing, leaving and being removed, all in the in-process harness
+//! (`server/harness.rs`).
 //!
 //! After every step the harness checks that at most one server runs the leader loop,
 //! that no two servers applied different entries at the same index (so applied histories
@@ -12,7 +13,8 @@
 mod harness;
 
 use drover_core::model::AllocClientStatus;
-use drover_core::server::ApiRequest;
+use drover_core::raft::NodeId;
+use drover_core::server::{ApiRequest, MemberStatus};
 use harness::{Cluster, job};
 use proptest::prelude::*;
 
@@ -171,5 +173,87 @@ proptest! {
             prop_assert!(pair[0].state() == pair[1].state(), "replicas hold different states");
             prop_assert_eq!(pair[0].undecodable_entries(), 0);
         }
+    }
+}
+
+/// A step of a history in which the region's servers change.
+#[derive(Clone, Debug)]
+enum MemberOp {
+    /// Server 4 or 5 starts with an empty disk, waiting to be added.
+    Join {
+        server: u64,
+    },
+    /// Gossip reports each of servers 1..=5 alive, failed or left (by `statuses`' bits).
+    Gossip {
+        statuses: u16,
+    },
+    RemovePeer {
+        server: u64,
+        to: u64,
+    },
+    /// Time, crashes, restarts, isolation, jobs: the steps of [`server_safety`].
+    Other(Op),
+}
+
+fn member_op() -> impl Strategy<Value = MemberOp> {
+    prop_oneof![
+        4 => (100u64..12_000).prop_map(|ms| MemberOp::Other(Op::Tick { ms })),
+        2 => (4u64..6).prop_map(|server| MemberOp::Join { server }),
+        3 => any::<u16>().prop_map(|statuses| MemberOp::Gossip { statuses }),
+        1 => Just(MemberOp::Other(Op::CrashLeader)),
+        1 => (1u64..6).prop_map(|server| MemberOp::Other(Op::Restart { server })),
+        1 => (1u64..6).prop_map(|server| MemberOp::Other(Op::Isolate { server })),
+        1 => Just(MemberOp::Other(Op::Heal)),
+        1 => (1u64..6, 1u64..6).prop_map(|(server, to)| MemberOp::RemovePeer { server, to }),
+        1 => (0u8..3, 1u64..6)
+            .prop_map(|(index, to)| MemberOp::Other(Op::Job { index, count: 1, cpu: 100, to })),
+    ]
+}
+
+fn member_step(cluster: &mut Cluster, op: &MemberOp) {
+    match op {
+        MemberOp::Join { server } => cluster.join(*server),
+        MemberOp::Gossip { statuses } => {
+            let members: Vec<(NodeId, MemberStatus)> = (1..=5u64)
+                .filter(|id| cluster.server_ids().contains(id))
+                .map(|id| {
+                    let status = match (statuses >> (2 * id)) & 3 {
+                        0 | 1 => MemberStatus::Alive,
+                        2 => MemberStatus::Failed,
+                        _ => MemberStatus::Left,
+                    };
+                    (id, status)
+                })
+                .collect();
+            cluster.set_gossip(&members);
+        }
+        MemberOp::RemovePeer { server, to } => {
+            let request = ApiRequest::RaftRemovePeer { id: Some(*server), address: None };
+            cluster.api(*to, "", request);
+        }
+        MemberOp::Other(op) => step(cluster, op),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// While servers join, fail, leave and are removed (by autopilot or an operator),
+    /// never two Raft leaders in one term, never two leader loops, applied histories
+    /// agree.
+    #[test]
+    fn membership_changes_keep_one_leader_per_term(
+        seed in 0u64..1_000,
+        ops in proptest::collection::vec(member_op(), 1..30),
+    ) {
+        let mut cluster = Cluster::with_settings(3, seed, 8, 1);
+        cluster.tick(3_000);
+        for op in &ops {
+            member_step(&mut cluster, op);
+            prop_assert!(cluster.violations.is_empty(), "after {op:?}: {:?}", cluster.violations);
+        }
+        cluster.heal();
+        cluster.tick(20_000);
+        prop_assert!(cluster.violations.is_empty(), "healed: {:?}", cluster.violations);
     }
 }
