@@ -105,6 +105,12 @@ impl ClusterChecker {
         self.canon.values().filter_map(|c| c.keys().next_back()).copied().max().unwrap_or(0)
     }
 
+    /// The newest write of any evaluation of a job the region's states ever showed.
+    pub fn eval_written(&self, region: u8, job: &Job) -> Option<i64> {
+        let key = (job.namespace.clone(), job.id.clone());
+        self.states.get(&region)?.eval_written.get(&key).copied()
+    }
+
     /// When `at`'s running leader loop started, by its own clock.
     pub fn loop_started(&self, at: ServerRef) -> Option<Millis> {
         self.loops.get(&at).map(|active| active.started_local)
@@ -342,6 +348,9 @@ pub struct StateChecker {
     /// Blocked evaluations by (namespace, job): reliability.md §3, Nomad #15858 / PR
     /// #14621, at most one blocked evaluation per job.
     blocked: BTreeMap<(String, String), BTreeMap<String, Arc<Evaluation>>>,
+    /// Per (namespace, job), the newest write of any of its evaluations ever seen (unix
+    /// ns), reaped ones included: GC judges a dead job by it.
+    eval_written: BTreeMap<(String, String), i64>,
     /// Entries in the last state's tables that have no count of their own.
     evals_len: usize,
     jobs_len: usize,
@@ -398,6 +407,10 @@ fn len_after<T>(older_len: usize, changes: &[(Option<T>, Option<T>)]) -> usize {
     let added = changes.iter().filter(|(old, _)| old.is_none()).count();
     let removed = changes.iter().filter(|(_, new)| new.is_none()).count();
     older_len + added - removed
+}
+
+fn job_key(eval: &Evaluation) -> (String, String) {
+    (eval.namespace.clone(), eval.job_id.clone())
 }
 
 fn job_of(alloc: &Allocation) -> (String, String) {
@@ -512,6 +525,10 @@ impl StateChecker {
                 let job = (old.namespace.clone(), old.job_id.clone());
                 forget(&mut self.blocked, &job, &old.id);
                 touched.blocked.insert(job);
+            }
+            if let Some(new) = new {
+                let written = self.eval_written.entry(job_key(new)).or_insert(new.modify_time);
+                *written = (*written).max(new.modify_time);
             }
             if let Some(new) = new.filter(|e| e.status == EvalStatus::Blocked) {
                 let job = (new.namespace.clone(), new.job_id.clone());
@@ -911,7 +928,8 @@ pub const GC_COMMIT_SLACK_MS: u64 = 10_000;
 ///   settled and reapable, nor any of those allocations;
 /// - a dead job (stopped, or launched by a periodic job) submitted and last evaluated
 ///   before `cutoff - job_gc_threshold_ms`, whose evaluations are all terminal and whose
-///   allocations are all settled and reapable;
+///   allocations are all settled and reapable ("last evaluated" counts evaluations GC
+///   already reaped: the pass may have seen one the state no longer holds);
 /// - a down node marked down before `cutoff - node_gc_threshold_ms` whose allocations
 ///   are all settled and terminal;
 ///
@@ -928,6 +946,7 @@ pub fn check_gc_bound(
     now: Millis,
     loop_started: Millis,
     gc: &GcConfig,
+    eval_written: impl Fn(&Job) -> Option<i64>,
 ) -> Result<Vec<String>, String> {
     let age_ms = now.as_u64().saturating_sub(loop_started.as_u64());
     if age_ms < gc.interval_ms + GC_COMMIT_SLACK_MS {
@@ -971,7 +990,8 @@ pub fn check_gc_bound(
         let mut job_evals =
             state.evals().filter(|e| e.job_id == job.id && e.namespace == job.namespace);
         let old = |t: i64| t <= cutoff - ns(gc.job_gc_threshold_ms);
-        let evals_old = job_evals.all(|e| e.is_terminal() && old(e.modify_time));
+        let evals_old = job_evals.all(|e| e.is_terminal() && old(e.modify_time))
+            && eval_written(job).is_none_or(old);
         let placed = state.job_allocs(&job.namespace, &job.id);
         if old(job.submit_time) && evals_old && placed.iter().all(|a| reapable(a)) {
             jobs.push(job.id.clone());
@@ -1245,12 +1265,12 @@ mod tests {
         // The pass that must have reaped it: 60 s past its write, plus one interval and
         // the commit slack.
         let late = stamped + Millis(60_000 + 30_000 + GC_COMMIT_SLACK_MS);
-        let found = check_gc_bound(&run.state, late, Millis(0), &gc).expect("judged");
+        let found = check_gc_bound(&run.state, late, Millis(0), &gc, |_| None).expect("judged");
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].contains("1 evaluations past their threshold"), "{found:?}");
         let young = late.as_u64() - 1_000;
-        assert!(check_gc_bound(&run.state, late, Millis(young), &gc).is_err());
+        assert!(check_gc_bound(&run.state, late, Millis(young), &gc, |_| None).is_err());
         let early = Millis(late.as_u64() - 1);
-        assert_eq!(check_gc_bound(&run.state, early, Millis(0), &gc), Ok(Vec::new()));
+        assert_eq!(check_gc_bound(&run.state, early, Millis(0), &gc, |_| None), Ok(Vec::new()));
     }
 }

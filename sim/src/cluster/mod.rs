@@ -297,7 +297,8 @@ fn check_gc_bound_on_leaders(w: &mut World) {
         };
         let state = state.clone();
         let now = w.clocks[&leader].local(w.global_now());
-        match check_gc_bound(&state, now, started, &server::SIM_GC) {
+        let eval_written = |job: &drover_core::model::Job| w.checker.eval_written(region, job);
+        match check_gc_bound(&state, now, started, &server::SIM_GC, eval_written) {
             Ok(found) => {
                 trace!(
                     w,
