@@ -8,12 +8,17 @@
 
 use super::raft::entry_hash;
 use drover_core::codec::{self, FRAME_LEN_MAX_BYTES_DEFAULT, FrameKind};
-use drover_core::model::{AllocClientStatus, AllocDesiredStatus, EvalStatus, JobType, NodeStatus};
+use drover_core::model::SchedulerType;
+use drover_core::model::{
+    AllocClientStatus, AllocDesiredStatus, Allocation, EvalStatus, Evaluation, Job, JobType,
+    NodeStatus,
+};
 use drover_core::raft::{Entry, Index, NodeId, Payload, Term};
-use drover_core::server::{HeartbeatConfig, Server};
+use drover_core::server::{GcConfig, HeartbeatConfig, Server};
 use drover_core::state::{Command, State};
 use drover_core::time::Millis;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Heartbeat deadlines kept per node and leader loop.
 const DEADLINES_KEPT: usize = 16;
@@ -40,6 +45,10 @@ pub struct StepTime {
 #[derive(Clone, Copy, Debug)]
 struct ActiveLoop {
     term: Term,
+    /// The server's count of loops it started, and its own clock when this one started:
+    /// a loop restarted within one term starts its timers (GC among them) afresh.
+    epoch: u64,
+    started_local: Millis,
     /// Simulated ms at which its lease ends: the loop cannot run past it.
     lease_until_global: u64,
 }
@@ -68,8 +77,8 @@ pub struct ClusterChecker {
     /// Per region, the hash of the entry applied at each index, as first seen.
     canon: BTreeMap<u8, BTreeMap<Index, u64>>,
     applied: BTreeMap<ServerRef, Index>,
-    /// Per region, the last state index the state checks ran on.
-    state_checked: BTreeMap<u8, u64>,
+    /// Per region, the state invariants over the newest state seen.
+    states: BTreeMap<u8, StateChecker>,
 }
 
 impl ClusterChecker {
@@ -83,7 +92,7 @@ impl ClusterChecker {
             loop_terms: BTreeMap::new(),
             canon: BTreeMap::new(),
             applied: BTreeMap::new(),
-            state_checked: BTreeMap::new(),
+            states: BTreeMap::new(),
         }
     }
 
@@ -94,6 +103,17 @@ impl ClusterChecker {
     /// The highest index applied in any region.
     pub fn commits(&self) -> u64 {
         self.canon.values().filter_map(|c| c.keys().next_back()).copied().max().unwrap_or(0)
+    }
+
+    /// The newest write of any evaluation of a job the region's states ever showed.
+    pub fn eval_written(&self, region: u8, job: &Job) -> Option<i64> {
+        let key = (job.namespace.clone(), job.id.clone());
+        self.states.get(&region)?.eval_written.get(&key).copied()
+    }
+
+    /// When `at`'s running leader loop started, by its own clock.
+    pub fn loop_started(&self, at: ServerRef) -> Option<Millis> {
+        self.loops.get(&at).map(|active| active.started_local)
     }
 
     /// A server (re)started with its state machine at `applied`.
@@ -120,10 +140,9 @@ impl ClusterChecker {
         self.check_leader_loop(at, server, time, &mut notes);
         self.check_applied(at, server, &mut notes);
         let state = server.state();
-        let checked = self.state_checked.entry(at.0).or_default();
-        if state.latest_index() > *checked {
-            *checked = state.latest_index();
-            let found = check_state(state);
+        let checker = self.states.entry(at.0).or_default();
+        if state.latest_index() > checker.last.latest_index() {
+            let found = checker.check(state);
             self.violations.extend(found.into_iter().map(|v| format!("{}: {v}", name(at))));
         }
         notes
@@ -191,7 +210,12 @@ impl ClusterChecker {
                 ));
             }
         }
-        self.loops.insert(at, ActiveLoop { term, lease_until_global });
+        let epoch = server.leader_epoch();
+        let started_local = match self.loops.get(&at) {
+            Some(active) if active.term == term && active.epoch == epoch => active.started_local,
+            _ => local,
+        };
+        self.loops.insert(at, ActiveLoop { term, epoch, started_local, lease_until_global });
         for (&other, active) in &self.loops {
             if other.0 == at.0 && other != at && active.lease_until_global > global_ms {
                 self.violations.push(format!(
@@ -204,7 +228,8 @@ impl ClusterChecker {
             }
         }
         if let Some(record) = self.loop_terms.get_mut(&(at.0, term)) {
-            for node in server.state().nodes() {
+            // The flat node list: a leader loop's scheduler builds it anyway.
+            for node in server.state().node_list().nodes() {
                 let Some(deadline) = server.heartbeat_deadline(&node.id) else { continue };
                 // Looked up before inserting: the leader steps often, nodes join rarely.
                 let seen = match record.deadlines.get_mut(&node.id) {
@@ -302,15 +327,277 @@ impl ClusterChecker {
     }
 }
 
-/// The invariants that hold in every replicated state, whatever happened before.
-pub fn check_state(state: &State) -> Vec<String> {
+/// The invariants that hold in every replicated state, whatever happened before, checked
+/// on what changed since the last state checked. Each invariant is a function of one part
+/// of the state: one node and the allocations using it, one group's live allocations,
+/// one job (its summary, allocations and blocked evaluations), one allocation and its
+/// predecessor. Only the parts an entry that changed belongs to are checked again, and
+/// the first state is compared with the empty one, so all of it is checked.
+///
+/// Entries are compared by pointer: a state shares every entry it did not write with the
+/// state it was applied from, and an entry written anew counts as changed even when it is
+/// equal, so no change is missed (a state of another lineage, such as a restarted
+/// server's, is all changes). A table whose index did not move holds what it held.
+#[derive(Default)]
+pub struct StateChecker {
+    last: State,
+    /// Non-terminal allocations by node: what holds each node's resources and ports.
+    on_node: BTreeMap<String, BTreeMap<String, Arc<Allocation>>>,
+    /// Live allocations by (namespace, job, group).
+    in_group: BTreeMap<GroupKey, BTreeMap<String, Arc<Allocation>>>,
+    /// Blocked evaluations by (namespace, job): reliability.md §3, Nomad #15858 / PR
+    /// #14621, at most one blocked evaluation per job.
+    blocked: BTreeMap<(String, String), BTreeMap<String, Arc<Evaluation>>>,
+    /// Per (namespace, job), the newest write of any of its evaluations ever seen (unix
+    /// ns), reaped ones included: GC judges a dead job by it.
+    eval_written: BTreeMap<(String, String), i64>,
+    /// Entries in the last state's tables that have no count of their own.
+    evals_len: usize,
+    jobs_len: usize,
+}
+
+type GroupKey = (String, String, String);
+
+/// The parts of a state that entries which changed belong to.
+#[derive(Default)]
+struct Touched {
+    nodes: BTreeSet<String>,
+    groups: BTreeSet<GroupKey>,
+    /// Jobs whose summary and groups to check again.
+    jobs: BTreeSet<(String, String)>,
+    /// Jobs whose blocked evaluations changed.
+    blocked: BTreeSet<(String, String)>,
+    /// Allocations whose reschedule tracker to check against their predecessor's.
+    allocs: BTreeSet<String>,
+}
+
+/// One entry that differs between two states: (older, newer), `None` where absent.
+type Change<'a, T> = (Option<&'a Arc<T>>, Option<&'a Arc<T>>);
+
+/// The entries of one table that differ between two states, as (older, newer); `in_*`
+/// looks an entry up by its own key in either state.
+fn changes<'a, T>(
+    newer: impl Iterator<Item = &'a Arc<T>>,
+    older: impl Iterator<Item = &'a Arc<T>>,
+    older_len: usize,
+    in_older: impl Fn(&T) -> Option<&'a Arc<T>>,
+    in_newer: impl Fn(&T) -> Option<&'a Arc<T>>,
+) -> Vec<Change<'a, T>> {
     let mut found = Vec::new();
-    check_node_usage(state, &mut found);
-    check_alloc_names(state, &mut found);
-    check_blocked_evals(state, &mut found);
-    check_summaries(state, &mut found);
-    check_reschedule_trackers(state, &mut found);
+    let mut kept = 0;
+    for entry in newer {
+        match in_older(entry) {
+            Some(old) if Arc::ptr_eq(old, entry) => kept += 1,
+            Some(old) => {
+                kept += 1;
+                found.push((Some(old), Some(entry)));
+            }
+            None => found.push((None, Some(entry))),
+        }
+    }
+    // Every older entry still present was counted: the rest were removed.
+    if kept < older_len {
+        found.extend(older.filter(|old| in_newer(old).is_none()).map(|old| (Some(old), None)));
+    }
     found
+}
+
+/// A table's length after `changes` from a table of `older_len`.
+fn len_after<T>(older_len: usize, changes: &[(Option<T>, Option<T>)]) -> usize {
+    let added = changes.iter().filter(|(old, _)| old.is_none()).count();
+    let removed = changes.iter().filter(|(_, new)| new.is_none()).count();
+    older_len + added - removed
+}
+
+fn job_key(eval: &Evaluation) -> (String, String) {
+    (eval.namespace.clone(), eval.job_id.clone())
+}
+
+fn job_of(alloc: &Allocation) -> (String, String) {
+    (alloc.namespace.clone(), alloc.job_id.clone())
+}
+
+fn group_of(alloc: &Allocation) -> GroupKey {
+    (alloc.namespace.clone(), alloc.job_id.clone(), alloc.task_group.clone())
+}
+
+impl StateChecker {
+    /// Checks `state` (newer than the last one checked); returns the violations found.
+    pub fn check(&mut self, state: &State) -> Vec<String> {
+        let mut touched = Touched::default();
+        let (now, before) = (state.table_indexes(), self.last.table_indexes());
+        if now.allocs != before.allocs {
+            self.alloc_changes(state, &mut touched);
+        }
+        if now.evals != before.evals {
+            self.eval_changes(state, &mut touched);
+        }
+        let last = &self.last;
+        if now.nodes != before.nodes {
+            let nodes = changes(
+                state.nodes(),
+                last.nodes(),
+                last.node_count(),
+                |n| last.node(&n.id),
+                |n| state.node(&n.id),
+            );
+            for node in nodes.into_iter().flat_map(|(old, new)| old.or(new)) {
+                touched.nodes.insert(node.id.clone());
+            }
+        }
+        if now.jobs != before.jobs {
+            let jobs = changes(
+                state.jobs(),
+                last.jobs(),
+                self.jobs_len,
+                |j| last.job(&j.namespace, &j.id),
+                |j| state.job(&j.namespace, &j.id),
+            );
+            self.jobs_len = len_after(self.jobs_len, &jobs);
+            for job in jobs.into_iter().flat_map(|(old, new)| old.or(new)) {
+                touched.jobs.insert((job.namespace.clone(), job.id.clone()));
+            }
+        }
+        if now.job_summary != before.job_summary {
+            // A summary without its job is not checked: only jobs' summaries are looked at.
+            for job in state.jobs() {
+                let summary = state.job_summary(&job.namespace, &job.id);
+                let was = last.job_summary(&job.namespace, &job.id);
+                if !matches!((summary, was), (Some(a), Some(b)) if Arc::ptr_eq(a, b)) {
+                    touched.jobs.insert((job.namespace.clone(), job.id.clone()));
+                }
+            }
+        }
+        if now.job_versions != before.job_versions {
+            // What a live allocation was placed for is read from the job's versions.
+            touched.groups.extend(self.in_group.keys().cloned());
+        }
+        let found = self.check_touched(state, &touched);
+        self.last = state.clone();
+        found
+    }
+
+    fn alloc_changes(&mut self, state: &State, touched: &mut Touched) {
+        let last = &self.last;
+        let allocs = changes(
+            state.allocs(),
+            last.allocs(),
+            last.alloc_count(),
+            |a| last.alloc(&a.id),
+            |a| state.alloc(&a.id),
+        );
+        for (old, new) in allocs {
+            for alloc in old.iter().chain(new.iter()) {
+                touched.nodes.insert(alloc.node_id.clone());
+                touched.groups.insert(group_of(alloc));
+                touched.jobs.insert(job_of(alloc));
+            }
+            if let Some(old) = old {
+                forget(&mut self.on_node, &old.node_id, &old.id);
+                forget(&mut self.in_group, &group_of(old), &old.id);
+            }
+            if let Some(new) = new {
+                touched.allocs.insert(new.id.clone());
+                if !new.is_terminal() {
+                    let on_node = self.on_node.entry(new.node_id.clone()).or_default();
+                    on_node.insert(new.id.clone(), new.clone());
+                }
+                if live(new) {
+                    let in_group = self.in_group.entry(group_of(new)).or_default();
+                    in_group.insert(new.id.clone(), new.clone());
+                }
+            }
+        }
+    }
+
+    fn eval_changes(&mut self, state: &State, touched: &mut Touched) {
+        let last = &self.last;
+        let evals = changes(
+            state.evals(),
+            last.evals(),
+            self.evals_len,
+            |e| last.eval(&e.id),
+            |e| state.eval(&e.id),
+        );
+        self.evals_len = len_after(self.evals_len, &evals);
+        for (old, new) in evals {
+            if let Some(old) = old {
+                let job = (old.namespace.clone(), old.job_id.clone());
+                forget(&mut self.blocked, &job, &old.id);
+                touched.blocked.insert(job);
+            }
+            if let Some(new) = new {
+                let written = self.eval_written.entry(job_key(new)).or_insert(new.modify_time);
+                *written = (*written).max(new.modify_time);
+            }
+            if let Some(new) = new.filter(|e| e.status == EvalStatus::Blocked) {
+                let job = (new.namespace.clone(), new.job_id.clone());
+                self.blocked.entry(job.clone()).or_default().insert(new.id.clone(), new.clone());
+                touched.blocked.insert(job);
+            }
+        }
+    }
+
+    fn check_touched(&self, state: &State, touched: &Touched) -> Vec<String> {
+        let mut found = Vec::new();
+        for node_id in &touched.nodes {
+            if let Some(allocs) = self.on_node.get(node_id) {
+                check_node_usage(state, node_id, allocs, &mut found);
+            }
+        }
+        let mut groups: BTreeSet<&GroupKey> = touched.groups.iter().collect();
+        for (namespace, job_id) in &touched.jobs {
+            let first = (namespace.clone(), job_id.clone(), String::new());
+            groups.extend(
+                self.in_group
+                    .range(first..)
+                    .map(|(key, _)| key)
+                    .take_while(|(ns, job, _)| ns == namespace && job == job_id),
+            );
+        }
+        for group in groups {
+            if let Some(allocs) = self.in_group.get(group) {
+                let allocs: Vec<&Allocation> = allocs.values().map(|a| &**a).collect();
+                check_group(state, group, &allocs, &mut found);
+            }
+        }
+        for (namespace, job_id) in &touched.blocked {
+            let count =
+                self.blocked.get(&(namespace.clone(), job_id.clone())).map_or(0, |b| b.len());
+            if count > 1 {
+                found.push(format!("job {job_id} has {count} blocked evaluations"));
+            }
+        }
+        for (namespace, job_id) in &touched.jobs {
+            if let Some(job) = state.job(namespace, job_id) {
+                check_summary(state, job, &mut found);
+            }
+        }
+        for id in &touched.allocs {
+            let Some(alloc) = state.alloc(id) else { continue };
+            check_reschedule_tracker(state, alloc, &mut found);
+            // A predecessor that changed is judged with the replacement it names.
+            if let Some(next) = state.alloc(&alloc.next_allocation) {
+                check_reschedule_tracker(state, next, &mut found);
+            }
+        }
+        found
+    }
+}
+
+/// Removes `id` from the set under `key`, and the set once empty.
+fn forget<K: Ord, V>(sets: &mut BTreeMap<K, BTreeMap<String, V>>, key: &K, id: &str) {
+    if let Some(set) = sets.get_mut(key) {
+        set.remove(id);
+        if set.is_empty() {
+            sets.remove(key);
+        }
+    }
+}
+
+/// Checks a whole state at once (the first check of a [`StateChecker`]).
+pub fn check_state(state: &State) -> Vec<String> {
+    StateChecker::default().check(state)
 }
 
 fn live(alloc: &drover_core::model::Allocation) -> bool {
@@ -318,25 +605,23 @@ fn live(alloc: &drover_core::model::Allocation) -> bool {
 }
 
 /// reliability.md §3, Nomad #25413, #18509, #9506: no node is over-committed (cpu,
-/// memory, disk) and no host port is held twice on one node.
-fn check_node_usage(state: &State, found: &mut Vec<String>) {
-    /// What the live allocations on one node hold.
-    #[derive(Default)]
-    struct NodeUse<'a> {
-        cpu: i64,
-        memory: i64,
-        disk: i64,
-        ports: BTreeMap<i32, &'a str>,
-    }
-    let mut used: BTreeMap<&str, NodeUse<'_>> = BTreeMap::new();
-    for alloc in state.allocs().filter(|a| !a.is_terminal()) {
-        let node = used.entry(alloc.node_id.as_str()).or_default();
+/// memory, disk) and no host port is held twice on one node; `allocs` are the node's
+/// non-terminal allocations.
+fn check_node_usage(
+    state: &State,
+    node_id: &str,
+    allocs: &BTreeMap<String, Arc<Allocation>>,
+    found: &mut Vec<String>,
+) {
+    let (mut cpu, mut memory, mut disk) = (0, 0, 0);
+    let mut ports: BTreeMap<i32, &str> = BTreeMap::new();
+    for alloc in allocs.values() {
         let comparable = alloc.allocated_resources.comparable();
-        node.cpu += comparable.cpu_shares;
-        node.memory += comparable.memory_mb;
-        node.disk += comparable.disk_mb;
+        cpu += comparable.cpu_shares;
+        memory += comparable.memory_mb;
+        disk += comparable.disk_mb;
         for port in drover_core::state::alloc_ports(alloc) {
-            if let Some(other) = node.ports.insert(port, alloc.name.as_str()) {
+            if let Some(other) = ports.insert(port, alloc.name.as_str()) {
                 found.push(format!(
                     "port {port} on node {} held by {other} and {}",
                     alloc.node_id, alloc.name
@@ -344,94 +629,68 @@ fn check_node_usage(state: &State, found: &mut Vec<String>) {
             }
         }
     }
-    for (node_id, usage) in used {
-        let Some(node) = state.node(node_id) else { continue };
-        let capacity = node.schedulable_capacity();
-        if usage.cpu > capacity.cpu_shares
-            || usage.memory > capacity.memory_mb
-            || usage.disk > capacity.disk_mb
-        {
-            found.push(format!(
-                "node {} over-committed: cpu {}/{} memory {}/{} disk {}/{}",
-                node.name,
-                usage.cpu,
-                capacity.cpu_shares,
-                usage.memory,
-                capacity.memory_mb,
-                usage.disk,
-                capacity.disk_mb
-            ));
-        }
+    let Some(node) = state.node(node_id) else { return };
+    let capacity = node.schedulable_capacity();
+    if cpu > capacity.cpu_shares || memory > capacity.memory_mb || disk > capacity.disk_mb {
+        found.push(format!(
+            "node {} over-committed: cpu {cpu}/{} memory {memory}/{} disk {disk}/{}",
+            node.name, capacity.cpu_shares, capacity.memory_mb, capacity.disk_mb
+        ));
     }
 }
 
 /// reliability.md §3, Nomad #1269, #3593: live allocations of a group never exceed its
 /// count (the larger of the current count and the count of the version each live
 /// allocation was placed for, while a plan stopping the surplus is on its way), names are
-/// unique among them, and a system group has at most one per node.
-fn check_alloc_names(state: &State, found: &mut Vec<String>) {
-    let mut groups: BTreeMap<(&str, &str, &str), Vec<&drover_core::model::Allocation>> =
-        BTreeMap::new();
-    for alloc in state.allocs().filter(|a| live(a)) {
-        let key = (alloc.namespace.as_str(), alloc.job_id.as_str(), alloc.task_group.as_str());
-        groups.entry(key).or_default().push(alloc);
-    }
-    for ((namespace, job_id, group), allocs) in groups {
-        // A purged job's allocations live on until the plan that stops them commits, and
-        // nothing is left to say what they were: they are not checked then.
-        let Some(job) = state.job(namespace, job_id) else { continue };
-        if matches!(job.job_type, JobType::System | JobType::Sysbatch) {
-            let mut nodes = BTreeSet::new();
-            for alloc in &allocs {
-                if !nodes.insert(alloc.node_id.as_str()) {
-                    found.push(format!(
-                        "system group {job_id}.{group} has two live allocations on node {}",
-                        alloc.node_id
-                    ));
-                }
-            }
-            continue;
-        }
-        let mut names = BTreeSet::new();
-        for alloc in &allocs {
-            if !names.insert(alloc.name.as_str()) {
-                found.push(format!("two live allocations named {}", alloc.name));
+/// unique among them, and a system group has at most one per node. `allocs` are the
+/// group's live allocations.
+fn check_group(
+    state: &State,
+    (namespace, job_id, group): &GroupKey,
+    allocs: &[&Allocation],
+    found: &mut Vec<String>,
+) {
+    // A purged job's allocations live on until the plan that stops them commits, and
+    // nothing is left to say what they were: they are not checked then.
+    let Some(job) = state.job(namespace, job_id) else { return };
+    if matches!(job.job_type, JobType::System | JobType::Sysbatch) {
+        let mut nodes = BTreeSet::new();
+        for alloc in allocs {
+            if !nodes.insert(alloc.node_id.as_str()) {
+                found.push(format!(
+                    "system group {job_id}.{group} has two live allocations on node {}",
+                    alloc.node_id
+                ));
             }
         }
-        let current = job.group(group).map_or(0, |g| g.count);
-        let placed_for = allocs
-            .iter()
-            .filter_map(|a| state.alloc_job(a).and_then(|j| j.group(group).map(|g| g.count)))
-            .max()
-            .unwrap_or(0);
-        let allowed = current.max(placed_for).max(0) as usize;
-        if allocs.len() > allowed {
-            found.push(format!(
-                "group {job_id}.{group} has {} live allocations, count allows {allowed}",
-                allocs.len()
-            ));
+        return;
+    }
+    let mut names = BTreeSet::new();
+    for alloc in allocs {
+        if !names.insert(alloc.name.as_str()) {
+            found.push(format!("two live allocations named {}", alloc.name));
         }
     }
-}
-
-/// reliability.md §3, Nomad #15858 / PR #14621: at most one blocked evaluation per job.
-fn check_blocked_evals(state: &State, found: &mut Vec<String>) {
-    let mut blocked: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-    for eval in state.evals().filter(|e| e.status == EvalStatus::Blocked) {
-        *blocked.entry((eval.namespace.as_str(), eval.job_id.as_str())).or_default() += 1;
-    }
-    for ((_, job_id), count) in blocked {
-        if count > 1 {
-            found.push(format!("job {job_id} has {count} blocked evaluations"));
-        }
+    let current = job.group(group).map_or(0, |g| g.count);
+    let placed_for = allocs
+        .iter()
+        .filter_map(|a| state.alloc_job(a).and_then(|j| j.group(group).map(|g| g.count)))
+        .max()
+        .unwrap_or(0);
+    let allowed = current.max(placed_for).max(0) as usize;
+    if allocs.len() > allowed {
+        found.push(format!(
+            "group {job_id}.{group} has {} live allocations, count allows {allowed}",
+            allocs.len()
+        ));
     }
 }
 
 /// reliability.md §3, Nomad #17722, #4731: summary counters equal the totals recomputed
 /// from the allocations (they are unsigned, so "never negative" is this equality).
-fn check_summaries(state: &State, found: &mut Vec<String>) {
-    for job in state.jobs() {
-        let Some(summary) = state.job_summary(&job.namespace, &job.id) else { continue };
+fn check_summary(state: &State, job: &Job, found: &mut Vec<String>) {
+    {
+        let Some(summary) = state.job_summary(&job.namespace, &job.id) else { return };
         let mut running: BTreeMap<&str, u64> = BTreeMap::new();
         let mut starting: BTreeMap<&str, u64> = BTreeMap::new();
         let allocs = state.job_allocs(&job.namespace, &job.id);
@@ -461,9 +720,9 @@ fn check_summaries(state: &State, found: &mut Vec<String>) {
 
 /// reliability.md §3, Nomad #24918: a replacement of a failed or lost allocation
 /// carries its predecessor's reschedule events.
-fn check_reschedule_trackers(state: &State, found: &mut Vec<String>) {
-    for alloc in state.allocs().filter(|a| !a.previous_allocation.is_empty()) {
-        let Some(previous) = state.alloc(&alloc.previous_allocation) else { continue };
+fn check_reschedule_tracker(state: &State, alloc: &Allocation, found: &mut Vec<String>) {
+    {
+        let Some(previous) = state.alloc(&alloc.previous_allocation) else { return };
         let rescheduled =
             matches!(previous.client_status, AllocClientStatus::Failed | AllocClientStatus::Lost)
                 && previous.next_allocation == alloc.id;
@@ -651,6 +910,122 @@ fn launched_by_active_parent(state: &State, job: &drover_core::model::Job) -> bo
         && state.job(&job.namespace, &job.parent_id).is_some_and(|p| p.is_periodic_active())
 }
 
+/// How long a garbage collection pass may take to commit its reap in the liveness phase
+/// (no faults, a settled leader), and how long before the cutoff a record's last write
+/// must be for the pass to have seen it.
+pub const GC_COMMIT_SLACK_MS: u64 = 10_000;
+
+/// reliability.md §3, Nomad #18113, #12445, #27442: under churn the state stays bounded,
+/// because garbage collection runs with Nomad's thresholds (scaled down in the
+/// simulation, `SIM_GC`). Checked on a region's leader at the end of a seed, judged only
+/// once its leader loop has run for `interval_ms + GC_COMMIT_SLACK_MS`, so that a GC pass
+/// of that loop ran after `cutoff = now - interval_ms - GC_COMMIT_SLACK_MS` and its reap
+/// committed by `now` (`now` is the leader's clock, the one its GC reads; a record
+/// *settled* before the cutoff was last written before `cutoff - GC_COMMIT_SLACK_MS`, so
+/// that pass saw it as it is). The leader's state then holds none of:
+/// - a terminal evaluation last written before `cutoff - eval_gc_threshold_ms` (the
+///   batch threshold for batch and sysbatch evaluations) whose allocations are all
+///   settled and reapable, nor any of those allocations;
+/// - a dead job (stopped, or launched by a periodic job) submitted and last evaluated
+///   before `cutoff - job_gc_threshold_ms`, whose evaluations are all terminal and whose
+///   allocations are all settled and reapable ("last evaluated" counts evaluations GC
+///   already reaped: the pass may have seen one the state no longer holds);
+/// - a down node marked down before `cutoff - node_gc_threshold_ms` whose allocations
+///   are all settled and terminal;
+///
+/// unless more than `reap_batch_max` of one kind qualify (a pass reaps at most that
+/// many). An allocation is reapable when it is terminal and its client is done with it
+/// (its client status is terminal, or its node is down since before the cutoff or gone).
+/// So the terminal evaluations, terminal allocations, dead jobs and down nodes held are
+/// at most those written within `threshold + interval_ms + 2 × GC_COMMIT_SLACK_MS` of
+/// the end, plus those tied to an allocation that still runs: a number set by the
+/// workload's rate, not by the length of the run. `Err` says the loop is too young to
+/// judge; `Ok` holds the violations.
+pub fn check_gc_bound(
+    state: &State,
+    now: Millis,
+    loop_started: Millis,
+    gc: &GcConfig,
+    eval_written: impl Fn(&Job) -> Option<i64>,
+) -> Result<Vec<String>, String> {
+    let age_ms = now.as_u64().saturating_sub(loop_started.as_u64());
+    if age_ms < gc.interval_ms + GC_COMMIT_SLACK_MS {
+        return Err(format!("leader loop {age_ms}ms old, too young to judge"));
+    }
+    let ns = |ms: u64| (ms as i64).saturating_mul(1_000_000);
+    let cutoff_ms = now.as_u64() - gc.interval_ms - GC_COMMIT_SLACK_MS;
+    let cutoff = ns(cutoff_ms);
+    let settled = cutoff - ns(GC_COMMIT_SLACK_MS);
+    let node_down_settled = |node_id: &str| {
+        state.node(node_id).is_none_or(|n| {
+            n.status == NodeStatus::Down
+                && n.status_updated_at.saturating_mul(1_000_000_000) <= settled
+        })
+    };
+    let reapable = |a: &Allocation| {
+        a.modify_time <= settled
+            && a.is_terminal()
+            && (a.client_status.is_terminal() || node_down_settled(&a.node_id))
+    };
+    let mut evals = Vec::new();
+    let mut allocs = Vec::new();
+    for eval in state.evals().filter(|e| e.is_terminal()) {
+        let threshold = match eval.scheduler {
+            SchedulerType::Batch | SchedulerType::Sysbatch => gc.batch_eval_gc_threshold_ms,
+            _ => gc.eval_gc_threshold_ms,
+        };
+        if eval.modify_time > cutoff - ns(threshold) {
+            continue;
+        }
+        let placed = state.job_allocs(&eval.namespace, &eval.job_id);
+        let mine: Vec<_> = placed.iter().filter(|a| a.eval_id == eval.id).collect();
+        if mine.iter().all(|a| reapable(a)) {
+            evals.push(short(&eval.id).to_owned());
+            allocs.extend(mine.iter().map(|a| a.name.clone()));
+        }
+    }
+    let mut jobs = Vec::new();
+    let dead = |j: &Job| (j.stop || !j.parent_id.is_empty()) && j.status == "dead";
+    for job in state.jobs().filter(|j| dead(j)) {
+        let mut job_evals =
+            state.evals().filter(|e| e.job_id == job.id && e.namespace == job.namespace);
+        let old = |t: i64| t <= cutoff - ns(gc.job_gc_threshold_ms);
+        let evals_old = job_evals.all(|e| e.is_terminal() && old(e.modify_time))
+            && eval_written(job).is_none_or(old);
+        let placed = state.job_allocs(&job.namespace, &job.id);
+        if old(job.submit_time) && evals_old && placed.iter().all(|a| reapable(a)) {
+            jobs.push(job.id.clone());
+        }
+    }
+    let nodes: Vec<String> = state
+        .nodes()
+        .filter(|n| {
+            n.status == NodeStatus::Down
+                && n.status_updated_at.saturating_mul(1_000_000_000)
+                    <= cutoff - ns(gc.node_gc_threshold_ms)
+        })
+        .filter(|n| {
+            state.node_allocs(&n.id).is_none_or(|held| {
+                held.allocs.values().all(|a| a.is_terminal() && a.modify_time <= settled)
+            })
+        })
+        .map(|n| n.name.clone())
+        .collect();
+    let mut found = Vec::new();
+    for (kind, held) in
+        [("evaluations", evals), ("allocations", allocs), ("jobs", jobs), ("nodes", nodes)]
+    {
+        if !held.is_empty() && held.len() <= gc.reap_batch_max {
+            found.push(format!(
+                "state not bounded by GC: {} {kind} past their threshold at t={cutoff_ms}ms still held: {}",
+                held.len(),
+                held.join(" ")
+            ));
+        }
+    }
+    Ok(found)
+}
+
 /// Periodic at-most-once across failover (reliability.md §3, Nomad #11052: a new leader
 /// force-ran every periodic job). A child's ID names its parent and launch second, so a
 /// time launched twice is a child ID created at two different Raft indexes (the first
@@ -720,5 +1095,182 @@ impl PeriodicChecker {
             }
         }
         found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drover_core::model::{
+        AllocatedTaskResources, Evaluation, Job, Node, PlanResult, RescheduleEvent,
+        RescheduleTracker, TaskGroup,
+    };
+
+    const NOW_NS: i64 = 1_700_000_000_000_000_000;
+
+    /// A state built entry by entry, checked incrementally after each entry.
+    struct Run {
+        state: State,
+        checker: StateChecker,
+        index: u64,
+    }
+
+    impl Run {
+        fn new() -> Run {
+            let mut run = Run { state: State::new(), checker: StateChecker::default(), index: 0 };
+            let job = Job {
+                id: "web".into(),
+                name: "web".into(),
+                task_groups: vec![TaskGroup { name: "g".into(), count: 3, ..TaskGroup::default() }],
+                ..Job::default()
+            };
+            assert_eq!(
+                run.apply(Command::JobRegister { job, enforce_index: None, eval: None }),
+                ""
+            );
+            let mut node = Node { id: "n1".into(), name: "n1".into(), ..Node::default() };
+            node.status = NodeStatus::Ready;
+            node.node_resources.cpu.cpu_shares = 4000;
+            node.node_resources.memory.memory_mb = 8192;
+            assert_eq!(run.apply(Command::NodeRegister { node }), "");
+            run
+        }
+
+        /// Applies one entry and returns what the incremental check found.
+        fn apply(&mut self, command: Command) -> String {
+            self.index += 1;
+            self.state.apply(self.index, NOW_NS, command).expect("the entry applies");
+            let incremental = self.checker.check(&self.state).join("; ");
+            // The whole state, checked at once, finds the same.
+            let whole = check_state(&self.state).join("; ");
+            assert!(whole.contains(&incremental), "whole: {whole}\nincremental: {incremental}");
+            incremental
+        }
+
+        fn place(&mut self, allocs: Vec<Allocation>) -> String {
+            let mut result = PlanResult::default();
+            for alloc in allocs {
+                result.node_allocation.entry(alloc.node_id.clone()).or_default().push(alloc);
+            }
+            let job = self.state.job("default", "web").map(|j| (**j).clone());
+            self.apply(Command::PlanApply { result, job, evals: vec![] })
+        }
+    }
+
+    fn alloc(id: &str, index: u32, cpu: i64) -> Allocation {
+        let mut alloc = Allocation {
+            id: id.into(),
+            namespace: "default".into(),
+            name: format!("web.g[{index}]"),
+            node_id: "n1".into(),
+            job_id: "web".into(),
+            task_group: "g".into(),
+            client_status: AllocClientStatus::Running,
+            ..Allocation::default()
+        };
+        let mut task = AllocatedTaskResources::default();
+        task.cpu.cpu_shares = cpu;
+        alloc.allocated_resources.tasks.insert("t".into(), task);
+        alloc
+    }
+
+    /// Places `first` (a state without violations), then `then`, whose check must find
+    /// `want`.
+    fn check(first: Vec<Allocation>, then: Vec<Allocation>, want: &str) {
+        let mut run = Run::new();
+        assert_eq!(run.place(first), "");
+        let found = run.place(then);
+        assert!(found.contains(want), "{found}");
+    }
+
+    #[test]
+    fn a_node_over_committed_by_a_later_plan_is_caught() {
+        let (first, then) = (alloc("a1", 0, 3000), alloc("a2", 1, 3000));
+        check(vec![first], vec![then], "node n1 over-committed: cpu 6000/4000");
+    }
+
+    #[test]
+    fn a_double_allocation_of_one_name_is_caught() {
+        let (first, then) = (alloc("a1", 0, 100), alloc("a2", 0, 100));
+        check(vec![first], vec![then], "two live allocations named web.g[0]");
+    }
+
+    #[test]
+    fn more_live_allocations_than_the_count_are_caught() {
+        let first = (0..3).map(|i| alloc(&format!("a{i}"), i, 100)).collect();
+        let want = "group web.g has 4 live allocations, count allows 3";
+        check(first, vec![alloc("a3", 3, 100)], want);
+    }
+
+    #[test]
+    fn a_second_blocked_evaluation_of_a_job_is_caught() {
+        let mut run = Run::new();
+        let blocked = |id: &str| Evaluation {
+            id: id.into(),
+            namespace: "default".into(),
+            job_id: "web".into(),
+            status: EvalStatus::Blocked,
+            ..Evaluation::default()
+        };
+        assert_eq!(run.apply(Command::EvalUpsert { evals: vec![blocked("e1")] }), "");
+        let found = run.apply(Command::EvalUpsert { evals: vec![blocked("e2")] });
+        assert_eq!(found, "job web has 2 blocked evaluations");
+        let mut done = blocked("e1");
+        done.status = EvalStatus::Complete;
+        assert_eq!(run.apply(Command::EvalUpsert { evals: vec![done] }), "");
+    }
+
+    #[test]
+    fn a_replacement_that_drops_reschedule_events_is_caught() {
+        let mut run = Run::new();
+        let mut failed = alloc("a1", 0, 100);
+        failed.client_status = AllocClientStatus::Failed;
+        let event = RescheduleEvent { prev_alloc_id: "a0".into(), ..RescheduleEvent::default() };
+        failed.reschedule_tracker = Some(RescheduleTracker { events: vec![event] });
+        assert_eq!(run.place(vec![failed]), "");
+        let mut replacement = alloc("a2", 0, 100);
+        replacement.previous_allocation = "a1".into();
+        let found = run.place(vec![replacement]);
+        assert!(
+            found.contains("web.g[0] replaced a1 but kept 0 of its 1 reschedule events"),
+            "{found}"
+        );
+    }
+
+    #[test]
+    fn a_state_of_another_lineage_is_checked_whole() {
+        let mut run = Run::new();
+        assert!(!run.place(vec![alloc("a1", 0, 3000), alloc("a2", 1, 3000)]).is_empty());
+        // A restarted server's state shares nothing with the last one checked.
+        let mut other = StateChecker::default();
+        assert_eq!(other.check(&State::new()), Vec::<String>::new());
+        let rebuilt = run.state.clone();
+        assert!(other.check(&rebuilt).join("; ").contains("over-committed"));
+    }
+
+    #[test]
+    fn a_terminal_evaluation_held_past_its_threshold_breaks_the_gc_bound() {
+        let mut run = Run::new();
+        let eval = Evaluation {
+            id: "e1".into(),
+            namespace: "default".into(),
+            job_id: "web".into(),
+            status: EvalStatus::Complete,
+            ..Evaluation::default()
+        };
+        assert_eq!(run.apply(Command::EvalUpsert { evals: vec![eval] }), "");
+        let gc =
+            GcConfig { interval_ms: 30_000, eval_gc_threshold_ms: 60_000, ..GcConfig::default() };
+        let stamped = Millis((NOW_NS / 1_000_000) as u64);
+        // The pass that must have reaped it: 60 s past its write, plus one interval and
+        // the commit slack.
+        let late = stamped + Millis(60_000 + 30_000 + GC_COMMIT_SLACK_MS);
+        let found = check_gc_bound(&run.state, late, Millis(0), &gc, |_| None).expect("judged");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("1 evaluations past their threshold"), "{found:?}");
+        let young = late.as_u64() - 1_000;
+        assert!(check_gc_bound(&run.state, late, Millis(young), &gc, |_| None).is_err());
+        let early = Millis(late.as_u64() - 1);
+        assert_eq!(check_gc_bound(&run.state, early, Millis(0), &gc, |_| None), Ok(Vec::new()));
     }
 }

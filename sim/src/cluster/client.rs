@@ -2,7 +2,7 @@
 //! with simulated task drivers. A kill takes the machine down whole (agent and tasks, as a
 //! reboot does); a restart registers the same node again with nothing running.
 
-use super::net::{self, Outbox, SimMsg, Wake};
+use super::net::{self, AddrNames, Outbox, SimMsg, Wake};
 use super::world::{NodeKey, Shared, lock, trace};
 use crate::clock::Clock;
 use crate::rng::SimRng;
@@ -214,6 +214,7 @@ pub async fn run(world: Shared, key: NodeKey) {
     };
     trace!(lock(&world), "{} start", key.name());
     let mut receive = net::recv(&ep);
+    let mut peers = AddrNames::default();
     loop {
         flush(&world, &ep, key, &mut host).await;
         let deadline = {
@@ -226,7 +227,7 @@ pub async fn run(world: Shared, key: NodeKey) {
         };
         match net::wait(&ep, &mut receive, deadline).await {
             Wake::Message(SimMsg::Frame(bytes), from) => {
-                host.handle_frame(local_now(&world, &clock), &from.to_string(), &bytes);
+                host.handle_frame(local_now(&world, &clock), peers.name(from), &bytes);
             }
             Wake::Message(..) => {}
             Wake::Timeout => {

@@ -9,7 +9,7 @@
 //! **liveness phase** then heals every link, restarts every machine, turns message and
 //! task faults off and undoes drains; every job of both regions must reach its desired
 //! state within a bounded simulated time, and garbage collection must then have bounded
-//! the state. A run is a pure function of its seed.
+//! the state (`checkers::cluster::check_gc_bound`, on each region's leader). A run is a pure function of its seed.
 
 pub mod params;
 
@@ -20,7 +20,7 @@ mod server;
 mod workload;
 mod world;
 
-use crate::checkers::cluster::check_converged;
+use crate::checkers::cluster::{check_converged, check_gc_bound};
 use crate::rng::SimRng;
 use drover_core::server::ApiReply;
 use faults::Faults;
@@ -258,21 +258,23 @@ async fn liveness_phase(
                 let Some(leader) = w.leader(region) else {
                     return Some(format!("r{region}: no leader"));
                 };
-                check_converged(&w.views[&leader].state)
-                    .err()
-                    .map(|why| format!("r{region}: {why}"))
+                let Some(state) = &w.views[&leader].state else {
+                    return Some(format!("r{region}: the leader has not shown its state"));
+                };
+                check_converged(state).err().map(|why| format!("r{region}: {why}"))
             })
             .collect();
         if pending.is_empty() {
             let took = w.elapsed_ms() - since;
             trace!(w, "converged: every job of every region in its desired state after {took}ms");
             let states: BTreeMap<u8, &drover_core::state::State> = (1..=REGIONS as u8)
-                .filter_map(|r| Some((r, &w.views[&w.leader(r)?].state)))
+                .filter_map(|r| Some((r, w.views[&w.leader(r)?].state.as_ref()?)))
                 .collect();
             let lost = workload.lost_acknowledged(&w.replies, &states);
             for violation in lost {
                 w.checker.violation(violation);
             }
+            check_gc_bound_on_leaders(&mut w);
             return;
         }
         if w.elapsed_ms() > since + bound {
@@ -280,6 +282,37 @@ async fn liveness_phase(
                 format!("liveness: no convergence within {bound}ms: {}", pending.join("; "));
             w.checker.violation(violation);
             return;
+        }
+    }
+}
+
+/// The state bounded under churn (`check_gc_bound`), on each region's leader.
+fn check_gc_bound_on_leaders(w: &mut World) {
+    for region in 1..=REGIONS as u8 {
+        let Some(leader) = w.leader(region) else { continue };
+        let at = (region, u64::from(leader.index));
+        let (Some(state), Some(started)) = (&w.views[&leader].state, w.checker.loop_started(at))
+        else {
+            continue;
+        };
+        let state = state.clone();
+        let now = w.clocks[&leader].local(w.global_now());
+        let eval_written = |job: &drover_core::model::Job| w.checker.eval_written(region, job);
+        match check_gc_bound(&state, now, started, &server::SIM_GC, eval_written) {
+            Ok(found) => {
+                trace!(
+                    w,
+                    "gc bound r{region}: holds evals={} allocs={} jobs={} nodes={}",
+                    state.evals().count(),
+                    state.alloc_count(),
+                    state.jobs().count(),
+                    state.node_count()
+                );
+                for violation in found {
+                    w.checker.violation(format!("r{region}: {violation}"));
+                }
+            }
+            Err(why) => trace!(w, "gc bound r{region}: not judged: {why}"),
         }
     }
 }

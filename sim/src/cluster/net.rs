@@ -10,6 +10,7 @@ use super::world::{NodeKey, Shared, World, lock};
 use drover_core::server::{ApiCall, ApiResponse};
 use drover_runtime::host::{SendError, Transport};
 use madsim::net::{Endpoint, Payload};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -51,6 +52,17 @@ impl Transport for Outbox {
     fn send(&mut self, to: &str, frame: Vec<u8>) -> Result<(), SendError> {
         self.frames.push((to.to_owned(), frame));
         Ok(())
+    }
+}
+
+/// Each peer's address as the host names it, formatted once: every received frame names
+/// its sender, and formatting an address per frame was a visible share of a run.
+#[derive(Debug, Default)]
+pub struct AddrNames(BTreeMap<SocketAddr, String>);
+
+impl AddrNames {
+    pub fn name(&mut self, addr: SocketAddr) -> &str {
+        self.0.entry(addr).or_insert_with(|| addr.to_string())
     }
 }
 

@@ -3,7 +3,7 @@
 //! a drifting clock. After every input it sends what the host queued, routes API answers
 //! and calls for another region, and shows the checker what it now holds.
 
-use super::net::{self, Outbox, SimMsg, Wake};
+use super::net::{self, AddrNames, Outbox, SimMsg, Wake};
 use super::world::{NodeKey, ServerView, Shared, lock, region_name, trace};
 use crate::checkers::cluster::StepTime;
 use crate::clock::Clock;
@@ -69,6 +69,7 @@ struct ServerNode {
     callers: BTreeMap<u64, SocketAddr>,
     /// Answers from another region waiting to go back to their callers.
     relayed: Vec<ApiResponse>,
+    peers: AddrNames,
 }
 
 pub fn config(world: &Shared, key: NodeKey) -> ServerConfig {
@@ -101,8 +102,15 @@ pub async fn run(world: Shared, key: NodeKey) {
         let mut w = lock(&world);
         (w.clock(key), w.disk(key))
     };
-    let mut node =
-        ServerNode { world, key, ep, clock, callers: BTreeMap::new(), relayed: Vec::new() };
+    let mut node = ServerNode {
+        world,
+        key,
+        ep,
+        clock,
+        callers: BTreeMap::new(),
+        relayed: Vec::new(),
+        peers: AddrNames::default(),
+    };
     let now = node.local_now();
     let disk_handle = Arc::clone(&disk);
     let host =
@@ -186,7 +194,7 @@ impl ServerNode {
     ) -> Result<(), HostError> {
         let now = self.local_now();
         match message {
-            SimMsg::Frame(bytes) => host.handle_frame(now, &from.to_string(), &bytes),
+            SimMsg::Frame(bytes) => host.handle_frame(now, self.peers.name(from), &bytes),
             SimMsg::Api(call) => {
                 if self.callers.len() >= CALLERS_MAX {
                     self.callers.pop_first();
@@ -273,17 +281,23 @@ impl ServerNode {
         for violation in launched_twice {
             w.checker.violation(violation);
         }
-        // A state is a function of its index (every server applies the same entries), so
-        // the view keeps its copy until the index moves: most steps apply nothing.
+        // The supervisor reads states only in the liveness phase: until then a view holds
+        // none, so the server's tables are not shared (and copied on its next write) for
+        // nothing. A state is a function of its index (every server applies the same
+        // entries), so the view keeps its copy until the index moves.
+        let publish = !w.faulty;
+        let state = server.state();
         match w.views.get_mut(&self.key) {
             Some(view) => {
                 (view.up, view.term, view.leader_loop) = (true, term, leader_loop);
-                if view.state.latest_index() != server.state().latest_index() {
-                    view.state = server.state().snapshot();
+                let stale =
+                    view.state.as_ref().is_none_or(|s| s.latest_index() != state.latest_index());
+                if publish && stale {
+                    view.state = Some(state.clone());
                 }
             }
             None => {
-                let state = server.state().snapshot();
+                let state = publish.then(|| state.clone());
                 w.views.insert(self.key, ServerView { up: true, term, leader_loop, state });
             }
         }

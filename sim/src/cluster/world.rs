@@ -84,13 +84,14 @@ pub fn region_name(region: u8) -> String {
     format!("r{region}")
 }
 
-/// What the supervisor and the checkers see of one server after its last step.
+/// What the supervisor sees of one server after its last step.
 #[derive(Clone, Debug)]
 pub struct ServerView {
     pub up: bool,
     pub term: Term,
     pub leader_loop: bool,
-    pub state: State,
+    /// Its replicated state, shown in the liveness phase only (the phase that reads it).
+    pub state: Option<State>,
 }
 
 /// Traffic the transport handled, for the trace's last line.
