@@ -1,10 +1,12 @@
 //! The client's driver set over raw_exec: starts run at once on the node loop (an
 //! executor reports within milliseconds), while each task's exit is awaited on a blocking
 //! thread and comes back to the loop as a [`DriverEvent`] through its input channel.
+//! A task an earlier agent process started is reattached if it still runs, and reported
+//! exited (with its recorded exit, or as lost) if it ended while no agent ran.
 
 use super::Input;
 use crate::driver::alloc_dir::AllocDir;
-use crate::driver::executor::{ExecutorSpec, Running};
+use crate::driver::executor::{ExecutorSpec, ExitResult, Running};
 use crate::driver::raw_exec::{
     DriverError, RawExec, Recovered, StartTask, TaskHandle, signal_by_name, signal_running,
 };
@@ -13,7 +15,7 @@ use drover_core::client::{DriverCommand, DriverEvent, TaskExit, TaskRef};
 use drover_core::model::{Allocation, FreeValue, Node, Task};
 use drover_core::taskenv::{TaskEnvInput, interpolate_config, task_env};
 use rustix::process::Signal;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,6 +35,9 @@ pub struct RawExecDrivers {
     region: String,
     events: VecDeque<DriverEvent>,
     running: RunningTasks,
+    /// The tasks this agent process asked to start (until their status is destroyed):
+    /// only a task's first start here looks for what an earlier process left.
+    started_here: BTreeSet<TaskRef>,
     inputs: mpsc::Sender<Input>,
 }
 
@@ -51,6 +56,7 @@ impl RawExecDrivers {
             region,
             events: VecDeque::new(),
             running: RunningTasks::default(),
+            started_here: BTreeSet::new(),
             inputs,
         }
     }
@@ -68,17 +74,21 @@ impl RawExecDrivers {
     }
 
     fn start(&mut self, task: TaskRef, attempt: u32, spec: &Task, alloc: &Allocation) {
-        // A task whose executor still runs was started by an earlier agent process (the
-        // client machine learnt its allocation again from the servers after a restart):
-        // it is reattached, never started twice. The client never asks to start an
-        // attempt while an earlier one of this process may run.
-        let reattached = match self.driver.recover(&task.alloc_id, &spec.name) {
-            Ok(Recovered::Running(handle)) => Some(handle),
-            _ => None,
-        };
-        let started = match reattached {
-            Some(handle) => Ok(handle),
-            None => self.start_task(&task, spec, alloc),
+        // The first start of a task in this agent process may find what an earlier
+        // process started (the client machine learnt its allocation again from the
+        // servers after a restart): a task still running is reattached, never started
+        // twice; one that ended while no agent ran is reported started and then exited,
+        // so the restart policy decides what follows, as it would have had the agent
+        // been up. The client never asks to start an attempt while an earlier one of this
+        // process may run, and each attempt's status is destroyed once it exited.
+        let first_here = self.started_here.insert(task.clone());
+        let found =
+            if first_here { self.driver.recover(&task.alloc_id, &spec.name).ok() } else { None };
+        let started = match found {
+            Some(Recovered::Running(handle)) => Ok(handle),
+            Some(Recovered::Exited(exit)) => return self.ended_while_away(task, attempt, exit),
+            Some(Recovered::Lost) => return self.ended_while_away(task, attempt, lost_exit()),
+            Some(Recovered::Unknown) | None => self.start_task(&task, spec, alloc),
         };
         let event = match started {
             Ok(handle) => {
@@ -96,6 +106,15 @@ impl RawExecDrivers {
             }
         };
         self.events.push_back(event);
+    }
+
+    /// Reports a task that ended while no agent ran: started, then exited as recorded.
+    fn ended_while_away(&mut self, task: TaskRef, attempt: u32, exit: ExitResult) {
+        let handle = self.driver.status_dir(&task.alloc_id, &task.task).display().to_string();
+        let error = (!exit.error.is_empty()).then_some(exit.error);
+        let exit = TaskExit { exit_code: exit.exit_code, signal: exit.signal, error };
+        self.events.push_back(DriverEvent::Started { task: task.clone(), attempt, handle });
+        self.events.push_back(DriverEvent::Exited { task, attempt, exit });
     }
 
     fn start_task(
@@ -196,12 +215,19 @@ impl DriverSet for RawExecDrivers {
                 let signal = signal_by_name(&signal).unwrap_or(Signal::TERM);
                 self.signal(&task, attempt, signal);
             }
+            DriverCommand::Signal { task, attempt, signal, .. } => {
+                // The API refused names this driver cannot send before they got here.
+                if let Some(signal) = signal_by_name(&signal) {
+                    self.signal(&task, attempt, signal);
+                }
+            }
             DriverCommand::ForceKill { task, attempt, .. } => {
                 self.signal(&task, attempt, Signal::KILL)
             }
             DriverCommand::Destroy { task, .. } => {
                 // Status only; the allocation directory (and its logs) stays until exit.
                 let _forgotten = self.driver.destroy(&task.alloc_id, &task.task);
+                self.started_here.remove(&task);
             }
         }
     }
@@ -232,6 +258,16 @@ impl From<DriverError> for StartError {
         // An executor that could not run the command will not do better next time.
         let recoverable = !matches!(error, DriverError::ExecutorFailed { .. });
         StartError { message: error.to_string(), recoverable }
+    }
+}
+
+/// The exit of a task whose executor died without recording one (killed with the agent,
+/// or the machine rebooted): how the task ended is unknown, and it is not running.
+fn lost_exit() -> ExitResult {
+    ExitResult {
+        exit_code: -1,
+        signal: 0,
+        error: "task lost while the agent was down: its executor exited without recording the task's exit".into(),
     }
 }
 
