@@ -323,7 +323,9 @@ impl World {
                         self.stopping.push(key);
                     }
                 }
-                DriverCommand::ForceKill { .. } | DriverCommand::Destroy { .. } => {}
+                DriverCommand::Signal { .. }
+                | DriverCommand::ForceKill { .. }
+                | DriverCommand::Destroy { .. } => {}
             }
         }
         while let Some((_, rpc)) = self.client.poll_send() {

@@ -16,6 +16,8 @@
 //! - `stop ID`: the servers mark the allocation desired `stop`
 //! - `restart ID [TASK]`: an operator restarts a task, or every running task (shows
 //!   `restart refused: WHY` when nothing restarts)
+//! - `signal ID SIGNAL [TASK]`: an operator signals a task, or every running task (shows
+//!   `signal refused: WHY` when refused)
 //! - `reply TARGET REPLY`: answer the newest outstanding request of a kind (`register`,
 //!   `heartbeat`, `allocs`, `update`) or request `#N`, with `ok [ttl=D] [servers=a,b]`,
 //!   `allocs index=N [IDS...]`, `update-ok`, `not-leader [ADDR]`, `error TEXT`, or
@@ -33,7 +35,7 @@
 mod script;
 
 use drover_core::client::{
-    Client, ClientConfig, ClientEvent, DriverCommand, DriverEvent, TaskExit, TaskRef,
+    Client, ClientConfig, ClientEvent, DriverCommand, DriverEvent, TaskAction, TaskExit, TaskRef,
 };
 use drover_core::model::{
     AllocDesiredStatus, Allocation, DurationNs, Job, JobType, Node, RestartPolicy, Task, TaskGroup,
@@ -115,12 +117,10 @@ impl Env {
                 alloc.desired_status = AllocDesiredStatus::Stop;
                 alloc.alloc_modify_index += 1;
             }
-            "restart" => {
-                let now = self.now;
-                let task = args.get(1).copied();
-                if let Err(why) = self.client().handle_restart(now, args[0], task) {
-                    self.line(format!("restart refused: {why}"));
-                }
+            "restart" => self.task_action("restart", args[0], args.get(1), TaskAction::Restart),
+            "signal" => {
+                let action = TaskAction::Signal(args[1].to_owned());
+                self.task_action("signal", args[0], args.get(2), action);
             }
             "reply" => self.reply(args[0], &args[1..]),
             "lose" => {
@@ -362,6 +362,15 @@ impl Env {
         !answers.is_empty()
     }
 
+    /// An operator's action on an allocation's tasks; shows why it was refused, if so.
+    fn task_action(&mut self, verb: &str, alloc_id: &str, task: Option<&&str>, action: TaskAction) {
+        let now = self.now;
+        let task = task.copied();
+        if let Err(why) = self.client().handle_task_action(now, alloc_id, task, &action) {
+            self.line(format!("{verb} refused: {why}"));
+        }
+    }
+
     fn status(&mut self) {
         let client = self.client.as_ref().expect("a client");
         let mut lines = vec![format!(
@@ -393,6 +402,9 @@ fn describe_command(command: &DriverCommand) -> String {
         }
         DriverCommand::Stop { task, attempt, signal, kill_timeout_ms, .. } => {
             format!("driver stop {task} #{attempt} {signal} {}", Millis(*kill_timeout_ms))
+        }
+        DriverCommand::Signal { task, attempt, signal, .. } => {
+            format!("driver signal {task} #{attempt} {signal}")
         }
         DriverCommand::ForceKill { task, attempt, .. } => {
             format!("driver force-kill {task} #{attempt}")
@@ -571,4 +583,9 @@ fn bad_allocations_are_refused() {
 #[test]
 fn an_operator_restart_stops_and_starts_a_task_outside_the_policy() {
     check("restart_signal.txt");
+}
+
+#[test]
+fn an_operator_signal_reaches_running_tasks_only() {
+    check("alloc_signal.txt");
 }

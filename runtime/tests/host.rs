@@ -127,7 +127,7 @@ impl DriverSet for FakeDrivers {
                     self.events.push_back(DriverEvent::Exited { task, attempt, exit });
                 }
             }
-            DriverCommand::Destroy { .. } => {}
+            DriverCommand::Signal { .. } | DriverCommand::Destroy { .. } => {}
         }
     }
 

@@ -505,4 +505,135 @@ fn servers_started_after_bootstrap_join_as_voters_and_a_dead_one_is_removed() {
     }
     let registered = first.http("PUT", "/v1/jobs", &job("after"));
     assert_eq!(registered.status, 200, "{}", registered.text());
+
+/// A one-server region and one client agent, each on its own data directory.
+fn server_and_client(scratch: &Scratch) -> (ClusterAgent, ClusterAgent) {
+    make_tls(scratch);
+    let made = scratch.drover(&["tls", "cert", "create", "-client"]);
+    assert_eq!(made.code, 0, "{made}");
+    let ports = Ports::free();
+    let server_file = server_hcl("s0", &scratch.path.join("server"), &ports, 1, &[ports.serf]);
+    std::fs::write(scratch.path.join("server.hcl"), server_file).expect("write the config");
+    let args = ["agent".to_owned(), "-config".to_owned(), "server.hcl".to_owned()];
+    let server = ClusterAgent::start(&scratch.path, &format!("127.0.0.1:{}", ports.http), &args);
+    let http = free_port();
+    let client_file = client_hcl("c0", &scratch.path.join("client"), http, &[ports.rpc]);
+    std::fs::write(scratch.path.join("client.hcl"), client_file).expect("write the config");
+    let args = ["agent".to_owned(), "-config".to_owned(), "client.hcl".to_owned()];
+    let client = ClusterAgent::start(&scratch.path, &format!("127.0.0.1:{http}"), &args);
+    await_leader(&server);
+    (server, client)
+}
+
+/// A service job of one allocation with two tasks that stay up, restarted 1 s after a
+/// failure.
+fn two_task_job(id: &str, marker: &str) -> Vec<u8> {
+    let task = |name: &str| {
+        json!({
+            "Name": name, "Driver": "raw_exec",
+            "Config": { "command": "/bin/sh", "args": ["-c", format!("sleep 1000 # {marker}")] },
+            "Resources": { "CPU": 100, "MemoryMB": 64 },
+        })
+    };
+    let job = json!({ "Job": {
+        "ID": id, "Name": id, "Type": "service", "Datacenters": ["dc1"],
+        "TaskGroups": [{
+            "Name": "g", "Count": 1,
+            "RestartPolicy": { "Attempts": 2, "Interval": 1_800_000_000_000u64,
+                               "Delay": 1_000_000_000u64, "Mode": "fail" },
+            "Tasks": [task("recorded"), task("lost")],
+        }],
+    }});
+    serde_json::to_vec(&job).expect("JSON")
+}
+
+/// The pids an executor recorded for a task it runs: (executor, task).
+fn task_pids(client_data_dir: &Path, alloc_id: &str, task: &str) -> (i32, i32) {
+    let path = client_data_dir.join("executor").join(alloc_id).join(task).join("running.json");
+    let running: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("running.json")).expect("JSON");
+    let pid = |field: &str| running[field].as_i64().expect("a pid") as i32;
+    (pid("executor_pid"), pid("task_pid"))
+}
+
+/// `kill -9` of a process group (an executor and its task each lead their own).
+fn kill_9_group(leader: i32) {
+    let group = format!("-{leader}");
+    let killed = std::process::Command::new("kill").args(["-9", "--", &group]).status();
+    assert!(killed.is_ok_and(|s| s.success()), "kill -9 -- {group}");
+}
+
+fn process_gone(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    state.is_none_or(|s| s == "Z")
+}
+
+/// A task's event types and its state, as the servers know them.
+fn task_events(agent: &ClusterAgent, alloc_id: &str, task: &str) -> Option<(Vec<String>, String)> {
+    let answer =
+        try_http_request(&agent.http_addr, "GET", &format!("/v1/allocation/{alloc_id}"), b"")?;
+    let alloc: serde_json::Value = serde_json::from_slice(&answer.body).ok()?;
+    let state = &alloc["TaskStates"][task];
+    let types = state["Events"].as_array()?.iter().map(|e| e["Type"].as_str().map(String::from));
+    Some((types.collect::<Option<_>>()?, state["State"].as_str()?.to_owned()))
+}
+
+#[test]
+fn tasks_that_exit_while_their_client_is_down_follow_the_restart_policy() {
+    let scratch = Scratch::new("exited-while-down");
+    let (server, client) = server_and_client(&scratch);
+    let marker = format!("drover-e2e-exited-{}", std::process::id());
+    let reaper = TaskReaper { marker: marker.clone() };
+    let registered = server.http("PUT", "/v1/jobs", &two_task_job("pair", &marker));
+    assert_eq!(registered.status, 200, "{}", registered.text());
+    let running =
+        poll_until(LEADER_TIMEOUT, || (running_allocs(&server, "pair")? == 1).then_some(()));
+    assert!(running.is_some(), "the allocation runs");
+    let allocs = server.http("GET", "/v1/job/pair/allocations", b"").json();
+    let alloc_id = allocs[0]["ID"].as_str().expect("an allocation").to_owned();
+    let client_dir = scratch.path.join("client");
+
+    // While the client is down, one task dies under its executor, which records the
+    // exit; the other dies with its executor, which records nothing.
+    let client_args = (client.http_addr.clone(), client.args.clone());
+    client.kill9();
+    let (_, recorded_task) = task_pids(&client_dir, &alloc_id, "recorded");
+    let (lost_executor, lost_task) = task_pids(&client_dir, &alloc_id, "lost");
+    kill_9_group(recorded_task);
+    kill_9_group(lost_executor);
+    kill_9_group(lost_task);
+    let exit_file = client_dir.join("executor").join(&alloc_id).join("recorded/exit.json");
+    let settled = poll_until(LEADER_TIMEOUT, || {
+        let gone = [recorded_task, lost_executor, lost_task].into_iter().all(process_gone);
+        (gone && exit_file.exists()).then_some(())
+    });
+    assert!(settled.is_some(), "the tasks died and the exit was recorded");
+
+    let _client = ClusterAgent::start(&scratch.path, &client_args.0, &client_args.1);
+    let tail = ["Started", "Terminated", "Restarting", "Started"].map(String::from);
+    for task in ["recorded", "lost"] {
+        let restarted = poll_until(LEADER_TIMEOUT, || {
+            let (types, state) = task_events(&server, &alloc_id, task)?;
+            (types.ends_with(&tail) && state == "running").then_some(types)
+        });
+        assert!(restarted.is_some(), "{task}: reported exited, then restarted by the policy");
+    }
+    let alloc = server.http("GET", &format!("/v1/allocation/{alloc_id}"), b"").json();
+    let terminated = |task: &str| {
+        let events = alloc["TaskStates"][task]["Events"].as_array().expect("events").clone();
+        events.into_iter().find(|e| e["Type"] == "Terminated").expect("a Terminated event")
+    };
+    assert_eq!(terminated("recorded")["Signal"], 9, "the exit its executor recorded");
+    let lost = terminated("lost");
+    let message = lost["Message"].as_str().unwrap_or_default();
+    assert!(message.contains("task lost while the agent was down"), "{lost}");
+    for task in ["recorded", "lost"] {
+        assert_eq!(alloc["TaskStates"][task]["Restarts"], 1, "{task}: one restart");
+    }
+    assert_eq!(reaper.pids().len(), 2, "each task runs again, once");
+    let stopped = server.http("DELETE", "/v1/job/pair?purge=true", b"");
+    assert_eq!(stopped.status, 200, "{}", stopped.text());
+    let gone = poll_until(LEADER_TIMEOUT, || reaper.pids().is_empty().then_some(()));
+    assert!(gone.is_some(), "the tasks stop with their job");
 }

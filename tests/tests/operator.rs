@@ -312,3 +312,54 @@ fn alloc_restart_in_place_and_alloc_stop_replaces() {
         session.transcripts.join("\n\n")
     );
 }
+
+/// A task that says so each time it gets SIGHUP, and stays up.
+const TRAP_JOB: &str = r#"job "trap" {
+  group "trap" {
+    task "trap" {
+      driver = "raw_exec"
+
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "trap 'echo got SIGHUP' HUP; echo ready; while true; do sleep 0.1; done"]
+      }
+    }
+  }
+}
+"#;
+
+#[test]
+fn alloc_signal_reaches_the_task_and_is_recorded() {
+    let mut session = Session::start("operator-signal", &[("trap.nomad.hcl", TRAP_JOB)]);
+    let run = session.drover(&["job", "run", "trap.nomad.hcl"]);
+    assert_eq!(run.code, 0, "{run}");
+    session.record_once(&["job", "status", "trap"], "run      running");
+    let status = session.drover(&["job", "status", "trap"]);
+    let alloc_id = status.stdout.lines().last().and_then(|l| l.split(' ').next()).unwrap();
+    let alloc_id = alloc_id.to_owned();
+    // The trap is set before "ready" is printed.
+    session.record_once(&["alloc", "logs", &alloc_id], "ready");
+
+    let signalled = session.record(&["alloc", "signal", "-s", "SIGHUP", &alloc_id, "trap"]);
+    assert_eq!(signalled.code, 0, "{signalled}");
+    session.record_once(&["alloc", "logs", &alloc_id], "got SIGHUP");
+    session.record_once(&["alloc", "status", &alloc_id], "Task being sent signal SIGHUP");
+    let unknown = session.record(&["alloc", "signal", "-s", "SIGNOPE", &alloc_id]);
+    assert_eq!(unknown.code, 1, "{unknown}");
+    let absent = session.record(&["alloc", "signal", "-s", "SIGHUP", &alloc_id, "absent"]);
+    assert_eq!(absent.code, 1, "{absent}");
+    // Every running task, and still running afterwards: a signal is not a stop.
+    let all = session.record(&["alloc", "signal", "-s", "SIGHUP", &alloc_id]);
+    assert_eq!(all.code, 0, "{all}");
+    session.record_when(&["alloc", "logs", &alloc_id], "two SIGHUPs", |transcript| {
+        transcript.matches("got SIGHUP").count() == 2
+    });
+    session.record_when(&["alloc", "status", &alloc_id], "two Signaling events", |transcript| {
+        transcript.matches("Task being sent signal SIGHUP").count() == 2
+            && transcript.contains("Client Status       = running")
+    });
+    insta::assert_snapshot!(
+        "alloc_signal_reaches_the_task_and_is_recorded",
+        session.transcripts.join("\n\n")
+    );
+}

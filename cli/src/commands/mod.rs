@@ -24,6 +24,7 @@ macro_rules! job_file_options_help {
 mod agent;
 mod alloc_logs;
 mod alloc_restart;
+mod alloc_signal;
 mod alloc_status;
 mod alloc_stop;
 mod cluster_info;
@@ -121,6 +122,7 @@ Usage: drover alloc <subcommand> [options] [args]
 Subcommands:
     logs        Streams the logs of a task
     restart     Restart a running allocation
+    signal      Signal a running allocation
     status      Display allocation status information and metadata
     stop        Stop and reschedule a running allocation
 ";
@@ -228,6 +230,7 @@ const JOB_SUBCOMMANDS: &[(&str, Command)] = &[
 const ALLOC_SUBCOMMANDS: &[(&str, Command)] = &[
     ("logs", alloc_logs::run),
     ("restart", alloc_restart::run),
+    ("signal", alloc_signal::run),
     ("status", alloc_status::run),
     ("stop", alloc_stop::run),
 ];

@@ -136,6 +136,27 @@ impl AllocRunner {
         result
     }
 
+    /// An operator's signal to one task, or to every running task when `task` is `None`
+    /// (none running is no error, as in Nomad).
+    pub fn signal(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        task: Option<&str>,
+        signal: &str,
+    ) -> Result<(), String> {
+        match task {
+            Some(name) => match self.tasks.iter_mut().find(|t| t.task_ref.task == name) {
+                Some(runner) => runner.signal(ctx, signal),
+                None => Err("Task not found".into()),
+            },
+            None => self
+                .tasks
+                .iter_mut()
+                .filter(|t| t.is_running())
+                .try_for_each(|t| t.signal(ctx, signal)),
+        }
+    }
+
     /// Runs the kill sweeps and opens lifecycle gates until nothing moves, then derives
     /// the client status.
     fn coordinate(&mut self, ctx: &mut Ctx<'_>) {

@@ -38,6 +38,9 @@ pub enum DriverCommand {
     /// Send `signal` to the task; the client sends [`DriverCommand::ForceKill`] itself if
     /// the task has not exited `kill_timeout_ms` later.
     Stop { task: TaskRef, attempt: u32, handle: String, signal: String, kill_timeout_ms: u64 },
+    /// Send `signal` (a name such as `SIGHUP`) to the running task and nothing more: an
+    /// operator's `alloc signal`. No event answers it.
+    Signal { task: TaskRef, attempt: u32, handle: String, signal: String },
     /// Kill the task at once (SIGKILL or the driver's equivalent).
     ForceKill { task: TaskRef, attempt: u32, handle: String },
     /// The attempt has exited: release what the driver holds for it.
@@ -49,6 +52,7 @@ impl DriverCommand {
         match self {
             DriverCommand::Start { task, .. }
             | DriverCommand::Stop { task, .. }
+            | DriverCommand::Signal { task, .. }
             | DriverCommand::ForceKill { task, .. }
             | DriverCommand::Destroy { task, .. } => task,
         }
@@ -58,10 +62,20 @@ impl DriverCommand {
         match self {
             DriverCommand::Start { attempt, .. }
             | DriverCommand::Stop { attempt, .. }
+            | DriverCommand::Signal { attempt, .. }
             | DriverCommand::ForceKill { attempt, .. }
             | DriverCommand::Destroy { attempt, .. } => *attempt,
         }
     }
+}
+
+/// What an operator asks of an allocation's running tasks on their client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskAction {
+    /// Stop and start again at once, outside the restart policy (`alloc restart`).
+    Restart,
+    /// Send a signal, by name (`alloc signal`); the driver knows which names it can send.
+    Signal(String),
 }
 
 /// How a task attempt ended, as the driver saw it.

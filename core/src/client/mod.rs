@@ -11,7 +11,7 @@
 //!   runtime's wall-clock `now` in Unix milliseconds (a `now` earlier than one already
 //!   seen is taken as the latest one, so a clock step backwards never rewinds deadlines);
 //! - outputs, drained after every input (and after [`Client::new`]) **in this order**:
-//!   1. [`Client::poll_driver_command`]: start, stop, force-kill or destroy a task;
+//!   1. [`Client::poll_driver_command`]: start, stop, signal, force-kill or destroy a task;
 //!   2. [`Client::poll_send`]: send a request to the named server;
 //!   3. [`Client::poll_event`]: observable events, for logs and traces;
 //!   4. [`Client::poll_timeout`]: call `handle_timeout` at that instant at the latest.
@@ -40,7 +40,7 @@ pub use config::{
     ALLOC_WATCH_WAIT_MS, ClientConfig, ConfigError, KILL_TIMEOUT_MAX_MS, TASK_EVENTS_MAX,
     UPDATES_BATCH_DELAY_MS,
 };
-pub use driver::{DriverCommand, DriverEvent, TaskExit, TaskRef};
+pub use driver::{DriverCommand, DriverEvent, TaskAction, TaskExit, TaskRef};
 pub use output::ClientEvent;
 pub use restart::{
     REASON_DELAY, REASON_NO_RESTARTS_ALLOWED, REASON_SUCCESSFUL, REASON_UNRECOVERABLE,
@@ -218,20 +218,23 @@ impl Client {
         self.pump(now);
     }
 
-    /// An operator's restart of a task (`Some`) or of every running task (`None`) of an
-    /// allocation on this node: each is stopped through its driver and started again at
-    /// once, without counting against its restart policy. `Err` says why nothing was
-    /// restarted, in Nomad's words.
-    pub fn handle_restart(
+    /// An operator's action on a task (`Some`) or on every running task (`None`) of an
+    /// allocation on this node (see [`TaskAction`]). `Err` says why nothing was done, in
+    /// Nomad's words.
+    pub fn handle_task_action(
         &mut self,
         now: Millis,
         alloc_id: &str,
         task: Option<&str>,
+        action: &TaskAction,
     ) -> Result<(), String> {
         let now = self.advance(now);
         let mut ctx = ctx(&mut self.rng, &mut self.out, &self.config, now);
         let result = match self.allocs.get_mut(alloc_id) {
-            Some(runner) => runner.restart(&mut ctx, task),
+            Some(runner) => match action {
+                TaskAction::Restart => runner.restart(&mut ctx, task),
+                TaskAction::Signal(signal) => runner.signal(&mut ctx, task, signal),
+            },
             None => Err(format!("Unknown allocation \"{alloc_id}\"")),
         };
         self.mark_dirty(now, alloc_id);

@@ -261,6 +261,26 @@ impl TaskRunner {
         Ok(())
     }
 
+    /// An operator's signal (Nomad's `alloc signal`): a "Signaling" event and the signal
+    /// sent to the running attempt, which carries on. Only a running task is signalled.
+    pub fn signal(&mut self, ctx: &mut Ctx<'_>, signal: &str) -> Result<(), String> {
+        let Phase::Running { handle } = &self.phase else {
+            return Err("Task not running".into());
+        };
+        let command = DriverCommand::Signal {
+            task: self.task_ref.clone(),
+            attempt: self.attempt,
+            handle: handle.clone(),
+            signal: signal.to_owned(),
+        };
+        let mut signaling =
+            event(ctx.now, task_event::SIGNALING, &format!("Task being sent signal {signal}"));
+        signaling.task_signal = signal.to_owned();
+        self.emit(ctx, signaling);
+        ctx.out.driver.push_back(command);
+        Ok(())
+    }
+
     /// The next attempt at once, as Nomad's restart tracker answers a triggered restart:
     /// no delay and no policy attempt used, though the task state counts the restart.
     fn restart_now(&mut self, ctx: &mut Ctx<'_>) {

@@ -339,6 +339,8 @@ pub struct TaskEvent {
     pub kill_error: String,
     pub start_delay: i64,
     pub failed_sibling: String,
+    pub task_signal_reason: String,
+    pub task_signal: String,
 }
 
 /// A deployment's view of one allocation: healthy, unhealthy, or not yet decided.

@@ -630,8 +630,9 @@ pub fn task_state() -> impl Strategy<Value = TaskState> {
     let event = (
         (text(), any::<i64>(), text(), meta(), text(), any::<bool>(), text(), text()),
         (text(), any::<i32>(), any::<i32>(), text(), duration(), text(), any::<i64>(), text()),
+        (text(), text()),
     )
-        .prop_map(|(first, second)| {
+        .prop_map(|(first, second, (task_signal_reason, task_signal))| {
             let (event_type, time, display_message, details, message, fails_task, restart, setup) =
                 first;
             let (
@@ -661,6 +662,8 @@ pub fn task_state() -> impl Strategy<Value = TaskState> {
                 kill_error,
                 start_delay: delay,
                 failed_sibling: sib,
+                task_signal_reason,
+                task_signal,
             }
         });
     let state = prop::sample::select(vec![

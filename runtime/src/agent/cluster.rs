@@ -27,7 +27,7 @@
 
 use super::config::{AgentSettings, RPC_PORT_DEFAULT, SERF_PORT_DEFAULT, with_default_port};
 use super::node_loop::fingerprinted_node;
-use super::node_loop::{Clock, restart_here, server_status};
+use super::node_loop::{Clock, act_here, server_status};
 use super::{
     AgentError, AgentRoles, AgentStatus, DevConfig, Input, RawExecDrivers, ServerMember,
     spawn_node_loop,
@@ -346,8 +346,9 @@ impl ServerLoop {
                     client.handle_driver_event(now, event);
                 }
             }
-            Input::ClientRestart { alloc_id, task, reply } => {
-                let _ = reply.send(restart_here(self.client.as_mut(), now, &alloc_id, task));
+            Input::ClientTaskAction { alloc_id, task, action, reply } => {
+                let client = self.client.as_mut();
+                let _ = reply.send(act_here(client, now, &alloc_id, task, &action));
             }
             Input::Status(reply) => {
                 let _ = reply.send(self.status());

@@ -20,7 +20,7 @@ pub use local::{LOCAL_FRAMES_MAX, LocalNet, LocalTransport};
 pub use node_loop::NodeLoop;
 
 use crate::host::HostError;
-use drover_core::client::DriverEvent;
+use drover_core::client::{DriverEvent, TaskAction};
 use drover_core::server::{ApiReply, ApiRequest};
 use std::fmt;
 use std::future::Future;
@@ -59,11 +59,12 @@ pub enum Input {
         reply: oneshot::Sender<ApiReply>,
     },
     Driver(DriverEvent),
-    /// An operator's restart of a task (or of every running task) of an allocation on
-    /// this agent's client; answered with why nothing restarted, if so.
-    ClientRestart {
+    /// An operator's action (restart, signal) on a task, or on every running task, of an
+    /// allocation on this agent's client; answered with why nothing was done, if so.
+    ClientTaskAction {
         alloc_id: String,
         task: Option<String>,
+        action: TaskAction,
         reply: oneshot::Sender<Result<(), String>>,
     },
     Status(oneshot::Sender<AgentStatus>),
@@ -171,14 +172,16 @@ impl AgentHandle {
         answer.await.map_err(|_| AgentGone)
     }
 
-    /// Restarts a task (or every running task) of an allocation this agent's client runs.
-    pub async fn restart_alloc(
+    /// Restarts or signals a task (or every running task) of an allocation this agent's
+    /// client runs.
+    pub async fn act_on_alloc(
         &self,
         alloc_id: String,
         task: Option<String>,
+        action: TaskAction,
     ) -> Result<Result<(), String>, AgentGone> {
         let (reply, answer) = oneshot::channel();
-        let input = Input::ClientRestart { alloc_id, task, reply };
+        let input = Input::ClientTaskAction { alloc_id, task, action, reply };
         self.inputs.send(input).await.map_err(|_| AgentGone)?;
         answer.await.map_err(|_| AgentGone)
     }

@@ -9,7 +9,7 @@ use crate::fingerprint::fingerprint;
 use crate::host::{ClientHost, HostError, InlinePassRunner, PassRunner, ServerHost, Transport};
 use crate::store::RaftStore;
 use crate::store::mem::MemStore;
-use drover_core::client::ClientConfig;
+use drover_core::client::{ClientConfig, TaskAction};
 use drover_core::id::IdGen;
 use drover_core::model::{DriverInfo, Node, NodeStatus};
 use drover_core::server::{ApiCall, ApiReply, ServerConfig};
@@ -187,8 +187,9 @@ impl NodeLoop {
                     client.handle_driver_event(now, event);
                 }
             }
-            Input::ClientRestart { alloc_id, task, reply } => {
-                let _ = reply.send(restart_here(self.client.as_mut(), now, &alloc_id, task));
+            Input::ClientTaskAction { alloc_id, task, action, reply } => {
+                let client = self.client.as_mut();
+                let _ = reply.send(act_here(client, now, &alloc_id, task, &action));
             }
             Input::Status(reply) => {
                 let _ = reply.send(self.status());
@@ -399,16 +400,17 @@ pub(super) fn fingerprinted_node(config: &DevConfig, id: String, secret_id: Stri
     node
 }
 
-/// An operator's restart of an allocation's tasks on this agent's own client; an agent
-/// without a client has no allocation to restart.
-pub(super) fn restart_here<T: Transport>(
+/// An operator's action on an allocation's tasks on this agent's own client; an agent
+/// without a client has no allocation to act on.
+pub(super) fn act_here<T: Transport>(
     client: Option<&mut ClientHost<T, RawExecDrivers>>,
     now: Millis,
     alloc_id: &str,
     task: Option<String>,
+    action: &TaskAction,
 ) -> Result<(), String> {
     match client {
-        Some(client) => client.handle_restart(now, alloc_id, task.as_deref()),
+        Some(client) => client.handle_task_action(now, alloc_id, task.as_deref(), action),
         None => Err(format!("Unknown allocation \"{alloc_id}\"")),
     }
 }

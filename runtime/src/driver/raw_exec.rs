@@ -119,7 +119,8 @@ impl RawExec {
         RawExec { config }
     }
 
-    fn status_dir(&self, alloc_id: &str, task: &str) -> PathBuf {
+    /// Where a task's status files live (its handle).
+    pub fn status_dir(&self, alloc_id: &str, task: &str) -> PathBuf {
         self.config.state_root.join(alloc_id).join(task)
     }
 
@@ -283,16 +284,36 @@ pub fn signal_running(running: &Running, signal: Signal) -> Result<(), DriverErr
     }
 }
 
-/// A task's `kill_signal` by name (`SIGINT`, `SIGHUP`, ...); `None` for an unknown name.
+/// A signal by name (`SIGINT`, `SIGHUP`, ...; the `SIG` prefix may be left out), for a
+/// task's `kill_signal` (empty means SIGTERM) and an operator's `alloc signal`; `None`
+/// for a name this driver cannot send.
 pub fn signal_by_name(name: &str) -> Option<Signal> {
     let signal = match name.trim_start_matches("SIG") {
         "" | "TERM" => Signal::TERM,
-        "INT" => Signal::INT,
+        "ABRT" | "IOT" => Signal::ABORT,
+        "ALRM" => Signal::ALARM,
+        "CHLD" => Signal::CHILD,
+        "CONT" => Signal::CONT,
         "HUP" => Signal::HUP,
-        "QUIT" => Signal::QUIT,
+        "INT" => Signal::INT,
+        "IO" => Signal::IO,
         "KILL" => Signal::KILL,
+        "PIPE" => Signal::PIPE,
+        "PROF" => Signal::PROF,
+        "QUIT" => Signal::QUIT,
+        "STOP" => Signal::STOP,
+        "SYS" => Signal::SYS,
+        "TRAP" => Signal::TRAP,
+        "TSTP" => Signal::TSTP,
+        "TTIN" => Signal::TTIN,
+        "TTOU" => Signal::TTOU,
+        "URG" => Signal::URG,
         "USR1" => Signal::USR1,
         "USR2" => Signal::USR2,
+        "VTALRM" => Signal::VTALARM,
+        "WINCH" => Signal::WINCH,
+        "XCPU" => Signal::XCPU,
+        "XFSZ" => Signal::XFSZ,
         _ => return None,
     };
     Some(signal)

@@ -3,7 +3,7 @@
 
 use super::wire::{WireMessage, decode_wire, encode_wire};
 use super::{DriverSet, HostError, Transport};
-use drover_core::client::{Client, ClientConfig, ClientEvent, DriverEvent};
+use drover_core::client::{Client, ClientConfig, ClientEvent, DriverEvent, TaskAction};
 use drover_core::rpc::ClientRpc;
 use drover_core::time::Millis;
 
@@ -104,14 +104,15 @@ impl<T: Transport, D: DriverSet> ClientHost<T, D> {
         self.drain(now);
     }
 
-    /// An operator's restart of a task (or of every running task) of an allocation here.
-    pub fn handle_restart(
+    /// An operator's action on a task (or on every running task) of an allocation here.
+    pub fn handle_task_action(
         &mut self,
         now: Millis,
         alloc_id: &str,
         task: Option<&str>,
+        action: &TaskAction,
     ) -> Result<(), String> {
-        let result = self.client.handle_restart(now, alloc_id, task);
+        let result = self.client.handle_task_action(now, alloc_id, task, action);
         self.drain(now);
         result
     }

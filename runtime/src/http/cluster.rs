@@ -6,10 +6,12 @@ use super::{
     sorted_by_key, stub, write, write_response,
 };
 use crate::agent::AgentHandle;
+use crate::driver::raw_exec::signal_by_name;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
+use drover_core::client::TaskAction;
 use drover_core::model::{DrainSpec, NodeEligibility};
 use drover_core::server::{ApiRequest, Query};
 use serde::Deserialize;
@@ -31,6 +33,7 @@ pub(super) fn routes() -> Router<AgentHandle> {
         // Allocation actions.
         .route("/v1/allocation/{id}/stop", post(alloc_stop).put(alloc_stop))
         .route("/v1/client/allocation/{id}/restart", post(alloc_restart).put(alloc_restart))
+        .route("/v1/client/allocation/{id}/signal", post(alloc_signal).put(alloc_signal))
         // Deployment actions, and a job's latest deployment.
         .route("/v1/deployment/promote/{id}", post(deployment_promote).put(deployment_promote))
         .route("/v1/deployment/fail/{id}", post(deployment_fail).put(deployment_fail))
@@ -229,8 +232,6 @@ struct RestartBody {
 }
 
 /// `alloc restart`: Nomad's agent forwards it to the client that runs the allocation.
-/// This agent reaches only its own client; an allocation on another node gets Nomad's
-/// answer for a node it has no connection to.
 async fn alloc_restart(
     State(agent): State<AgentHandle>,
     Path(id): Path<String>,
@@ -241,16 +242,52 @@ async fn alloc_restart(
     if body.all_tasks && !body.task_name.is_empty() {
         return Err(ApiError::bad_request("Task name cannot be set when restarting all tasks"));
     }
-    let (result, _) =
-        read(&agent, &Params::default(), Query::Alloc { alloc_id: id.clone() }).await?;
+    let task = Some(body.task_name).filter(|t| !t.is_empty());
+    act_on_alloc(&agent, &params, id, task, TaskAction::Restart).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct SignalBody {
+    task: String,
+    signal: String,
+}
+
+/// `alloc signal`: forwarded like `alloc restart`; a signal the driver cannot send is
+/// refused before anything reaches the client.
+async fn alloc_signal(
+    State(agent): State<AgentHandle>,
+    Path(id): Path<String>,
+    params: Params,
+    body: Bytes,
+) -> ApiResult {
+    let body: SignalBody = decode_body(&body)?;
+    if body.signal.is_empty() || signal_by_name(&body.signal).is_none() {
+        let message = format!("Signal {:?} is not supported", body.signal);
+        return Err(ApiError::bad_request(message));
+    }
+    let task = Some(body.task).filter(|t| !t.is_empty());
+    act_on_alloc(&agent, &params, id, task, TaskAction::Signal(body.signal)).await
+}
+
+/// Hands an operator's action to the client that runs the allocation. This agent reaches
+/// only its own client; an allocation on another node gets Nomad's answer for a node it
+/// has no connection to.
+async fn act_on_alloc(
+    agent: &AgentHandle,
+    params: &Params,
+    alloc_id: String,
+    task: Option<String>,
+    action: TaskAction,
+) -> ApiResult {
+    let (result, _) = read(agent, &Params::default(), Query::Alloc { alloc_id }).await?;
     let alloc = rows!(result, Alloc)?.ok_or_else(|| ApiError::not_found("Unknown allocation"))?;
     let status = agent.status().await.map_err(|gone| ApiError::internal(gone.to_string()))?;
     if alloc.node_id != status.node_id {
         return Err(ApiError::internal("No path to node"));
     }
-    let task = Some(body.task_name).filter(|t| !t.is_empty());
-    match agent.restart_alloc(alloc.id, task).await {
-        Ok(Ok(())) => Ok(super::json_response(&params, Default::default(), &Map::new())),
+    match agent.act_on_alloc(alloc.id, task, action).await {
+        Ok(Ok(())) => Ok(super::json_response(params, Default::default(), &Map::new())),
         Ok(Err(message)) => Err(ApiError::from_server(message)),
         Err(gone) => Err(ApiError::internal(gone.to_string())),
     }

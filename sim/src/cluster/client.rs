@@ -177,7 +177,8 @@ impl DriverSet for SimDrivers {
             }
             DriverCommand::Stop { task, attempt, .. } => self.kill(task, attempt, 15, false),
             DriverCommand::ForceKill { task, attempt, .. } => self.kill(task, attempt, 9, true),
-            DriverCommand::Destroy { .. } => {}
+            // A simulated task ignores an operator's signal.
+            DriverCommand::Signal { .. } | DriverCommand::Destroy { .. } => {}
         }
     }
 
