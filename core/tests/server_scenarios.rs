@@ -190,3 +190,28 @@ fn a_snapshot_is_encoded_off_the_loop_and_compacts_the_log_once_handed_back() {
 fn a_loop_restarted_in_its_term_waits_for_its_last_plan() {
     check("lease_lapse_plan.txt");
 }
+
+#[test]
+fn the_deployment_watcher_drives_a_rollout_to_successful() {
+    check("deploy_rollout.txt");
+}
+
+#[test]
+fn an_unhealthy_allocation_fails_the_deployment_and_reverts() {
+    check("deploy_auto_revert.txt");
+}
+
+#[test]
+fn a_deployment_without_progress_fails_at_its_deadline() {
+    check("deploy_progress_deadline.txt");
+}
+
+#[test]
+fn healthy_canaries_are_promoted_automatically() {
+    check("deploy_auto_promote.txt");
+}
+
+#[test]
+fn a_new_leader_resumes_the_deployment() {
+    check("deploy_failover.txt");
+}

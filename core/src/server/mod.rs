@@ -34,6 +34,7 @@
 //! answers client writes with [`crate::rpc::ServerReply::NotLeader`]. Reads are served
 //! from local state, blocking until the table they read passes the caller's index.
 
+mod deployments;
 mod leader;
 mod message;
 mod periodic;
@@ -42,6 +43,7 @@ mod requests;
 mod snapshot;
 mod worker;
 
+pub use deployments::DeploymentWatcher;
 pub use leader::{GcConfig, HeartbeatConfig, LeaderService};
 pub use message::{
     ApiCall, ApiReply, ApiRequest, ApiResponse, ClientCall, ClientConn, PassId, PeerEnvelope,
@@ -201,9 +203,11 @@ impl Server {
 
     fn with_raft(config: ServerConfig, raft: Raft, state: State) -> Server {
         let workers = (0..config.workers_count).map(|_| Worker::default()).collect();
-        // The periodic dispatcher is the one leader service every server runs.
+        // The periodic dispatcher and the deployment watcher run on every server.
         let dispatcher: Box<dyn LeaderService> =
             Box::new(PeriodicDispatcher::new(config.rng_seed ^ 0x9e71));
+        let watcher: Box<dyn LeaderService> =
+            Box::new(DeploymentWatcher::new(config.rng_seed ^ 0xde91));
         Server {
             rng: ChaCha8Rng::seed_from_u64(config.rng_seed ^ 0x5e4e),
             ids: IdGen::new(config.rng_seed ^ 0x1d5),
@@ -212,7 +216,7 @@ impl Server {
             state,
             leader: None,
             leader_epoch: 0,
-            services: vec![dispatcher],
+            services: vec![dispatcher, watcher],
             pending_writes: BTreeMap::new(),
             parked: Vec::new(),
             forwards: BTreeMap::new(),
