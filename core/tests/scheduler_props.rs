@@ -4,7 +4,9 @@
 //! - any plan the scheduler produces from a snapshot is accepted whole by the applier on
 //!   that same state (no reject livelock, Nomad #9506);
 //! - no sequence of applied plans over-commits a node's CPU, memory, disk or a port,
-//!   including plans made from stale snapshots.
+//!   including plans made from stale snapshots;
+//! - during a rolling update, the deployment's allocations not yet healthy never exceed
+//!   `max_parallel` plus its canaries.
 
 #[path = "scheduler/harness.rs"]
 mod harness;
@@ -238,5 +240,121 @@ proptest! {
         cluster.register_job(job);
         cluster.run();
         prop_assert_eq!(cluster.state.alloc_count(), 0);
+    }
+}
+
+/// What the operator and the clients do during a rollout.
+#[derive(Clone, Debug)]
+enum RolloutOp {
+    /// A client reports the k-th live allocation still without a verdict healthy.
+    Healthy(usize),
+    Promote,
+    /// A new version with a destructive change.
+    Update,
+    /// The deployment watcher's (or anyone's) evaluation of the job.
+    Eval,
+}
+
+fn rollout_op() -> impl Strategy<Value = RolloutOp> {
+    prop_oneof![
+        4 => (0..8usize).prop_map(RolloutOp::Healthy),
+        1 => Just(RolloutOp::Promote),
+        1 => Just(RolloutOp::Update),
+        2 => Just(RolloutOp::Eval),
+    ]
+}
+
+fn rollout_job(count: i32, max_parallel: i32, canary: i32, memory: i32) -> String {
+    format!(
+        r#"job "web" {{
+  datacenters = ["*"]
+  group "g" {{
+    count = {count}
+    update {{
+      max_parallel = {max_parallel}
+      canary       = {canary}
+    }}
+    task "t" {{
+      driver = "docker"
+      config {{ image = "app" }}
+      resources {{
+        cpu    = 100
+        memory = {memory}
+      }}
+    }}
+  }}
+}}"#
+    )
+}
+
+/// The safety rule of rolling updates: the allocations of the active deployment that
+/// are not yet healthy never exceed `max_parallel` plus its canaries.
+fn check_rollout(state: &State, max_parallel: i32) -> Result<(), TestCaseError> {
+    let Some(deployment) = state.latest_deployment("default", "web").filter(|d| d.is_active())
+    else {
+        return Ok(());
+    };
+    let canaries = deployment.task_groups.get("g").map_or(0, |g| g.desired_canaries);
+    let waiting = state
+        .allocs()
+        .filter(|a| a.deployment_id == deployment.id && !a.is_terminal())
+        .filter(|a| a.deployment_healthy() != Some(true))
+        .count();
+    let allowed = (max_parallel + canaries) as usize;
+    prop_assert!(waiting <= allowed, "{waiting} allocations not yet healthy, allowed {allowed}");
+    Ok(())
+}
+
+fn healthy_all(cluster: &mut Cluster) {
+    let names: Vec<String> = cluster
+        .state
+        .allocs()
+        .filter(|a| !a.is_terminal() && a.deployment_healthy().is_none())
+        .map(|a| a.name.clone())
+        .collect();
+    for name in names {
+        drop(cluster.step_line(&format!("health {name} healthy")));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn rolling_updates_stay_within_max_parallel(
+        count in 1..7i32,
+        max_parallel in 1..4i32,
+        canary in 0..3i32,
+        ops in proptest::collection::vec(rollout_op(), 1..24),
+    ) {
+        let mut cluster = cluster(&[(8000, 16384), (8000, 16384)]);
+        let mut memory = 64;
+        cluster.register(&rollout_job(count, max_parallel, canary, memory));
+        cluster.run();
+        healthy_all(&mut cluster);
+        for op in &ops {
+            match op {
+                RolloutOp::Healthy(k) => {
+                    let waiting: Vec<String> = cluster
+                        .state
+                        .allocs()
+                        .filter(|a| !a.is_terminal() && a.deployment_healthy().is_none())
+                        .map(|a| a.name.clone())
+                        .collect();
+                    if !waiting.is_empty() {
+                        let name = &waiting[k % waiting.len()];
+                        drop(cluster.step_line(&format!("health {name} healthy")));
+                    }
+                }
+                RolloutOp::Promote => drop(cluster.step_line("promote web")),
+                RolloutOp::Update => {
+                    memory += 16;
+                    cluster.register(&rollout_job(count, max_parallel, canary, memory));
+                }
+                RolloutOp::Eval => drop(cluster.step_line("eval web")),
+            }
+            cluster.run();
+            check_rollout(&cluster.state, max_parallel)?;
+        }
     }
 }

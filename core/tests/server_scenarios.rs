@@ -230,3 +230,28 @@ fn failed_servers_are_removed_by_the_quorum_rule_alone_without_min_quorum() {
 fn remove_peer_waits_for_the_change_in_flight() {
     check("remove_peer_waits.txt");
 }
+
+#[test]
+fn the_deployment_watcher_drives_a_rollout_to_successful() {
+    check("deploy_rollout.txt");
+}
+
+#[test]
+fn an_unhealthy_allocation_fails_the_deployment_and_reverts() {
+    check("deploy_auto_revert.txt");
+}
+
+#[test]
+fn a_deployment_without_progress_fails_at_its_deadline() {
+    check("deploy_progress_deadline.txt");
+}
+
+#[test]
+fn healthy_canaries_are_promoted_automatically() {
+    check("deploy_auto_promote.txt");
+}
+
+#[test]
+fn a_new_leader_resumes_the_deployment() {
+    check("deploy_failover.txt");
+}

@@ -64,9 +64,14 @@ impl AllocRunner {
     /// A newer version of the allocation from the servers.
     pub fn update(&mut self, ctx: &mut Ctx<'_>, alloc: Arc<Allocation>) {
         let stop = alloc.server_terminal();
+        // An in-place update into a new deployment is judged again for it.
+        let redeployed = alloc.deployment_id != self.alloc.deployment_id;
         self.alloc = alloc;
         if stop {
             self.stop(ctx);
+        } else if redeployed {
+            self.health = HealthWatch::for_alloc(ctx.now, &self.alloc);
+            self.judge_health(ctx);
         }
     }
 

@@ -83,6 +83,9 @@ fn evaluate_node(state: &State, plan: &Plan, node_id: &str) -> Result<(), String
     if placements.is_empty() {
         return Ok(()); // stops and evictions always apply
     }
+    if let Some(ended) = placements.iter().find_map(|a| ended_deployment(state, plan, a)) {
+        return Err(format!("deployment {ended} is no longer active"));
+    }
     // The node list holds the node, its capacity and its live usage flat, found with one
     // lookup: the applier re-checks every node of every plan, serially.
     let list = state.node_list();
@@ -159,6 +162,19 @@ fn evaluate_node(state: &State, plan: &Plan, node_id: &str) -> Result<(), String
         }
     }
     Ok(())
+}
+
+/// The deployment a new placement joins, if it ended (failed, cancelled, successful)
+/// since the plan was made: nothing more is placed for it.
+fn ended_deployment<'a>(state: &State, plan: &Plan, alloc: &'a Allocation) -> Option<&'a str> {
+    if alloc.create_index != 0
+        || alloc.deployment_id.is_empty()
+        || plan.deployment.as_ref().is_some_and(|d| d.id == alloc.deployment_id)
+    {
+        return None;
+    }
+    let deployment = state.deployment(&alloc.deployment_id)?;
+    (!deployment.is_active()).then_some(alloc.deployment_id.as_str())
 }
 
 fn add(used: &mut ComparableResources, alloc: &Allocation, sign: i64) {

@@ -10,8 +10,8 @@ use super::select::Stack;
 use super::{ScheduleOutput, SchedulerConfig};
 use crate::id::IdGen;
 use crate::model::{
-    AllocClientStatus, AllocDesiredStatus, Allocation, AllocationMetric, Evaluation, Job, Plan,
-    RescheduleTracker, StopRequest,
+    AllocClientStatus, AllocDeploymentStatus, AllocDesiredStatus, Allocation, AllocationMetric,
+    Evaluation, Job, Plan, RescheduleTracker, StopRequest,
 };
 use crate::state::Snapshot;
 use std::collections::BTreeMap;
@@ -26,7 +26,14 @@ pub fn schedule(
     config: SchedulerConfig,
 ) -> ScheduleOutput {
     let allocs = snap.job_allocs(&eval.namespace, &eval.job_id);
-    let reconciler = Reconciler { snap, job, job_id: &eval.job_id, eval_id: &eval.id, now_ns };
+    let reconciler = Reconciler {
+        snap,
+        job,
+        namespace: &eval.namespace,
+        job_id: &eval.job_id,
+        eval_id: &eval.id,
+        now_ns,
+    };
     let mut reconciled = reconciler.compute(&allocs);
     let mut out = ScheduleOutput {
         plan: new_plan(snap, eval, job),
@@ -34,22 +41,30 @@ pub fn schedule(
         ..Default::default()
     };
     let mut ids = IdGen::new(seed);
+    out.plan.deployment_updates = std::mem::take(&mut reconciled.deployment_updates);
     let Some(job) = job.filter(|j| !j.stop) else {
         append_stops(&mut out.plan, &reconciled);
         return out;
     };
     let stack_ids = IdGen::new(ids.next_u64());
     let mut stack = Stack::new(snap, job, stack_ids, config.algorithm);
+    if let Some(mut deployment) = reconciled.new_deployment.take() {
+        deployment.id = ids.next_id();
+        reconciled.deployment_id = deployment.id.clone();
+        out.plan.deployment = Some(deployment);
+    }
     for stop in &reconciled.stop {
         stack.note_stop(&stop.alloc);
     }
     append_stops(&mut out.plan, &reconciled);
     for alloc in &reconciled.inplace {
-        out.plan.append_alloc(inplace_copy(alloc, job, eval), None);
+        let updated = inplace_copy(alloc, job, eval, &reconciled.deployment_id);
+        out.plan.append_alloc(updated, None);
     }
     delay_reschedules(&mut out, &reconciled, eval, &mut ids, now_ns);
     let requests = std::mem::take(&mut reconciled.place);
-    place(&mut out, requests, &mut stack, job, eval);
+    place(&mut out, requests, &mut stack, job, eval, &reconciled.deployment_id);
+    out.deployment_id = reconciled.deployment_id;
     out
 }
 
@@ -72,9 +87,25 @@ fn append_stops(plan: &mut Plan, reconciled: &Reconciled) {
     }
 }
 
-/// The running allocation, moved to the new job version where it stands.
-pub(crate) fn inplace_copy(alloc: &Allocation, job: &Job, eval: &Evaluation) -> Allocation {
-    Allocation { eval_id: eval.id.clone(), job_version: job.version, job: None, ..alloc.clone() }
+/// The running allocation, moved to the new job version where it stands. It joins the
+/// active deployment, if any, whose health it is judged for anew.
+pub(crate) fn inplace_copy(
+    alloc: &Allocation,
+    job: &Job,
+    eval: &Evaluation,
+    deployment_id: &str,
+) -> Allocation {
+    let mut updated = Allocation {
+        eval_id: eval.id.clone(),
+        job_version: job.version,
+        job: None,
+        ..alloc.clone()
+    };
+    if !deployment_id.is_empty() && updated.deployment_id != deployment_id {
+        updated.deployment_id = deployment_id.to_owned();
+        updated.deployment_status = None;
+    }
+    updated
 }
 
 /// One follow-up evaluation per distinct reschedule time; each failed allocation learns
@@ -112,6 +143,7 @@ fn place(
     stack: &mut Stack<'_>,
     job: &Job,
     eval: &Evaluation,
+    deployment_id: &str,
 ) {
     let mut current: Option<(String, super::select::GroupStack)> = None;
     for request in requests {
@@ -161,6 +193,11 @@ fn place(
                     client_status: AllocClientStatus::Pending,
                     previous_allocation,
                     reschedule_tracker,
+                    deployment_id: deployment_id.to_owned(),
+                    deployment_status: request.canary.then(|| AllocDeploymentStatus {
+                        canary: true,
+                        ..AllocDeploymentStatus::default()
+                    }),
                     ..Allocation::default()
                 };
                 // `append_alloc` clones the node ID for its map key; most placements land

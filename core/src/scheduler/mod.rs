@@ -48,6 +48,8 @@ pub struct ScheduleOutput {
     /// blocked evaluation needs to know which node changes could unblock it.
     pub class_eligibility: BTreeMap<String, bool>,
     pub escaped_computed_class: bool,
+    /// The deployment the pass placed for (created or active): the evaluation names it.
+    pub deployment_id: String,
 }
 
 impl ScheduleOutput {

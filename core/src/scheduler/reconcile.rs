@@ -5,13 +5,24 @@
 //! in-place update, destructive update, migrate (draining node), lost (node down or
 //! gone), reschedule now or later (failed), stop (surplus, or the job is stopped). Each
 //! allocation that keeps a slot keeps its name `job.group[i]`; new placements take the
-//! lowest free indexes. Canaries and deployments hook in through [`PlaceRequest::canary`]
-//! and [`Reconciled::desired`]; the deployment logic itself is not built yet.
+//! lowest free indexes.
+//!
+//! Deployments (Nomad's `computeDeployment…`): a group with an `update` block whose
+//! `max_parallel` > 0 rolls out a new version under a deployment, created with the plan
+//! when the group has allocations to place or update and this version never ran. Its
+//! destructive updates are limited to `max_parallel` minus the deployment's allocations
+//! not yet healthy (none while one is unhealthy, the deployment is paused or failed, or
+//! canaries wait for promotion). With `canary = N`, N canaries of the new version are
+//! placed beside the old allocations, which stay until the deployment is promoted; a
+//! promoted canary then takes its name's slot and the old allocation of that name stops.
+//! Canaries of a deployment that was cancelled or failed unpromoted are stopped. An
+//! active deployment of another job version, or of a stopped job, is cancelled.
 
 use super::update::tasks_updated;
 use crate::model::{
-    AllocClientStatus, Allocation, DesiredUpdates, Job, JobType, Node, NodeStatus, RescheduleEvent,
-    ReschedulePolicy, TaskGroup, alloc_name,
+    AllocClientStatus, Allocation, Deployment, DeploymentState, DeploymentStatus,
+    DeploymentStatusUpdate, DesiredUpdates, Job, JobType, Node, NodeStatus, RescheduleEvent,
+    ReschedulePolicy, TaskGroup, UpdateStrategy, alloc_name, deployment_description,
 };
 use crate::state::Snapshot;
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,6 +34,7 @@ pub const ALLOC_UPDATING: &str = "alloc is being updated due to job update";
 pub const ALLOC_LOST: &str = "alloc is lost since its node is down";
 pub const ALLOC_RESCHEDULED: &str = "alloc was rescheduled because it failed";
 pub const ALLOC_JOB_STOPPED: &str = "alloc not needed since job was stopped";
+pub const ALLOC_CANARY_CANCELLED: &str = "alloc not needed as it is a canary of an old deployment";
 
 /// Reschedules whose time falls within this window of `now` happen now (Nomad's 1 s).
 pub const RESCHEDULE_WINDOW_NS: i64 = 1_000_000_000;
@@ -62,6 +74,12 @@ pub struct Reconciled {
     pub inplace: Vec<Arc<Allocation>>,
     pub delayed: Vec<DelayedReschedule>,
     pub desired: BTreeMap<String, DesiredUpdates>,
+    /// A deployment this pass creates (its ID still empty: the scheduler mints it).
+    pub new_deployment: Option<Deployment>,
+    /// The active deployment placements join, if one exists already.
+    pub deployment_id: String,
+    /// Deployments this pass cancels.
+    pub deployment_updates: Vec<DeploymentStatusUpdate>,
 }
 
 /// Inputs besides the snapshot: the job (None if purged), the eval's ID (a follow-up
@@ -69,6 +87,7 @@ pub struct Reconciled {
 pub struct Reconciler<'a> {
     pub snap: &'a Snapshot,
     pub job: Option<&'a Job>,
+    pub namespace: &'a str,
     pub job_id: &'a str,
     pub eval_id: &'a str,
     pub now_ns: i64,
@@ -86,6 +105,7 @@ impl Reconciler<'_> {
     pub fn compute(&self, allocs: &[Arc<Allocation>]) -> Reconciled {
         let mut out = Reconciled::default();
         let live_job = self.job.filter(|j| !j.stop);
+        let deployment = self.current_deployment(live_job, &mut out);
         let Some(job) = live_job else {
             for alloc in allocs.iter().filter(|a| !a.is_terminal()) {
                 out.stop.push(StopDecision {
@@ -113,9 +133,40 @@ impl Reconciler<'_> {
         }
         for group in &job.task_groups {
             let group_allocs = by_group.remove(group.name.as_str()).unwrap_or_default();
-            self.compute_group(job, group, &group_allocs, &mut out);
+            self.compute_group(job, group, deployment.as_deref(), &group_allocs, &mut out);
         }
         out
+    }
+
+    /// The deployment of the job's current version, if any (whatever its status); an
+    /// active deployment of another version, or of a stopped or purged job, is cancelled.
+    fn current_deployment(
+        &self,
+        job: Option<&Job>,
+        out: &mut Reconciled,
+    ) -> Option<Arc<Deployment>> {
+        let latest = self.snap.latest_deployment(self.namespace, self.job_id)?;
+        let current = job.is_some_and(|j| {
+            latest.job_create_index == j.create_index && latest.job_version == j.version
+        });
+        if current {
+            if latest.is_active() {
+                out.deployment_id = latest.id.clone();
+            }
+            return Some(latest.clone());
+        }
+        if latest.is_active() {
+            let description = match job {
+                Some(_) => deployment_description::NEWER_JOB,
+                None => deployment_description::STOPPED_JOB,
+            };
+            out.deployment_updates.push(DeploymentStatusUpdate {
+                deployment_id: latest.id.clone(),
+                status: DeploymentStatus::Cancelled,
+                status_description: description.to_owned(),
+            });
+        }
+        None
     }
 
     fn taint(&self, alloc: &Allocation) -> NodeTaint {
@@ -133,14 +184,31 @@ impl Reconciler<'_> {
         &self,
         job: &Job,
         group: &TaskGroup,
+        deployment: Option<&Deployment>,
         allocs: &[&Arc<Allocation>],
         out: &mut Reconciled,
     ) {
         let mut desired = DesiredUpdates::default();
+        let mut rollout = Rollout::new(job, group, deployment);
         // Every allocation that holds a name slot, by index; lower indexes survive a
         // scale-down (Nomad stops the highest names first).
         let mut slots: BTreeMap<u32, Vec<Slot>> = BTreeMap::new();
         for alloc in allocs {
+            match rollout.canary_verdict(self.snap, alloc) {
+                CanaryVerdict::Slot => {}
+                CanaryVerdict::Waiting => continue,
+                CanaryVerdict::Stop => {
+                    if !alloc.is_terminal() {
+                        desired.stop += 1;
+                        out.stop.push(StopDecision {
+                            alloc: (*alloc).clone(),
+                            description: ALLOC_CANARY_CANCELLED,
+                            client_status: None,
+                        });
+                    }
+                    continue;
+                }
+            }
             if let Some(slot) = self.classify(job, group, alloc) {
                 slots.entry(alloc.index().unwrap_or(u32::MAX)).or_default().push(slot);
             }
@@ -174,7 +242,28 @@ impl Reconciler<'_> {
         }
         let used: BTreeSet<u32> = ordered.iter().filter_map(|s| s.alloc.index()).collect();
         let missing = count.saturating_sub(ordered.len());
+        let destructive: Vec<u32> = ordered
+            .iter()
+            .filter(|s| s.kind == SlotKind::Destructive)
+            .filter_map(|s| s.alloc.index())
+            .collect();
+        let updating =
+            !destructive.is_empty() || ordered.iter().any(|s| s.kind == SlotKind::InPlace);
+        rollout.start(job, group, allocs, (updating, !destructive.is_empty()), out);
+        for index in rollout.canary_indexes(&destructive) {
+            desired.canary += 1;
+            let request = self.request(job, group, index, None, None);
+            out.place.push(PlaceRequest { canary: true, ..request });
+        }
+        let mut destructive_allowed = rollout.destructive_limit(allocs, destructive.len());
         for slot in ordered {
+            if slot.kind == SlotKind::Destructive {
+                if destructive_allowed == 0 {
+                    desired.ignore += 1;
+                    continue;
+                }
+                destructive_allowed -= 1;
+            }
             self.act(job, group, slot, &mut desired, out);
         }
         let mut free = (0u32..).filter(|i| !used.contains(i));
@@ -355,6 +444,169 @@ enum SlotKind {
     RescheduleLater {
         at_ns: i64,
     },
+}
+
+/// What a canary allocation is to this pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CanaryVerdict {
+    /// Not a canary, or a promoted one: it holds its name's slot.
+    Slot,
+    /// A canary of the current deployment waiting for promotion: kept beside the slots.
+    Waiting,
+    /// A canary of a deployment that ended (or was replaced) unpromoted.
+    Stop,
+}
+
+/// One group's rollout under its update strategy and the job's current deployment.
+struct Rollout<'a> {
+    /// The update strategy, when the group deploys (service jobs, `max_parallel` > 0).
+    strategy: Option<&'a UpdateStrategy>,
+    deployment: Option<&'a Deployment>,
+    state: Option<&'a DeploymentState>,
+    /// Canaries of the current deployment waiting for promotion, by name index.
+    waiting_canaries: BTreeSet<u32>,
+    /// Canaries this pass places.
+    canaries_wanted: usize,
+}
+
+impl<'a> Rollout<'a> {
+    fn new(job: &'a Job, group: &'a TaskGroup, deployment: Option<&'a Deployment>) -> Rollout<'a> {
+        let strategy = group
+            .update
+            .as_ref()
+            .filter(|u| u.max_parallel > 0 && job.job_type == JobType::Service);
+        let state = deployment.and_then(|d| d.task_groups.get(&group.name));
+        Rollout {
+            strategy,
+            deployment,
+            state,
+            waiting_canaries: BTreeSet::new(),
+            canaries_wanted: 0,
+        }
+    }
+
+    fn is_active(&self) -> bool {
+        self.deployment.is_some_and(|d| d.is_active())
+    }
+
+    fn promoted(&self) -> bool {
+        self.state.is_some_and(|s| s.promoted)
+    }
+
+    fn canary_verdict(&mut self, snap: &Snapshot, alloc: &Allocation) -> CanaryVerdict {
+        if !alloc.is_canary() {
+            return CanaryVerdict::Slot;
+        }
+        let current = self.deployment.is_some_and(|d| d.id == alloc.deployment_id);
+        if current && self.is_active() && !self.promoted() {
+            if alloc.client_status.is_terminal() {
+                return CanaryVerdict::Stop;
+            }
+            self.waiting_canaries.extend(alloc.index());
+            return CanaryVerdict::Waiting;
+        }
+        let promoted = snap
+            .deployment(&alloc.deployment_id)
+            .and_then(|d| d.task_groups.get(&alloc.task_group))
+            .is_some_and(|g| g.promoted);
+        if promoted { CanaryVerdict::Slot } else { CanaryVerdict::Stop }
+    }
+
+    /// Creates the deployment when the group rolls out a version that never ran (or
+    /// updates its allocations), and decides how many canaries to place.
+    fn start(
+        &mut self,
+        job: &Job,
+        group: &TaskGroup,
+        allocs: &[&Arc<Allocation>],
+        (updating, destructive): (bool, bool),
+        out: &mut Reconciled,
+    ) {
+        let Some(strategy) = self.strategy else { return };
+        let canarying = strategy.canary > 0 && destructive && !self.promoted();
+        if let Some(state) = self.state {
+            if canarying && self.is_active() {
+                let wanted = usize::try_from(state.desired_canaries.max(0)).unwrap_or(0);
+                self.canaries_wanted = wanted.saturating_sub(self.waiting_canaries.len());
+            }
+            return;
+        }
+        if self.deployment.is_some() || group.count <= 0 {
+            return;
+        }
+        let had_running = allocs
+            .iter()
+            .any(|a| a.job_version == job.version && a.create_index >= job.create_index);
+        if had_running && !updating {
+            return;
+        }
+        let desired_canaries = if canarying { strategy.canary } else { 0 };
+        self.canaries_wanted = usize::try_from(desired_canaries).unwrap_or(0);
+        let deployment = out.new_deployment.get_or_insert_with(|| new_deployment(job));
+        let state = DeploymentState {
+            auto_revert: strategy.auto_revert,
+            auto_promote: strategy.auto_promote,
+            progress_deadline: strategy.progress_deadline,
+            desired_canaries,
+            desired_total: group.count,
+            ..DeploymentState::default()
+        };
+        deployment.task_groups.insert(group.name.clone(), state);
+    }
+
+    /// Name indexes for the canaries to place: the first destructive slots not already
+    /// holding a waiting canary.
+    fn canary_indexes(&self, destructive: &[u32]) -> Vec<u32> {
+        destructive
+            .iter()
+            .copied()
+            .filter(|i| !self.waiting_canaries.contains(i))
+            .take(self.canaries_wanted)
+            .collect()
+    }
+
+    /// Nomad's `computeLimit`: how many of `destructive` updates this pass may make.
+    fn destructive_limit(&self, allocs: &[&Arc<Allocation>], destructive: usize) -> usize {
+        let Some(strategy) = self.strategy.filter(|_| destructive > 0) else { return destructive };
+        let max_parallel = usize::try_from(strategy.max_parallel).unwrap_or(0);
+        if self.canaries_wanted > 0 || !self.waiting_canaries.is_empty() {
+            return 0; // canaries first, and the rest only once they are promoted
+        }
+        let Some(deployment) = self.deployment else { return max_parallel };
+        let unpromoted = self.state.is_some_and(|s| s.desired_canaries > 0 && !s.promoted);
+        if matches!(deployment.status, DeploymentStatus::Paused | DeploymentStatus::Failed)
+            || unpromoted
+        {
+            return 0;
+        }
+        let mut limit = max_parallel;
+        let live = allocs.iter().filter(|a| a.deployment_id == deployment.id && !a.is_terminal());
+        for alloc in live {
+            match alloc.deployment_healthy() {
+                Some(false) => return 0, // nothing moves until the deployment fails
+                Some(true) => {}
+                None => limit = limit.saturating_sub(1),
+            }
+        }
+        limit
+    }
+}
+
+/// A deployment of the job's current version, its groups still to be added.
+fn new_deployment(job: &Job) -> Deployment {
+    let running = deployment_description::RUNNING;
+    Deployment {
+        namespace: job.namespace.clone(),
+        job_id: job.id.clone(),
+        job_version: job.version,
+        job_modify_index: job.job_modify_index,
+        job_spec_modify_index: job.job_modify_index,
+        job_create_index: job.create_index,
+        status: DeploymentStatus::Running,
+        status_description: running.to_owned(),
+        eval_priority: job.priority,
+        ..Deployment::default()
+    }
 }
 
 /// The delay before the n-th reschedule (n previous reschedules), per the policy's

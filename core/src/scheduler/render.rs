@@ -66,7 +66,46 @@ pub fn render_plan(plan: &Plan) -> String {
     lines.sort();
     placed.sort();
     lines.extend(placed);
+    lines.extend(render_deployment(plan));
     lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// The deployment a plan creates (per group: desired total and canaries) and the
+/// deployments it ends.
+fn render_deployment(plan: &Plan) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(deployment) = &plan.deployment {
+        let groups: Vec<String> = deployment
+            .task_groups
+            .iter()
+            .map(|(name, g)| {
+                let mut text = format!("{name}: total={}", g.desired_total);
+                if g.desired_canaries > 0 {
+                    let _ = write!(text, " canaries={}", g.desired_canaries);
+                }
+                if g.auto_promote {
+                    text.push_str(" auto_promote");
+                }
+                if g.auto_revert {
+                    text.push_str(" auto_revert");
+                }
+                text
+            })
+            .collect();
+        lines.push(format!(
+            "    deployment for v{} ({})",
+            deployment.job_version,
+            groups.join(", ")
+        ));
+    }
+    for update in &plan.deployment_updates {
+        lines.push(format!(
+            "    deployment {}: {}",
+            update.status.as_str(),
+            update.status_description
+        ));
+    }
+    lines
 }
 
 fn render_placement(plan: &Plan, alloc: &Allocation) -> String {
@@ -92,6 +131,9 @@ fn render_placement(plan: &Plan, alloc: &Allocation) -> String {
     }
     if !alloc.previous_allocation.is_empty() {
         line.push_str(" (replacement)");
+    }
+    if alloc.is_canary() {
+        line.push_str(" (canary)");
     }
     if let Some(tracker) = &alloc.reschedule_tracker {
         let _ = write!(line, " reschedules={}", tracker.events.len());

@@ -125,7 +125,7 @@ impl GroupPass<'_, '_> {
         let old_group = old_job.as_ref().and_then(|j| j.group(&self.group.name));
         match (old_job.as_deref(), old_group) {
             (Some(old_job), Some(old)) if !tasks_updated(old_job, old, self.job, self.group) => {
-                self.out.plan.append_alloc(inplace_copy(alloc, self.job, self.eval), None);
+                self.out.plan.append_alloc(inplace_copy(alloc, self.job, self.eval, ""), None);
             }
             _ => {
                 stack.note_stop(alloc);

@@ -236,6 +236,9 @@ impl Verdict {
             if self.committed_all { String::new() } else { "maximum attempts reached".into() };
         done.failed_tg_allocs = output.failed_tg_allocs.clone();
         done.queued_allocations = output.queued.clone();
+        if !output.deployment_id.is_empty() {
+            done.deployment_id = output.deployment_id.clone();
+        }
         done.snapshot_index = self.state_index;
         if !output.has_failures() && self.committed_all {
             return (done, None);

@@ -104,6 +104,13 @@ pub enum ApiRequest {
         id: Option<u64>,
         address: Option<String>,
     },
+    /// `deployment allocation-health`: the operator's health verdicts for allocations of
+    /// a deployment whose groups use `health_check = "manual"`.
+    DeploymentAllocHealth {
+        deployment_id: String,
+        healthy: Vec<String>,
+        unhealthy: Vec<String>,
+    },
     /// A read, answered once the table behind `query` passes `min_index` or `wait_ms` ends.
     Read {
         query: Query,
@@ -133,6 +140,10 @@ pub enum Query {
     JobAllocs {
         namespace: String,
         job_id: String,
+    },
+    /// The allocations placed for a deployment (`[]` for an unknown one).
+    DeploymentAllocs {
+        deployment_id: String,
     },
     NodeAllocs {
         node_id: String,

@@ -35,6 +35,7 @@
 //! from local state, blocking until the table they read passes the caller's index.
 
 mod autopilot;
+mod deployments;
 mod leader;
 mod message;
 mod periodic;
@@ -47,6 +48,7 @@ pub use autopilot::{
     AUTOPILOT_INTERVAL_MS, AutopilotChange, AutopilotConfig, MemberStatus, RaftServer,
     ServerMember, next_change,
 };
+pub use deployments::DeploymentWatcher;
 pub use leader::{GcConfig, HeartbeatConfig, LeaderService};
 pub use message::{
     ApiCall, ApiReply, ApiRequest, ApiResponse, ClientCall, ClientConn, PassId, PeerEnvelope,
@@ -216,9 +218,11 @@ impl Server {
 
     fn with_raft(config: ServerConfig, raft: Raft, state: State) -> Server {
         let workers = (0..config.workers_count).map(|_| Worker::default()).collect();
-        // The periodic dispatcher is the one leader service every server runs.
+        // The periodic dispatcher and the deployment watcher run on every server.
         let dispatcher: Box<dyn LeaderService> =
             Box::new(PeriodicDispatcher::new(config.rng_seed ^ 0x9e71));
+        let watcher: Box<dyn LeaderService> =
+            Box::new(DeploymentWatcher::new(config.rng_seed ^ 0xde91));
         Server {
             rng: ChaCha8Rng::seed_from_u64(config.rng_seed ^ 0x5e4e),
             ids: IdGen::new(config.rng_seed ^ 0x1d5),
@@ -227,7 +231,7 @@ impl Server {
             state,
             leader: None,
             leader_epoch: 0,
-            services: vec![dispatcher],
+            services: vec![dispatcher, watcher],
             pending_writes: BTreeMap::new(),
             parked: Vec::new(),
             forwards: BTreeMap::new(),

@@ -391,6 +391,15 @@ impl Server {
                 let status = (DeploymentStatus::Running, description);
                 Ok(deployment_status_change(deployment_id, status, Some(eval)))
             }
+            ApiRequest::DeploymentAllocHealth { deployment_id, healthy, unhealthy } => {
+                let eval =
+                    self.deployment_eval(now, &deployment_id, "set health of allocations for a")?;
+                let ids = vec![eval.id.clone()];
+                let eval = Some(eval);
+                let command =
+                    Command::DeploymentAllocHealth { deployment_id, healthy, unhealthy, eval };
+                Ok((command, ids))
+            }
             ApiRequest::Read { .. }
             | ApiRequest::JobPlan { .. }
             | ApiRequest::RaftRemovePeer { .. } => Err("not a command".into()),
@@ -768,6 +777,7 @@ fn table_index(state: &State, query: &Query) -> u64 {
         Query::JobSummary { .. } => indexes.job_summary,
         Query::Node { .. } | Query::Nodes => indexes.nodes,
         Query::JobAllocs { .. }
+        | Query::DeploymentAllocs { .. }
         | Query::NodeAllocs { .. }
         | Query::Alloc { .. }
         | Query::Allocs => indexes.allocs,
@@ -798,6 +808,13 @@ fn run_query(state: &State, query: &Query) -> QueryResult {
         Query::Nodes => QueryResult::Nodes(state.nodes().map(owned).collect()),
         Query::JobAllocs { namespace, job_id } => {
             QueryResult::Allocs(state.job_allocs(namespace, job_id).iter().map(owned).collect())
+        }
+        Query::DeploymentAllocs { deployment_id } => {
+            let allocs = state.deployment(deployment_id).map(|d| {
+                let mine = state.job_allocs(&d.namespace, &d.job_id);
+                mine.iter().filter(|a| a.deployment_id == *deployment_id).map(owned).collect()
+            });
+            QueryResult::Allocs(allocs.unwrap_or_default())
         }
         Query::NodeAllocs { node_id } => {
             // Clients need the job each allocation runs; state stores it once per version.

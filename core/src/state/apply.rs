@@ -11,7 +11,7 @@ use super::{JOB_VERSIONS_RETAINED_MAX, JobKey, JobSummary, State};
 use crate::model::{
     AllocClientStatus, AllocDeploymentStatus, Allocation, Deployment, DeploymentStatus,
     DeploymentStatusUpdate, DesiredTransition, DrainStrategy, EvalStatus, Evaluation, Job, Node,
-    NodeEligibility, NodeStatus, PlanResult, TaskState, deployment_description,
+    NodeEligibility, NodeStatus, PlanResult, TaskState, Timestamp, deployment_description,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -113,6 +113,22 @@ pub enum Command {
     /// deployment.
     DeploymentStatusChange {
         update: DeploymentStatusUpdate,
+        eval: Option<Evaluation>,
+    },
+    /// The deployment watcher's verdict on an active deployment (successful, or failed
+    /// with Nomad's text), with the evaluation that lets the scheduler act on it and, for
+    /// an auto-revert, the stable job version registered again as the newest.
+    DeploymentWatcherUpdate {
+        update: DeploymentStatusUpdate,
+        revert: Option<Job>,
+        eval: Option<Evaluation>,
+    },
+    /// `deployment allocation-health` (for `health_check = "manual"`): sets the health of
+    /// allocations of an active deployment at the entry's time.
+    DeploymentAllocHealth {
+        deployment_id: String,
+        healthy: Vec<String>,
+        unhealthy: Vec<String>,
         eval: Option<Evaluation>,
     },
 }
@@ -259,11 +275,24 @@ impl State {
                 self.upsert_evals(index, now_ns, eval, &mut outcome);
             }
             Command::DeploymentStatusChange { update, eval } => {
-                let deployment = self.active_deployment(&update.deployment_id)?;
-                let mut deployment = (*deployment).clone();
-                deployment.status = update.status;
-                deployment.status_description = update.status_description;
-                self.upsert_deployment(index, now_ns, deployment);
+                self.active_deployment(&update.deployment_id)?;
+                self.set_deployment_status(index, now_ns, &update);
+                self.upsert_evals(index, now_ns, eval, &mut outcome);
+            }
+            Command::DeploymentWatcherUpdate { update, revert, eval } => {
+                self.active_deployment(&update.deployment_id)?;
+                self.set_deployment_status(index, now_ns, &update);
+                if let Some(job) = revert {
+                    outcome.job_modify_index = self.register_job(index, now_ns, job, None)?;
+                }
+                let eval = eval.map(|e| Evaluation {
+                    job_modify_index: outcome.job_modify_index.max(e.job_modify_index),
+                    ..e
+                });
+                self.upsert_evals(index, now_ns, eval, &mut outcome);
+            }
+            Command::DeploymentAllocHealth { deployment_id, healthy, unhealthy, eval } => {
+                self.set_allocs_health(index, now_ns, &deployment_id, &healthy, &unhealthy)?;
                 self.upsert_evals(index, now_ns, eval, &mut outcome);
             }
             Command::AllocDesiredTransition { transitions, evals } => {
@@ -603,6 +632,15 @@ impl State {
         job: Option<&Job>,
         outcome: &mut ApplyOutcome,
     ) {
+        // The deployment first: the placements made for it count into it as they store.
+        if let Some(deployment) = result.deployment {
+            self.upsert_deployment(index, now_ns, deployment);
+        }
+        for update in &result.deployment_updates {
+            if self.deployments.get(&update.deployment_id).is_some() {
+                self.set_deployment_status(index, now_ns, update);
+            }
+        }
         for stop in result.node_update.values().chain(result.node_preemptions.values()).flatten() {
             let Some(existing) = self.allocs.get(stop.id.as_str()).cloned() else { continue };
             let mut stopped = (*existing).clone();
@@ -622,24 +660,22 @@ impl State {
             self.put_alloc(index, stopped);
         }
         let mut key = job.map(JobKey::of_job);
+        let mut counted = false;
+        let mut deployment_ids = std::collections::BTreeSet::new();
         for allocs in result.node_allocation.into_values() {
             let mut on_node = Vec::with_capacity(allocs.len());
             for alloc in allocs {
-                let stored = self.store_placement(index, now_ns, alloc, job, &mut key);
+                let stored =
+                    self.store_placement(index, now_ns, alloc, job, &mut key, &mut counted);
+                if std::mem::take(&mut counted) {
+                    deployment_ids.insert(stored.1.deployment_id.clone());
+                }
                 on_node.push(stored);
             }
             self.index_on_nodes(&on_node);
         }
-        if let Some(deployment) = result.deployment {
-            self.upsert_deployment(index, now_ns, deployment);
-        }
-        for update in &result.deployment_updates {
-            if let Some(old) = self.deployments.get(&update.deployment_id) {
-                let mut deployment = (**old).clone();
-                deployment.status = update.status;
-                deployment.status_description = update.status_description.clone();
-                self.upsert_deployment(index, now_ns, deployment);
-            }
+        for id in deployment_ids {
+            self.record_deployment(&id);
         }
     }
 
@@ -652,6 +688,7 @@ impl State {
         mut alloc: Allocation,
         job: Option<&Job>,
         key: &mut Option<JobKey>,
+        counted: &mut bool,
     ) -> (IdKey, Arc<Allocation>) {
         if let Some(job) = alloc.job.take().as_deref().or(job) {
             alloc.job_version = job.version;
@@ -686,6 +723,9 @@ impl State {
             alloc.clone()
         });
         self.recorder.record(|| EventPayload::Allocation(alloc.clone()));
+        if self.count_in_deployment(index, now_ns, old.as_deref(), &alloc).is_some() {
+            *counted = true;
+        }
         self.index_in_job(index, (&id, &alloc), old, key.as_ref().expect("set above"));
         (id, alloc)
     }
@@ -727,6 +767,10 @@ impl State {
         alloc.modify_index = index;
         alloc.modify_time = now_ns;
         self.note_freed(&existing, &alloc, outcome);
+        if let Some(id) = self.count_in_deployment(index, now_ns, Some(&existing), &alloc) {
+            let id = id.to_owned();
+            self.record_deployment(&id);
+        }
         self.put_alloc(index, alloc);
     }
 
@@ -916,16 +960,170 @@ impl State {
         Ok(())
     }
 
+    /// Moves a deployment to the update's status; a successful one makes its job version
+    /// stable (the version an auto-revert goes back to), as Nomad's state store does.
+    fn set_deployment_status(&mut self, index: u64, now_ns: i64, update: &DeploymentStatusUpdate) {
+        let Some(old) = self.deployments.get(&update.deployment_id) else { return };
+        let mut deployment = (**old).clone();
+        deployment.status = update.status;
+        deployment.status_description = update.status_description.clone();
+        if update.status == DeploymentStatus::Successful {
+            let key = JobKey::new(&deployment.namespace, &deployment.job_id);
+            self.mark_stable(index, &key, deployment.job_version);
+        }
+        self.upsert_deployment(index, now_ns, deployment);
+    }
+
+    fn mark_stable(&mut self, index: u64, key: &JobKey, version: u64) {
+        if let Some(versions) = self.job_versions.get(key) {
+            let mut versions = (**versions).clone();
+            for job in versions.iter_mut().filter(|j| j.version == version && !j.stable) {
+                Arc::make_mut(job).stable = true;
+            }
+            self.job_versions.insert(key.clone(), Arc::new(versions));
+            self.indexes.job_versions = index;
+        }
+        if let Some(job) = self.jobs.get(key).filter(|j| j.version == version && !j.stable) {
+            let mut job = (**job).clone();
+            job.stable = true;
+            let job = Arc::new(job);
+            self.recorder.record(|| EventPayload::Job(job.clone()));
+            self.jobs.insert(key.clone(), job);
+            self.indexes.jobs = index;
+        }
+    }
+
+    /// Nomad's `updateDeploymentWithAlloc`: an allocation counts into its deployment's
+    /// group once as placed (when it first carries the deployment's ID) and once as
+    /// healthy or unhealthy (when its health is first set; a healthy one turning
+    /// unhealthy moves over). A canary is listed by ID; a placement starts the progress
+    /// deadline and a healthy allocation pushes it back. Returns the deployment's ID if
+    /// it changed; the caller records it once per entry.
+    fn count_in_deployment<'a>(
+        &mut self,
+        index: u64,
+        now_ns: i64,
+        old: Option<&Allocation>,
+        alloc: &'a Allocation,
+    ) -> Option<&'a str> {
+        if alloc.deployment_id.is_empty() {
+            return None;
+        }
+        let deployment = self.deployments.get_mut(alloc.deployment_id.as_str())?;
+        let health = |a: &Allocation| a.deployment_status.as_ref().and_then(|s| s.healthy);
+        let (mut placed, mut healthy, mut unhealthy) = (0, 0, 0);
+        match old {
+            Some(old) if old.deployment_id == alloc.deployment_id => {
+                match (health(old), health(alloc)) {
+                    (None, Some(true)) => healthy = 1,
+                    (None, Some(false)) => unhealthy = 1,
+                    (Some(true), Some(false)) => (healthy, unhealthy) = (-1, 1),
+                    _ => {}
+                }
+            }
+            _ => placed = 1,
+        }
+        let canary_unlisted = alloc.is_canary()
+            && deployment
+                .task_groups
+                .get(&alloc.task_group)
+                .is_some_and(|g| !g.placed_canaries.contains(&alloc.id));
+        let group = deployment.task_groups.get(&alloc.task_group)?;
+        if placed == 0 && healthy == 0 && unhealthy == 0 && !canary_unlisted {
+            return None;
+        }
+        let mut require_progress_by = group.require_progress_by;
+        if group.progress_deadline.0 > 0 {
+            if placed != 0 && require_progress_by.is_unset() {
+                require_progress_by = Timestamp(alloc.modify_time).plus(group.progress_deadline);
+            } else if healthy > 0 {
+                let healthy_at = alloc.deployment_status.as_ref().map_or(now_ns, |s| s.timestamp.0);
+                require_progress_by =
+                    require_progress_by.max(Timestamp(healthy_at).plus(group.progress_deadline));
+            }
+        }
+        let deployment = Arc::make_mut(deployment);
+        let group = deployment.task_groups.get_mut(&alloc.task_group).expect("looked up above");
+        group.placed_allocs += placed;
+        group.healthy_allocs += healthy;
+        group.unhealthy_allocs += unhealthy;
+        group.require_progress_by = require_progress_by;
+        if canary_unlisted {
+            group.placed_canaries.push(alloc.id.clone());
+        }
+        deployment.modify_index = index;
+        deployment.modify_time = now_ns;
+        self.indexes.deployments = index;
+        Some(alloc.deployment_id.as_str())
+    }
+
+    /// Records the event of a deployment the entry changed in place.
+    fn record_deployment(&mut self, id: &str) {
+        if let Some(deployment) = self.deployments.get(id) {
+            let deployment = deployment.clone();
+            self.recorder.record(|| EventPayload::Deployment(deployment));
+        }
+    }
+
+    /// Nomad's `UpdateDeploymentAllocHealth`: every allocation named must exist and be
+    /// part of the active deployment; each takes the health given, stamped `now_ns`.
+    fn set_allocs_health(
+        &mut self,
+        index: u64,
+        now_ns: i64,
+        deployment_id: &str,
+        healthy: &[String],
+        unhealthy: &[String],
+    ) -> Result<(), ApplyError> {
+        self.active_deployment(deployment_id)?;
+        let verdicts =
+            healthy.iter().map(|id| (id, true)).chain(unhealthy.iter().map(|id| (id, false)));
+        let mut changed = Vec::new();
+        for (id, verdict) in verdicts {
+            let refuse = |message: String| Err(ApplyError::Refused { message });
+            let Some(alloc) = self.allocs.get(id.as_str()) else {
+                return refuse(format!("unknown alloc {id:?}"));
+            };
+            if alloc.deployment_id != deployment_id {
+                return refuse(format!("alloc {id:?} is not part of deployment {deployment_id:?}"));
+            }
+            changed.push((alloc.clone(), verdict));
+        }
+        for (existing, verdict) in changed {
+            let mut alloc = (*existing).clone();
+            let canary = alloc.is_canary();
+            alloc.deployment_status = Some(AllocDeploymentStatus {
+                healthy: Some(verdict),
+                timestamp: Timestamp(now_ns),
+                canary,
+                modify_index: index,
+            });
+            alloc.modify_index = index;
+            alloc.modify_time = now_ns;
+            self.count_in_deployment(index, now_ns, Some(&existing), &alloc);
+            self.put_alloc(index, alloc);
+        }
+        self.record_deployment(deployment_id);
+        Ok(())
+    }
+
     fn upsert_deployment(&mut self, index: u64, now_ns: i64, mut deployment: Deployment) {
         match self.deployments.get(&deployment.id) {
             Some(old) => deployment.create_index = old.create_index,
             None => {
                 deployment.create_index = index;
                 deployment.create_time = now_ns;
+                let key = JobKey::new(&deployment.namespace, &deployment.job_id);
+                self.latest_deployments.insert(key, deployment.id.clone());
             }
         }
         deployment.modify_index = index;
         deployment.modify_time = now_ns;
+        if deployment.is_active() {
+            self.active_deployments.insert(deployment.id.clone(), ());
+        } else {
+            self.active_deployments.remove(&deployment.id);
+        }
         let deployment = Arc::new(deployment);
         self.recorder.record(|| EventPayload::Deployment(deployment.clone()));
         self.deployments.insert(deployment.id.clone(), deployment);

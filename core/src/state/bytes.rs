@@ -146,6 +146,16 @@ impl State {
             state.evals.insert(eval.id.clone(), Arc::new(eval));
         }
         for deployment in body.deployments {
+            let key = JobKey::new(&deployment.namespace, &deployment.job_id);
+            let newer = state
+                .latest_deployment(&key.namespace, &key.id)
+                .is_none_or(|latest| latest.create_index < deployment.create_index);
+            if newer {
+                state.latest_deployments.insert(key, deployment.id.clone());
+            }
+            if deployment.is_active() {
+                state.active_deployments.insert(deployment.id.clone(), ());
+            }
             state.deployments.insert(deployment.id.clone(), Arc::new(deployment));
         }
         for (key, launch_ns) in body.periodic_launches {

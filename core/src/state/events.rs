@@ -51,7 +51,10 @@ impl EventType {
             Command::DeploymentUpsert { .. } => EventType::DeploymentStatusUpdate,
             Command::AllocDesiredTransition { .. } => EventType::AllocationUpdateDesiredStatus,
             Command::DeploymentPromote { .. } => EventType::DeploymentPromotion,
-            Command::DeploymentStatusChange { .. } => EventType::DeploymentStatusUpdate,
+            Command::DeploymentStatusChange { .. } | Command::DeploymentWatcherUpdate { .. } => {
+                EventType::DeploymentStatusUpdate
+            }
+            Command::DeploymentAllocHealth { .. } => EventType::DeploymentAllocHealth,
             Command::Reap { .. } => return None,
         })
     }

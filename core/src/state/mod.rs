@@ -154,6 +154,10 @@ pub struct State {
     /// the job's previous evaluation and place the same allocations again.
     job_eval_index: Table<JobKey, u64>,
     deployments: Table<String, Arc<Deployment>>,
+    /// Per job, the ID of its newest deployment (derived from `deployments`).
+    latest_deployments: Table<JobKey, String>,
+    /// The IDs of the deployments still in progress (derived), which the watcher follows.
+    active_deployments: Table<String, ()>,
     /// Per periodic job, the unix ns of its last launch (Nomad's `PeriodicLaunch` table);
     /// before its first launch, when it was registered. A new leader's dispatcher starts
     /// from here, so a failover neither launches a time twice nor forgets a missed one.
@@ -406,6 +410,19 @@ impl State {
 
     pub fn deployments(&self) -> impl Iterator<Item = &Arc<Deployment>> {
         self.deployments.values()
+    }
+
+    /// The deployments still in progress, in ID order.
+    pub fn active_deployments(&self) -> impl Iterator<Item = &Arc<Deployment>> {
+        let ids = self.active_deployments.sorted();
+        ids.into_iter().filter_map(|(id, ())| self.deployments.get(id))
+    }
+
+    /// The job's newest deployment (Nomad's `LatestDeploymentByJobID`), which may belong
+    /// to an earlier job of the same ID.
+    pub fn latest_deployment(&self, namespace: &str, job_id: &str) -> Option<&Arc<Deployment>> {
+        let id = self.latest_deployments.get(&JobKey::new(namespace, job_id))?;
+        self.deployments.get(id)
     }
 
     /// The last launch of a periodic job (unix ns), or when it was registered if it

@@ -6,6 +6,8 @@
 //! job                       # HCL follows until a line `end`; registers the job
 //! stop-job web | node-status n1 down | node-eligibility n1 ineligible | drain n1
 //! alloc web.api[0] failed   # client update of the live allocation with that name
+//! health web.api[0] healthy # its deployment health (healthy|unhealthy), as a client reports it
+//! promote web | show deployment web   # the job's latest deployment
 //! time +30s | stale | run | show allocs
 //! ```
 //! `run` processes every evaluation that is ready (FIFO), including blocked ones that a
@@ -19,8 +21,8 @@ use drover_core::broker::blocked::BlockedEvals;
 use drover_core::id::IdGen;
 use drover_core::jobspec::{ParseOptions, parse};
 use drover_core::model::{
-    AllocClientStatus, DrainSpec, DrainStrategy, DriverInfo, EvalStatus, Evaluation, JobType, Node,
-    NodeEligibility, NodeStatus, SchedulerType, Timestamp, TriggeredBy,
+    AllocClientStatus, AllocDeploymentStatus, DrainSpec, DrainStrategy, DriverInfo, EvalStatus,
+    Evaluation, JobType, Node, NodeEligibility, NodeStatus, SchedulerType, Timestamp, TriggeredBy,
 };
 use drover_core::scheduler::render::render_run;
 use drover_core::scheduler::worker::{Log, process};
@@ -229,6 +231,23 @@ impl Cluster {
                 self.commit(Command::NodeDrain { node_id: (*id).into(), drain, evals }).map(drop)
             }
             ["alloc", name, status] => self.alloc_status(name, status),
+            ["health", name, verdict] => self.alloc_health(name, *verdict == "healthy"),
+            ["promote", job] => {
+                let deployment = self.latest_deployment(job)?;
+                let eval = self.eval_for(job, TriggeredBy::DeploymentWatcher);
+                let all = true;
+                let command = Command::DeploymentPromote {
+                    deployment_id: deployment,
+                    all,
+                    groups: vec![],
+                    eval,
+                };
+                self.commit(command).map(drop)
+            }
+            ["show", "deployment", job] => {
+                self.show_deployment(job)?;
+                Ok(())
+            }
             ["time", delta] => {
                 let secs: i64 = delta
                     .trim_start_matches('+')
@@ -330,6 +349,61 @@ impl Cluster {
         Ok(())
     }
 
+    fn latest_deployment(&self, job: &str) -> Result<String, String> {
+        let deployment = self.state.latest_deployment("default", job).ok_or("no deployment")?;
+        Ok(deployment.id.clone())
+    }
+
+    /// The client's health verdict for the newest live allocation named `name`.
+    fn alloc_health(&mut self, name: &str, healthy: bool) -> Result<(), String> {
+        let alloc = self
+            .state
+            .allocs()
+            .filter(|a| a.name == name && !a.server_terminal() && !a.client_status.is_terminal())
+            .max_by_key(|a| a.create_index)
+            .cloned()
+            .ok_or_else(|| format!("no live allocation named {name}"))?;
+        let status = AllocDeploymentStatus {
+            healthy: Some(healthy),
+            timestamp: Timestamp(self.now_ns),
+            canary: alloc.is_canary(),
+            modify_index: 0,
+        };
+        let update = AllocClientUpdate {
+            alloc_id: alloc.id.clone(),
+            client_status: AllocClientStatus::Running,
+            deployment_status: Some(status),
+            ..AllocClientUpdate::default()
+        };
+        self.commit(Command::AllocClientUpdate { updates: vec![update], evals: vec![] }).map(drop)
+    }
+
+    fn show_deployment(&mut self, job: &str) -> Result<(), String> {
+        let id = self.latest_deployment(job)?;
+        let d = self.state.deployment(&id).expect("latest exists").clone();
+        let _ = writeln!(
+            self.out,
+            "  deployment v{} {}: {}",
+            d.job_version,
+            d.status.as_str(),
+            d.status_description
+        );
+        for (name, g) in &d.task_groups {
+            let _ = writeln!(
+                self.out,
+                "    {name}: desired={} canaries={}/{} promoted={} placed={} healthy={} unhealthy={}",
+                g.desired_total,
+                g.placed_canaries.len(),
+                g.desired_canaries,
+                g.promoted,
+                g.placed_allocs,
+                g.healthy_allocs,
+                g.unhealthy_allocs
+            );
+        }
+        Ok(())
+    }
+
     fn alloc_status(&mut self, name: &str, status: &str) -> Result<(), String> {
         let client_status = match status {
             "running" => AllocClientStatus::Running,
@@ -400,6 +474,15 @@ impl Cluster {
                 a.client_status.as_str(),
                 a.job_version
             );
+            if let Some(status) = &a.deployment_status {
+                let health = match status.healthy {
+                    Some(true) => "healthy",
+                    Some(false) => "unhealthy",
+                    None => "health unset",
+                };
+                let canary = if status.canary { " canary" } else { "" };
+                let _ = writeln!(self.out, "    deployment: {health}{canary}");
+            }
         }
     }
 }

@@ -12,7 +12,8 @@
 
 use drover_core::jobspec::{ParseOptions, parse};
 use drover_core::model::{
-    AllocClientStatus, DrainSpec, DriverInfo, Job, Node, NodeEligibility, NodeStatus,
+    AllocClientStatus, AllocDeploymentStatus, DrainSpec, DriverInfo, DurationNs, Job, Node,
+    NodeEligibility, NodeStatus, Timestamp, UpdateStrategy,
 };
 use drover_core::raft::{
     Entry, HardState, Index, Membership, NodeId, Persist, Restored, Snapshot, Term,
@@ -792,6 +793,36 @@ pub fn periodic_job(id: &str, cron: &str, prohibit_overlap: bool, enabled: bool)
     }
 }
 
+/// The `update` block a `job` line asks for (`max_parallel=`, `canary=`, `auto_promote`,
+/// `auto_revert`, and `min_healthy=`, `healthy_deadline=`, `progress=` in seconds), if any.
+fn update_strategy(args: &[&str]) -> Option<UpdateStrategy> {
+    let keys = ["max_parallel", "canary", "min_healthy", "healthy_deadline", "progress"];
+    let flags = ["auto_promote", "auto_revert"];
+    if !args
+        .iter()
+        .any(|a| keys.iter().any(|k| a.starts_with(&format!("{k}="))) || flags.contains(a))
+    {
+        return None;
+    }
+    let number =
+        |key: &str, default: i64| kv(args, key).map_or(default, |v| v.parse().expect("a number"));
+    let defaults = UpdateStrategy::default();
+    let secs = |key: &str, default: DurationNs| {
+        kv(args, key).map_or(default, |v| DurationNs::from_secs(v.parse().expect("seconds")))
+    };
+    Some(UpdateStrategy {
+        max_parallel: number("max_parallel", 1) as i32,
+        canary: number("canary", 0) as i32,
+        auto_promote: args.contains(&"auto_promote"),
+        auto_revert: args.contains(&"auto_revert"),
+        health_check: "task_states".into(),
+        min_healthy_time: secs("min_healthy", defaults.min_healthy_time),
+        healthy_deadline: secs("healthy_deadline", defaults.healthy_deadline),
+        progress_deadline: secs("progress", defaults.progress_deadline),
+        ..defaults
+    })
+}
+
 /// Nodes whose live allocations use more than they offer.
 pub fn overcommitted(state: &State) -> Vec<String> {
     let mut over = Vec::new();
@@ -1032,6 +1063,46 @@ pub fn show(state: &State, what: &str) -> Vec<String> {
             .jobs()
             .map(|j| format!("{} v{} {} stop={}", j.id, j.version, j.status, j.stop))
             .collect(),
+        "deployments" => {
+            let mut deployments: Vec<_> = state.deployments().collect();
+            deployments.sort_by_key(|d| d.create_index);
+            let mut lines = Vec::new();
+            for d in deployments {
+                lines.push(format!(
+                    "{} v{} {}: {}",
+                    d.job_id,
+                    d.job_version,
+                    d.status.as_str(),
+                    d.status_description
+                ));
+                for (name, g) in &d.task_groups {
+                    lines.push(format!(
+                        "  {name}: desired={} canaries={}/{} promoted={} placed={} healthy={} unhealthy={}",
+                        g.desired_total,
+                        g.placed_canaries.len(),
+                        g.desired_canaries,
+                        g.promoted,
+                        g.placed_allocs,
+                        g.healthy_allocs,
+                        g.unhealthy_allocs
+                    ));
+                }
+            }
+            lines
+        }
+        "versions" => {
+            let mut lines = Vec::new();
+            for job in state.jobs() {
+                let versions = state.job_versions(&job.namespace, &job.id);
+                let text: Vec<String> = versions
+                    .iter()
+                    .map(|v| format!("v{}{}", v.version, if v.stable { " stable" } else { "" }))
+                    .collect();
+                lines.push(format!("{}: {}", job.id, text.join(", ")));
+            }
+            lines.sort();
+            lines
+        }
         "launches" => state
             .periodic_launches()
             .into_iter()
@@ -1087,13 +1158,19 @@ impl Cluster {
             "client-stop" => self.stop_client(args[0]),
             "job" | "plan" => {
                 let job_type = kv(args, "type").unwrap_or("service");
-                let job = job(
+                let mut job = job(
                     args[0],
                     job_type,
                     number("count", 1) as u32,
                     number("cpu", 500) as u32,
                     number("mem", 256) as u32,
                 );
+                if let Some(update) = update_strategy(args) {
+                    job.update = Some(update.clone());
+                    for group in &mut job.task_groups {
+                        group.update = Some(update.clone());
+                    }
+                }
                 let request = match *name {
                     "job" => ApiRequest::JobRegister {
                         job: Box::new(job),
@@ -1176,6 +1253,33 @@ impl Cluster {
             "undrain" => {
                 let request = ApiRequest::NodeDrain { node_id: args[0].into(), drain: None };
                 self.api(to, "", request);
+            }
+            "health" => {
+                let state = self.server(to).expect("up").state();
+                let alloc = state
+                    .allocs()
+                    .filter(|a| a.name == args[0] && !a.server_terminal())
+                    .max_by_key(|a| a.create_index)
+                    .map(|a| (a.id.clone(), a.node_id.clone(), a.is_canary()));
+                let Some((alloc_id, node, canary)) = alloc else {
+                    self.line(format!("no live allocation {}", args[0]));
+                    return std::mem::take(&mut self.out);
+                };
+                let status = AllocDeploymentStatus {
+                    healthy: Some(args[1] == "healthy"),
+                    timestamp: Timestamp(self.now.as_u64() as i64 * 1_000_000),
+                    canary,
+                    modify_index: 0,
+                };
+                let update = AllocClientUpdate {
+                    alloc_id,
+                    client_status: AllocClientStatus::Running,
+                    deployment_status: Some(status),
+                    ..AllocClientUpdate::default()
+                };
+                let request =
+                    ClientRequest::AllocUpdate { node_id: node.clone(), updates: vec![update] };
+                self.client_rpc(&node, request, false);
             }
             "alloc" => {
                 let status = match args[1] {

@@ -38,6 +38,11 @@ pub(super) fn routes() -> Router<AgentHandle> {
         .route("/v1/deployment/promote/{id}", post(deployment_promote).put(deployment_promote))
         .route("/v1/deployment/fail/{id}", post(deployment_fail).put(deployment_fail))
         .route("/v1/deployment/pause/{id}", post(deployment_pause).put(deployment_pause))
+        .route(
+            "/v1/deployment/allocation-health/{id}",
+            post(deployment_alloc_health).put(deployment_alloc_health),
+        )
+        .route("/v1/deployment/allocations/{id}", get(deployment_allocations))
         .route("/v1/job/{id}/deployment", get(job_latest_deployment))
 }
 
@@ -343,6 +348,49 @@ async fn deployment_pause(
     let body: PauseBody = decode_body(&body)?;
     let request = ApiRequest::DeploymentPause { deployment_id: id, pause: body.pause };
     deployment_write(&agent, &params, request).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct AllocHealthBody {
+    #[serde(rename = "HealthyAllocationIDs")]
+    healthy_allocation_ids: Vec<String>,
+    #[serde(rename = "UnhealthyAllocationIDs")]
+    unhealthy_allocation_ids: Vec<String>,
+}
+
+/// `POST /v1/deployment/allocation-health/:id`, for `health_check = "manual"`.
+async fn deployment_alloc_health(
+    State(agent): State<AgentHandle>,
+    Path(id): Path<String>,
+    params: Params,
+    body: Bytes,
+) -> ApiResult {
+    let body: AllocHealthBody = decode_body(&body)?;
+    if body.healthy_allocation_ids.is_empty() && body.unhealthy_allocation_ids.is_empty() {
+        return Err(ApiError::bad_request(
+            "Must specify at least one healthy/unhealthy allocation ID",
+        ));
+    }
+    let request = ApiRequest::DeploymentAllocHealth {
+        deployment_id: id,
+        healthy: body.healthy_allocation_ids,
+        unhealthy: body.unhealthy_allocation_ids,
+    };
+    deployment_write(&agent, &params, request).await
+}
+
+/// `GET /v1/deployment/allocations/:id`: the allocations placed for the deployment.
+async fn deployment_allocations(
+    State(agent): State<AgentHandle>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult {
+    let query = Query::DeploymentAllocs { deployment_id: id };
+    serve_shaped(&agent, &params, query, |result| {
+        Ok(rows!(result, Allocs)?.iter().map(|a| stub(a, ALLOC_STUB_KEYS)).collect::<Vec<_>>())
+    })
+    .await
 }
 
 /// Commits a deployment action and answers as Nomad's `DeploymentUpdateResponse`.

@@ -665,8 +665,10 @@ fn check_group(
         }
         return;
     }
+    // A canary runs beside the allocation whose name it took until that one stops
+    // after promotion: the deployment's canaries are allowed on top of the count.
     let mut names = BTreeSet::new();
-    for alloc in allocs {
+    for alloc in allocs.iter().filter(|a| !a.is_canary()) {
         if !names.insert(alloc.name.as_str()) {
             found.push(format!("two live allocations named {}", alloc.name));
         }
@@ -677,7 +679,15 @@ fn check_group(
         .filter_map(|a| state.alloc_job(a).and_then(|j| j.group(group).map(|g| g.count)))
         .max()
         .unwrap_or(0);
-    let allowed = current.max(placed_for).max(0) as usize;
+    let canaries_allowed = allocs
+        .iter()
+        .filter(|a| a.is_canary())
+        .filter_map(|a| state.deployment(&a.deployment_id))
+        .filter_map(|d| d.task_groups.get(group).map(|g| g.desired_canaries.max(0) as usize))
+        .max()
+        .unwrap_or(0);
+    let canaries = allocs.iter().filter(|a| a.is_canary()).count().min(canaries_allowed);
+    let allowed = current.max(placed_for).max(0) as usize + canaries;
     if allocs.len() > allowed {
         found.push(format!(
             "group {job_id}.{group} has {} live allocations, count allows {allowed}",
@@ -830,6 +840,15 @@ fn latest_eval_failed(state: &State, job: &drover_core::model::Job, group: &str)
         .is_some_and(|e| e.failed_tg_allocs.contains_key(group))
 }
 
+/// Whether the deployment of the job's current version failed.
+fn deployment_failed(state: &State, job: &drover_core::model::Job) -> bool {
+    state.latest_deployment(&job.namespace, &job.id).is_some_and(|d| {
+        d.job_version == job.version
+            && d.job_create_index == job.create_index
+            && d.status == drover_core::model::DeploymentStatus::Failed
+    })
+}
+
 pub fn check_converged(state: &State) -> Result<(), String> {
     if let Some(eval) = state.evals().find(|e| e.status == EvalStatus::Pending) {
         return Err(format!("evaluation {} of {} still pending", short(&eval.id), eval.job_id));
@@ -852,6 +871,12 @@ pub fn check_converged(state: &State) -> Result<(), String> {
                 .count();
             let settled = match (job.stop, job.job_type) {
                 (true, _) => live.is_empty(),
+                // A failed deployment stops the rollout where it was (as in Nomad, until
+                // the operator acts): the group is settled once it runs its count.
+                (false, JobType::Service) if deployment_failed(state, job) => {
+                    live.len() == group.count.max(0) as usize
+                        && live.iter().all(|a| a.client_status == AllocClientStatus::Running)
+                }
                 (false, JobType::Service) => {
                     running_current == group.count.max(0) as usize && live.len() == running_current
                 }
