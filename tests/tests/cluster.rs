@@ -505,6 +505,7 @@ fn servers_started_after_bootstrap_join_as_voters_and_a_dead_one_is_removed() {
     }
     let registered = first.http("PUT", "/v1/jobs", &job("after"));
     assert_eq!(registered.status, 200, "{}", registered.text());
+}
 
 /// A one-server region and one client agent, each on its own data directory.
 fn server_and_client(scratch: &Scratch) -> (ClusterAgent, ClusterAgent) {

@@ -111,9 +111,12 @@ fn a_subscriber_sees_a_job_registered_and_its_allocation_run() {
     assert_eq!(registered["Payload"]["Job"]["ID"], "events");
     let placed = events(&frames).into_iter().find(|e| e["Topic"] == "Allocation").expect("seen");
     assert_eq!(placed["FilterKeys"][0], "events", "an allocation is found by its job");
-    // A job without an update block has no deployment: its latest is null.
+    // A service job gets the default update block, so its first version is rolled out
+    // under a deployment, which the job's latest deployment names.
     let latest = agent.http("GET", "/v1/job/events/deployment", b"");
-    assert_eq!((latest.status, latest.text()), (200, "null".to_owned()));
+    assert_eq!(latest.status, 200, "{}", latest.text());
+    let deployment: Value = serde_json::from_slice(&latest.body).expect("a deployment");
+    assert_eq!((&deployment["JobID"], &deployment["JobVersion"]), (&json!("events"), &json!(0)));
     // Only the topics asked for, and only this job's allocations.
     let kinds: BTreeSet<String> = events(&frames)
         .iter()
