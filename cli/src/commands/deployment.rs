@@ -42,9 +42,11 @@ pub fn list(args: &[String], io: &mut Io<'_>) -> u8 {
         Err(code) => return code,
     };
     report(io, |io| {
-        let (deployments, _) = client
+        let (mut deployments, _) = client
             .get::<Vec<Deployment>>("/v1/deployments", &[], None)
             .map_err(|error| format!("Error retrieving deployments: {error}"))?;
+        // The API lists by ID; the table shows the newest first, as Nomad's does.
+        deployments.sort_by_key(|d| std::cmp::Reverse(d.create_index));
         if flags.is_set("json") {
             return print_json(&deployments, io);
         }
