@@ -21,8 +21,9 @@ use drover_core::broker::blocked::BlockedEvals;
 use drover_core::id::IdGen;
 use drover_core::jobspec::{ParseOptions, parse};
 use drover_core::model::{
-    AllocClientStatus, AllocDeploymentStatus, DrainSpec, DrainStrategy, DriverInfo, EvalStatus,
-    Evaluation, JobType, Node, NodeEligibility, NodeStatus, SchedulerType, Timestamp, TriggeredBy,
+    AllocClientStatus, AllocDeploymentStatus, Allocation, DrainSpec, DrainStrategy, DriverInfo,
+    EvalStatus, Evaluation, JobType, Node, NodeEligibility, NodeStatus, SchedulerType, Timestamp,
+    TriggeredBy,
 };
 use drover_core::scheduler::render::render_run;
 use drover_core::scheduler::worker::{Log, process};
@@ -30,6 +31,7 @@ use drover_core::scheduler::{Algorithm, SchedulerConfig};
 use drover_core::state::{AllocClientUpdate, ApplyOutcome, Command, Snapshot, State};
 use std::collections::VecDeque;
 use std::fmt::Write;
+use std::sync::Arc;
 
 pub const START_NS: i64 = 1_700_000_000_000_000_000;
 
@@ -354,15 +356,19 @@ impl Cluster {
         Ok(deployment.id.clone())
     }
 
-    /// The client's health verdict for the newest live allocation named `name`.
-    fn alloc_health(&mut self, name: &str, healthy: bool) -> Result<(), String> {
-        let alloc = self
-            .state
+    /// The newest allocation named `name` that neither the server nor its client has ended.
+    fn newest_live_alloc(&self, name: &str) -> Result<Arc<Allocation>, String> {
+        self.state
             .allocs()
             .filter(|a| a.name == name && !a.server_terminal() && !a.client_status.is_terminal())
             .max_by_key(|a| a.create_index)
             .cloned()
-            .ok_or_else(|| format!("no live allocation named {name}"))?;
+            .ok_or_else(|| format!("no live allocation named {name}"))
+    }
+
+    /// The client's health verdict for the newest live allocation named `name`.
+    fn alloc_health(&mut self, name: &str, healthy: bool) -> Result<(), String> {
+        let alloc = self.newest_live_alloc(name)?;
         let status = AllocDeploymentStatus {
             healthy: Some(healthy),
             timestamp: Timestamp(self.now_ns),
@@ -411,13 +417,7 @@ impl Cluster {
             "complete" => AllocClientStatus::Complete,
             other => return Err(format!("unknown client status {other}")),
         };
-        let alloc = self
-            .state
-            .allocs()
-            .filter(|a| a.name == name && !a.server_terminal() && !a.client_status.is_terminal())
-            .max_by_key(|a| a.create_index)
-            .cloned()
-            .ok_or_else(|| format!("no live allocation named {name}"))?;
+        let alloc = self.newest_live_alloc(name)?;
         let update = AllocClientUpdate {
             alloc_id: alloc.id.clone(),
             client_status,
