@@ -38,6 +38,48 @@ fn trace_reads_like_the_contract() {
     assert!(trace.lines().last().is_some_and(|l| l.contains("verdict: ")));
 }
 
+/// A server lost for good is replaced through autopilot: its successor is added as a
+/// learner, promoted, and only then is the lost one removed (min_quorum is the region's
+/// three servers). The first seed among the first few that replaces a server is checked.
+#[test]
+fn a_replaced_server_is_swapped_in_by_autopilot() {
+    let (seed, trace, lost, joiner) = (1..=20)
+        .find_map(|seed| {
+            let outcome = cluster::run(seed, true);
+            let line = outcome.trace.lines().find(|l| l.contains(" lost for good; "))?;
+            let (lost, joiner) = replacement(line);
+            Some((seed, outcome.trace, lost, joiner))
+        })
+        .expect("one of seeds 1..=20 replaces a server");
+    let region = &lost[..2];
+    let configurations: Vec<(String, String)> = trace
+        .lines()
+        .filter(|l| l.contains(&format!("{region}s")) && l.contains(" raft configuration "))
+        .map(|l| {
+            let voters = l.split("voters=").nth(1).unwrap_or("").split(" learners=").next();
+            let learners = l.split("learners=").nth(1).unwrap_or("");
+            (voters.unwrap_or("").to_owned(), learners.to_owned())
+        })
+        .collect();
+    let (lost_id, joiner_id) = (&lost[3..], &joiner[3..]);
+    let has = |set: &str, id: &str| set.trim_matches(['{', '}']).split(", ").any(|x| x == id);
+    let learner = configurations.iter().position(|(_, l)| has(l, joiner_id));
+    let promoted = configurations.iter().position(|(v, _)| has(v, joiner_id) && has(v, lost_id));
+    let removed = configurations.iter().position(|(v, _)| has(v, joiner_id) && !has(v, lost_id));
+    assert!(
+        learner < promoted && promoted < removed && learner.is_some(),
+        "seed {seed}: {joiner} not added, promoted, then {lost} removed: {configurations:?}"
+    );
+    assert!(trace.lines().last().is_some_and(|l| l.ends_with("verdict: ok")), "seed {seed}");
+}
+
+/// `"... fault: r2s3 lost for good; r2s4 joins in its place"` → `("r2s3", "r2s4")`.
+fn replacement(line: &str) -> (String, String) {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "lost").expect("a replacement line");
+    (words[at - 1].to_owned(), words[at + 3].to_owned())
+}
+
 /// Seeds checked on every test run; `cargo sim cluster --seeds N` runs any number.
 const TEST_SEEDS: std::ops::Range<u64> = 10..16;
 

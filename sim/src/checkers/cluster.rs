@@ -273,6 +273,12 @@ impl ClusterChecker {
     }
 
     fn on_first_apply(&mut self, at: ServerRef, entry: &Entry, notes: &mut Vec<String>) {
+        if let (Payload::Membership(membership), true) = (&entry.payload, self.tracing) {
+            notes.push(format!(
+                "commit idx={} term={} raft configuration voters={:?} learners={:?}",
+                entry.index, entry.term, membership.voters, membership.learners
+            ));
+        }
         let Payload::Command(bytes) = &entry.payload else { return };
         let Ok(command) =
             codec::decode::<Command>(FrameKind::LOG_ENTRY, bytes, FRAME_LEN_MAX_BYTES_DEFAULT)

@@ -3,12 +3,14 @@
 //! leader kills, server restarts with disk faults, client kills, slow nodes, disk errors
 //! (a server's disk fails its next write or sync: the host stops, the machine is killed,
 //! its unsynced writes lost or torn, and it restarts later) and clock steps (a node's wall
-//! clock stepped forward or back, read when its process next starts). Message loss,
+//! clock stepped forward or back, read when its process next starts) and server
+//! replacement (a server lost for good and a new one joining in its place, at most once
+//! per region and only while the region's other servers are up). Message loss,
 //! duplication and delays are per message, in `net`. Clock drift is per node, in
 //! `World::clock`. Every fault is undone by a later action, and all of them by `heal`.
 
-use super::params::{REGIONS, SERVERS_PER_REGION};
-use super::world::{Kind, NodeKey, Shared, lock, trace};
+use super::params::REGIONS;
+use super::world::{Kind, NodeKey, Shared, World, lock, trace};
 use drover_runtime::store::mem::DiskFault;
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
@@ -30,12 +32,22 @@ pub struct Faults {
     /// Undo actions by (elapsed ms, sequence).
     undo: BTreeMap<(u64, u64), Undo>,
     sequence: u64,
+    /// Regions that had a server replaced (once per region per seed).
+    replaced: BTreeSet<u8>,
 }
 
 impl Faults {
     pub fn new(handle: Handle, nodes: BTreeMap<NodeKey, NodeId>) -> Faults {
         let clients = nodes.keys().filter(|k| k.kind == Kind::Client).copied().collect();
-        Faults { handle, nodes, clients, down: BTreeSet::new(), undo: BTreeMap::new(), sequence: 0 }
+        Faults {
+            handle,
+            nodes,
+            clients,
+            down: BTreeSet::new(),
+            undo: BTreeMap::new(),
+            sequence: 0,
+            replaced: BTreeSet::new(),
+        }
     }
 
     /// When the next undo is due, in elapsed simulated ms.
@@ -98,6 +110,7 @@ impl Faults {
                 p.slow_weight,
                 p.disk_fault_weight,
                 p.clock_jump_weight,
+                p.server_replace_weight,
             ]
         };
         let total: u32 = weights.iter().sum();
@@ -114,14 +127,10 @@ impl Faults {
             0 => self.partition(world, elapsed),
             1 => self.kill_leader(world, elapsed),
             2 => {
-                let (region, index) = {
-                    let mut w = lock(world);
-                    (
-                        w.rng.range(1, REGIONS as u64 + 1) as u8,
-                        w.rng.range(1, SERVERS_PER_REGION + 1) as u8,
-                    )
-                };
-                self.kill(world, NodeKey::server(region, index), elapsed, "restart");
+                let server = pick_server(&mut lock(world));
+                if let Some(server) = server {
+                    self.kill(world, server, elapsed, "restart");
+                }
             }
             3 => {
                 let client = lock(world).rng.pick(&self.clients);
@@ -131,16 +140,48 @@ impl Faults {
             }
             4 => self.slow(world, elapsed),
             5 => self.arm_disk_fault(world),
-            _ => self.step_clock(world, elapsed),
+            6 => self.step_clock(world, elapsed),
+            _ => self.replace_server(world),
         }
+    }
+
+    /// Loses one server for good and starts a new one (the region's next index, an empty
+    /// disk) that joins in its place. Only while every server of the region is up, so the
+    /// region keeps a quorum through the change, as an operator replacing a machine would.
+    fn replace_server(&mut self, world: &Shared) {
+        let mut w = lock(world);
+        let region = w.rng.range(1, REGIONS as u64 + 1) as u8;
+        let servers = w.servers(region);
+        if self.replaced.contains(&region) || servers.iter().any(|s| self.down.contains(s)) {
+            return;
+        }
+        let Some(lost) = w.rng.pick(&servers) else { return };
+        let Some(id) = self.nodes.remove(&lost) else { return };
+        self.handle.kill(id);
+        self.replaced.insert(region);
+        let index = servers.iter().map(|s| s.index).max().unwrap_or(0) + 1;
+        let joiner = NodeKey::server(region, index);
+        if let Some(view) = w.views.get_mut(&lost) {
+            view.up = false;
+            view.leader_loop = false;
+        }
+        w.checker.on_server_down((lost.region, u64::from(lost.index)));
+        w.slow_ms.remove(&lost);
+        w.retired.insert(lost);
+        w.joiners.insert(joiner);
+        w.members.entry(region).or_default().retain(|&s| s != lost);
+        w.members.entry(region).or_default().push(joiner);
+        w.gossip_changed();
+        trace!(w, "fault: {} lost for good; {} joins in its place", lost.name(), joiner.name());
+        drop(w);
+        self.nodes.insert(joiner, super::start_machine(&self.handle, world, joiner));
     }
 
     /// Arms a write or sync error on one server's disk; it fires at that server's next
     /// persist.
     fn arm_disk_fault(&mut self, world: &Shared) {
         let mut w = lock(world);
-        let region = w.rng.range(1, REGIONS as u64 + 1) as u8;
-        let key = NodeKey::server(region, w.rng.range(1, SERVERS_PER_REGION + 1) as u8);
+        let Some(key) = pick_server(&mut w) else { return };
         let fault = if w.rng.chance(0.5) { DiskFault::Write } else { DiskFault::Sync };
         w.disk(key).lock().unwrap_or_else(|p| p.into_inner()).arm_fault(fault);
         trace!(w, "fault: {}'s disk fails its next {fault:?}", key.name());
@@ -247,6 +288,7 @@ impl Faults {
                 view.leader_loop = false;
             }
             w.checker.on_server_down((key.region, u64::from(key.index)));
+            w.gossip_changed();
             trace!(
                 w,
                 "fault: {why}: {} killed ({unsynced} unsynced writes, kept {kept}, torn {torn:?}), back at t={}s",
@@ -300,4 +342,11 @@ impl Faults {
         w.cut.clear();
         w.slow_ms.clear();
     }
+}
+
+/// One server of a region drawn by the seed, among the region's servers now.
+fn pick_server(w: &mut World) -> Option<NodeKey> {
+    let region = w.rng.range(1, REGIONS as u64 + 1) as u8;
+    let servers = w.servers(region);
+    w.rng.pick(&servers)
 }

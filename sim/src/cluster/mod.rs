@@ -8,7 +8,9 @@
 //! operator calls from the workload and faults, for at least ten simulated minutes. The
 //! **liveness phase** then heals every link, restarts every machine, turns message and
 //! task faults off and undoes drains; every job of both regions must reach its desired
-//! state within a bounded simulated time, and garbage collection must then have bounded
+//! state within a bounded simulated time, each region's Raft configuration must hold
+//! exactly its servers now (autopilot done after a server replacement), and garbage
+//! collection must then have bounded
 //! the state (`checkers::cluster::check_gc_bound`, on each region's leader). A run is a pure function of its seed.
 
 pub mod params;
@@ -127,17 +129,19 @@ fn start_machines(
         let region = 1 + (c % REGIONS as u64) as u8;
         keys.push(NodeKey::client(region, 1 + (c / REGIONS as u64) as u8));
     }
-    let mut nodes = BTreeMap::new();
-    for key in keys {
-        let world = world.clone();
-        let builder = handle.create_node().name(key.name()).ip(key.addr().ip());
-        let node = match key.kind {
-            world::Kind::Server => builder.init(move || server::run(world.clone(), key)).build(),
-            world::Kind::Client => builder.init(move || client::run(world.clone(), key)).build(),
-        };
-        nodes.insert(key, node.id());
-    }
-    nodes
+    keys.into_iter().map(|key| (key, start_machine(handle, world, key))).collect()
+}
+
+/// Creates machine `key` (a madsim node at its address) running a server or a client from
+/// boot, and again from boot after every restart.
+fn start_machine(handle: &Handle, world: &Shared, key: NodeKey) -> madsim::task::NodeId {
+    let world = world.clone();
+    let builder = handle.create_node().name(key.name()).ip(key.addr().ip());
+    let node = match key.kind {
+        world::Kind::Server => builder.init(move || server::run(world.clone(), key)).build(),
+        world::Kind::Client => builder.init(move || client::run(world.clone(), key)).build(),
+    };
+    node.id()
 }
 
 /// The API caller's mailbox: every answer is traced and kept.
@@ -211,7 +215,11 @@ async fn safety_phase(
         faults.undo_due(world, elapsed);
         if elapsed >= next_op {
             next_op = elapsed + draw(world, op_interval);
-            let op = workload.next(&mut lock(world).rng);
+            let op = {
+                let mut w = lock(world);
+                let w = &mut *w;
+                workload.next(&mut w.rng, &w.members)
+            };
             if let Some(op) = op {
                 call(world, api, ep, op).await;
             }
@@ -239,7 +247,7 @@ async fn liveness_phase(
     };
     // Undrains are sent again until a write answers them: the server they went to may
     // still be booting, and a call it never received would leave its node drained.
-    let mut undrains = workload.undrain_all();
+    let mut undrains = workload.undrain_all(&lock(world).members);
     loop {
         undrains.retain(|op| {
             !matches!(lock(world).replies.get(&op.call.request_id), Some(ApiReply::Write { .. }))
@@ -261,7 +269,9 @@ async fn liveness_phase(
                 let Some(state) = &w.views[&leader].state else {
                     return Some(format!("r{region}: the leader has not shown its state"));
                 };
-                check_converged(state).err().map(|why| format!("r{region}: {why}"))
+                let converged = check_converged(state)
+                    .and_then(|()| check_membership(&w, region, &w.views[&leader]));
+                converged.err().map(|why| format!("r{region}: {why}"))
             })
             .collect();
         if pending.is_empty() {
@@ -284,6 +294,23 @@ async fn liveness_phase(
             return;
         }
     }
+}
+
+/// Autopilot finished: the leader's Raft configuration holds exactly the region's servers
+/// now, every one a voter (a replaced server removed, its replacement promoted).
+fn check_membership(w: &World, region: u8, leader: &world::ServerView) -> Result<(), String> {
+    let Some(membership) = &leader.membership else {
+        return Err("the leader has not shown its Raft configuration".to_owned());
+    };
+    let servers: std::collections::BTreeSet<u64> =
+        w.servers(region).iter().map(|s| u64::from(s.index)).collect();
+    if membership.voters == servers && membership.learners.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "Raft configuration voters={:?} learners={:?}, servers now {servers:?}",
+        membership.voters, membership.learners
+    ))
 }
 
 /// The state bounded under churn (`check_gc_bound`), on each region's leader.

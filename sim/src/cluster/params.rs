@@ -42,6 +42,9 @@ pub struct Params {
     pub disk_fault_weight: u32,
     /// A node's clock steps forward or back.
     pub clock_jump_weight: u32,
+    /// A server is lost for good, disk and all, and a new one (new id, new address, empty
+    /// disk) joins its region in its place: autopilot must add, promote and remove.
+    pub server_replace_weight: u32,
     /// Mean time between workload operations.
     pub op_interval_ms: u64,
     /// Share of task attempts that fail, and of those that hang (ignore stop signals).
@@ -82,6 +85,7 @@ impl Params {
             safety_ms: SAFETY_MIN_MS + rng.range(0, 60_000),
             disk_fault_weight: weight(rng),
             clock_jump_weight: weight(rng),
+            server_replace_weight: weight(rng),
             // A new leader gives every node the failover TTL (300 s) before it may mark
             // one down, and a slow clock stretches every timer.
             liveness_bound_ms: 420_000 * RATE_IDEAL_PPM / (RATE_IDEAL_PPM - clock_drift_ppm_max),
@@ -95,7 +99,7 @@ impl fmt::Display for Params {
             f,
             "regions={REGIONS}x{SERVERS_PER_REGION} clients={} election={}ms heartbeat={}ms \
              snapshot_every={} latency={}..{}ms loss={:.3} dup={:.3} spike={:.3}<={}ms \
-             drift<={}ppm faults_every={}ms partition/leader_kill/restart/client_kill/slow/disk/clock={}/{}/{}/{}/{}/{}/{} \
+             drift<={}ppm faults_every={}ms partition/leader_kill/restart/client_kill/slow/disk/clock/replace={}/{}/{}/{}/{}/{}/{}/{} \
              op_every={}ms task_fail={:.2} task_hang={:.2} safety={}ms",
             self.clients,
             self.election_timeout_ms,
@@ -116,6 +120,7 @@ impl fmt::Display for Params {
             self.slow_weight,
             self.disk_fault_weight,
             self.clock_jump_weight,
+            self.server_replace_weight,
             self.op_interval_ms,
             self.task_fail,
             self.task_hang,

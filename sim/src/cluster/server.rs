@@ -4,6 +4,7 @@
 //! and calls for another region, and shows the checker what it now holds.
 
 use super::net::{self, AddrNames, Outbox, SimMsg, Wake};
+use super::params::SERVERS_PER_REGION;
 use super::world::{NodeKey, ServerView, Shared, lock, region_name, trace};
 use crate::checkers::cluster::StepTime;
 use crate::clock::Clock;
@@ -72,13 +73,17 @@ struct ServerNode {
     peers: AddrNames,
 }
 
+/// A server's configuration: the region's first servers bootstrap it together; a server
+/// that replaced one starts with no servers and waits for the leader's autopilot to add it.
 pub fn config(world: &Shared, key: NodeKey) -> ServerConfig {
     let world = lock(world);
-    let servers = world
-        .servers(key.region)
-        .into_iter()
-        .map(|k| (u64::from(k.index), k.addr().to_string()))
-        .collect();
+    let servers = if world.joiners.contains(&key) {
+        BTreeMap::new()
+    } else {
+        (1..=SERVERS_PER_REGION as u8)
+            .map(|i| (u64::from(i), NodeKey::server(key.region, i).addr().to_string()))
+            .collect()
+    };
     let id = u64::from(key.index);
     let seed = world.seed ^ (u64::from(key.region) << 40) ^ (id << 32);
     let mut config = ServerConfig::new(id, seed, servers);
@@ -88,6 +93,9 @@ pub fn config(world: &Shared, key: NodeKey) -> ServerConfig {
     config.raft.snapshot_threshold_entries = world.params.snapshot_threshold_entries;
     config.gc = SIM_GC;
     config.workers_count = 2;
+    // As the agent sets it from `bootstrap_expect`: a dead server is removed only while
+    // this many voters remain, so a replacement is promoted before its predecessor goes.
+    config.autopilot.min_quorum = SERVERS_PER_REGION as usize;
     config
 }
 
@@ -117,7 +125,9 @@ pub async fn run(world: Shared, key: NodeKey) {
         Host::start(now, config, Outbox::default(), SharedDisk(disk), InlinePassRunner::default());
     let mut host = match host {
         Ok(host) => host,
-        Err(error) => return fail(&node.world, key, format!("does not start: {error}")),
+        // Starting may persist (a restored log's torn tail cut, a hard state written), so
+        // an armed disk fault can fire here as well as in the loop.
+        Err(error) => return stopped(&node.world, key, &disk_handle, error, "does not start"),
     };
     {
         let mut w = lock(&node.world);
@@ -130,9 +140,23 @@ pub async fn run(world: Shared, key: NodeKey) {
         );
         w.checker.on_server_start((key.region, u64::from(key.index)), applied);
         w.periodic.on_server_start((key.region, u64::from(key.index)));
+        let term = host.server().raft().term();
+        let view = w.views.entry(key).or_insert(ServerView {
+            up: true,
+            term,
+            leader_loop: false,
+            state: None,
+            membership: None,
+        });
+        view.up = true;
+        w.gossip_changed();
     }
     let mut receive = net::recv(&node.ep);
+    let mut gossip_epoch_seen = None;
     loop {
+        if let Err(error) = node.gossip(&mut host, &mut gossip_epoch_seen) {
+            return stopped(&node.world, key, &disk_handle, error, "host stopped");
+        }
         node.flush(&mut host).await;
         node.observe(&host);
         let slow_ms = lock(&node.world).slow_ms.get(&key).copied().unwrap_or(0);
@@ -146,14 +170,25 @@ pub async fn run(world: Shared, key: NodeKey) {
             Wake::Closed => return,
         };
         if let Err(error) = result {
-            let injected = matches!(error, HostError::Store(_))
-                && SharedDisk(Arc::clone(&disk_handle)).disk().take_fault();
-            if injected {
-                return disk_failed(&node.world, key, &error);
-            }
-            return fail(&node.world, key, format!("host stopped: {error}"));
+            return stopped(&node.world, key, &disk_handle, error, "host stopped");
         }
     }
+}
+
+/// The host refused an input: a disk fault the seed injected, or a violation.
+fn stopped(
+    world: &Shared,
+    key: NodeKey,
+    disk: &Arc<Mutex<MemStore>>,
+    error: HostError,
+    what: &str,
+) {
+    let injected =
+        matches!(error, HostError::Store(_)) && SharedDisk(Arc::clone(disk)).disk().take_fault();
+    if injected {
+        return disk_failed(world, key, &error);
+    }
+    fail(world, key, format!("{what}: {error}"))
 }
 
 /// The disk failed a write or sync: the host stopped without reporting it durable. The
@@ -168,6 +203,7 @@ fn disk_failed(world: &Shared, key: NodeKey, error: &HostError) {
     }
     w.checker.on_server_down((key.region, u64::from(key.index)));
     w.disk_failed.insert(key);
+    w.gossip_changed();
 }
 
 fn fail(world: &Shared, key: NodeKey, reason: String) {
@@ -208,6 +244,21 @@ impl ServerNode {
                 Ok(())
             }
         }
+    }
+
+    /// Tells the host the region's servers when what gossip reports changed since it
+    /// last heard (the simulation's stand-in for SWIM: a server is alive while its process
+    /// runs, failed while it is down or after it was replaced).
+    fn gossip(&self, host: &mut Host, seen: &mut Option<u64>) -> Result<(), HostError> {
+        let members = {
+            let w = lock(&self.world);
+            if *seen == Some(w.gossip_epoch) {
+                return Ok(());
+            }
+            *seen = Some(w.gossip_epoch);
+            w.gossip_members(self.key.region)
+        };
+        host.handle_members(self.local_now(), members)
     }
 
     /// Sends every frame the host queued, every API answer to its caller and every call
@@ -295,10 +346,15 @@ impl ServerNode {
                 if publish && stale {
                     view.state = Some(state.clone());
                 }
+                if publish && view.membership.as_ref() != Some(raft.membership()) {
+                    view.membership = Some(raft.membership().clone());
+                }
             }
             None => {
                 let state = publish.then(|| state.clone());
-                w.views.insert(self.key, ServerView { up: true, term, leader_loop, state });
+                let membership = publish.then(|| raft.membership().clone());
+                let view = ServerView { up: true, term, leader_loop, state, membership };
+                w.views.insert(self.key, view);
             }
         }
         for note in notes {

@@ -82,9 +82,11 @@ impl Workload {
     }
 
     /// The next operation, or `None` when the one drawn has nothing to act on.
-    pub fn next(&mut self, rng: &mut SimRng) -> Option<Op> {
+    /// `servers` are each region's servers now; the call goes to one of either region.
+    pub fn next(&mut self, rng: &mut SimRng, servers: &BTreeMap<u8, Vec<NodeKey>>) -> Option<Op> {
         let region = rng.range(1, REGIONS as u64 + 1) as u8;
-        let server = NodeKey::server(rng.range(1, REGIONS as u64 + 1) as u8, rng.range(1, 4) as u8);
+        let server_region = rng.range(1, REGIONS as u64 + 1) as u8;
+        let server = rng.pick(servers.get(&server_region).map_or(&[][..], Vec::as_slice))?;
         let roll = rng.range(0, 100);
         let existing: Vec<String> =
             self.jobs.keys().filter(|(r, _)| *r == region).map(|(_, id)| id.clone()).collect();
@@ -304,7 +306,7 @@ impl Workload {
 
     /// Calls that undo every drain, for the liveness phase: on every client, since a
     /// drain or an undrain the workload sent may have been lost or answered by no one.
-    pub fn undrain_all(&mut self) -> Vec<Op> {
+    pub fn undrain_all(&mut self, servers: &BTreeMap<u8, Vec<NodeKey>>) -> Vec<Op> {
         let clients: Vec<NodeKey> = self.clients.values().flatten().copied().collect();
         let mut ops = Vec::new();
         for client in clients {
@@ -319,7 +321,9 @@ impl Workload {
                 let request_id = self.next_request;
                 self.next_request += 1;
                 let call = ApiCall { request_id, region: region_name(client.region), request };
-                let server = NodeKey::server(client.region, 1);
+                let Some(&server) = servers.get(&client.region).and_then(|s| s.first()) else {
+                    continue;
+                };
                 ops.push(Op { server, call, what: format!("undrain {}", client.name()) });
             }
         }

@@ -6,12 +6,12 @@
 //! its mutex is read and written in the same order on every run of the seed. Nodes take
 //! the lock only between inputs, never across an `await`.
 
-use super::params::Params;
+use super::params::{Params, REGIONS, SERVERS_PER_REGION};
 use crate::checkers::cluster::ClusterChecker;
 use crate::clock::{Clock, RATE_IDEAL_PPM};
 use crate::rng::SimRng;
-use drover_core::raft::Term;
-use drover_core::server::ApiReply;
+use drover_core::raft::{Membership, Term};
+use drover_core::server::{ApiReply, MemberStatus, ServerMember};
 use drover_core::state::State;
 use drover_core::time::Millis;
 use drover_runtime::store::mem::MemStore;
@@ -92,6 +92,8 @@ pub struct ServerView {
     pub leader_loop: bool,
     /// Its replicated state, shown in the liveness phase only (the phase that reads it).
     pub state: Option<State>,
+    /// Its Raft configuration, shown in the liveness phase only.
+    pub membership: Option<Membership>,
 }
 
 /// Traffic the transport handled, for the trace's last line.
@@ -135,6 +137,17 @@ pub struct World {
     pub net: NetStats,
     /// Inputs handled by all nodes.
     pub steps: u64,
+    /// Each region's servers, in the order they joined; a replaced server leaves this list
+    /// for `retired`.
+    pub members: BTreeMap<u8, Vec<NodeKey>>,
+    /// Servers killed for good, disk and all (replaced by a new server).
+    pub retired: BTreeSet<NodeKey>,
+    /// Servers that started with an empty disk in a running region: they join (wait to be
+    /// added by the leader's autopilot) instead of bootstrapping.
+    pub joiners: BTreeSet<NodeKey>,
+    /// Bumped whenever a server starts, goes down or is retired: what gossip would tell
+    /// the servers changed, and each tells its host again.
+    pub gossip_epoch: u64,
 }
 
 pub type Shared = Arc<Mutex<World>>;
@@ -167,6 +180,14 @@ impl World {
             replies: BTreeMap::new(),
             net: NetStats::default(),
             steps: 0,
+            members: (1..=REGIONS as u8)
+                .map(|r| {
+                    (r, (1..=SERVERS_PER_REGION as u8).map(|i| NodeKey::server(r, i)).collect())
+                })
+                .collect(),
+            retired: BTreeSet::new(),
+            joiners: BTreeSet::new(),
+            gossip_epoch: 0,
         }
     }
 
@@ -237,8 +258,32 @@ impl World {
             .map(|(&k, _)| k)
     }
 
+    /// The region's servers now (a replaced one no longer among them).
     pub fn servers(&self, region: u8) -> Vec<NodeKey> {
-        (1..=super::params::SERVERS_PER_REGION as u8).map(|i| NodeKey::server(region, i)).collect()
+        self.members.get(&region).cloned().unwrap_or_default()
+    }
+
+    /// The region's servers as gossip reports them: every server that ever joined, alive
+    /// while its process runs, failed while it is down or after it was retired.
+    pub fn gossip_members(&self, region: u8) -> Vec<ServerMember> {
+        let retired = self.retired.iter().filter(|k| k.region == region);
+        retired
+            .chain(self.members.get(&region).into_iter().flatten())
+            .map(|&key| {
+                let up = !self.retired.contains(&key) && self.views.get(&key).is_some_and(|v| v.up);
+                ServerMember {
+                    id: u64::from(key.index),
+                    name: format!("{}.{}", key.name(), region_name(region)),
+                    addr: key.addr().to_string(),
+                    status: if up { MemberStatus::Alive } else { MemberStatus::Failed },
+                }
+            })
+            .collect()
+    }
+
+    /// Something gossip reports changed (a server started, went down or was retired).
+    pub fn gossip_changed(&mut self) {
+        self.gossip_epoch += 1;
     }
 }
 
