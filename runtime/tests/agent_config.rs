@@ -35,6 +35,7 @@ ports {
 server {
   enabled          = true
   bootstrap_expect = 3
+  encrypt          = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
   server_join {
     retry_join = ["10.0.0.2", "10.0.0.3:5648"]
   }
@@ -98,6 +99,7 @@ server {
   enabled          = "yes"
   bootstrap_expet  = 3
   bootstrap_expect = 0
+  encrypt          = "c2hvcnQ="
   server_join {
     retry_join = "10.0.0.2"
   }
@@ -140,6 +142,10 @@ fn what_a_mode_needs_is_asked_for() {
         ("no data dir", "server {\n enabled = true\n bootstrap_expect = 1\n}\n"),
         ("no bootstrap_expect", "data_dir = \"/d\"\nserver { enabled = true }\n"),
         ("client without servers", "data_dir = \"/d\"\nclient { enabled = true }\n"),
+        (
+            "client with a gossip key",
+            "data_dir = \"/d\"\nclient {\n enabled = true\n servers = [\"a\"]\n}\nserver { encrypt = \"AAECAwQFBgcICQoLDA0ODw==\" }\n",
+        ),
         (
             "nothing to advertise",
             "data_dir = \"/d\"\nserver {\n enabled = true\n bootstrap_expect = 1\n}\n",

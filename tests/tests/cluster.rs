@@ -62,6 +62,20 @@ fn hcl_addrs(ports: &[u16]) -> String {
 
 /// A server's configuration file: `expect` servers, joined through the `join` serf ports.
 fn server_hcl(name: &str, data_dir: &Path, ports: &Ports, expect: usize, join: &[u16]) -> String {
+    encrypted_server_hcl(name, data_dir, ports, expect, join, None)
+}
+
+/// [`server_hcl`] with the region's gossip key, if any.
+fn encrypted_server_hcl(
+    name: &str,
+    data_dir: &Path,
+    ports: &Ports,
+    expect: usize,
+    join: &[u16],
+    gossip_key: Option<&str>,
+) -> String {
+    let encrypt =
+        gossip_key.map(|key| format!("\n  encrypt          = \"{key}\"")).unwrap_or_default();
     let blocks = format!(
         r#"ports {{
   http = {http}
@@ -70,7 +84,7 @@ fn server_hcl(name: &str, data_dir: &Path, ports: &Ports, expect: usize, join: &
 }}
 server {{
   enabled          = true
-  bootstrap_expect = {expect}
+  bootstrap_expect = {expect}{encrypt}
   server_join {{
     retry_join = [{join}]
   }}
@@ -411,24 +425,50 @@ fn raft_servers(agent: &ClusterAgent) -> Option<Vec<(String, String, bool)>> {
     servers.collect()
 }
 
-/// Starts server `i` of a region expecting three, joining through the `join` serf ports.
-fn start_server(scratch: &Scratch, i: usize, ports: &Ports, join: &[u16]) -> ClusterAgent {
+/// Starts server `i` of a region expecting `expect` servers, joining through the `join`
+/// serf ports, its gossip sealed with `gossip_key`.
+fn start_server(
+    scratch: &Scratch,
+    (i, expect): (usize, usize),
+    ports: &Ports,
+    join: &[u16],
+    gossip_key: &str,
+) -> ClusterAgent {
     let data_dir = scratch.path.join(format!("server{i}"));
     let file = format!("server{i}.hcl");
-    let hcl = server_hcl(&format!("s{i}"), &data_dir, ports, 3, join);
+    let name = format!("s{i}");
+    let hcl = encrypted_server_hcl(&name, &data_dir, ports, expect, join, Some(gossip_key));
     std::fs::write(scratch.path.join(&file), hcl).expect("write the config");
     let args = ["agent".to_owned(), "-config".to_owned(), file];
     ClusterAgent::start(&scratch.path, &format!("127.0.0.1:{}", ports.http), &args)
 }
 
+/// A new gossip key from `drover operator gossip keyring generate`.
+fn generate_gossip_key(scratch: &Scratch) -> String {
+    let generated = scratch.drover_with_env(&["operator", "gossip", "keyring", "generate"], &[]);
+    assert_eq!(generated.code, 0, "{generated}");
+    generated.stdout.trim().to_owned()
+}
+
+/// Servers whose gossip is sealed with the region's key form the region and later ones
+/// join it; a server with another key, started beside them and joining the same
+/// addresses, is neither heard nor hears them.
 #[test]
 fn servers_started_after_bootstrap_join_as_voters_and_a_dead_one_is_removed() {
     let scratch = Scratch::new("five-servers");
     make_tls(&scratch);
+    let gossip_key = generate_gossip_key(&scratch);
     let ports: Vec<Ports> = (0..5).map(|_| Ports::free()).collect();
     let serf: Vec<u16> = ports[..3].iter().map(|p| p.serf).collect();
-    let mut servers: Vec<Option<ClusterAgent>> =
-        (0..3).map(|i| Some(start_server(&scratch, i, &ports[i], &serf))).collect();
+    let mut servers: Vec<Option<ClusterAgent>> = (0..3)
+        .map(|i| Some(start_server(&scratch, (i, 3), &ports[i], &serf, &gossip_key)))
+        .collect();
+    let intruder_key = generate_gossip_key(&scratch);
+    assert_ne!(intruder_key, gossip_key);
+    // A region of its own (bootstrap_expect = 1) under the same name: with the same key
+    // autopilot would add it as a learner.
+    let intruder_ports = Ports::free();
+    let intruder = start_server(&scratch, (5, 1), &intruder_ports, &serf, &intruder_key);
     let first = servers[0].as_ref().expect("started");
     await_leader(first);
     // The first write may reach the leader before its loop runs: asked again.
@@ -447,7 +487,7 @@ fn servers_started_after_bootstrap_join_as_voters_and_a_dead_one_is_removed() {
     // see a region that already holds Raft state, so they wait to be added.
     let started = Instant::now();
     for (i, ports) in ports.iter().enumerate().skip(3) {
-        servers.push(Some(start_server(&scratch, i, ports, &serf)));
+        servers.push(Some(start_server(&scratch, (i, 3), ports, &serf, &gossip_key)));
     }
     let first = servers[0].as_ref().expect("runs");
     let five = poll_until(JOIN_TIMEOUT, || {
@@ -466,6 +506,17 @@ fn servers_started_after_bootstrap_join_as_voters_and_a_dead_one_is_removed() {
         let job = server.as_ref().expect("runs").http("GET", "/v1/job/kept", b"");
         assert_eq!(job.status, 200, "a joined server holds the job: {}", job.text());
     }
+    // The server with another key announced itself to the same three all along.
+    assert!(five.iter().all(|s| s.1 != format!("127.0.0.1:{}", intruder_ports.rpc)), "{five:?}");
+    assert_eq!(member_names(first).map(|m| m.len()), Some(5), "{:?}", member_names(first));
+    assert_eq!(member_names(&intruder), Some(vec!["s5.global".to_owned()]));
+    let metrics = first.http("GET", "/v1/metrics", b"").json();
+    let refused = metrics["Gauges"].as_array().and_then(|gauges| {
+        let gauge = gauges.iter().find(|g| g["Name"] == "nomad.gossip.datagrams_refused")?;
+        gauge["Value"].as_f64()
+    });
+    assert!(refused.is_some_and(|n| n > 0.0), "the intruder's datagrams refused: {metrics}");
+    drop(intruder);
 
     // A follower dies; the operator removes it by id.
     let leader = await_leader(first);

@@ -69,10 +69,16 @@ Server Options:
   -retry-join=<addr,...>
     Gossip addresses of other servers to join (port 4648 by default).
 
+  -encrypt=<key>
+    The region's gossip encryption key (server { encrypt }): every server of
+    the region needs the same one. Make one with
+    drover operator gossip keyring generate.
+
 Client Options:
 
   -client
-    Run a client (not supported outside -dev yet).
+    Run a client: it registers with the servers it is given and runs what
+    they place on it.
 
   -servers=<addr,...>
     RPC addresses of the servers a client reports to.
@@ -86,6 +92,7 @@ const FLAGS: &[FlagSpec] = &[
     FlagSpec::value("bootstrap-expect"),
     FlagSpec::value("servers"),
     FlagSpec::value("retry-join"),
+    FlagSpec::value("encrypt"),
     FlagSpec::value("bind"),
     FlagSpec::value("http-port"),
     FlagSpec::value("data-dir"),
@@ -192,6 +199,10 @@ fn flag_config(flags: &crate::flags::Parsed) -> Result<FileConfig, String> {
         })?);
     }
     config.server.retry_join = list("retry-join");
+    if let Some(text) = flags.last("encrypt") {
+        let key = config::GossipKeyText::parse(text);
+        config.server.encrypt = Some(key.map_err(|why| format!("Invalid -encrypt: {why}"))?);
+    }
     config.client.servers = list("servers");
     if let Some(text) = flags.last("http-port") {
         let port = text.parse::<u16>().ok().filter(|&p| p > 0);

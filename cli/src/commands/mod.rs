@@ -42,6 +42,7 @@ mod job_stop;
 mod job_validate;
 mod node_drain;
 mod node_status;
+mod operator_gossip;
 mod server_members;
 mod tls;
 
@@ -167,6 +168,8 @@ Usage: drover operator <subcommand> [options] [args]
   Provides cluster-level tools for drover operators.
 
 Subcommands:
+    gossip      Provides access to the gossip subsystem
+    keygen      Generates a new gossip encryption key
     raft        Provides access to the Raft subsystem
 ";
 
@@ -252,7 +255,8 @@ const DEPLOYMENT_SUBCOMMANDS: &[(&str, Command)] = &[
     ("status", deployment::status),
 ];
 
-const OPERATOR_SUBCOMMANDS: &[(&str, Command)] = &[("raft", raft)];
+const OPERATOR_SUBCOMMANDS: &[(&str, Command)] =
+    &[("gossip", operator_gossip::gossip), ("keygen", operator_gossip::generate), ("raft", raft)];
 
 const RAFT_SUBCOMMANDS: &[(&str, Command)] = &[
     ("list-peers", cluster_info::raft_list_peers),

@@ -37,6 +37,7 @@ use crate::host::{
     ClientHost, HostError, PassPoolConfig, ServerHost, ThreadPassRunner, Transport, WireMessage,
     decode_wire, encode_wire,
 };
+use crate::net::gossip_key::GossipKey;
 use crate::net::quic::{Inbound, QuicNet, TlsIdentity};
 use crate::net::transport::QuicTransport;
 use crate::store::file::FileStore;
@@ -115,6 +116,11 @@ struct ServerLoop {
     quic: QuicNet,
     /// Gossip and its socket, on a server.
     gossip: Option<(Gossip, UdpSocket, std::net::UdpSocket)>,
+    /// The region's gossip key (`server { encrypt }`): datagrams are sealed with it and
+    /// any that does not open with it is dropped unread.
+    gossip_key: Option<GossipKey>,
+    /// Datagrams dropped because they did not open with the gossip key.
+    gossip_refused: u64,
     client: Option<ClusterClient>,
     host: Option<ClusterServer>,
     /// Servers of the region gossip declared down (and has not seen back), by Raft id.
@@ -185,6 +191,7 @@ impl ServerLoop {
             },
             ..AgentStatus::default()
         };
+        let gossip_key = settings.gossip_key.as_ref().map(|key| key.key());
         let mut server_loop = ServerLoop {
             clock,
             server_name: Role::Server.dns_name(&settings.region, DOMAIN_DEFAULT),
@@ -195,6 +202,8 @@ impl ServerLoop {
             server_id,
             quic,
             gossip,
+            gossip_key,
+            gossip_refused: 0,
             client: None,
             host: None,
             failed: BTreeMap::new(),
@@ -299,11 +308,8 @@ impl ServerLoop {
                     }
                 }
                 received = recv_datagram(self.gossip.as_ref(), &mut datagram) => {
-                    if let (Ok(len), Some((gossip, _, _))) = (received, self.gossip.as_mut()) {
-                        let now = self.clock.now();
-                        // A malformed datagram changes nothing; gossip is lossy anyway.
-                        let _refused = gossip.handle_data(now, &datagram[..len]);
-                        self.after_gossip().map_err(|_| HostError::Stopped)?;
+                    if let Ok(len) = received {
+                        self.handle_datagram(&datagram[..len])?;
                     }
                 }
                 () = passes_ready.notified() => {
@@ -543,11 +549,42 @@ impl ServerLoop {
     fn send_gossip(&mut self) {
         let Some((gossip, _, sender)) = self.gossip.as_mut() else { return };
         while let Some((to, datagram)) = gossip.poll_transmit() {
+            let sealed = match &self.gossip_key {
+                Some(key) => match key.seal(&datagram) {
+                    Ok(sealed) => sealed,
+                    // No randomness for a nonce: better unsent than sent in the clear.
+                    Err(_) => continue,
+                },
+                None => datagram,
+            };
             if let Ok(addr) = to.parse::<SocketAddr>() {
                 // Gossip tolerates loss: a full socket buffer drops the datagram.
-                let _dropped = sender.send_to(&datagram, addr);
+                let _dropped = sender.send_to(&sealed, addr);
             }
         }
+    }
+
+    /// One datagram from the serf port: opened with the gossip key when there is one,
+    /// then handed to gossip.
+    fn handle_datagram(&mut self, datagram: &[u8]) -> Result<(), HostError> {
+        let opened;
+        let plain = match &self.gossip_key {
+            Some(key) => match key.open(datagram) {
+                Some(plain) => {
+                    opened = plain;
+                    &opened[..]
+                }
+                None => {
+                    self.gossip_refused += 1;
+                    return Ok(());
+                }
+            },
+            None => datagram,
+        };
+        let Some((gossip, _, _)) = self.gossip.as_mut() else { return Ok(()) };
+        // A malformed datagram changes nothing; gossip is lossy anyway.
+        let _refused = gossip.handle_data(self.clock.now(), plain);
+        self.after_gossip().map_err(|_| HostError::Stopped)
     }
 
     /// Starts Raft once `bootstrap_expect` servers of the region are known and none of
@@ -664,6 +701,7 @@ impl ServerLoop {
         let members = status.members.len().saturating_sub(1);
         status.counters.extend([
             ("server.frames_refused", self.frames_refused),
+            ("gossip.datagrams_refused", self.gossip_refused),
             ("server.frames_lost", self.frames_lost.load(Ordering::Relaxed)),
             ("gossip.members", members as u64),
         ]);

@@ -10,6 +10,7 @@
 //! `file:line:col`; nothing is ignored, because a misspelt `bootstrap_expect` that was
 //! silently dropped would start a server that never elects a leader.
 
+use crate::net::gossip_key::GossipKey;
 use drover_core::jobspec::{Diagnostic, line_col};
 use hcl::edit::Span;
 use hcl::edit::expr::Expression;
@@ -64,6 +65,29 @@ pub struct ServerSection {
     pub bootstrap_expect: Option<u32>,
     /// `server_join { retry_join = [...] }` (or `retry_join` in `server` itself).
     pub retry_join: Option<Vec<String>>,
+    /// `encrypt`: the region's gossip key, checked when parsed.
+    pub encrypt: Option<GossipKeyText>,
+}
+
+/// A gossip key in its base64 form, known to be a valid key; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GossipKeyText(pub String);
+
+impl fmt::Debug for GossipKeyText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GossipKeyText(<redacted>)")
+    }
+}
+
+impl GossipKeyText {
+    /// `text` when it is a usable gossip key, else what is wrong with it.
+    pub fn parse(text: &str) -> Result<GossipKeyText, String> {
+        GossipKey::from_base64(text).map(|_| GossipKeyText(text.trim().to_owned()))
+    }
+
+    pub fn key(&self) -> GossipKey {
+        GossipKey::from_base64(&self.0).expect("checked when parsed")
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -100,6 +124,7 @@ impl FileConfig {
                 enabled: later.server.enabled.or(self.server.enabled),
                 bootstrap_expect: later.server.bootstrap_expect.or(self.server.bootstrap_expect),
                 retry_join: later.server.retry_join.or(self.server.retry_join),
+                encrypt: later.server.encrypt.or(self.server.encrypt),
             },
             client: ClientSection {
                 enabled: later.client.enabled.or(self.client.enabled),
@@ -186,7 +211,8 @@ const TOP_KEYS: &[&str] = &[
     "tls",
 ];
 const PORT_KEYS: &[&str] = &["http", "rpc", "serf"];
-const SERVER_KEYS: &[&str] = &["enabled", "bootstrap_expect", "server_join", "retry_join"];
+const SERVER_KEYS: &[&str] =
+    &["enabled", "bootstrap_expect", "server_join", "retry_join", "encrypt"];
 const SERVER_JOIN_KEYS: &[&str] = &["retry_join"];
 const CLIENT_KEYS: &[&str] = &["enabled", "servers"];
 const TLS_KEYS: &[&str] = &["ca_file", "cert_file", "key_file", "rpc", "http"];
@@ -252,6 +278,7 @@ impl Reader {
                     "enabled" => server.enabled = self.bool(attr),
                     "bootstrap_expect" => server.bootstrap_expect = self.bootstrap_expect(attr),
                     "retry_join" => server.retry_join = self.strings(attr),
+                    "encrypt" => server.encrypt = self.gossip_key(attr),
                     key => self.unknown(attr, key, "server", SERVER_KEYS),
                 },
                 Structure::Block(inner) => match self.block_name(inner) {
@@ -403,6 +430,17 @@ impl Reader {
         self.integer(attr, 1, max).and_then(|n| u32::try_from(n).ok())
     }
 
+    fn gossip_key(&mut self, attr: &Attribute) -> Option<GossipKeyText> {
+        let text = self.string(attr)?;
+        match GossipKeyText::parse(&text) {
+            Ok(key) => Some(key),
+            Err(why) => {
+                self.errors.push((attr.value.span().unwrap_or(0..0), format!("encrypt: {why}")));
+                None
+            }
+        }
+    }
+
     fn strings(&mut self, attr: &Attribute) -> Option<Vec<String>> {
         let Expression::Array(array) = &attr.value else {
             self.type_error(attr, "a list of strings");
@@ -448,6 +486,8 @@ pub struct AgentSettings {
     /// RPC addresses of servers for a client, `host` or `host:port` (4647 by default).
     pub servers: Vec<String>,
     pub tls: TlsFiles,
+    /// The key gossip datagrams are sealed with; none: gossip in the clear.
+    pub gossip_key: Option<GossipKeyText>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -499,6 +539,9 @@ pub fn resolve(config: FileConfig, hostname: &str) -> Result<AgentSettings, Stri
     if !server && config.server.bootstrap_expect.is_some() {
         return Err("bootstrap_expect requires server mode".into());
     }
+    if !server && config.server.encrypt.is_some() {
+        return Err("encrypt (the gossip key) requires server mode: only servers gossip".into());
+    }
     let servers = config.client.servers.unwrap_or_default();
     if client && !server && servers.is_empty() {
         return Err(
@@ -547,6 +590,7 @@ pub fn resolve(config: FileConfig, hostname: &str) -> Result<AgentSettings, Stri
         retry_join: config.server.retry_join.unwrap_or_default(),
         servers,
         tls,
+        gossip_key: config.server.encrypt,
     })
 }
 
