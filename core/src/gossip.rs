@@ -57,6 +57,9 @@ pub struct Member {
     /// The server holds Raft state (it bootstrapped the region or was added to it): a
     /// server that sees one never bootstraps, it waits to be added (Nomad's rule).
     pub has_raft_state: bool,
+    /// The Raft group it holds state of ([`crate::raft::Membership`]'s `cluster_id`; 0 until
+    /// it knows one): a leader's autopilot never takes in a server of another group.
+    pub cluster_id: u64,
 }
 
 impl foca::Identity for Member {

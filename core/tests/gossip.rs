@@ -37,6 +37,7 @@ fn member(region: &str, i: u32, generation: u32) -> Member {
         server_id: u64::from(i),
         generation,
         has_raft_state: false,
+        cluster_id: 0,
     }
 }
 

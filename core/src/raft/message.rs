@@ -23,11 +23,17 @@ pub type ReadId = u64;
 /// The servers of a group: voters decide, learners only receive the log. `addresses`
 /// says where each server listens (as hashicorp/raft's configuration does), so every
 /// member can reach one it did not start with; Raft itself never reads them.
+/// `cluster_id` names the group: fixed when it is bootstrapped and carried by every later
+/// membership, so a server learns it with the log; 0 on a server that has not yet heard
+/// from the group it joins. The server layer drops Raft messages of another group, so
+/// two groups that meet (one region name, peers reachable) never mix their logs; Raft
+/// itself never reads it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Membership {
     pub voters: BTreeSet<NodeId>,
     pub learners: BTreeSet<NodeId>,
     pub addresses: BTreeMap<NodeId, String>,
+    pub cluster_id: u64,
 }
 
 impl Membership {

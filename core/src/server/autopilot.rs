@@ -18,6 +18,9 @@
 //!    least `min_quorum`;
 //! 6. the address of a server that is neither a member nor alive is forgotten.
 //!
+//! A server that announces state of another Raft group (`cluster_id`) is never recorded
+//! or added, whatever its status.
+//!
 //! The decision ([`next_change`]) is a pure function of the configuration, the gossip
 //! view and which learners are stable; the only state the leader keeps is when each
 //! learner was first seen healthy, and it lives in the leader's loop, so a new leader
@@ -74,6 +77,8 @@ pub struct ServerMember {
     pub name: String,
     pub addr: ServerAddr,
     pub status: MemberStatus,
+    /// The Raft group it holds state of, as it announces it (0: none yet).
+    pub cluster_id: u64,
 }
 
 /// One step autopilot takes.
@@ -133,7 +138,12 @@ pub fn next_change(
     {
         return remove(id);
     }
-    let alive = members.values().filter(|m| m.status == MemberStatus::Alive);
+    // A server of another Raft group under this region's name is never taken in: its
+    // state is not ours, and the two groups' messages never mix.
+    let ours = |m: &&ServerMember| {
+        m.cluster_id == 0 || membership.cluster_id == 0 || m.cluster_id == membership.cluster_id
+    };
+    let alive = members.values().filter(|m| m.status == MemberStatus::Alive).filter(ours);
     for member in alive.clone() {
         if membership.addresses.get(&member.id) != Some(&member.addr) {
             let address = Some(member.addr.clone());

@@ -246,7 +246,12 @@ pub enum QueryResult {
 /// A message from one server to another in the same region.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum PeerMessage {
-    Raft(Message),
+    /// Raft traffic, tagged with the sender's Raft group ([`crate::raft::Membership`]'s
+    /// `cluster_id`).
+    Raft {
+        cluster_id: u64,
+        message: Message,
+    },
     /// A follower hands an API write to the leader.
     Forward {
         forward_id: u64,

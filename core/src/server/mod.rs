@@ -192,6 +192,22 @@ pub struct Server {
     members: BTreeMap<NodeId, ServerMember>,
     /// Operators' removals waiting for the membership change in flight to commit.
     removals_waiting: VecDeque<(requests::Caller, NodeId)>,
+    /// Raft messages dropped because they came from another Raft group.
+    raft_messages_foreign: u64,
+}
+
+/// The id of the Raft group a region's first servers bootstrap: the same on each of them
+/// (it depends only on the region and its first voters and their addresses), and unlike
+/// any other group's.
+fn cluster_id(region: &str, servers: &BTreeMap<NodeId, ServerAddr>) -> u64 {
+    use crate::state::table::{FNV_OFFSET_BASIS, fnv1a};
+    let mut hash = fnv1a(FNV_OFFSET_BASIS, region.as_bytes());
+    for (id, addr) in servers {
+        hash = fnv1a(fnv1a(hash, &id.to_le_bytes()), addr.as_bytes());
+        hash = fnv1a(hash, &[0]);
+    }
+    // 0 means "not known yet".
+    hash.max(1)
 }
 
 impl Server {
@@ -200,6 +216,9 @@ impl Server {
     pub fn new(now: Millis, config: ServerConfig) -> Server {
         let mut membership = Membership::with_voters(config.servers.keys().copied());
         membership.addresses = config.servers.clone();
+        if !config.servers.is_empty() {
+            membership.cluster_id = cluster_id(&config.region, &config.servers);
+        }
         let raft = Raft::new(now, config.raft.clone(), membership);
         Server::with_raft(config, raft, State::new())
     }
@@ -253,6 +272,7 @@ impl Server {
             probe: None,
             members: BTreeMap::new(),
             removals_waiting: VecDeque::new(),
+            raft_messages_foreign: 0,
         }
     }
 
@@ -275,6 +295,11 @@ impl Server {
 
     pub fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    /// Raft messages dropped because they came from another Raft group.
+    pub fn raft_messages_foreign(&self) -> u64 {
+        self.raft_messages_foreign
     }
 
     pub fn state(&self) -> &State {
@@ -336,7 +361,12 @@ impl Server {
     pub fn poll_peer_message(&mut self) -> Option<PeerEnvelope> {
         if let Some(envelope) = self.raft.poll_message() {
             let raft::Envelope { from, to, message, .. } = envelope;
-            return Some(PeerEnvelope { from, to, message: PeerMessage::Raft(message) });
+            let cluster_id = self.raft.membership().cluster_id;
+            return Some(PeerEnvelope {
+                from,
+                to,
+                message: PeerMessage::Raft { cluster_id, message },
+            });
         }
         self.peer_out.pop_front()
     }
@@ -428,7 +458,13 @@ impl Server {
         }
         let from = envelope.from;
         match envelope.message {
-            PeerMessage::Raft(message) => {
+            PeerMessage::Raft { cluster_id, message } => {
+                let ours = self.raft.membership().cluster_id;
+                if ours != 0 && cluster_id != 0 && cluster_id != ours {
+                    // Another Raft group under this region's name: never mixed with ours.
+                    self.raft_messages_foreign += 1;
+                    return;
+                }
                 let to = self.config.id;
                 self.raft.handle_message(now, raft::Envelope { from, to, after_write: 0, message });
             }

@@ -398,7 +398,7 @@ impl Server {
                     let _ = leader.broker.handle_nack(now, &eval_id, &token);
                 }
             }
-            PeerMessage::Raft(_)
+            PeerMessage::Raft { .. }
             | PeerMessage::Forward { .. }
             | PeerMessage::ForwardReply { .. } => {}
         }

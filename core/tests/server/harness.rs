@@ -448,6 +448,7 @@ impl Cluster {
                 name: format!("s{id}.global"),
                 addr: server_addr(id),
                 status,
+                cluster_id: 0,
             })
             .collect();
         for id in self.server_ids() {

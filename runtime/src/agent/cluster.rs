@@ -514,6 +514,7 @@ impl ServerLoop {
                 name: member.name.clone(),
                 addr: member.rpc_addr.clone(),
                 status,
+                cluster_id: member.cluster_id,
             };
             view.insert(member.server_id, told);
         }
@@ -531,16 +532,24 @@ impl ServerLoop {
         host.handle_members(self.clock.now(), view)
     }
 
-    /// Tells the pool this server holds Raft state once its Raft committed an entry.
+    /// Tells the pool this server holds Raft state, and of which Raft group, once its Raft
+    /// committed an entry.
     fn announce_raft_state(&mut self) {
         let (Some(host), Some((gossip, _, _))) = (self.host.as_ref(), self.gossip.as_mut()) else {
             return;
         };
-        if gossip.identity().has_raft_state || host.server().raft().commit_index() == 0 {
+        let raft = host.server().raft();
+        let cluster_id = raft.membership().cluster_id;
+        let announced =
+            gossip.identity().has_raft_state && gossip.identity().cluster_id == cluster_id;
+        if announced || raft.commit_index() == 0 {
             return;
         }
-        let identity =
-            drover_core::gossip::Member { has_raft_state: true, ..gossip.identity().clone() };
+        let identity = drover_core::gossip::Member {
+            has_raft_state: true,
+            cluster_id,
+            ..gossip.identity().clone()
+        };
         // Refused only for an unchanged identity, which this is not.
         let _refused = gossip.handle_identity_change(self.clock.now(), identity);
         self.send_gossip();
@@ -782,6 +791,8 @@ fn start_gossip(
         // A restarted server must win over the identity it had before.
         generation: u32::try_from(now.0 / 1000).unwrap_or(u32::MAX),
         has_raft_state,
+        // Announced once Raft has committed an entry and the group is known.
+        cluster_id: 0,
     };
     let gossip_config = GossipConfig {
         pool: Pool::Lan,

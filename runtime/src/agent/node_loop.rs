@@ -357,6 +357,7 @@ pub(super) fn server_counters<T: Transport, S: RaftStore, R: PassRunner>(
         ("server.raft_syncs", s.syncs),
         ("server.store_errors", s.store_errors),
         ("server.undecodable_entries", host.server().undecodable_entries()),
+        ("server.raft_messages_foreign", host.server().raft_messages_foreign()),
     ];
     if let Some((broker, blocked)) = host.server().broker_stats() {
         counters.extend([

@@ -276,6 +276,8 @@ impl World {
                     name: format!("{}.{}", key.name(), region_name(region)),
                     addr: key.addr().to_string(),
                     status: if up { MemberStatus::Alive } else { MemberStatus::Failed },
+                    // The supervisor starts every server of a region in its region's group.
+                    cluster_id: 0,
                 }
             })
             .collect()
