@@ -77,6 +77,11 @@ pub struct TlsSection {
     pub ca_file: Option<String>,
     pub cert_file: Option<String>,
     pub key_file: Option<String>,
+    /// `http = true`: the HTTP API speaks HTTPS only, with the agent's certificate.
+    pub http: Option<bool>,
+    /// `verify_https_client = true`: an HTTPS caller must present a certificate signed
+    /// by the CA (mutual TLS).
+    pub verify_https_client: Option<bool>,
 }
 
 impl FileConfig {
@@ -109,6 +114,8 @@ impl FileConfig {
                 ca_file: later.tls.ca_file.or(self.tls.ca_file),
                 cert_file: later.tls.cert_file.or(self.tls.cert_file),
                 key_file: later.tls.key_file.or(self.tls.key_file),
+                http: later.tls.http.or(self.tls.http),
+                verify_https_client: later.tls.verify_https_client.or(self.tls.verify_https_client),
             },
         }
     }
@@ -189,7 +196,8 @@ const PORT_KEYS: &[&str] = &["http", "rpc", "serf"];
 const SERVER_KEYS: &[&str] = &["enabled", "bootstrap_expect", "server_join", "retry_join"];
 const SERVER_JOIN_KEYS: &[&str] = &["retry_join"];
 const CLIENT_KEYS: &[&str] = &["enabled", "servers"];
-const TLS_KEYS: &[&str] = &["ca_file", "cert_file", "key_file", "rpc", "http"];
+const TLS_KEYS: &[&str] =
+    &["ca_file", "cert_file", "key_file", "rpc", "http", "verify_https_client"];
 
 impl Reader {
     fn top(&mut self, body: &Body) -> FileConfig {
@@ -285,15 +293,12 @@ impl Reader {
                 "ca_file" => tls.ca_file = self.string(attr),
                 "cert_file" => tls.cert_file = self.string(attr),
                 "key_file" => tls.key_file = self.string(attr),
+                "http" => tls.http = self.bool(attr),
+                "verify_https_client" => tls.verify_https_client = self.bool(attr),
                 // Agents always speak mutual TLS to each other; saying so is fine.
-                "rpc" => {
+                _ => {
                     if self.bool(attr) == Some(false) {
                         self.error(attr, "tls.rpc = false is not supported: agents always verify each other with the cluster's CA");
-                    }
-                }
-                _ => {
-                    if self.bool(attr) == Some(true) {
-                        self.error(attr, "tls.http = true is not supported yet: the HTTP API is plain HTTP; bind it to a private address");
                     }
                 }
             }
@@ -448,6 +453,8 @@ pub struct AgentSettings {
     /// RPC addresses of servers for a client, `host` or `host:port` (4647 by default).
     pub servers: Vec<String>,
     pub tls: TlsFiles,
+    /// How the HTTP API is served.
+    pub http_tls: HttpTls,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -455,6 +462,24 @@ pub struct TlsFiles {
     pub ca_file: PathBuf,
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+}
+
+/// The HTTP API's transport, from `tls { http, verify_https_client }` (Nomad's
+/// defaults: plain HTTP; with `http = true`, HTTPS without client certificates).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpTls {
+    Plain,
+    Https { verify_client: bool },
+}
+
+impl HttpTls {
+    /// The URL scheme callers use: `http` or `https`.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            HttpTls::Plain => "http",
+            HttpTls::Https { .. } => "https",
+        }
+    }
 }
 
 /// Checks the merged configuration of a non-`-dev` agent and fills in Nomad's defaults.
@@ -491,6 +516,13 @@ pub fn resolve(config: FileConfig, hostname: &str) -> Result<AgentSettings, Stri
                 &role[1..],
             ));
         }
+    };
+    let http_tls = match (config.tls.http.unwrap_or(false), config.tls.verify_https_client) {
+        (true, verify) => HttpTls::Https { verify_client: verify.unwrap_or(false) },
+        (false, Some(true)) => {
+            return Err("tls.verify_https_client = true requires tls.http = true: client certificates are asked for only over HTTPS".into());
+        }
+        (false, _) => HttpTls::Plain,
     };
     let bootstrap_expect = config.server.bootstrap_expect.unwrap_or(0);
     if server && bootstrap_expect == 0 {
@@ -547,6 +579,7 @@ pub fn resolve(config: FileConfig, hostname: &str) -> Result<AgentSettings, Stri
         retry_join: config.server.retry_join.unwrap_or_default(),
         servers,
         tls,
+        http_tls,
     })
 }
 
