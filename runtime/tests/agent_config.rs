@@ -63,6 +63,13 @@ client {
   enabled = true
   servers = ["10.0.0.1:5647"]
 }
+autopilot {
+  cleanup_dead_servers      = false
+  last_contact_threshold    = "1s"
+  server_stabilization_time = "30s"
+  max_trailing_logs         = 500
+  min_quorum                = 5
+}
 "#;
     insta::assert_snapshot!("merged", check(&[("server.hcl", SERVER), ("later.hcl", later)]));
 }
@@ -111,6 +118,14 @@ tls {
   verify_https_client = 1
 }
 telemetry {}
+autopilot {
+  cleanup_dead_servers      = "no"
+  last_contact_threshold    = "0s"
+  server_stabilization_time = "soon"
+  max_trailing_logs         = -1
+  enable_redundancy_zones   = true
+  min_quorm                 = 3
+}
 "#;
     insta::assert_snapshot!("bad_values", check(&[("bad.hcl", bad)]));
 }
@@ -172,7 +187,7 @@ fn tls_http_serves_the_api_over_https_and_may_ask_for_client_certificates() {
             let kept: Vec<&str> = whole
                 .lines()
                 .skip_while(|l| !l.contains("http_tls") && !l.starts_with("refused"))
-                .take_while(|l| *l != "}")
+                .take_while(|l| !l.starts_with("    autopilot"))
                 .map(str::trim)
                 .collect();
             format!("{what}: {}", kept.join(" "))

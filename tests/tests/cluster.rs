@@ -713,9 +713,22 @@ fn the_api_over_https_needs_the_ca_and_with_verify_https_client_a_client_certifi
             ],
         ),
     ];
+    let autopilot = run(
+        &[
+            "operator",
+            "autopilot",
+            "get-config",
+            "-address",
+            &https_addr,
+            "-ca-cert",
+            "drover-agent-ca.pem",
+        ],
+        &[],
+    );
     let port = regex::Regex::new(r"127\.0\.0\.1:\d+").expect("regex");
     let rendered: Vec<String> = transcripts
         .iter()
+        .chain([&autopilot])
         .map(|(_, text)| port.replace_all(text, "127.0.0.1:PORT").into_owned())
         .collect();
     insta::assert_snapshot!("https", rendered.join("\n\n"));

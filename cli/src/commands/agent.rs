@@ -4,6 +4,7 @@
 
 use super::{Io, parse_flags};
 use crate::flags::FlagSpec;
+use drover_core::server::AutopilotConfig;
 use drover_runtime::agent::config::{self, FileConfig, HttpTls};
 use drover_runtime::agent::{
     AgentHandle, ClusterConfig, DevConfig, LoopEnd, start_cluster, start_dev,
@@ -346,6 +347,7 @@ async fn run_dev(options: DevOptions, io: &mut Io<'_>) -> u8 {
         data_dir,
         executor,
         rng_seed: seed(),
+        autopilot: AutopilotConfig::default(),
     };
     let (agent, ended) = match start_dev(config) {
         Ok(started) => started,

@@ -167,7 +167,19 @@ Usage: drover operator <subcommand> [options] [args]
   Provides cluster-level tools for drover operators.
 
 Subcommands:
+    autopilot   Provides access to the Autopilot subsystem
     raft        Provides access to the Raft subsystem
+";
+
+const AUTOPILOT_HELP: &str = "\
+Usage: drover operator autopilot <subcommand> [options]
+
+  This command groups subcommands for interacting with drover's Autopilot
+  subsystem. Autopilot provides automatic, operator-friendly management of
+  drover servers: cleanup of dead servers and stable server introduction.
+
+Subcommands:
+    get-config    Display the current Autopilot configuration
 ";
 
 const RAFT_HELP: &str = "\
@@ -252,7 +264,10 @@ const DEPLOYMENT_SUBCOMMANDS: &[(&str, Command)] = &[
     ("status", deployment::status),
 ];
 
-const OPERATOR_SUBCOMMANDS: &[(&str, Command)] = &[("raft", raft)];
+const OPERATOR_SUBCOMMANDS: &[(&str, Command)] = &[("autopilot", autopilot), ("raft", raft)];
+
+const AUTOPILOT_SUBCOMMANDS: &[(&str, Command)] =
+    &[("get-config", cluster_info::autopilot_get_config)];
 
 const RAFT_SUBCOMMANDS: &[(&str, Command)] = &[
     ("list-peers", cluster_info::raft_list_peers),
@@ -292,6 +307,10 @@ fn deployment(args: &[String], io: &mut Io<'_>) -> u8 {
 
 fn operator(args: &[String], io: &mut Io<'_>) -> u8 {
     dispatch(args, OPERATOR_SUBCOMMANDS, OPERATOR_HELP, io)
+}
+
+fn autopilot(args: &[String], io: &mut Io<'_>) -> u8 {
+    dispatch(args, AUTOPILOT_SUBCOMMANDS, AUTOPILOT_HELP, io)
 }
 
 fn raft(args: &[String], io: &mut Io<'_>) -> u8 {

@@ -11,6 +11,7 @@
 //! silently dropped would start a server that never elects a leader.
 
 use drover_core::jobspec::{Diagnostic, line_col};
+use drover_core::server::AutopilotConfig;
 use hcl::edit::Span;
 use hcl::edit::expr::Expression;
 use hcl::edit::structure::{Attribute, Block, Body, Structure};
@@ -27,6 +28,51 @@ pub const DATACENTER_DEFAULT: &str = "dc1";
 /// A region larger than this cannot be bootstrapped by `bootstrap_expect`.
 pub const BOOTSTRAP_EXPECT_MAX: u32 = 7;
 
+/// Nomad's `autopilot` block: how the leader manages the servers of the Raft configuration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AutopilotSection {
+    pub cleanup_dead_servers: Option<bool>,
+    pub last_contact_threshold_ms: Option<u64>,
+    pub max_trailing_logs: Option<u64>,
+    pub server_stabilization_time_ms: Option<u64>,
+    pub min_quorum: Option<u64>,
+}
+
+impl AutopilotSection {
+    fn merge(self, later: AutopilotSection) -> AutopilotSection {
+        AutopilotSection {
+            cleanup_dead_servers: later.cleanup_dead_servers.or(self.cleanup_dead_servers),
+            last_contact_threshold_ms: later
+                .last_contact_threshold_ms
+                .or(self.last_contact_threshold_ms),
+            max_trailing_logs: later.max_trailing_logs.or(self.max_trailing_logs),
+            server_stabilization_time_ms: later
+                .server_stabilization_time_ms
+                .or(self.server_stabilization_time_ms),
+            min_quorum: later.min_quorum.or(self.min_quorum),
+        }
+    }
+
+    /// Nomad's defaults for what is not said, but `min_quorum` defaults to
+    /// `bootstrap_expect` rather than 0: autopilot never shrinks the voters below the
+    /// size the region was bootstrapped at unless the operator says so.
+    fn resolve(self, bootstrap_expect: u32) -> AutopilotConfig {
+        let nomad = AutopilotConfig::default();
+        let min_quorum = self.min_quorum.map_or(bootstrap_expect as usize, |n| n as usize);
+        AutopilotConfig {
+            cleanup_dead_servers: self.cleanup_dead_servers.unwrap_or(nomad.cleanup_dead_servers),
+            last_contact_threshold_ms: self
+                .last_contact_threshold_ms
+                .unwrap_or(nomad.last_contact_threshold_ms),
+            server_stabilization_time_ms: self
+                .server_stabilization_time_ms
+                .unwrap_or(nomad.server_stabilization_time_ms),
+            max_trailing_logs: self.max_trailing_logs.unwrap_or(nomad.max_trailing_logs),
+            min_quorum,
+        }
+    }
+}
+
 /// One agent configuration file, or the flags, before defaults: `None` is "not said".
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FileConfig {
@@ -41,6 +87,7 @@ pub struct FileConfig {
     pub server: ServerSection,
     pub client: ClientSection,
     pub tls: TlsSection,
+    pub autopilot: AutopilotSection,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -117,6 +164,7 @@ impl FileConfig {
                 http: later.tls.http.or(self.tls.http),
                 verify_https_client: later.tls.verify_https_client.or(self.tls.verify_https_client),
             },
+            autopilot: self.autopilot.merge(later.autopilot),
         }
     }
 }
@@ -191,11 +239,24 @@ const TOP_KEYS: &[&str] = &[
     "server",
     "client",
     "tls",
+    "autopilot",
 ];
 const PORT_KEYS: &[&str] = &["http", "rpc", "serf"];
 const SERVER_KEYS: &[&str] = &["enabled", "bootstrap_expect", "server_join", "retry_join"];
 const SERVER_JOIN_KEYS: &[&str] = &["retry_join"];
 const CLIENT_KEYS: &[&str] = &["enabled", "servers"];
+const AUTOPILOT_KEYS: &[&str] = &[
+    "cleanup_dead_servers",
+    "last_contact_threshold",
+    "max_trailing_logs",
+    "server_stabilization_time",
+    "min_quorum",
+    "enable_redundancy_zones",
+    "disable_upgrade_migration",
+    "enable_custom_upgrades",
+];
+/// The largest `max_trailing_logs` and `min_quorum` taken: far past any real region.
+const AUTOPILOT_COUNT_MAX: u64 = 1_000_000;
 const TLS_KEYS: &[&str] =
     &["ca_file", "cert_file", "key_file", "rpc", "http", "verify_https_client"];
 
@@ -219,6 +280,7 @@ impl Reader {
                     "server" => config.server = self.server(block),
                     "client" => config.client = self.client(block),
                     "tls" => config.tls = self.tls(block),
+                    "autopilot" => config.autopilot = self.autopilot(block),
                     key => self.unknown(block, key, "the top level", TOP_KEYS),
                 },
             }
@@ -304,6 +366,50 @@ impl Reader {
             }
         }
         tls
+    }
+
+    fn autopilot(&mut self, block: &Block) -> AutopilotSection {
+        let mut autopilot = AutopilotSection::default();
+        for attr in self.attributes(block, AUTOPILOT_KEYS) {
+            match attr.key.value().as_str() {
+                "cleanup_dead_servers" => autopilot.cleanup_dead_servers = self.bool(attr),
+                "last_contact_threshold" => {
+                    autopilot.last_contact_threshold_ms = self.duration_ms(attr, 1);
+                }
+                "server_stabilization_time" => {
+                    autopilot.server_stabilization_time_ms = self.duration_ms(attr, 0);
+                }
+                "max_trailing_logs" => {
+                    autopilot.max_trailing_logs = self.integer(attr, 0, AUTOPILOT_COUNT_MAX);
+                }
+                "min_quorum" => autopilot.min_quorum = self.integer(attr, 0, AUTOPILOT_COUNT_MAX),
+                // Nomad Enterprise's settings: off is what drover does, on is refused.
+                key => {
+                    if self.bool(attr) == Some(true) {
+                        self.error(attr, &format!("autopilot.{key} = true is a Nomad Enterprise feature drover does not have"));
+                    }
+                }
+            }
+        }
+        autopilot
+    }
+
+    /// A Go duration string (`"200ms"`, `"10s"`) of at least `min_ms`, in milliseconds.
+    fn duration_ms(&mut self, attr: &Attribute, min_ms: u64) -> Option<u64> {
+        let text = self.string(attr)?;
+        let parsed = drover_core::jobspec::parse_duration(&text);
+        let ms = parsed.ok().filter(|ns| *ns >= 0).map(|ns| ns as u64 / 1_000_000);
+        match ms.filter(|ms| *ms >= min_ms) {
+            Some(ms) => Some(ms),
+            None => {
+                let least = if min_ms == 0 { "0s".to_owned() } else { format!("{min_ms}ms") };
+                self.type_error(
+                    attr,
+                    &format!("a duration such as \"10s\" of at least {least}, not {text:?}"),
+                );
+                None
+            }
+        }
     }
 
     /// The attributes of a block that may hold only attributes named in `keys`; anything
@@ -455,6 +561,7 @@ pub struct AgentSettings {
     pub tls: TlsFiles,
     /// How the HTTP API is served.
     pub http_tls: HttpTls,
+    pub autopilot: AutopilotConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -580,6 +687,7 @@ pub fn resolve(config: FileConfig, hostname: &str) -> Result<AgentSettings, Stri
         servers,
         tls,
         http_tls,
+        autopilot: config.autopilot.resolve(bootstrap_expect),
     })
 }
 
