@@ -34,8 +34,8 @@
 //! - `join N`: server N starts with an empty disk and no voters, waiting to be added;
 //!   `gossip 1 2 3:failed 4:left`: what gossip reports to every server (alive unless
 //!   said); `raft [on=N]`: the Raft configuration as server N holds it;
-//!   `remove-peer id=N|address=A`: `operator raft remove-peer`; `min-quorum N` (first
-//!   command: autopilot's `min_quorum`)
+//!   `remove-peer id=N|address=A`: `operator raft remove-peer`; `autopilot KEY=VALUE…`
+//!   (first command: autopilot's `min_quorum` and `cleanup_dead_servers`)
 //! - `snapshot-every ENTRIES` (first command only): servers snapshot that often;
 //!   `defer-snapshots N`: server N's state snapshots wait, as a runtime encoding them on
 //!   another thread leaves them; `encode-snapshots N` encodes and hands them back; `log`
@@ -204,6 +204,16 @@ fn a_new_server_joins_as_learner_then_voter_after_stabilization() {
 #[test]
 fn failed_servers_are_removed_only_while_quorum_allows() {
     check("members_failed.txt");
+}
+
+#[test]
+fn failed_servers_stay_without_cleanup_dead_servers() {
+    check("members_no_cleanup.txt");
+}
+
+#[test]
+fn a_learner_out_of_contact_is_not_promoted() {
+    check("members_last_contact.txt");
 }
 
 #[test]

@@ -64,6 +64,13 @@ client {
   enabled = true
   servers = ["10.0.0.1:5647"]
 }
+autopilot {
+  cleanup_dead_servers      = false
+  last_contact_threshold    = "1s"
+  server_stabilization_time = "30s"
+  max_trailing_logs         = 500
+  min_quorum                = 5
+}
 "#;
     insta::assert_snapshot!("merged", check(&[("server.hcl", SERVER), ("later.hcl", later)]));
 }
@@ -109,9 +116,18 @@ client {
 }
 tls {
   rpc  = false
-  http = true
+  http = "yes"
+  verify_https_client = 1
 }
 telemetry {}
+autopilot {
+  cleanup_dead_servers      = "no"
+  last_contact_threshold    = "0s"
+  server_stabilization_time = "soon"
+  max_trailing_logs         = -1
+  enable_redundancy_zones   = true
+  min_quorm                 = 3
+}
 "#;
     insta::assert_snapshot!("bad_values", check(&[("bad.hcl", bad)]));
 }
@@ -156,4 +172,32 @@ fn what_a_mode_needs_is_asked_for() {
         .map(|(what, text)| format!("{what}: {}", check(&[("a.hcl", text), ("tls.hcl", tls)])))
         .collect();
     insta::assert_snapshot!("modes", rendered.join("\n"));
+}
+
+#[test]
+fn tls_http_serves_the_api_over_https_and_may_ask_for_client_certificates() {
+    let files = "tls {\n ca_file = \"a\"\n cert_file = \"b\"\n key_file = \"c\"\n}\n";
+    let server = "data_dir = \"/d\"\nbind_addr = \"127.0.0.1\"\nserver {\n enabled = true\n bootstrap_expect = 1\n}\n";
+    let cases = [
+        ("not said", ""),
+        ("http", "tls { http = true }"),
+        ("mutual", "tls {\n http = true\n verify_https_client = true\n}"),
+        ("mutual said off", "tls {\n http = true\n verify_https_client = false\n}"),
+        ("verify without http", "tls { verify_https_client = true }"),
+    ];
+    let rendered: Vec<String> = cases
+        .iter()
+        .map(|(what, text)| {
+            let whole = check(&[("server.hcl", server), ("files.hcl", files), ("http.hcl", text)]);
+            // Only what decides the API's transport, or the refusal.
+            let kept: Vec<&str> = whole
+                .lines()
+                .skip_while(|l| !l.contains("http_tls") && !l.starts_with("refused"))
+                .take_while(|l| !l.starts_with("    autopilot"))
+                .map(str::trim)
+                .collect();
+            format!("{what}: {}", kept.join(" "))
+        })
+        .collect();
+    insta::assert_snapshot!("http_tls", rendered.join("\n"));
 }

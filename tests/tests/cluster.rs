@@ -689,3 +689,98 @@ fn tasks_that_exit_while_their_client_is_down_follow_the_restart_policy() {
     let gone = poll_until(LEADER_TIMEOUT, || reaper.pids().is_empty().then_some(()));
     assert!(gone.is_some(), "the tasks stop with their job");
 }
+
+/// A one-server region whose API speaks HTTPS, `tls` holding what `https.hcl` adds to
+/// the `tls` block: the agent and the address to reach it by.
+fn https_server(scratch: &Scratch, name: &str, tls: &str) -> (ClusterAgent, String) {
+    let ports = Ports::free();
+    let server_file = server_hcl(name, &scratch.path.join(name), &ports, 1, &[ports.serf]);
+    let server_path = format!("{name}.hcl");
+    std::fs::write(scratch.path.join(&server_path), server_file).expect("write the config");
+    let https_path = format!("{name}-https.hcl");
+    std::fs::write(scratch.path.join(&https_path), format!("tls {{\n{tls}\n}}\n"))
+        .expect("write the config");
+    let args = ["agent", "-config", &server_path, "-config", &https_path].map(str::to_owned);
+    let agent = ClusterAgent::start(&scratch.path, &format!("127.0.0.1:{}", ports.http), &args);
+    (agent, format!("https://127.0.0.1:{}", ports.http))
+}
+
+#[test]
+fn the_api_over_https_needs_the_ca_and_with_verify_https_client_a_client_certificate() {
+    let scratch = Scratch::new("https");
+    make_tls(&scratch);
+    let made = scratch.drover(&["tls", "cert", "create", "-client"]);
+    assert_eq!(made.code, 0, "{made}");
+    let (_https, https_addr) = https_server(&scratch, "s0", "  http = true");
+    let (_mutual, mutual_addr) =
+        https_server(&scratch, "s1", "  http = true\n  verify_https_client = true");
+    let ca = ["-ca-cert", "drover-agent-ca.pem"];
+    let client_cert =
+        ["-client-cert", "global-client-drover.pem", "-client-key", "global-client-drover-key.pem"];
+    // A transcript, headed by the environment it ran with.
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let said: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let head = if said.is_empty() { String::new() } else { format!("# {}\n", said.join(" ")) };
+        let transcript = scratch.drover_with_env(args, env);
+        (transcript.code, format!("{head}{transcript}"))
+    };
+    let status = |address: &str, flags: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec!["status", "-address", address];
+        args.extend_from_slice(flags);
+        run(&args, env)
+    };
+    let whole: Vec<&str> = ca.iter().chain(&client_cert).copied().collect();
+    for address in [&https_addr, &mutual_addr] {
+        let ready =
+            poll_until(LEADER_TIMEOUT, || (status(address, &whole, &[]).0 == 0).then_some(()));
+        assert!(
+            ready.is_some(),
+            "{address} answers over HTTPS: {}",
+            status(address, &whole, &[]).1
+        );
+    }
+    let plain_addr = https_addr.replace("https://", "http://");
+    let transcripts = [
+        status(&https_addr, &ca, &[]),
+        status(&https_addr, &[], &[("NOMAD_CACERT", "drover-agent-ca.pem")]),
+        status(&https_addr, &[], &[]),
+        status(&https_addr, &["-ca-cert", "missing.pem"], &[]),
+        status(
+            &https_addr,
+            &["-ca-cert", "drover-agent-ca.pem", "-tls-server-name", "server.eu.drover"],
+            &[],
+        ),
+        status(&https_addr, &["-tls-skip-verify"], &[]),
+        status(&plain_addr, &[], &[]),
+        status(&mutual_addr, &ca, &[]),
+        status(&mutual_addr, &whole, &[]),
+        status(
+            &mutual_addr,
+            &[],
+            &[
+                ("NOMAD_CACERT", "drover-agent-ca.pem"),
+                ("NOMAD_CLIENT_CERT", "global-client-drover.pem"),
+                ("NOMAD_CLIENT_KEY", "global-client-drover-key.pem"),
+            ],
+        ),
+    ];
+    let autopilot = run(
+        &[
+            "operator",
+            "autopilot",
+            "get-config",
+            "-address",
+            &https_addr,
+            "-ca-cert",
+            "drover-agent-ca.pem",
+        ],
+        &[],
+    );
+    let port = regex::Regex::new(r"127\.0\.0\.1:\d+").expect("regex");
+    let rendered: Vec<String> = transcripts
+        .iter()
+        .chain([&autopilot])
+        .map(|(_, text)| port.replace_all(text, "127.0.0.1:PORT").into_owned())
+        .collect();
+    insta::assert_snapshot!("https", rendered.join("\n\n"));
+}

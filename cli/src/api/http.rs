@@ -9,6 +9,8 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+use super::tls::TlsClient;
+
 /// The longest status line plus headers read before the answer is refused.
 const HEADERS_LEN_MAX_BYTES: usize = 64 * 1024;
 /// The largest chunk-size line of a chunked body.
@@ -42,11 +44,59 @@ impl Response {
     }
 }
 
-/// Sends `request` to `host:port` and reads the answer's head.
-pub fn send(host: &str, port: u16, request: &Request<'_>) -> io::Result<Response> {
-    let stream = connect(host, port)?;
-    stream.set_read_timeout(request.read_timeout)?;
-    stream.set_write_timeout(Some(Duration::from_millis(CONNECT_TIMEOUT_MS)))?;
+/// Where a request goes: `host:port`, over TLS when `tls` is given.
+pub struct Endpoint<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub tls: Option<&'a TlsClient>,
+}
+
+/// A connection to the agent, plain or TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(stream) => stream.read(buf),
+            Stream::Tls(stream) => stream.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(stream) => stream.write(buf),
+            Stream::Tls(stream) => stream.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(stream) => stream.flush(),
+            Stream::Tls(stream) => stream.flush(),
+        }
+    }
+}
+
+/// Sends `request` to `endpoint` and reads the answer's head.
+pub fn send(endpoint: &Endpoint<'_>, request: &Request<'_>) -> io::Result<Response> {
+    let Endpoint { host, port, tls } = *endpoint;
+    let tcp = connect(host, port)?;
+    tcp.set_read_timeout(request.read_timeout)?;
+    tcp.set_write_timeout(Some(Duration::from_millis(CONNECT_TIMEOUT_MS)))?;
+    let mut stream = match tls {
+        None => Stream::Plain(tcp),
+        Some(tls) => {
+            let connection =
+                rustls::ClientConnection::new(tls.config.clone(), tls.server_name.clone())
+                    .map_err(io::Error::other)?;
+            Stream::Tls(Box::new(rustls::StreamOwned::new(connection, tcp)))
+        }
+    };
     let mut head = format!(
         "{} {} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: drover/{}\r\nConnection: close\r\n",
         request.method,
@@ -64,10 +114,9 @@ pub fn send(host: &str, port: u16, request: &Request<'_>) -> io::Result<Response
         ));
     }
     head.push_str("\r\n");
-    let mut writer = &stream;
-    writer.write_all(head.as_bytes())?;
-    writer.write_all(body)?;
-    writer.flush()?;
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    stream.flush()?;
     read_head(BufReader::new(stream))
 }
 
@@ -103,7 +152,7 @@ fn read_line(reader: &mut impl BufRead, limit: usize) -> io::Result<String> {
     String::from_utf8(line).map_err(|_| invalid("a header line that is not UTF-8"))
 }
 
-fn read_head(mut reader: BufReader<TcpStream>) -> io::Result<Response> {
+fn read_head(mut reader: BufReader<Stream>) -> io::Result<Response> {
     let mut budget = HEADERS_LEN_MAX_BYTES;
     let status_line = read_line(&mut reader, budget)?;
     budget = budget.saturating_sub(status_line.len() + 2);
@@ -154,7 +203,7 @@ enum Framing {
 
 /// An answer's body as a byte stream, whatever its framing.
 pub struct Body {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Stream>,
     framing: Framing,
 }
 
@@ -249,7 +298,8 @@ mod tests {
             body: None,
             read_timeout: Some(Duration::from_secs(5)),
         };
-        let outcome = send("127.0.0.1", port, &request).and_then(|response| {
+        let endpoint = Endpoint { host: "127.0.0.1", port, tls: None };
+        let outcome = send(&endpoint, &request).and_then(|response| {
             let status = response.status;
             let index = response.header("x-nomad-index").unwrap_or("-").to_owned();
             let body = response.body.read_bounded(limit_bytes)?;

@@ -2,13 +2,16 @@
 //!
 //! Where to talk and as whom comes from the global flags, then the environment, as in
 //! Nomad: `-address`, `DROVER_ADDR`, `NOMAD_ADDR` (default `http://127.0.0.1:4646`);
-//! `-region`/`NOMAD_REGION`, `-namespace`/`NOMAD_NAMESPACE`, `-token`/`NOMAD_TOKEN`.
+//! `-region`/`NOMAD_REGION`, `-namespace`/`NOMAD_NAMESPACE`, `-token`/`NOMAD_TOKEN`;
+//! for an `https://` address, the TLS flags and variables `tls` reads.
 //! Answers decode into `core::model`'s types; a refusal reads as Nomad's api package
 //! words it: `Unexpected response code: 404 (job not found)`.
 
 mod http;
+mod tls;
 
 pub use http::Body;
+use tls::{TlsClient, TlsOptions};
 
 use crate::flags::Parsed;
 use serde::de::DeserializeOwned;
@@ -87,6 +90,8 @@ pub struct Client {
     address: String,
     host: String,
     port: u16,
+    /// Set for an `https://` address.
+    tls: Option<TlsClient>,
     region: Option<String>,
     namespace: Option<String>,
     token: Option<String>,
@@ -116,11 +121,16 @@ impl Client {
             .or_else(|| env("NOMAD_ADDR"))
             .unwrap_or_else(|| ADDRESS_DEFAULT.to_owned());
         let pick = |flag: &str, var: &str| flags.last(flag).map(str::to_owned).or_else(|| env(var));
-        let (host, port) = parse_address(&address)?;
+        let (scheme, host, port) = parse_address(&address)?;
+        let tls = match scheme {
+            Scheme::Http => None,
+            Scheme::Https => Some(TlsClient::new(&TlsOptions::from_flags(flags, &env)?, &host)?),
+        };
         Ok(Client {
             address: address.trim_end_matches('/').to_owned(),
             host,
             port,
+            tls,
             region: pick("region", "NOMAD_REGION"),
             namespace: pick("namespace", "NOMAD_NAMESPACE"),
             token: pick("token", "NOMAD_TOKEN"),
@@ -197,8 +207,8 @@ impl Client {
             url: format!("{}{target}", self.address),
             message,
         };
-        let response =
-            http::send(&self.host, self.port, &request).map_err(|e| transport(e.to_string()))?;
+        let endpoint = http::Endpoint { host: &self.host, port: self.port, tls: self.tls.as_ref() };
+        let response = http::send(&endpoint, &request).map_err(|e| transport(tls::describe(&e)))?;
         if response.status == 200 {
             return Ok(response);
         }
@@ -206,7 +216,7 @@ impl Client {
         let body = response
             .body
             .read_bounded(ANSWER_LEN_MAX_BYTES)
-            .map_err(|e| transport(e.to_string()))?;
+            .map_err(|e| transport(tls::describe(&e)))?;
         Err(ApiError::Status { code, message: String::from_utf8_lossy(&body).into_owned() })
     }
 
@@ -233,13 +243,21 @@ fn title_case(method: &str) -> String {
     chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
 }
 
-/// `http://host:port` → (host, port). Only plain HTTP is spoken.
-fn parse_address(address: &str) -> Result<(String, u16), String> {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scheme {
+    Http,
+    Https,
+}
+
+/// `http://host:port` → (scheme, host, port); no scheme is `http`.
+fn parse_address(address: &str) -> Result<(Scheme, String, u16), String> {
     let bad = |why: &str| format!("Error parsing address {address:?}: {why}");
-    if address.starts_with("https://") {
-        return Err(bad("https is not supported yet; use an http:// address"));
-    }
-    let rest = address.strip_prefix("http://").unwrap_or(address);
+    let (scheme, rest, port_default) = match address.split_once("://") {
+        None => (Scheme::Http, address, 80),
+        Some(("http", rest)) => (Scheme::Http, rest, 80),
+        Some(("https", rest)) => (Scheme::Https, rest, 443),
+        Some((other, _)) => return Err(bad(&format!("unsupported scheme {other:?}"))),
+    };
     let authority = rest.split('/').next().unwrap_or_default();
     if authority.is_empty() {
         return Err(bad("no host"));
@@ -248,10 +266,10 @@ fn parse_address(address: &str) -> Result<(String, u16), String> {
         Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
             (host, port.parse::<u16>().map_err(|_| bad("the port is not a number"))?)
         }
-        _ => (authority, 80),
+        _ => (authority, port_default),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    Ok((host.to_owned(), port))
+    Ok((scheme, host.to_owned(), port))
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
@@ -291,21 +309,23 @@ mod tests {
     #[test]
     fn addresses_parse_or_say_why_not() {
         let check = |address: &str| match parse_address(address) {
-            Ok((host, port)) => format!("{host} {port}"),
+            Ok((scheme, host, port)) => format!("{scheme:?} {host} {port}"),
             Err(error) => error,
         };
-        assert_eq!(check("http://127.0.0.1:4646"), "127.0.0.1 4646");
-        assert_eq!(check("http://localhost:4646/"), "localhost 4646");
-        assert_eq!(check("127.0.0.1:9"), "127.0.0.1 9");
-        assert_eq!(check("http://[::1]:4646"), "::1 4646");
-        assert_eq!(check("http://example"), "example 80");
+        assert_eq!(check("http://127.0.0.1:4646"), "Http 127.0.0.1 4646");
+        assert_eq!(check("http://localhost:4646/"), "Http localhost 4646");
+        assert_eq!(check("127.0.0.1:9"), "Http 127.0.0.1 9");
+        assert_eq!(check("http://[::1]:4646"), "Http ::1 4646");
+        assert_eq!(check("http://example"), "Http example 80");
         assert_eq!(
             check("http://h:x"),
             r#"Error parsing address "http://h:x": the port is not a number"#
         );
+        assert_eq!(check("https://h:1"), "Https h 1");
+        assert_eq!(check("https://example"), "Https example 443");
         assert_eq!(
-            check("https://h:1"),
-            r#"Error parsing address "https://h:1": https is not supported yet; use an http:// address"#
+            check("ftp://h:1"),
+            r#"Error parsing address "ftp://h:1": unsupported scheme "ftp""#
         );
     }
 

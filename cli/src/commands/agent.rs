@@ -4,10 +4,12 @@
 
 use super::{Io, parse_flags};
 use crate::flags::FlagSpec;
-use drover_runtime::agent::config::{self, FileConfig};
+use drover_core::server::AutopilotConfig;
+use drover_runtime::agent::config::{self, FileConfig, HttpTls};
 use drover_runtime::agent::{
     AgentHandle, ClusterConfig, DevConfig, LoopEnd, start_cluster, start_dev,
 };
+use drover_runtime::net::https::{self, HttpsListener};
 use drover_runtime::net::quic::TlsIdentity;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -218,14 +220,15 @@ fn hostname() -> String {
 }
 
 async fn run_cluster((settings, tls): (config::AgentSettings, TlsIdentity), io: &mut Io<'_>) -> u8 {
-    let listener = match bind(&settings.http_bind).await {
+    let listener = match api_listener(&settings, &tls).await {
         Ok(listener) => listener,
         Err(message) => {
             let _ = writeln!(io.err, "Error starting agent: {message}");
             return 1;
         }
     };
-    let http_addr = listener.local_addr().map_or(settings.http_bind.clone(), |a| a.to_string());
+    let http_addr = listener.local_addr();
+    let scheme = settings.http_tls.scheme();
     let executor = match executor_command() {
         Ok(executor) => executor,
         Err(message) => {
@@ -246,10 +249,47 @@ async fn run_cluster((settings, tls): (config::AgentSettings, TlsIdentity), io: 
     print_banner(io, &agent, &http_addr, false);
     let _ = writeln!(
         io.out,
-        "    agent: started: HTTP API on http://{http_addr}, RPC on {}, expecting {bootstrap_expect} server(s)",
+        "    agent: started: HTTP API on {scheme}://{http_addr}, RPC on {}, expecting {bootstrap_expect} server(s)",
         agent.config.rpc_addr
     );
-    serve(agent, ended, listener, io).await
+    let http = match listener {
+        ApiListener::Plain(listener) => serve_http(&agent, listener),
+        ApiListener::Https(listener) => serve_http(&agent, listener),
+    };
+    until_stopped(agent, ended, http, io).await
+}
+
+/// The API's socket: plain HTTP, or HTTPS with the agent's certificate.
+enum ApiListener {
+    Plain(tokio::net::TcpListener),
+    Https(HttpsListener),
+}
+
+impl ApiListener {
+    fn local_addr(&self) -> String {
+        use axum::serve::Listener;
+        let addr = match self {
+            ApiListener::Plain(listener) => listener.local_addr(),
+            ApiListener::Https(listener) => listener.local_addr(),
+        };
+        addr.map_or_else(|e| format!("(unknown: {e})"), |a| a.to_string())
+    }
+}
+
+/// Binds the API's address, over TLS when `tls { http = true }` says so.
+async fn api_listener(
+    settings: &config::AgentSettings,
+    tls: &TlsIdentity,
+) -> Result<ApiListener, String> {
+    let listener = bind(&settings.http_bind).await?;
+    let HttpTls::Https { verify_client } = settings.http_tls else {
+        return Ok(ApiListener::Plain(listener));
+    };
+    let server_config =
+        https::server_config(tls, verify_client).map_err(|e| format!("cannot serve HTTPS: {e}"))?;
+    let listener = HttpsListener::new(listener, server_config)
+        .map_err(|e| format!("cannot serve HTTPS: {e}"))?;
+    Ok(ApiListener::Https(listener))
 }
 
 /// What the flags ask of a `-dev` agent.
@@ -318,6 +358,7 @@ async fn run_dev(options: DevOptions, io: &mut Io<'_>) -> u8 {
         data_dir,
         executor,
         rng_seed: seed(),
+        autopilot: AutopilotConfig::default(),
     };
     let (agent, ended) = match start_dev(config) {
         Ok(started) => started,
@@ -343,7 +384,11 @@ async fn run_dev(options: DevOptions, io: &mut Io<'_>) -> u8 {
 type HttpServer = (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>);
 
 /// Serves the HTTP API over `agent` until the returned sender fires.
-fn serve_http(agent: &AgentHandle, listener: tokio::net::TcpListener) -> HttpServer {
+fn serve_http<L>(agent: &AgentHandle, listener: L) -> HttpServer
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let app = drover_runtime::http::router(agent.clone());
     let server = tokio::spawn(async move {
@@ -354,17 +399,6 @@ fn serve_http(agent: &AgentHandle, listener: tokio::net::TcpListener) -> HttpSer
             .await
     });
     (stop_http, server)
-}
-
-/// Serves the API until a signal or the end of the node loop.
-async fn serve(
-    agent: AgentHandle,
-    ended: LoopEnd,
-    listener: tokio::net::TcpListener,
-    io: &mut Io<'_>,
-) -> u8 {
-    let http = serve_http(&agent, listener);
-    until_stopped(agent, ended, http, io).await
 }
 
 /// Waits for a signal (exit 0) or the node loop's end (exit 1), then shuts down: tasks

@@ -1,5 +1,6 @@
-//! `drover agent-info` and `drover operator raft list-peers|remove-peer`: what the agent
-//! and the region's Raft say about themselves, and removing a server from Raft.
+//! `drover agent-info`, `drover operator raft list-peers|remove-peer` and `drover operator
+//! autopilot get-config`: what the agent, the region's Raft and its autopilot say about
+//! themselves, and removing a server from Raft.
 
 use super::{Io, api_command, print_json, report};
 use crate::flags::FlagSpec;
@@ -50,6 +51,13 @@ Remove Peer Options:
 
   -peer-id=\"id\"
     Remove a drover server with the given ID from the Raft configuration.
+";
+
+const AUTOPILOT_GET_HELP: &str = "\
+Usage: drover operator autopilot get-config [options]
+
+  Displays the current autopilot configuration: the autopilot block of the
+  server's agent configuration.
 ";
 
 const JSON_FLAGS: &[FlagSpec] = &[FlagSpec::bool("json")];
@@ -160,6 +168,46 @@ pub fn raft_remove_peer(args: &[String], io: &mut Io<'_>) -> u8 {
             .write::<Value>("DELETE", "/v1/operator/raft/peer", &[param], None)
             .map_err(|error| format!("Error removing peer: {error}"))?;
         let _ = writeln!(io.out, "Removed peer with {removed}");
+        Ok(0)
+    })
+}
+
+/// `GET /v1/operator/autopilot/configuration`, durations as the Go strings it holds.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct AutopilotConfiguration {
+    cleanup_dead_servers: bool,
+    last_contact_threshold: String,
+    max_trailing_logs: u64,
+    min_quorum: u64,
+    server_stabilization_time: String,
+    enable_redundancy_zones: bool,
+    disable_upgrade_migration: bool,
+    enable_custom_upgrades: bool,
+}
+
+pub fn autopilot_get_config(args: &[String], io: &mut Io<'_>) -> u8 {
+    let (_, client) = match api_command(args, &[], AUTOPILOT_GET_HELP, io) {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
+    };
+    report(io, |io| {
+        let (config, _) = client
+            .get::<AutopilotConfiguration>("/v1/operator/autopilot/configuration", &[], None)
+            .map_err(|error| format!("Error querying Autopilot configuration: {error}"))?;
+        let lines = [
+            ("CleanupDeadServers", config.cleanup_dead_servers.to_string()),
+            ("LastContactThreshold", config.last_contact_threshold),
+            ("MaxTrailingLogs", config.max_trailing_logs.to_string()),
+            ("MinQuorum", config.min_quorum.to_string()),
+            ("ServerStabilizationTime", config.server_stabilization_time),
+            ("EnableRedundancyZones", config.enable_redundancy_zones.to_string()),
+            ("DisableUpgradeMigration", config.disable_upgrade_migration.to_string()),
+            ("EnableCustomUpgrades", config.enable_custom_upgrades.to_string()),
+        ];
+        for (key, value) in lines {
+            let _ = writeln!(io.out, "{key} = {value}");
+        }
         Ok(0)
     })
 }

@@ -168,9 +168,21 @@ Usage: drover operator <subcommand> [options] [args]
   Provides cluster-level tools for drover operators.
 
 Subcommands:
+    autopilot   Provides access to the Autopilot subsystem
     gossip      Provides access to the gossip subsystem
     keygen      Generates a new gossip encryption key
     raft        Provides access to the Raft subsystem
+";
+
+const AUTOPILOT_HELP: &str = "\
+Usage: drover operator autopilot <subcommand> [options]
+
+  This command groups subcommands for interacting with drover's Autopilot
+  subsystem. Autopilot provides automatic, operator-friendly management of
+  drover servers: cleanup of dead servers and stable server introduction.
+
+Subcommands:
+    get-config    Display the current Autopilot configuration
 ";
 
 const RAFT_HELP: &str = "\
@@ -255,8 +267,15 @@ const DEPLOYMENT_SUBCOMMANDS: &[(&str, Command)] = &[
     ("status", deployment::status),
 ];
 
-const OPERATOR_SUBCOMMANDS: &[(&str, Command)] =
-    &[("gossip", operator_gossip::gossip), ("keygen", operator_gossip::generate), ("raft", raft)];
+const OPERATOR_SUBCOMMANDS: &[(&str, Command)] = &[
+    ("autopilot", autopilot),
+    ("gossip", operator_gossip::gossip),
+    ("keygen", operator_gossip::generate),
+    ("raft", raft),
+];
+
+const AUTOPILOT_SUBCOMMANDS: &[(&str, Command)] =
+    &[("get-config", cluster_info::autopilot_get_config)];
 
 const RAFT_SUBCOMMANDS: &[(&str, Command)] = &[
     ("list-peers", cluster_info::raft_list_peers),
@@ -296,6 +315,10 @@ fn deployment(args: &[String], io: &mut Io<'_>) -> u8 {
 
 fn operator(args: &[String], io: &mut Io<'_>) -> u8 {
     dispatch(args, OPERATOR_SUBCOMMANDS, OPERATOR_HELP, io)
+}
+
+fn autopilot(args: &[String], io: &mut Io<'_>) -> u8 {
+    dispatch(args, AUTOPILOT_SUBCOMMANDS, AUTOPILOT_HELP, io)
 }
 
 fn raft(args: &[String], io: &mut Io<'_>) -> u8 {

@@ -303,6 +303,12 @@ impl Raft {
         leading.progress.get(&peer).map(|p| (p.match_index, p.next_index))
     }
 
+    /// When the leader sent the newest heartbeat round `peer` acknowledged: how recently
+    /// the leader is known to have reached it. `None` when not leading or never heard.
+    pub fn last_contact(&self, peer: NodeId) -> Option<Millis> {
+        self.leading.as_ref()?.progress.get(&peer)?.lease_sent
+    }
+
     /// Until when no other leader can exist: a quorum of voters acknowledged heartbeat
     /// rounds, and each refuses other candidates for an election timeout after it heard
     /// the round. `None` when not leading or before a quorum acknowledged a round.

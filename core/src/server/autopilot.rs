@@ -10,9 +10,10 @@
 //! 2. an alive server's RPC address is recorded in the Raft configuration when it is not
 //!    there or changed, so every member (and every later one) can reach it;
 //! 3. an alive server outside the configuration is added as a learner (non-voter);
-//! 4. a learner that has been healthy (alive and holding the log up to
-//!    `max_trailing_logs` behind the commit index) for `server_stabilization_time_ms` is
-//!    promoted to voter;
+//! 4. a learner that has been healthy (alive, holding the log up to `max_trailing_logs`
+//!    behind the commit index, and having acknowledged a heartbeat round sent at most
+//!    `last_contact_threshold_ms` ago) for `server_stabilization_time_ms` is promoted to
+//!    voter;
 //! 5. with `cleanup_dead_servers`, a failed learner is removed, and a failed voter only
 //!    while the live voters are a majority of the voters and the voters left stay at
 //!    least `min_quorum`;
@@ -42,6 +43,9 @@ pub const AUTOPILOT_INTERVAL_MS: u64 = 1_000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AutopilotConfig {
     pub cleanup_dead_servers: bool,
+    /// The longest a learner may go without acknowledging the leader's heartbeats and
+    /// still count as healthy.
+    pub last_contact_threshold_ms: u64,
     pub server_stabilization_time_ms: u64,
     /// How far behind the commit index a learner may be and still count as healthy.
     pub max_trailing_logs: u64,
@@ -54,6 +58,7 @@ impl Default for AutopilotConfig {
     fn default() -> AutopilotConfig {
         AutopilotConfig {
             cleanup_dead_servers: true,
+            last_contact_threshold_ms: 200,
             server_stabilization_time_ms: 10_000,
             max_trailing_logs: 250,
             min_quorum: 0,
@@ -363,7 +368,10 @@ fn track_health(
     for &id in learners {
         let alive = members.get(&id).is_some_and(|m| m.status == MemberStatus::Alive);
         let matched = raft.progress(id).map_or(0, |(matched, _)| matched);
-        if !alive || matched + config.max_trailing_logs < commit {
+        let in_contact = raft.last_contact(id).is_some_and(|sent| {
+            now.as_u64().saturating_sub(sent.as_u64()) <= config.last_contact_threshold_ms
+        });
+        if !alive || !in_contact || matched + config.max_trailing_logs < commit {
             since.remove(&id);
             continue;
         }

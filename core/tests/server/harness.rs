@@ -495,11 +495,22 @@ impl Cluster {
         self.start_afresh();
     }
 
-    /// Starts every server afresh with autopilot's `min_quorum`: a script's first
-    /// command, before anything is written.
-    fn min_quorum(&mut self, voters: usize) {
-        for peer in self.peers.values_mut() {
-            peer.config.autopilot.min_quorum = voters;
+    /// Starts every server afresh with the autopilot settings `key=value` gives
+    /// (`min_quorum=3`, `cleanup_dead_servers=false`): a script's first command, before
+    /// anything is written.
+    fn autopilot(&mut self, settings: &[&str]) {
+        for setting in settings {
+            let (key, value) = setting.split_once('=').expect("key=value");
+            for peer in self.peers.values_mut() {
+                let autopilot = &mut peer.config.autopilot;
+                match key {
+                    "min_quorum" => autopilot.min_quorum = value.parse().expect("voters"),
+                    "cleanup_dead_servers" => {
+                        autopilot.cleanup_dead_servers = value.parse().expect("true or false");
+                    }
+                    other => panic!("unknown autopilot setting {other}"),
+                }
+            }
         }
         self.start_afresh();
     }
@@ -1383,7 +1394,7 @@ impl Cluster {
             "log" => self.log(),
             "status" => self.status(),
             "join" => self.join(args[0].parse().expect("id")),
-            "min-quorum" => self.min_quorum(args[0].parse().expect("voters")),
+            "autopilot" => self.autopilot(args),
             "gossip" => {
                 let members: Vec<(NodeId, MemberStatus)> = args
                     .iter()

@@ -94,6 +94,7 @@ pub fn start_cluster(
         data_dir: settings.data_dir.clone(),
         executor: config.executor.clone(),
         rng_seed: config.rng_seed,
+        autopilot: settings.autopilot,
     };
     spawn_node_loop(identity, move |identity, inputs, receiver, known_leader| {
         let mut server_loop = ServerLoop::start(config, known_leader)?;
@@ -626,7 +627,7 @@ impl ServerLoop {
             .map_err(|e| AgentError::Host(HostError::Store(e)))?;
         let mut config = ServerConfig::new(self.server_id, self.rng_seed, peers.clone());
         config.region = self.settings.region.clone();
-        config.autopilot.min_quorum = self.settings.bootstrap_expect as usize;
+        config.autopilot = self.settings.autopilot;
         let passes_ready = Arc::clone(&self.passes_ready);
         let wake = Arc::new(move || passes_ready.notify_one());
         let runner = ThreadPassRunner::with_wake(PassPoolConfig::for_this_machine(), wake)

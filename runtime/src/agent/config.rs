@@ -12,6 +12,7 @@
 
 use crate::net::gossip_key::GossipKey;
 use drover_core::jobspec::{Diagnostic, line_col};
+use drover_core::server::AutopilotConfig;
 use hcl::edit::Span;
 use hcl::edit::expr::Expression;
 use hcl::edit::structure::{Attribute, Block, Body, Structure};
@@ -28,6 +29,51 @@ pub const DATACENTER_DEFAULT: &str = "dc1";
 /// A region larger than this cannot be bootstrapped by `bootstrap_expect`.
 pub const BOOTSTRAP_EXPECT_MAX: u32 = 7;
 
+/// Nomad's `autopilot` block: how the leader manages the servers of the Raft configuration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AutopilotSection {
+    pub cleanup_dead_servers: Option<bool>,
+    pub last_contact_threshold_ms: Option<u64>,
+    pub max_trailing_logs: Option<u64>,
+    pub server_stabilization_time_ms: Option<u64>,
+    pub min_quorum: Option<u64>,
+}
+
+impl AutopilotSection {
+    fn merge(self, later: AutopilotSection) -> AutopilotSection {
+        AutopilotSection {
+            cleanup_dead_servers: later.cleanup_dead_servers.or(self.cleanup_dead_servers),
+            last_contact_threshold_ms: later
+                .last_contact_threshold_ms
+                .or(self.last_contact_threshold_ms),
+            max_trailing_logs: later.max_trailing_logs.or(self.max_trailing_logs),
+            server_stabilization_time_ms: later
+                .server_stabilization_time_ms
+                .or(self.server_stabilization_time_ms),
+            min_quorum: later.min_quorum.or(self.min_quorum),
+        }
+    }
+
+    /// Nomad's defaults for what is not said, but `min_quorum` defaults to
+    /// `bootstrap_expect` rather than 0: autopilot never shrinks the voters below the
+    /// size the region was bootstrapped at unless the operator says so.
+    fn resolve(self, bootstrap_expect: u32) -> AutopilotConfig {
+        let nomad = AutopilotConfig::default();
+        let min_quorum = self.min_quorum.map_or(bootstrap_expect as usize, |n| n as usize);
+        AutopilotConfig {
+            cleanup_dead_servers: self.cleanup_dead_servers.unwrap_or(nomad.cleanup_dead_servers),
+            last_contact_threshold_ms: self
+                .last_contact_threshold_ms
+                .unwrap_or(nomad.last_contact_threshold_ms),
+            server_stabilization_time_ms: self
+                .server_stabilization_time_ms
+                .unwrap_or(nomad.server_stabilization_time_ms),
+            max_trailing_logs: self.max_trailing_logs.unwrap_or(nomad.max_trailing_logs),
+            min_quorum,
+        }
+    }
+}
+
 /// One agent configuration file, or the flags, before defaults: `None` is "not said".
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FileConfig {
@@ -42,6 +88,7 @@ pub struct FileConfig {
     pub server: ServerSection,
     pub client: ClientSection,
     pub tls: TlsSection,
+    pub autopilot: AutopilotSection,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -101,6 +148,11 @@ pub struct TlsSection {
     pub ca_file: Option<String>,
     pub cert_file: Option<String>,
     pub key_file: Option<String>,
+    /// `http = true`: the HTTP API speaks HTTPS only, with the agent's certificate.
+    pub http: Option<bool>,
+    /// `verify_https_client = true`: an HTTPS caller must present a certificate signed
+    /// by the CA (mutual TLS).
+    pub verify_https_client: Option<bool>,
 }
 
 impl FileConfig {
@@ -134,7 +186,10 @@ impl FileConfig {
                 ca_file: later.tls.ca_file.or(self.tls.ca_file),
                 cert_file: later.tls.cert_file.or(self.tls.cert_file),
                 key_file: later.tls.key_file.or(self.tls.key_file),
+                http: later.tls.http.or(self.tls.http),
+                verify_https_client: later.tls.verify_https_client.or(self.tls.verify_https_client),
             },
+            autopilot: self.autopilot.merge(later.autopilot),
         }
     }
 }
@@ -209,13 +264,27 @@ const TOP_KEYS: &[&str] = &[
     "server",
     "client",
     "tls",
+    "autopilot",
 ];
 const PORT_KEYS: &[&str] = &["http", "rpc", "serf"];
 const SERVER_KEYS: &[&str] =
     &["enabled", "bootstrap_expect", "server_join", "retry_join", "encrypt"];
 const SERVER_JOIN_KEYS: &[&str] = &["retry_join"];
 const CLIENT_KEYS: &[&str] = &["enabled", "servers"];
-const TLS_KEYS: &[&str] = &["ca_file", "cert_file", "key_file", "rpc", "http"];
+const AUTOPILOT_KEYS: &[&str] = &[
+    "cleanup_dead_servers",
+    "last_contact_threshold",
+    "max_trailing_logs",
+    "server_stabilization_time",
+    "min_quorum",
+    "enable_redundancy_zones",
+    "disable_upgrade_migration",
+    "enable_custom_upgrades",
+];
+/// The largest `max_trailing_logs` and `min_quorum` taken: far past any real region.
+const AUTOPILOT_COUNT_MAX: u64 = 1_000_000;
+const TLS_KEYS: &[&str] =
+    &["ca_file", "cert_file", "key_file", "rpc", "http", "verify_https_client"];
 
 impl Reader {
     fn top(&mut self, body: &Body) -> FileConfig {
@@ -237,6 +306,7 @@ impl Reader {
                     "server" => config.server = self.server(block),
                     "client" => config.client = self.client(block),
                     "tls" => config.tls = self.tls(block),
+                    "autopilot" => config.autopilot = self.autopilot(block),
                     key => self.unknown(block, key, "the top level", TOP_KEYS),
                 },
             }
@@ -312,20 +382,61 @@ impl Reader {
                 "ca_file" => tls.ca_file = self.string(attr),
                 "cert_file" => tls.cert_file = self.string(attr),
                 "key_file" => tls.key_file = self.string(attr),
+                "http" => tls.http = self.bool(attr),
+                "verify_https_client" => tls.verify_https_client = self.bool(attr),
                 // Agents always speak mutual TLS to each other; saying so is fine.
-                "rpc" => {
+                _ => {
                     if self.bool(attr) == Some(false) {
                         self.error(attr, "tls.rpc = false is not supported: agents always verify each other with the cluster's CA");
-                    }
-                }
-                _ => {
-                    if self.bool(attr) == Some(true) {
-                        self.error(attr, "tls.http = true is not supported yet: the HTTP API is plain HTTP; bind it to a private address");
                     }
                 }
             }
         }
         tls
+    }
+
+    fn autopilot(&mut self, block: &Block) -> AutopilotSection {
+        let mut autopilot = AutopilotSection::default();
+        for attr in self.attributes(block, AUTOPILOT_KEYS) {
+            match attr.key.value().as_str() {
+                "cleanup_dead_servers" => autopilot.cleanup_dead_servers = self.bool(attr),
+                "last_contact_threshold" => {
+                    autopilot.last_contact_threshold_ms = self.duration_ms(attr, 1);
+                }
+                "server_stabilization_time" => {
+                    autopilot.server_stabilization_time_ms = self.duration_ms(attr, 0);
+                }
+                "max_trailing_logs" => {
+                    autopilot.max_trailing_logs = self.integer(attr, 0, AUTOPILOT_COUNT_MAX);
+                }
+                "min_quorum" => autopilot.min_quorum = self.integer(attr, 0, AUTOPILOT_COUNT_MAX),
+                // Nomad Enterprise's settings: off is what drover does, on is refused.
+                key => {
+                    if self.bool(attr) == Some(true) {
+                        self.error(attr, &format!("autopilot.{key} = true is a Nomad Enterprise feature drover does not have"));
+                    }
+                }
+            }
+        }
+        autopilot
+    }
+
+    /// A Go duration string (`"200ms"`, `"10s"`) of at least `min_ms`, in milliseconds.
+    fn duration_ms(&mut self, attr: &Attribute, min_ms: u64) -> Option<u64> {
+        let text = self.string(attr)?;
+        let parsed = drover_core::jobspec::parse_duration(&text);
+        let ms = parsed.ok().filter(|ns| *ns >= 0).map(|ns| ns as u64 / 1_000_000);
+        match ms.filter(|ms| *ms >= min_ms) {
+            Some(ms) => Some(ms),
+            None => {
+                let least = if min_ms == 0 { "0s".to_owned() } else { format!("{min_ms}ms") };
+                self.type_error(
+                    attr,
+                    &format!("a duration such as \"10s\" of at least {least}, not {text:?}"),
+                );
+                None
+            }
+        }
     }
 
     /// The attributes of a block that may hold only attributes named in `keys`; anything
@@ -488,6 +599,9 @@ pub struct AgentSettings {
     pub tls: TlsFiles,
     /// The key gossip datagrams are sealed with; none: gossip in the clear.
     pub gossip_key: Option<GossipKeyText>,
+    /// How the HTTP API is served.
+    pub http_tls: HttpTls,
+    pub autopilot: AutopilotConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -495,6 +609,24 @@ pub struct TlsFiles {
     pub ca_file: PathBuf,
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+}
+
+/// The HTTP API's transport, from `tls { http, verify_https_client }` (Nomad's
+/// defaults: plain HTTP; with `http = true`, HTTPS without client certificates).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpTls {
+    Plain,
+    Https { verify_client: bool },
+}
+
+impl HttpTls {
+    /// The URL scheme callers use: `http` or `https`.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            HttpTls::Plain => "http",
+            HttpTls::Https { .. } => "https",
+        }
+    }
 }
 
 /// Checks the merged configuration of a non-`-dev` agent and fills in Nomad's defaults.
@@ -531,6 +663,13 @@ pub fn resolve(config: FileConfig, hostname: &str) -> Result<AgentSettings, Stri
                 &role[1..],
             ));
         }
+    };
+    let http_tls = match (config.tls.http.unwrap_or(false), config.tls.verify_https_client) {
+        (true, verify) => HttpTls::Https { verify_client: verify.unwrap_or(false) },
+        (false, Some(true)) => {
+            return Err("tls.verify_https_client = true requires tls.http = true: client certificates are asked for only over HTTPS".into());
+        }
+        (false, _) => HttpTls::Plain,
     };
     let bootstrap_expect = config.server.bootstrap_expect.unwrap_or(0);
     if server && bootstrap_expect == 0 {
@@ -591,6 +730,8 @@ pub fn resolve(config: FileConfig, hostname: &str) -> Result<AgentSettings, Stri
         servers,
         tls,
         gossip_key: config.server.encrypt,
+        http_tls,
+        autopilot: config.autopilot.resolve(bootstrap_expect),
     })
 }
 

@@ -49,6 +49,8 @@ pub struct DevConfig {
     pub executor: Vec<String>,
     /// Seeds the machines' randomness (IDs, jitter); the agent draws it at start.
     pub rng_seed: u64,
+    /// What the server's autopilot runs with (`GET /v1/operator/autopilot/configuration`).
+    pub autopilot: drover_core::server::AutopilotConfig,
 }
 
 /// One input of the node loop.

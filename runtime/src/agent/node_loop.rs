@@ -89,6 +89,7 @@ impl NodeLoop {
         let mut server_config =
             ServerConfig::new(1, config.rng_seed, BTreeMap::from([(1, config.rpc_addr.clone())]));
         server_config.region = config.region.clone();
+        server_config.autopilot = config.autopilot;
         server_config.raft.election_timeout_ms = DEV_ELECTION_TIMEOUT_MS;
         server_config.raft.heartbeat_interval_ms = DEV_RAFT_HEARTBEAT_MS;
         let server = ServerHost::start(

@@ -1,5 +1,6 @@
 //! The agent's own endpoints: `agent/self|health|members`, `status/leader|peers`,
-//! `regions`, `operator/raft/configuration|peer` and `metrics`.
+//! `regions`, `operator/raft/configuration|peer`, `operator/autopilot/configuration` and
+//! `metrics`.
 
 use super::{ApiError, ApiResult, Params, QueryMeta, json_response, read_response};
 use crate::agent::{AgentHandle, AgentRoles, AgentStatus, ServerMember};
@@ -21,6 +22,7 @@ pub(super) fn routes() -> Router<AgentHandle> {
         .route("/v1/regions", get(regions))
         .route("/v1/operator/raft/configuration", get(raft_configuration))
         .route("/v1/operator/raft/peer", delete(raft_remove_peer))
+        .route("/v1/operator/autopilot/configuration", get(autopilot_configuration))
         .route("/v1/metrics", get(metrics))
 }
 
@@ -212,6 +214,56 @@ async fn raft_remove_peer(State(agent): State<AgentHandle>, params: Params) -> A
     }
 }
 
+/// The autopilot settings this server runs with, in Nomad's `AutopilotConfiguration`
+/// shape (durations as Go prints them). They come from the agent's `autopilot` block,
+/// not from Raft: drover has no `set-config`, so the indexes are 0.
+async fn autopilot_configuration(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
+    let status = status(&agent).await?;
+    if !status.roles.server {
+        return Err(ApiError::internal(
+            "this agent is not a server: ask a server's API for the autopilot configuration",
+        ));
+    }
+    let autopilot = &agent.config.autopilot;
+    let answer = json!({
+        "CleanupDeadServers": autopilot.cleanup_dead_servers,
+        "LastContactThreshold": go_duration_text(autopilot.last_contact_threshold_ms),
+        "MaxTrailingLogs": autopilot.max_trailing_logs,
+        "MinQuorum": autopilot.min_quorum,
+        "ServerStabilizationTime": go_duration_text(autopilot.server_stabilization_time_ms),
+        "EnableRedundancyZones": false,
+        "DisableUpgradeMigration": false,
+        "EnableCustomUpgrades": false,
+        "CreateIndex": 0,
+        "ModifyIndex": 0,
+    });
+    Ok(json_response(&params, HeaderMap::new(), &answer))
+}
+
+/// Milliseconds as Go's `time.Duration.String` prints them: `200ms`, `10s`, `1.5s`,
+/// `1m30s`, `2h0m0s`, `0s`.
+fn go_duration_text(ms: u64) -> String {
+    if ms == 0 {
+        return "0s".to_owned();
+    }
+    if ms < 1_000 {
+        return format!("{ms}ms");
+    }
+    let (hours, minutes) = (ms / 3_600_000, ms / 60_000 % 60);
+    let (seconds, fraction_ms) = (ms / 1_000 % 60, ms % 1_000);
+    let seconds = if fraction_ms == 0 {
+        seconds.to_string()
+    } else {
+        let fraction = format!("{fraction_ms:03}");
+        format!("{seconds}.{}", fraction.trim_end_matches('0'))
+    };
+    match (hours, minutes) {
+        (0, 0) => format!("{seconds}s"),
+        (0, _) => format!("{minutes}m{seconds}s"),
+        _ => format!("{hours}h{minutes}m{seconds}s"),
+    }
+}
+
 /// Every figure is a gauge: the hosts' counters and the broker's queues, named as
 /// `nomad.<area>.<figure>`. JSON as go-metrics' in-memory sink, or Prometheus text.
 async fn metrics(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
@@ -255,4 +307,20 @@ fn time_text() -> String {
         now.minute(),
         now.second()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::go_duration_text;
+
+    #[test]
+    fn durations_read_as_go_prints_them() {
+        let rendered: Vec<String> = [0, 1, 200, 1_000, 1_500, 10_000, 90_000, 7_200_000, 3_723_004]
+            .map(go_duration_text)
+            .to_vec();
+        assert_eq!(
+            rendered,
+            ["0s", "1ms", "200ms", "1s", "1.5s", "10s", "1m30s", "2h0m0s", "1h2m3.004s"]
+        );
+    }
 }

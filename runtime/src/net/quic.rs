@@ -235,18 +235,36 @@ fn peer_dns_names(connection: &quinn::Connection) -> Arc<[String]> {
     dns.collect()
 }
 
-fn configs(identity: &TlsIdentity) -> Result<(quinn::ServerConfig, quinn::ClientConfig), NetError> {
-    let tls = |e: &dyn fmt::Display| NetError::Tls(e.to_string());
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(identity.ca_pem.as_bytes()) {
-        roots.add(cert.map_err(|e| tls(&e))?).map_err(|e| tls(&e))?;
+/// An identity's PEM read: the CA as roots, this agent's chain and key.
+pub(crate) struct ParsedIdentity {
+    pub roots: Arc<rustls::RootCertStore>,
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+fn tls_error(e: &dyn fmt::Display) -> NetError {
+    NetError::Tls(e.to_string())
+}
+
+impl TlsIdentity {
+    pub(crate) fn parse(&self) -> Result<ParsedIdentity, NetError> {
+        let tls = tls_error;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+            roots.add(cert.map_err(|e| tls(&e))?).map_err(|e| tls(&e))?;
+        }
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(|e| tls(&e))?;
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(|e| tls(&e))?;
+        Ok(ParsedIdentity { roots: Arc::new(roots), chain, key })
     }
-    let roots = Arc::new(roots);
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .map_err(|e| tls(&e))?;
-    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes()).map_err(|e| tls(&e))?;
+}
+
+fn configs(identity: &TlsIdentity) -> Result<(quinn::ServerConfig, quinn::ClientConfig), NetError> {
+    let tls = tls_error;
+    let ParsedIdentity { roots, chain, key } = identity.parse()?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
 
     let client_verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
