@@ -278,6 +278,42 @@ fn placement_failures_exit_2_and_say_why() {
     );
 }
 
+/// A task that exits at once and is never restarted: its allocation turns unhealthy and
+/// the deployment fails.
+const BROKEN_JOB: &str = r#"job "broken" {
+  group "broken" {
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+
+    update {
+      min_healthy_time = "1s"
+      healthy_deadline = "5s"
+    }
+
+    task "broken" {
+      driver = "raw_exec"
+
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "exit 1"]
+      }
+    }
+  }
+}
+"#;
+
+#[test]
+fn a_failed_deployment_fails_job_run() {
+    let mut session = Session::start("operator-failed-deploy", &[("broken.nomad.hcl", BROKEN_JOB)]);
+    // The evaluation places the allocation; the deployment then fails on its health.
+    let run = session.record(&["job", "run", "broken.nomad.hcl"]);
+    assert_eq!(run.code, 1, "{run}");
+    session.record(&["deployment", "list"]);
+    insta::assert_snapshot!("a_failed_deployment_fails_job_run", session.transcripts.join("\n\n"));
+}
+
 #[test]
 fn alloc_restart_in_place_and_alloc_stop_replaces() {
     let mut session = Session::start("operator-alloc", &[("hello.nomad.hcl", HELLO_JOB)]);
