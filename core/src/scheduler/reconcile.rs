@@ -15,6 +15,8 @@
 //! canaries wait for promotion). With `canary = N`, N canaries of the new version are
 //! placed beside the old allocations, which stay until the deployment is promoted; a
 //! promoted canary then takes its name's slot and the old allocation of that name stops.
+//! A deployment created with canaries says whether it waits for a manual or an automatic
+//! promotion.
 //! Canaries of a deployment that was cancelled or failed unpromoted are stopped. An
 //! active deployment of another job version, or of a stopped job, is cancelled.
 
@@ -134,6 +136,9 @@ impl Reconciler<'_> {
         for group in &job.task_groups {
             let group_allocs = by_group.remove(group.name.as_str()).unwrap_or_default();
             self.compute_group(job, group, deployment.as_deref(), &group_allocs, &mut out);
+        }
+        if let Some(created) = out.new_deployment.as_mut() {
+            created.status_description = created_description(created).to_owned();
         }
         out
     }
@@ -589,6 +594,18 @@ impl<'a> Rollout<'a> {
             }
         }
         limit
+    }
+}
+
+/// What a deployment says as it is created: canaries that wait for a promotion say who
+/// promotes them (Nomad's `computeDeploymentUpdates`).
+fn created_description(deployment: &Deployment) -> &'static str {
+    if !deployment.requires_promotion() {
+        deployment_description::RUNNING
+    } else if deployment.task_groups.values().all(|g| g.desired_canaries == 0 || g.auto_promote) {
+        deployment_description::RUNNING_AUTO_PROMOTION
+    } else {
+        deployment_description::RUNNING_NEEDS_PROMOTION
     }
 }
 
