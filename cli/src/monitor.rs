@@ -37,8 +37,8 @@ struct Seen {
 /// deployment the last one placed for, if any; `verbose` prints IDs whole. The exit code is
 /// 2 when some allocation could not be placed, 1 when the deployment did not succeed.
 pub fn monitor(client: &Client, eval_id: &str, verbose: bool, io: &mut Io<'_>) -> u8 {
-    let eval = match follow(client, eval_id, verbose, io) {
-        Ok(eval) => eval,
+    let followed = match follow(client, eval_id, verbose, io) {
+        Ok(followed) => followed,
         Err(error) => {
             let _ = writeln!(io.err, "Error reading evaluation: {error}");
             return EXIT_ERROR;
@@ -47,15 +47,15 @@ pub fn monitor(client: &Client, eval_id: &str, verbose: bool, io: &mut Io<'_>) -
     // A deployment short of allocations that could not be placed makes no progress until
     // capacity appears (Nomad's monitor would wait on it, possibly for ever): say what
     // the evaluation said and leave it.
-    if !eval.placed_all {
+    if !followed.placed_all {
         return EXIT_PLACEMENT_FAILED;
     }
-    if eval.deployment_id.is_empty() {
+    if followed.deployment_id.is_empty() {
         return EXIT_OK;
     }
-    let shown = display_id(&eval.deployment_id, verbose);
+    let shown = display_id(&followed.deployment_id, verbose);
     info(io, &format!("Monitoring deployment {shown:?}"));
-    match deployment::follow(client, &eval.deployment_id, verbose, io) {
+    match deployment::follow(client, &followed.deployment_id, verbose, io) {
         Ok(true) => EXIT_OK,
         Ok(false) => EXIT_ERROR,
         Err(error) => {
