@@ -401,10 +401,15 @@ fn alloc_signal_reaches_the_task_and_is_recorded() {
 }
 
 /// A service of two that rolls out under one canary; `{promote}` and `{message}` are
-/// filled in per test and version.
+/// filled in per test and version. Its disk is small: the node offers what its disk has
+/// free, and a canary runs beside both old allocations.
 const CANARY_JOB: &str = r#"job "web" {
   group "web" {
     count = 2
+
+    ephemeral_disk {
+      size = 10
+    }
 
     update {
       max_parallel     = 1
@@ -420,6 +425,11 @@ const CANARY_JOB: &str = r#"job "web" {
       config {
         command = "/bin/sh"
         args    = ["-c", "echo {message}; sleep 1000"]
+      }
+
+      logs {
+        max_files     = 2
+        max_file_size = 1
       }
     }
   }
