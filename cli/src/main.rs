@@ -12,12 +12,14 @@ mod monitor;
 mod output;
 mod render;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let tty = std::io::stdout().is_terminal();
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();
-    let code = commands::run(&args, &mut commands::Io { out: &mut out, err: &mut err });
+    let code = commands::run(&args, &mut commands::Io { out: &mut out, err: &mut err, tty });
     ExitCode::from(code)
 }

@@ -1,11 +1,13 @@
-//! Following an evaluation to its end, printing what changes as Nomad's `job run` does:
-//! `==> ` info lines and 4-space output lines, each starting with the time, IDs cut to 8
-//! characters. Used by every command that makes an evaluation (`job run`, `job stop`,
-//! `job revert`).
+//! Following an evaluation to its end, then the deployment it placed for, printing what
+//! changes as Nomad's `job run` does: `==> ` info lines and 4-space output lines, each
+//! starting with the time, IDs cut to 8 characters unless `-verbose`. Used by every command
+//! that makes an evaluation (`job run`, `job stop`, `job revert`, deployment actions).
+
+mod deployment;
 
 use crate::api::{ApiError, Blocking, Client};
 use crate::commands::Io;
-use crate::output::{now_ns, short_id, time_text};
+use crate::output::{display_id, now_ns, time_text};
 use drover_core::model::{Allocation, AllocationMetric, EvalStatus, Evaluation};
 use std::collections::BTreeMap;
 
@@ -13,7 +15,8 @@ use std::collections::BTreeMap;
 /// again anyway.
 const EVAL_WAIT_MS: u64 = 1_000;
 
-/// Exit codes of a monitored evaluation (Nomad's `job run`).
+/// Exit codes of a monitored evaluation (Nomad's `job run`): a deployment that did not
+/// succeed is an error.
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_PLACEMENT_FAILED: u8 = 2;
@@ -21,6 +24,8 @@ pub const EXIT_PLACEMENT_FAILED: u8 = 2;
 /// What has been printed about the evaluation so far.
 #[derive(Default)]
 struct Seen {
+    /// IDs are printed whole.
+    verbose: bool,
     status: Option<EvalStatus>,
     job: bool,
     deployment: bool,
@@ -28,16 +33,45 @@ struct Seen {
     allocs: BTreeMap<String, String>,
 }
 
-/// Follows `eval_id` (and the evaluations it chains to) until it finishes; the exit code
-/// is 2 when some allocation could not be placed.
-pub fn monitor(client: &Client, eval_id: &str, io: &mut Io<'_>) -> u8 {
-    match follow(client, eval_id, io) {
-        Ok(code) => code,
+/// Follows `eval_id` (and the evaluations it chains to) until it finishes, then the
+/// deployment the last one placed for, if any; `verbose` prints IDs whole. The exit code is
+/// 2 when some allocation could not be placed, 1 when the deployment did not succeed.
+pub fn monitor(client: &Client, eval_id: &str, verbose: bool, io: &mut Io<'_>) -> u8 {
+    let followed = match follow(client, eval_id, verbose, io) {
+        Ok(followed) => followed,
         Err(error) => {
             let _ = writeln!(io.err, "Error reading evaluation: {error}");
+            return EXIT_ERROR;
+        }
+    };
+    // A deployment short of allocations that could not be placed makes no progress until
+    // capacity appears (Nomad's monitor would wait on it, possibly for ever): say what
+    // the evaluation said and leave it.
+    if !followed.placed_all {
+        return EXIT_PLACEMENT_FAILED;
+    }
+    if followed.deployment_id.is_empty() {
+        return EXIT_OK;
+    }
+    let shown = display_id(&followed.deployment_id, verbose);
+    info(io, &format!("Monitoring deployment {shown:?}"));
+    match deployment::follow(client, &followed.deployment_id, verbose, io) {
+        Ok(true) => EXIT_OK,
+        Ok(false) => EXIT_ERROR,
+        Err(error) => {
+            let now = time_text(now_ns());
+            let _ = writeln!(io.err, "{now}: Error fetching deployment: {error}");
             EXIT_ERROR
         }
     }
+}
+
+/// How the evaluation chain ended.
+struct Followed {
+    /// No evaluation of the chain failed to place an allocation.
+    placed_all: bool,
+    /// The deployment the last evaluation placed for, if any.
+    deployment_id: String,
 }
 
 fn info(io: &mut Io<'_>, message: &str) {
@@ -48,24 +82,33 @@ fn output(io: &mut Io<'_>, message: &str) {
     let _ = writeln!(io.out, "    {}: {message}", time_text(now_ns()));
 }
 
-fn follow(client: &Client, first_eval_id: &str, io: &mut Io<'_>) -> Result<u8, ApiError> {
+fn follow(
+    client: &Client,
+    first_eval_id: &str,
+    verbose: bool,
+    io: &mut Io<'_>,
+) -> Result<Followed, ApiError> {
     let mut eval_id = first_eval_id.to_owned();
-    let mut placement_failed = false;
+    let mut placed_all = true;
     loop {
-        info(io, &format!("Monitoring evaluation {:?}", short_id(&eval_id)));
-        let eval = follow_one(client, &eval_id, io)?;
-        placement_failed |= !eval.failed_tg_allocs.is_empty();
+        info(io, &format!("Monitoring evaluation {:?}", display_id(&eval_id, verbose)));
+        let eval = follow_one(client, &eval_id, verbose, io)?;
+        placed_all &= eval.failed_tg_allocs.is_empty();
         if eval.next_eval.is_empty() {
-            break;
+            return Ok(Followed { placed_all, deployment_id: eval.deployment_id });
         }
         eval_id = eval.next_eval;
     }
-    Ok(if placement_failed { EXIT_PLACEMENT_FAILED } else { EXIT_OK })
 }
 
 /// Follows one evaluation to a terminal status and prints how it ended.
-fn follow_one(client: &Client, eval_id: &str, io: &mut Io<'_>) -> Result<Evaluation, ApiError> {
-    let mut seen = Seen::default();
+fn follow_one(
+    client: &Client,
+    eval_id: &str,
+    verbose: bool,
+    io: &mut Io<'_>,
+) -> Result<Evaluation, ApiError> {
+    let mut seen = Seen { verbose, ..Seen::default() };
     let mut index = 0;
     loop {
         let blocking = Blocking { index, wait_ms: EVAL_WAIT_MS };
@@ -75,7 +118,7 @@ fn follow_one(client: &Client, eval_id: &str, io: &mut Io<'_>) -> Result<Evaluat
         let allocs = eval_allocations(client, &eval)?;
         print_changes(&mut seen, &eval, &allocs, io);
         if eval.status.is_terminal() {
-            print_end(&eval, io);
+            print_end(&eval, verbose, io);
             return Ok(eval);
         }
     }
@@ -93,13 +136,15 @@ fn eval_allocations(client: &Client, eval: &Evaluation) -> Result<Vec<Allocation
 }
 
 fn print_changes(seen: &mut Seen, eval: &Evaluation, allocs: &[Allocation], io: &mut Io<'_>) {
+    let verbose = seen.verbose;
+    let shown = |id: &str| display_id(id, verbose);
     if !seen.job && !eval.job_id.is_empty() {
         seen.job = true;
         output(io, &format!("Evaluation triggered by job {:?}", eval.job_id));
     }
     if !seen.deployment && !eval.deployment_id.is_empty() {
         seen.deployment = true;
-        let deployment = short_id(&eval.deployment_id);
+        let deployment = shown(&eval.deployment_id);
         output(io, &format!("Evaluation within deployment: {deployment:?}"));
     }
     for alloc in allocs {
@@ -112,8 +157,8 @@ fn print_changes(seen: &mut Seen, eval: &Evaluation, allocs: &[Allocation], io: 
                     io,
                     &format!(
                         "Allocation {:?} {verb}: node {:?}, group {:?}",
-                        short_id(&alloc.id),
-                        short_id(&alloc.node_id),
+                        shown(&alloc.id),
+                        shown(&alloc.node_id),
                         alloc.task_group
                     ),
                 );
@@ -128,7 +173,7 @@ fn print_changes(seen: &mut Seen, eval: &Evaluation, allocs: &[Allocation], io: 
                     io,
                     &format!(
                         "Allocation {:?} status changed: {before:?} -> {status:?}{description}",
-                        short_id(&alloc.id)
+                        shown(&alloc.id)
                     ),
                 );
             }
@@ -152,8 +197,9 @@ fn print_changes(seen: &mut Seen, eval: &Evaluation, allocs: &[Allocation], io: 
     seen.status = Some(eval.status);
 }
 
-fn print_end(eval: &Evaluation, io: &mut Io<'_>) {
-    let id = short_id(&eval.id);
+fn print_end(eval: &Evaluation, verbose: bool, io: &mut Io<'_>) {
+    let shown = |id: &str| display_id(id, verbose);
+    let id = shown(&eval.id);
     let status = eval.status.as_str();
     if eval.failed_tg_allocs.is_empty() {
         info(io, &format!("Evaluation {id:?} finished with status {status:?}"));
@@ -174,7 +220,7 @@ fn print_end(eval: &Evaluation, io: &mut Io<'_>) {
         }
     }
     if !eval.blocked_eval.is_empty() {
-        let blocked = short_id(&eval.blocked_eval);
+        let blocked = shown(&eval.blocked_eval);
         output(
             io,
             &format!("Evaluation {blocked:?} waiting for additional capacity to place remainder"),

@@ -278,6 +278,42 @@ fn placement_failures_exit_2_and_say_why() {
     );
 }
 
+/// A task that exits at once and is never restarted: its allocation turns unhealthy and
+/// the deployment fails.
+const BROKEN_JOB: &str = r#"job "broken" {
+  group "broken" {
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+
+    update {
+      min_healthy_time = "1s"
+      healthy_deadline = "5s"
+    }
+
+    task "broken" {
+      driver = "raw_exec"
+
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "exit 1"]
+      }
+    }
+  }
+}
+"#;
+
+#[test]
+fn a_failed_deployment_fails_job_run() {
+    let mut session = Session::start("operator-failed-deploy", &[("broken.nomad.hcl", BROKEN_JOB)]);
+    // The evaluation places the allocation; the deployment then fails on its health.
+    let run = session.record(&["job", "run", "broken.nomad.hcl"]);
+    assert_eq!(run.code, 1, "{run}");
+    session.record(&["deployment", "list"]);
+    insta::assert_snapshot!("a_failed_deployment_fails_job_run", session.transcripts.join("\n\n"));
+}
+
 #[test]
 fn alloc_restart_in_place_and_alloc_stop_replaces() {
     let mut session = Session::start("operator-alloc", &[("hello.nomad.hcl", HELLO_JOB)]);
@@ -360,6 +396,97 @@ fn alloc_signal_reaches_the_task_and_is_recorded() {
     });
     insta::assert_snapshot!(
         "alloc_signal_reaches_the_task_and_is_recorded",
+        session.transcripts.join("\n\n")
+    );
+}
+
+/// A service of two that rolls out under one canary; `{promote}` and `{message}` are
+/// filled in per test and version. Its disk is small: the node offers what its disk has
+/// free, and a canary runs beside both old allocations.
+const CANARY_JOB: &str = r#"job "web" {
+  group "web" {
+    count = 2
+
+    ephemeral_disk {
+      size = 10
+    }
+
+    update {
+      max_parallel     = 1
+      canary           = 1
+      auto_promote     = {promote}
+      min_healthy_time = "1s"
+      healthy_deadline = "30s"
+    }
+
+    task "web" {
+      driver = "raw_exec"
+
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "echo {message}; sleep 1000"]
+      }
+
+      logs {
+        max_files     = 2
+        max_file_size = 1
+      }
+    }
+  }
+}
+"#;
+
+/// A session that ran version 0 of the canary job (its first deployment succeeds) and
+/// then `job run` of version 1, whose transcript it returns.
+fn canary_rollout(name: &str, auto_promote: bool) -> (Session, Transcript) {
+    let version = |message: &str| {
+        CANARY_JOB.replace("{promote}", &auto_promote.to_string()).replace("{message}", message)
+    };
+    let (v0, v1) = (version("v0"), version("v1"));
+    let files = [("v0.nomad.hcl", v0.as_str()), ("v1.nomad.hcl", v1.as_str())];
+    let mut session = Session::start(name, &files);
+    let first = session.record(&["job", "run", "v0.nomad.hcl"]);
+    assert_eq!(first.code, 0, "{first}");
+    let second = session.record(&["job", "run", "v1.nomad.hcl"]);
+    (session, second)
+}
+
+/// Whether `job status` lists the two allocations of version 1 running and the two of
+/// version 0 stopped.
+fn rolled_to_version_1(transcript: &str) -> bool {
+    let count = |version_and_status: &str| {
+        transcript.lines().filter(|l| l.contains(version_and_status)).count()
+    };
+    count("1        run      running") == 2 && count("0        stop     complete") == 2
+}
+
+#[test]
+fn a_canary_is_promoted_automatically_and_the_rollout_completes() {
+    // The canary is placed beside the two old allocations, promoted once healthy, and the
+    // old allocations replaced; `job run` returns with the deployment successful.
+    let (mut session, second) = canary_rollout("operator-canary-auto", true);
+    assert_eq!(second.code, 0, "{second}");
+    session.record_when(&["job", "status", "web"], "version 1 rolled out", rolled_to_version_1);
+    insta::assert_snapshot!(
+        "a_canary_is_promoted_automatically_and_the_rollout_completes",
+        session.transcripts.join("\n\n")
+    );
+}
+
+#[test]
+fn a_canary_waits_for_deployment_promote() {
+    // `job run` returns once the canary is healthy: the deployment waits for an operator,
+    // and has not succeeded.
+    let (mut session, second) = canary_rollout("operator-canary-manual", false);
+    assert_eq!(second.code, 1, "{second}");
+    let deployment = second.stdout.split("Monitoring deployment \"").nth(1).unwrap();
+    let deployment = deployment.split('"').next().unwrap().to_owned();
+    session.record(&["deployment", "status", &deployment]);
+    let promoted = session.record(&["deployment", "promote", &deployment]);
+    assert_eq!(promoted.code, 0, "{promoted}");
+    session.record_when(&["job", "status", "web"], "version 1 rolled out", rolled_to_version_1);
+    insta::assert_snapshot!(
+        "a_canary_waits_for_deployment_promote",
         session.transcripts.join("\n\n")
     );
 }

@@ -2,7 +2,7 @@
 
 use super::{Io, api_command, api_command_with_args, print_json, report, resolve_prefix};
 use crate::flags::FlagSpec;
-use crate::output::{cells, display_id, key_values, table, time_text};
+use crate::output::{cells, display_id, table};
 use drover_core::model::Deployment;
 
 const LIST_HELP: &str = "\
@@ -84,61 +84,8 @@ pub fn status(args: &[String], io: &mut Io<'_>) -> u8 {
         if flags.is_set("json") {
             return print_json(&deployment, io);
         }
-        let fields = [
-            ("ID", display_id(&deployment.id, flags.is_set("verbose"))),
-            ("Job ID", deployment.job_id.clone()),
-            ("Job Version", deployment.job_version.to_string()),
-            ("Status", deployment.status.as_str().to_owned()),
-            ("Description", deployment.status_description.clone()),
-        ];
-        let _ = write!(io.out, "{}", key_values(&fields));
-        let _ = write!(io.out, "\nDeployed\n{}", groups_table(&deployment));
+        let text = crate::render::deployment::status_text(&deployment, flags.is_set("verbose"));
+        let _ = write!(io.out, "{text}");
         Ok(0)
     })
-}
-
-/// One row per task group; the auto-revert and canary columns only when some group uses
-/// them, as Nomad shows them.
-pub fn groups_table(deployment: &Deployment) -> String {
-    let auto_revert = deployment.has_auto_revert();
-    let canaries = deployment.task_groups.values().any(|g| g.desired_canaries > 0);
-    let mut header = vec!["Task Group"];
-    if auto_revert {
-        header.push("Auto Revert");
-    }
-    if canaries {
-        header.push("Promoted");
-    }
-    header.push("Desired");
-    if canaries {
-        header.push("Canaries");
-    }
-    header.extend(["Placed", "Healthy", "Unhealthy", "Progress Deadline"]);
-    let mut rows = vec![cells(&header)];
-    for (name, group) in &deployment.task_groups {
-        let mut row = vec![name.clone()];
-        if auto_revert {
-            row.push(group.auto_revert.to_string());
-        }
-        if canaries {
-            row.push(group.promoted.to_string());
-        }
-        row.push(group.desired_total.to_string());
-        if canaries {
-            row.push(group.desired_canaries.to_string());
-        }
-        let deadline = if group.require_progress_by.is_unset() {
-            "N/A".to_owned()
-        } else {
-            time_text(group.require_progress_by.0)
-        };
-        row.extend([
-            group.placed_allocs.to_string(),
-            group.healthy_allocs.to_string(),
-            group.unhealthy_allocs.to_string(),
-            deadline,
-        ]);
-        rows.push(row);
-    }
-    table(&rows)
 }

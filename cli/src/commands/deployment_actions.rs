@@ -152,7 +152,7 @@ fn run(args: &[String], io: &mut Io<'_>, help: &str, action: impl Fn(&Parsed) ->
         if action.done.is_some() {
             let _ = writeln!(io.out);
         }
-        Ok(crate::monitor::monitor(&client, &eval_id, io))
+        Ok(crate::monitor::monitor(&client, &eval_id, flags.is_set("verbose"), io))
     })
 }
 

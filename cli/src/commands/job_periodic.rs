@@ -55,7 +55,7 @@ fn force(args: &[String], io: &mut Io<'_>) -> u8 {
             let _ = writeln!(io.out, "Evaluation ID: {}", answer.eval_id);
             return Ok(0);
         }
-        Ok(crate::monitor::monitor(&client, &answer.eval_id, io))
+        Ok(crate::monitor::monitor(&client, &answer.eval_id, flags.is_set("verbose"), io))
     })
 }
 

@@ -45,6 +45,6 @@ pub fn run(args: &[String], io: &mut Io<'_>) -> u8 {
             }
             return Ok(0);
         }
-        Ok(crate::monitor::monitor(&client, &answer.eval_id, io))
+        Ok(crate::monitor::monitor(&client, &answer.eval_id, false, io))
     })
 }

@@ -1,5 +1,5 @@
-//! `drover job run`: submits a job and monitors its evaluation, or with `-output` prints
-//! the job's API JSON without submitting it.
+//! `drover job run`: submits a job and monitors its evaluation and deployment, or with
+//! `-output` prints the job's API JSON without submitting it.
 
 use super::{Io, api_command, load_job_arg};
 use crate::api::{ApiError, EvalWrite};
@@ -17,10 +17,13 @@ Alias: drover run
   read from the file at the supplied path.
 
   Upon successful job submission, this command will immediately enter an
-  interactive monitor. The monitor ends when the evaluation has finished. The
-  exit code is 0 when every allocation was placed, 2 when some could not be
-  placed, and 1 on any other error. With -detach the command exits as soon as
-  the job is registered.
+  interactive monitor. The monitor follows the evaluation and then the
+  deployment it placed for, until the deployment ends, is paused, or waits
+  for a manual promotion of its canaries. The exit code is 0 when every
+  allocation was placed and the deployment, if any, succeeded; 2 when some
+  allocation could not be placed (the deployment, which waits for capacity,
+  is not followed); and 1 when the deployment did not succeed or on any other
+  error. With -detach the command exits as soon as the job is registered.
 
 Run Options:
 
@@ -51,6 +54,10 @@ Run Options:
 
   -var-file=path
     Path to HCL2 file containing user variables.
+
+  -verbose
+    Display full information: IDs are not shortened, and the deployment
+    monitor lists the deployment's allocations.
 ";
 
 const FLAGS: &[FlagSpec] = &[
@@ -60,6 +67,7 @@ const FLAGS: &[FlagSpec] = &[
     FlagSpec::bool("output"),
     FlagSpec::repeated("var"),
     FlagSpec::repeated("var-file"),
+    FlagSpec::bool("verbose"),
 ];
 
 /// The text the server's EnforceIndex refusals start with (Nomad's
@@ -103,7 +111,7 @@ pub fn run(args: &[String], io: &mut Io<'_>) -> u8 {
         }
         return 0;
     }
-    crate::monitor::monitor(&client, &answer.eval_id, io)
+    crate::monitor::monitor(&client, &answer.eval_id, flags.is_set("verbose"), io)
 }
 
 /// A refused registration: an EnforceIndex refusal prints the server's reason and `Job not

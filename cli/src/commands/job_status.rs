@@ -4,7 +4,7 @@
 use super::{Io, api_command, report, resolve_prefix};
 use crate::api::{Client, encode_component};
 use crate::flags::FlagSpec;
-use crate::output::{cells, key_values, now_ns, table, time_ago, time_text};
+use crate::output::{cells, key_values, table, time_text};
 use drover_core::model::{Allocation, EvalStatus, Evaluation, Job};
 use drover_core::state::JobSummary;
 
@@ -83,7 +83,7 @@ fn detail(client: &Client, prefix: &str, verbose: bool, io: &mut Io<'_>) -> Resu
     if allocs.is_empty() {
         let _ = writeln!(io.out, "No allocations placed");
     } else {
-        let _ = write!(io.out, "{}", alloc_table(&allocs, verbose));
+        let _ = write!(io.out, "{}", crate::render::allocs::alloc_table(&allocs, verbose));
     }
     Ok(0)
 }
@@ -151,38 +151,6 @@ fn summary_table(summary: &JobSummary) -> String {
             counts.unknown,
         ];
         std::iter::once(group.clone()).chain(numbers.iter().map(u64::to_string)).collect()
-    }));
-    table(&rows)
-}
-
-/// A job's or node's allocations: ID, node, group, version, desired and client status,
-/// created and modified, newest first as Nomad lists them.
-pub(super) fn alloc_table(allocs: &[Allocation], verbose: bool) -> String {
-    let id = |id: &str| crate::output::display_id(id, verbose);
-    let now = now_ns();
-    let mut sorted: Vec<&Allocation> = allocs.iter().collect();
-    sorted.sort_by(|a, b| b.create_index.cmp(&a.create_index).then_with(|| a.id.cmp(&b.id)));
-    let mut rows = vec![cells(&[
-        "ID",
-        "Node ID",
-        "Task Group",
-        "Version",
-        "Desired",
-        "Status",
-        "Created",
-        "Modified",
-    ])];
-    rows.extend(sorted.iter().map(|alloc| {
-        vec![
-            id(&alloc.id),
-            id(&alloc.node_id),
-            alloc.task_group.clone(),
-            alloc.job_version.to_string(),
-            alloc.desired_status.as_str().to_owned(),
-            alloc.client_status.as_str().to_owned(),
-            time_ago(alloc.create_time, now),
-            time_ago(alloc.modify_time, now),
-        ]
     }));
     table(&rows)
 }

@@ -51,6 +51,6 @@ pub fn run(args: &[String], io: &mut Io<'_>) -> u8 {
             let _ = writeln!(io.out, "{}", answer.eval_id);
             return Ok(0);
         }
-        Ok(crate::monitor::monitor(&client, &answer.eval_id, io))
+        Ok(crate::monitor::monitor(&client, &answer.eval_id, false, io))
     })
 }

@@ -52,6 +52,8 @@ use std::io::Write;
 pub struct Io<'a> {
     pub out: &'a mut dyn Write,
     pub err: &'a mut dyn Write,
+    /// `out` is a terminal: a monitor may redraw what it printed instead of appending.
+    pub tty: bool,
 }
 
 /// Exit code for "this command does not exist" (what Nomad's CLI library returns).

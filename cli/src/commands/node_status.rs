@@ -130,7 +130,7 @@ fn detail(
     if live.is_empty() {
         let _ = writeln!(io.out, "No allocations placed");
     } else {
-        let _ = write!(io.out, "{}", super::job_status::alloc_table(&live, verbose));
+        let _ = write!(io.out, "{}", crate::render::allocs::alloc_table(&live, verbose));
     }
     Ok(0)
 }

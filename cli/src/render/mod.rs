@@ -1,6 +1,8 @@
 //! Text the commands print, built from API values as pure functions so that every
 //! command's output can be checked without a server.
 
+pub mod allocs;
+pub mod deployment;
 pub mod metrics;
 pub mod plan;
 #[cfg(test)]

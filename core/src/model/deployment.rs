@@ -112,6 +112,17 @@ impl Deployment {
         self.task_groups.values().any(|g| g.desired_canaries > 0 && !g.promoted)
     }
 
+    /// The deployment waits for an operator: a group that does not promote itself has all
+    /// its canaries healthy and is not promoted yet.
+    pub fn awaits_manual_promotion(&self) -> bool {
+        self.task_groups.values().any(|g| {
+            g.desired_canaries > 0
+                && !g.promoted
+                && !g.auto_promote
+                && g.healthy_allocs >= g.desired_canaries
+        })
+    }
+
     /// Every group has all its allocations placed and healthy.
     pub fn is_complete(&self) -> bool {
         self.task_groups.values().all(DeploymentState::is_complete)

@@ -15,8 +15,11 @@
 //! canaries wait for promotion). With `canary = N`, N canaries of the new version are
 //! placed beside the old allocations, which stay until the deployment is promoted; a
 //! promoted canary then takes its name's slot and the old allocation of that name stops.
+//! A deployment created with canaries says whether it waits for a manual or an automatic
+//! promotion.
 //! Canaries of a deployment that was cancelled or failed unpromoted are stopped. An
-//! active deployment of another job version, or of a stopped job, is cancelled.
+//! active deployment of another job version, or of a stopped job, is cancelled. A failed
+//! allocation of the job's failed deployment is not rescheduled.
 
 use super::update::tasks_updated;
 use crate::model::{
@@ -135,6 +138,9 @@ impl Reconciler<'_> {
             let group_allocs = by_group.remove(group.name.as_str()).unwrap_or_default();
             self.compute_group(job, group, deployment.as_deref(), &group_allocs, &mut out);
         }
+        if let Some(created) = out.new_deployment.as_mut() {
+            created.status_description = created_description(created).to_owned();
+        }
         out
     }
 
@@ -209,7 +215,7 @@ impl Reconciler<'_> {
                     continue;
                 }
             }
-            if let Some(slot) = self.classify(job, group, alloc) {
+            if let Some(slot) = self.classify(job, group, deployment, alloc) {
                 slots.entry(alloc.index().unwrap_or(u32::MAX)).or_default().push(slot);
             }
         }
@@ -276,11 +282,18 @@ impl Reconciler<'_> {
     }
 
     /// Which bucket an allocation falls in, or `None` if it no longer holds a slot.
-    fn classify(&self, job: &Job, group: &TaskGroup, alloc: &Arc<Allocation>) -> Option<Slot> {
+    fn classify(
+        &self,
+        job: &Job,
+        group: &TaskGroup,
+        deployment: Option<&Deployment>,
+        alloc: &Arc<Allocation>,
+    ) -> Option<Slot> {
         let kind = match alloc.client_status {
             AllocClientStatus::Complete if job.job_type == JobType::Batch => SlotKind::Done,
             AllocClientStatus::Complete | AllocClientStatus::Lost => return None,
             AllocClientStatus::Failed if !alloc.next_allocation.is_empty() => return None,
+            AllocClientStatus::Failed if in_failed_deployment(deployment, alloc) => SlotKind::Done,
             AllocClientStatus::Failed => self.reschedule_kind(job, group, alloc),
             _ => match self.taint(alloc) {
                 NodeTaint::Lost => SlotKind::Lost,
@@ -589,6 +602,25 @@ impl<'a> Rollout<'a> {
             }
         }
         limit
+    }
+}
+
+/// The allocation belongs to the job's failed deployment. Nomad's reconciler never
+/// reschedules one: the rollout stopped there, and a replacement would carry it on. No
+/// follow-up evaluation is made for it either, since it would place nothing.
+fn in_failed_deployment(deployment: Option<&Deployment>, alloc: &Allocation) -> bool {
+    deployment.is_some_and(|d| d.status == DeploymentStatus::Failed && d.id == alloc.deployment_id)
+}
+
+/// What a deployment says as it is created: canaries that wait for a promotion say who
+/// promotes them (Nomad's `computeDeploymentUpdates`).
+fn created_description(deployment: &Deployment) -> &'static str {
+    if !deployment.requires_promotion() {
+        deployment_description::RUNNING
+    } else if deployment.task_groups.values().all(|g| g.desired_canaries == 0 || g.auto_promote) {
+        deployment_description::RUNNING_AUTO_PROMOTION
+    } else {
+        deployment_description::RUNNING_NEEDS_PROMOTION
     }
 }
 

@@ -633,8 +633,11 @@ impl State {
         outcome: &mut ApplyOutcome,
     ) {
         // The deployment first: the placements made for it count into it as they store.
+        // Its one event is recorded after them, with the counts the entry leaves it at.
+        let mut deployment_ids = std::collections::BTreeSet::new();
         if let Some(deployment) = result.deployment {
-            self.upsert_deployment(index, now_ns, deployment);
+            deployment_ids.insert(deployment.id.clone());
+            self.store_deployment(index, now_ns, deployment);
         }
         for update in &result.deployment_updates {
             if self.deployments.get(&update.deployment_id).is_some() {
@@ -661,7 +664,6 @@ impl State {
         }
         let mut key = job.map(JobKey::of_job);
         let mut counted = false;
-        let mut deployment_ids = std::collections::BTreeSet::new();
         for allocs in result.node_allocation.into_values() {
             let mut on_node = Vec::with_capacity(allocs.len());
             for alloc in allocs {
@@ -1107,7 +1109,19 @@ impl State {
         Ok(())
     }
 
-    fn upsert_deployment(&mut self, index: u64, now_ns: i64, mut deployment: Deployment) {
+    fn upsert_deployment(&mut self, index: u64, now_ns: i64, deployment: Deployment) {
+        let deployment = self.store_deployment(index, now_ns, deployment);
+        self.recorder.record(|| EventPayload::Deployment(deployment));
+    }
+
+    /// Stores the deployment without recording its event: the caller records it once
+    /// the entry is done changing it.
+    fn store_deployment(
+        &mut self,
+        index: u64,
+        now_ns: i64,
+        mut deployment: Deployment,
+    ) -> Arc<Deployment> {
         match self.deployments.get(&deployment.id) {
             Some(old) => deployment.create_index = old.create_index,
             None => {
@@ -1125,9 +1139,9 @@ impl State {
             self.active_deployments.remove(&deployment.id);
         }
         let deployment = Arc::new(deployment);
-        self.recorder.record(|| EventPayload::Deployment(deployment.clone()));
-        self.deployments.insert(deployment.id.clone(), deployment);
+        self.deployments.insert(deployment.id.clone(), deployment.clone());
         self.indexes.deployments = index;
+        deployment
     }
 }
 

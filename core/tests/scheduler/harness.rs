@@ -21,9 +21,9 @@ use drover_core::broker::blocked::BlockedEvals;
 use drover_core::id::IdGen;
 use drover_core::jobspec::{ParseOptions, parse};
 use drover_core::model::{
-    AllocClientStatus, AllocDeploymentStatus, Allocation, DrainSpec, DrainStrategy, DriverInfo,
-    EvalStatus, Evaluation, JobType, Node, NodeEligibility, NodeStatus, SchedulerType, Timestamp,
-    TriggeredBy,
+    AllocClientStatus, AllocDeploymentStatus, Allocation, DeploymentStatus, DeploymentStatusUpdate,
+    DrainSpec, DrainStrategy, DriverInfo, EvalStatus, Evaluation, JobType, Node, NodeEligibility,
+    NodeStatus, SchedulerType, Timestamp, TriggeredBy, deployment_description,
 };
 use drover_core::scheduler::render::render_run;
 use drover_core::scheduler::worker::{Log, process};
@@ -245,6 +245,18 @@ impl Cluster {
                     eval,
                 };
                 self.commit(command).map(drop)
+            }
+            ["fail-deployment", job] => {
+                // What the deployment watcher proposes on an unhealthy allocation.
+                let deployment_id = self.latest_deployment(job)?;
+                let update = DeploymentStatusUpdate {
+                    deployment_id,
+                    status: DeploymentStatus::Failed,
+                    status_description: deployment_description::FAILED_ALLOCATIONS.into(),
+                };
+                let eval = self.eval_for(job, TriggeredBy::DeploymentWatcher);
+                self.commit(Command::DeploymentWatcherUpdate { update, revert: None, eval })
+                    .map(drop)
             }
             ["show", "deployment", job] => {
                 self.show_deployment(job)?;
