@@ -12,8 +12,9 @@
 //! 3. an alive server outside the configuration is added as a learner (non-voter);
 //! 4. a learner that has been healthy (alive, holding the log up to `max_trailing_logs`
 //!    behind the commit index, and having acknowledged a heartbeat round sent at most
-//!    `last_contact_threshold_ms` ago) for `server_stabilization_time_ms` is promoted to
-//!    voter;
+//!    `last_contact_threshold_ms` plus one heartbeat interval ago: the wait for the next
+//!    round is the leader's, not the learner's) for `server_stabilization_time_ms` is
+//!    promoted to voter;
 //! 5. with `cleanup_dead_servers`, a failed learner is removed, and a failed voter only
 //!    while the live voters are a majority of the voters and the voters left stay at
 //!    least `min_quorum`;
@@ -255,7 +256,16 @@ impl Server {
         if leader.autopilot.next_check <= now {
             leader.autopilot.next_check = now + Millis(AUTOPILOT_INTERVAL_MS);
         }
-        let stable = track_health(leader, &self.raft, &self.members, &self.config.autopilot, now);
+        let contact_max_ms = self.config.autopilot.last_contact_threshold_ms
+            + self.config.raft.heartbeat_interval_ms;
+        let stable = track_health(
+            leader,
+            &self.raft,
+            &self.members,
+            &self.config.autopilot,
+            now,
+            contact_max_ms,
+        );
         if self.propose_waiting_removal(now) || self.raft.change_pending() {
             return false;
         }
@@ -359,6 +369,7 @@ fn track_health(
     members: &BTreeMap<NodeId, ServerMember>,
     config: &AutopilotConfig,
     now: Millis,
+    contact_max_ms: u64,
 ) -> BTreeSet<NodeId> {
     let learners = &raft.membership().learners;
     let commit = raft.commit_index();
@@ -368,9 +379,9 @@ fn track_health(
     for &id in learners {
         let alive = members.get(&id).is_some_and(|m| m.status == MemberStatus::Alive);
         let matched = raft.progress(id).map_or(0, |(matched, _)| matched);
-        let in_contact = raft.last_contact(id).is_some_and(|sent| {
-            now.as_u64().saturating_sub(sent.as_u64()) <= config.last_contact_threshold_ms
-        });
+        let in_contact = raft
+            .last_contact(id)
+            .is_some_and(|sent| now.as_u64().saturating_sub(sent.as_u64()) <= contact_max_ms);
         if !alive || !in_contact || matched + config.max_trailing_logs < commit {
             since.remove(&id);
             continue;
