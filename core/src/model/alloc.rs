@@ -10,6 +10,7 @@ use super::metric::AllocationMetric;
 use super::resources::NetworkResource;
 use super::timestamp::Timestamp;
 use super::value::DurationNs;
+use super::vec_map::VecMap;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -175,7 +176,7 @@ pub fn alloc_index(name: &str) -> Option<u32> {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct AllocatedResources {
-    pub tasks: BTreeMap<String, AllocatedTaskResources>,
+    pub tasks: VecMap<String, AllocatedTaskResources>,
     pub shared: AllocatedSharedResources,
 }
 

@@ -8,8 +8,8 @@
 use super::node::Node;
 use super::resources::Resources;
 use super::value::DurationNs;
+use super::vec_map::VecMap;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// How many of the best node scores a metric keeps (Nomad's `MaxRetainedNodeScores`).
 pub const NODE_SCORES_RETAINED_MAX: usize = 5;
@@ -22,17 +22,17 @@ pub struct AllocationMetric {
     pub nodes_filtered: u64,
     pub nodes_in_pool: u64,
     /// Ready nodes per datacenter when the placement was attempted.
-    pub nodes_available: BTreeMap<String, u64>,
-    pub class_filtered: BTreeMap<String, u64>,
+    pub nodes_available: VecMap<String, u64>,
+    pub class_filtered: VecMap<String, u64>,
     /// Keyed by the constraint's text, e.g. `${attr.kernel.name} = linux`.
-    pub constraint_filtered: BTreeMap<String, u64>,
+    pub constraint_filtered: VecMap<String, u64>,
     pub nodes_exhausted: u64,
-    pub class_exhausted: BTreeMap<String, u64>,
+    pub class_exhausted: VecMap<String, u64>,
     /// Keyed by dimension: `cpu`, `memory`, `disk`, `network: reserved port collision`, ….
-    pub dimension_exhausted: BTreeMap<String, u64>,
+    pub dimension_exhausted: VecMap<String, u64>,
     pub quota_exhausted: Vec<String>,
     /// Per task, the resources that did not fit.
-    pub resources_exhausted: BTreeMap<String, Resources>,
+    pub resources_exhausted: VecMap<String, Resources>,
     /// The best few nodes, highest normalized score first.
     pub score_meta_data: Vec<NodeScoreMeta>,
     pub allocation_time: DurationNs,
@@ -46,7 +46,7 @@ pub struct AllocationMetric {
 pub struct NodeScoreMeta {
     #[serde(rename = "NodeID")]
     pub node_id: String,
-    pub scores: BTreeMap<String, f64>,
+    pub scores: VecMap<String, f64>,
     pub norm_score: f64,
 }
 
@@ -96,9 +96,14 @@ impl AllocationMetric {
 }
 
 /// Counts one more under `key`; empty keys (no class, unnamed check) are not counted.
-fn bump(counts: &mut BTreeMap<String, u64>, key: &str) {
-    if !key.is_empty() {
-        *counts.entry(key.to_owned()).or_default() += 1;
+/// The key is copied only the first time it is counted.
+fn bump(counts: &mut VecMap<String, u64>, key: &str) {
+    if key.is_empty() {
+        return;
+    }
+    match counts.get_mut(key) {
+        Some(count) => *count += 1,
+        None => drop(counts.insert(key.to_owned(), 1)),
     }
 }
 

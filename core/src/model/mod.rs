@@ -1,7 +1,8 @@
 //! The domain model: jobs, nodes, allocations, evaluations, deployments and plans.
 //!
 //! Every type serialises to Nomad's v1 API JSON (PascalCase keys, durations as integer
-//! nanoseconds) and to the binary codec. Maps are `BTreeMap`s so that both encodings are
+//! nanoseconds) and to the binary codec. Maps are ordered (`BTreeMap`s, or [`VecMap`]s for
+//! the small maps allocations carry by the million) so that both encodings are
 //! deterministic.
 
 mod alloc;
@@ -18,6 +19,7 @@ mod resources;
 mod timestamp;
 mod validate;
 mod value;
+mod vec_map;
 
 pub use alloc::*;
 pub use canonicalize::{
@@ -37,3 +39,4 @@ pub use resources::*;
 pub use timestamp::Timestamp;
 pub use validate::*;
 pub use value::{DurationNs, FreeValue};
+pub use vec_map::VecMap;

@@ -442,23 +442,23 @@ impl<'a> Stack<'a> {
             };
         }
         if let Verdict::Filtered(reason) = &gs.verdicts[i] {
-            filter_node(metric, node, reason);
+            metric.filter_node(node, reason);
             return None;
         }
         if let Some(reason) = self.plan_constraints(i, gs, node) {
-            filter_node(metric, node, &reason);
+            metric.filter_node(node, &reason);
             return None;
         }
         let used = self.used(i, p);
         let capacity = self.list.capacity(p);
         if let Some(dimension) = exhausted(&used, &gs.ask.total, &capacity) {
-            exhaust_node(metric, node, dimension);
+            metric.exhausted_node(node, dimension);
             return None;
         }
         let ports = match self.assign_ports(i, node, gs) {
             Ok(ports) => ports,
             Err(dimension) => {
-                exhaust_node(metric, node, dimension);
+                metric.exhausted_node(node, dimension);
                 return None;
             }
         };
@@ -633,27 +633,4 @@ fn resources_with_ports(gs: &GroupStack, ports: Ports) -> AllocatedResources {
         resources.shared.networks = networks;
     }
     resources
-}
-
-/// `AllocationMetric::filter_node` without allocating keys that are already counted.
-fn filter_node(metric: &mut AllocationMetric, node: &Node, reason: &str) {
-    metric.nodes_filtered += 1;
-    bump(&mut metric.class_filtered, &node.node_class);
-    bump(&mut metric.constraint_filtered, reason);
-}
-
-fn exhaust_node(metric: &mut AllocationMetric, node: &Node, dimension: &str) {
-    metric.nodes_exhausted += 1;
-    bump(&mut metric.class_exhausted, &node.node_class);
-    bump(&mut metric.dimension_exhausted, dimension);
-}
-
-fn bump(counts: &mut BTreeMap<String, u64>, key: &str) {
-    if key.is_empty() {
-        return;
-    }
-    match counts.get_mut(key) {
-        Some(count) => *count += 1,
-        None => drop(counts.insert(key.to_owned(), 1)),
-    }
 }

@@ -156,7 +156,7 @@ impl GroupPass<'_, '_> {
                     kept.nodes_evaluated += metric.nodes_evaluated;
                     kept.nodes_exhausted += metric.nodes_exhausted;
                     for (dimension, n) in metric.dimension_exhausted {
-                        *kept.dimension_exhausted.entry(dimension).or_default() += n;
+                        *kept.dimension_exhausted.entry_or_default(dimension) += n;
                     }
                 }
                 std::collections::btree_map::Entry::Vacant(slot) => {

@@ -589,17 +589,25 @@ pub fn timestamp() -> impl Strategy<Value = Timestamp> {
     prop_oneof![Just(Timestamp::UNSET), any::<i64>().prop_map(Timestamp)]
 }
 
-pub fn counts() -> impl Strategy<Value = BTreeMap<String, u64>> {
-    btree_map(text(), any::<u64>(), 0..3)
+/// A `VecMap` of up to `len` entries (drawn as a `BTreeMap`, so keys are distinct).
+pub fn vec_map<V: std::fmt::Debug>(
+    value: impl Strategy<Value = V>,
+    len: std::ops::Range<usize>,
+) -> impl Strategy<Value = VecMap<String, V>> {
+    btree_map(text(), value, len).prop_map(|map| map.into_iter().collect())
+}
+
+pub fn counts() -> impl Strategy<Value = VecMap<String, u64>> {
+    vec_map(any::<u64>(), 0..3)
 }
 
 pub fn metric() -> impl Strategy<Value = AllocationMetric> {
     // Dyadic floats: serde_json's default float parser may be one ULP off on arbitrary ones.
-    let score = (text(), btree_map(text(), exact_float(), 0..3), exact_float())
+    let score = (text(), vec_map(exact_float(), 0..3), exact_float())
         .prop_map(|(node_id, scores, norm_score)| NodeScoreMeta { node_id, scores, norm_score });
     (
         (any::<u64>(), any::<u64>(), any::<u64>(), counts(), counts(), counts()),
-        (any::<u64>(), counts(), counts(), texts(), btree_map(text(), resources(), 0..2)),
+        (any::<u64>(), counts(), counts(), texts(), vec_map(resources(), 0..2)),
         (vec(score, 0..3), duration(), any::<u64>()),
     )
         .prop_map(|(first, second, third)| {
@@ -689,11 +697,12 @@ pub fn allocated_resources() -> impl Strategy<Value = AllocatedResources> {
             });
     let mapping = (text(), any::<i32>(), any::<i32>(), text())
         .prop_map(|(label, value, to, host_ip)| AllocatedPortMapping { label, value, to, host_ip });
-    (btree_map(text(), task, 0..3), any::<i64>(), vec(network(), 0..2), vec(mapping, 0..3))
-        .prop_map(|(tasks, disk_mb, networks, ports)| AllocatedResources {
+    (vec_map(task, 0..3), any::<i64>(), vec(network(), 0..2), vec(mapping, 0..3)).prop_map(
+        |(tasks, disk_mb, networks, ports)| AllocatedResources {
             tasks,
             shared: AllocatedSharedResources { disk_mb, networks, ports },
-        })
+        },
+    )
 }
 
 pub fn desired_status() -> impl Strategy<Value = AllocDesiredStatus> {

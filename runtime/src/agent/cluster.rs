@@ -34,8 +34,8 @@ use super::{
 };
 use crate::driver::raw_exec::{RawExec, RawExecConfig};
 use crate::host::{
-    ClientHost, HostError, PassPoolConfig, ServerHost, ThreadPassRunner, Transport, WireMessage,
-    decode_wire, encode_wire,
+    ClientHost, HostError, PassPoolConfig, ServerHost, ThreadPassRunner, Transport, WakeFn,
+    WireMessage, decode_wire, encode_wire,
 };
 use crate::net::gossip_key::GossipKey;
 use crate::net::quic::{Inbound, QuicNet, TlsIdentity};
@@ -629,9 +629,10 @@ impl ServerLoop {
         config.region = self.settings.region.clone();
         config.autopilot = self.settings.autopilot;
         let passes_ready = Arc::clone(&self.passes_ready);
-        let wake = Arc::new(move || passes_ready.notify_one());
-        let runner = ThreadPassRunner::with_wake(PassPoolConfig::for_this_machine(), wake)
-            .map_err(|e| AgentError::Setup(e.to_string()))?;
+        let wake: WakeFn = Arc::new(move || passes_ready.notify_one());
+        let runner =
+            ThreadPassRunner::with_wake(PassPoolConfig::for_this_machine(), Arc::clone(&wake))
+                .map_err(|e| AgentError::Setup(e.to_string()))?;
         let client_name = Role::Client.dns_name(&self.settings.region, DOMAIN_DEFAULT);
         let mut transport =
             QuicTransport::new(self.quic.sender(), self.server_name.clone(), client_name);
@@ -640,8 +641,12 @@ impl ServerLoop {
             transport.add_server(&addr);
         }
         self.frames_lost = transport.lost_counter();
-        let host = ServerHost::start(self.clock.now(), config, transport, store, runner)
+        let mut host = ServerHost::start(self.clock.now(), config, transport, store, runner)
             .map_err(AgentError::Host)?;
+        // A large state takes seconds to encode: on the loop it would hold up heartbeats
+        // and Raft until the leader lost its lease. The finished bytes wake the loop the
+        // way a finished pass does.
+        host.encode_snapshots_on_thread(Some(wake));
         self.host = Some(host);
         self.members_told.clear();
         self.tell_members().map_err(AgentError::Host)

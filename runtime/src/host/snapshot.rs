@@ -51,6 +51,7 @@ impl SnapshotEncoder {
         // An O(1) copy, encoded here if no thread can start.
         let fallback = request.clone();
         let spawned = std::thread::Builder::new().name("state-snapshot".into()).spawn(move || {
+            lower_own_priority();
             let _ = sender.send(encode(request, false));
             if let Some(wake) = wake {
                 wake();
@@ -87,6 +88,17 @@ impl SnapshotEncoder {
     }
 }
 
+/// Niceness of a snapshot encoding thread: it yields the cores to the server loops.
+const SNAPSHOT_THREAD_NICENESS: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority (Linux keeps a niceness per thread, and
+/// `setpriority` of "this process" sets the caller's): on a busy machine an encoding of
+/// seconds at the loops' priority delayed their heartbeats and acknowledgements past the
+/// leader's lease. It only runs later; a refusal leaves it at its priority.
+fn lower_own_priority() {
+    let _unchanged = rustix::process::setpriority_process(None, SNAPSHOT_THREAD_NICENESS);
+}
+
 fn encode(request: SnapshotRequest, inline: bool) -> Encoded {
     let started = Instant::now();
     let bytes = request.encode();
@@ -94,4 +106,24 @@ fn encode(request: SnapshotRequest, inline: bool) -> Encoded {
     // Dropping a large state is itself slow: let it go here, on the encoding thread.
     drop(request);
     Encoded { index, bytes, took: started.elapsed(), inline }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::process::getpriority_process;
+
+    #[test]
+    fn an_encoding_thread_lowers_its_own_priority_only() {
+        let before = getpriority_process(None).expect("reads this thread's niceness");
+        let lowered = std::thread::spawn(|| {
+            lower_own_priority();
+            getpriority_process(None).expect("reads the thread's niceness")
+        })
+        .join()
+        .expect("the thread ends");
+        // Niceness is capped at 19; a thread already there cannot go lower.
+        assert_eq!(lowered, (before + SNAPSHOT_THREAD_NICENESS).min(19));
+        assert_eq!(getpriority_process(None).expect("reads it again"), before);
+    }
 }
