@@ -667,8 +667,7 @@ impl State {
         for allocs in result.node_allocation.into_values() {
             let mut on_node = Vec::with_capacity(allocs.len());
             for alloc in allocs {
-                let stored =
-                    self.store_placement(index, now_ns, alloc, job, &mut key, &mut counted);
+                let stored = self.store_placement(index, now_ns, alloc, &mut key, &mut counted);
                 if std::mem::take(&mut counted) {
                     deployment_ids.insert(stored.1.deployment_id.clone());
                 }
@@ -688,12 +687,14 @@ impl State {
         index: u64,
         now_ns: i64,
         mut alloc: Allocation,
-        job: Option<&Job>,
         key: &mut Option<JobKey>,
         counted: &mut bool,
     ) -> (IdKey, Arc<Allocation>) {
-        if let Some(job) = alloc.job.take().as_deref().or(job) {
-            alloc.job_version = job.version;
+        // The scheduler sets the version of every placement and in-place update; an
+        // allocation that only carries a note (a delayed reschedule's follow-up
+        // evaluation) keeps its own, not the plan's job's.
+        if let Some(own) = alloc.job.take() {
+            alloc.job_version = own.version;
         }
         alloc.modify_index = index;
         alloc.alloc_modify_index = index;
