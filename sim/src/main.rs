@@ -5,6 +5,7 @@
 //! cargo sim raft --replay SEED                         print one seed's trace and verdict
 //! cargo sim cluster --seeds N [--from S] [--jobs J]   the madsim cluster, likewise
 //! cargo sim cluster --replay SEED
+//! cargo sim cluster ... --replace-servers               with server replacement in the faults
 //! ```
 //! A seed run ends with `seeds=N violations=V seeds_per_min=R` (the cluster adds
 //! `sim_to_wall=X`, simulated time over wall time) and exits 1 when V > 0, after printing
@@ -16,7 +17,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-const USAGE: &str = "usage: drover-sim raft|cluster --seeds N [--from S] [--jobs J]\n       drover-sim raft|cluster --replay SEED";
+const USAGE: &str = "usage: drover-sim raft|cluster --seeds N [--from S] [--jobs J] [--replace-servers]\n       drover-sim raft|cluster --replay SEED [--replace-servers]";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Simulation {
@@ -39,6 +40,8 @@ struct Args {
     from: u64,
     jobs: u64,
     replay: Option<u64>,
+    /// Cluster only: server replacement in the fault menu.
+    replace_servers: bool,
 }
 
 /// What one seed came to: its violations, or a panic, and the simulated time it covered.
@@ -55,8 +58,19 @@ fn parse(args: &[String]) -> Result<Args, String> {
         Some(other) => return Err(format!("unknown simulation {other:?}")),
         None => return Err("missing simulation name".to_string()),
     };
-    let mut parsed = Args { simulation, seeds: 100, from: 0, jobs: default_jobs(), replay: None };
+    let mut parsed = Args {
+        simulation,
+        seeds: 100,
+        from: 0,
+        jobs: default_jobs(),
+        replay: None,
+        replace_servers: false,
+    };
     while let Some(flag) = rest.next() {
+        if flag == "--replace-servers" && simulation == Simulation::Cluster {
+            parsed.replace_servers = true;
+            continue;
+        }
         let value = rest.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number: u64 = value.parse().map_err(|_| format!("{flag}: not a number: {value:?}"))?;
         match flag.as_str() {
@@ -84,20 +98,20 @@ fn main() -> ExitCode {
         }
     };
     match args.replay {
-        Some(seed) => replay(args.simulation, seed),
+        Some(seed) => replay(&args, seed),
         None => run_seeds(&args),
     }
 }
 
-fn replay(simulation: Simulation, seed: u64) -> ExitCode {
-    let outcome = std::panic::catch_unwind(|| match simulation {
+fn replay(args: &Args, seed: u64) -> ExitCode {
+    let outcome = std::panic::catch_unwind(|| match args.simulation {
         Simulation::Raft => {
             let outcome = raft::replay(seed);
             let summary =
                 format!("t={}, events={}, commit={}", outcome.end, outcome.events, outcome.commits);
             (outcome.violations, summary)
         }
-        Simulation::Cluster => cluster_replay(seed),
+        Simulation::Cluster => cluster_replay(seed, args.replace_servers),
     });
     match outcome {
         Ok((violations, summary)) if violations.is_empty() => {
@@ -116,8 +130,9 @@ fn replay(simulation: Simulation, seed: u64) -> ExitCode {
 }
 
 #[cfg(madsim)]
-fn cluster_replay(seed: u64) -> (Vec<String>, String) {
-    let outcome = drover_sim::cluster::replay(seed);
+fn cluster_replay(seed: u64, replace_servers: bool) -> (Vec<String>, String) {
+    let outcome =
+        drover_sim::cluster::replay(seed, drover_sim::cluster::Options { replace_servers });
     let summary = format!(
         "simulated {}.{:03}s, steps={}, commit={}",
         outcome.sim_ms / 1000,
@@ -129,35 +144,36 @@ fn cluster_replay(seed: u64) -> (Vec<String>, String) {
 }
 
 #[cfg(not(madsim))]
-fn cluster_replay(_seed: u64) -> (Vec<String>, String) {
+fn cluster_replay(_seed: u64, _replace_servers: bool) -> (Vec<String>, String) {
     (vec![NOT_MADSIM.to_owned()], String::new())
 }
 
 #[cfg(not(madsim))]
 const NOT_MADSIM: &str = "the cluster simulation needs --cfg madsim: run it with `cargo sim`";
 
-fn run_seed(simulation: Simulation, seed: u64) -> SeedResult {
-    match simulation {
+fn run_seed(args: &Args, seed: u64) -> SeedResult {
+    match args.simulation {
         Simulation::Raft => match raft::run_guarded(seed) {
             Ok(outcome) => {
                 SeedResult { violations: outcome.violations, sim_ms: outcome.end.as_u64() }
             }
             Err(panic) => SeedResult { violations: vec![panic], sim_ms: 0 },
         },
-        Simulation::Cluster => run_cluster_seed(seed),
+        Simulation::Cluster => run_cluster_seed(seed, args.replace_servers),
     }
 }
 
 #[cfg(madsim)]
-fn run_cluster_seed(seed: u64) -> SeedResult {
-    match drover_sim::cluster::run_guarded(seed) {
+fn run_cluster_seed(seed: u64, replace_servers: bool) -> SeedResult {
+    let options = drover_sim::cluster::Options { replace_servers };
+    match drover_sim::cluster::run_guarded(seed, options) {
         Ok(outcome) => SeedResult { violations: outcome.violations, sim_ms: outcome.sim_ms },
         Err(panic) => SeedResult { violations: vec![panic], sim_ms: 0 },
     }
 }
 
 #[cfg(not(madsim))]
-fn run_cluster_seed(_seed: u64) -> SeedResult {
+fn run_cluster_seed(_seed: u64, _replace_servers: bool) -> SeedResult {
     SeedResult { violations: vec![NOT_MADSIM.to_owned()], sim_ms: 0 }
 }
 
@@ -177,7 +193,7 @@ fn run_seeds(args: &Args) -> ExitCode {
                     if seed >= end {
                         break;
                     }
-                    let result = run_seed(args.simulation, seed);
+                    let result = run_seed(args, seed);
                     sim_ms.fetch_add(result.sim_ms, Ordering::Relaxed);
                     if !result.violations.is_empty() {
                         let violation = result.violations.join("; ");
@@ -193,9 +209,10 @@ fn run_seeds(args: &Args) -> ExitCode {
     let mut failures = failures.into_inner().expect("threads joined");
     failures.sort();
     let name = args.simulation.name();
+    let flags = if args.replace_servers { " --replace-servers" } else { "" };
     for (seed, violation) in &failures {
         println!("seed {seed} failed: {violation}");
-        println!("  replay: cargo sim {name} --replay {seed}");
+        println!("  replay: cargo sim {name} --replay {seed}{flags}");
     }
     let wall = started.elapsed().as_secs_f64();
     let per_minute = args.seeds as f64 / (wall / 60.0).max(1e-9);

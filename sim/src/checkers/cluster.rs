@@ -1009,6 +1009,12 @@ pub fn check_gc_bound(
             continue;
         }
         let placed = state.job_allocs(&eval.namespace, &eval.job_id);
+        // An allocation of the job that changed since the last pass the leader surely ran
+        // may have left this evaluation (a later evaluation updated it in place): the
+        // evaluation may have become reapable only then (seed 707).
+        if placed.iter().any(|a| a.modify_time > settled) {
+            continue;
+        }
         let mine: Vec<_> = placed.iter().filter(|a| a.eval_id == eval.id).collect();
         if mine.iter().all(|a| reapable(a)) {
             evals.push(short(&eval.id).to_owned());
