@@ -242,7 +242,8 @@ fn build(ops: &[(u8, u8)]) -> State {
                 evals: vec![Evaluation {
                     id: format!("e{}", arg % 5),
                     job_id: "web".into(),
-                    status: EvalStatus::Pending,
+                    status: [EvalStatus::Pending, EvalStatus::Blocked, EvalStatus::Complete]
+                        [usize::from(arg / 5 % 3)],
                     ..Evaluation::default()
                 }],
             },
@@ -264,11 +265,55 @@ proptest! {
         for node in state.nodes() {
             prop_assert_eq!(restored.node_allocs(&node.id), state.node_allocs(&node.id));
         }
+        prop_assert!(blocked_evals(&state).len() <= 1, "{:?}", blocked_evals(&state));
         if let Some(summary) = state.job_summary("default", "web") {
             let allocs = state.job_allocs("default", "web");
             prop_assert_eq!(&**summary, &summary.recompute(allocs.iter().map(|a| a.as_ref())));
         }
     }
+}
+
+fn blocked_evals(state: &State) -> Vec<String> {
+    state.evals().filter(|e| e.status == EvalStatus::Blocked).map(|e| e.id.clone()).collect()
+}
+
+fn blocked(id: &str) -> Evaluation {
+    Evaluation {
+        id: id.into(),
+        job_id: "web".into(),
+        status: EvalStatus::Blocked,
+        ..Evaluation::default()
+    }
+}
+
+/// A job keeps one blocked evaluation, in every state: writing a newer one cancels the
+/// older in the same entry, an older one written again after a newer is cancelled
+/// itself, and a restored snapshot goes on from the same blocked evaluation.
+#[test]
+fn a_job_keeps_one_blocked_evaluation() {
+    let mut state = State::new();
+    let upsert = |eval: Evaluation| Command::EvalUpsert { evals: vec![eval] };
+    state.apply(1, NOW, upsert(blocked("b1"))).unwrap();
+    state.apply(2, NOW, upsert(blocked("b2"))).unwrap();
+    assert_eq!(blocked_evals(&state), ["b2"]);
+    let b1 = state.eval("b1").unwrap();
+    assert_eq!((b1.status, b1.modify_index), (EvalStatus::Canceled, 2));
+
+    state.apply(3, NOW, upsert(blocked("b1"))).unwrap();
+    assert_eq!(blocked_evals(&state), ["b2"]);
+    assert_eq!(state.eval("b1").unwrap().status, EvalStatus::Canceled);
+
+    let bytes = state.to_snapshot_bytes().unwrap();
+    let mut restored = State::from_snapshot_bytes(&bytes, 1 << 20).unwrap();
+    restored.apply(4, NOW, upsert(blocked("b3"))).unwrap();
+    assert_eq!(blocked_evals(&restored), ["b3"]);
+    assert_eq!(restored.eval("b2").unwrap().status, EvalStatus::Canceled);
+
+    let done = Evaluation { status: EvalStatus::Complete, ..blocked("b3") };
+    restored.apply(5, NOW, upsert(done)).unwrap();
+    restored.apply(6, NOW, upsert(blocked("b4"))).unwrap();
+    assert_eq!(blocked_evals(&restored), ["b4"]);
+    assert_eq!(restored.eval("b3").unwrap().status, EvalStatus::Complete);
 }
 
 fn periodic(id: &str) -> Job {

@@ -78,7 +78,7 @@ impl BlockedEvals {
 
     fn cancel(&mut self, mut eval: Evaluation) {
         eval.status = EvalStatus::Canceled;
-        eval.status_description = "evaluation superseded by a newer blocked evaluation".into();
+        eval.status_description = crate::model::BLOCKED_SUPERSEDED.into();
         self.cancelled.push_back(eval);
     }
 

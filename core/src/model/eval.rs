@@ -209,6 +209,10 @@ pub struct Evaluation {
     pub modify_time: i64,
 }
 
+/// Why a blocked evaluation was cancelled: a newer blocked evaluation of its job took its
+/// place (a job keeps one).
+pub const BLOCKED_SUPERSEDED: &str = "evaluation superseded by a newer blocked evaluation";
+
 impl Evaluation {
     /// A new pending evaluation of `job` (its scheduler, priority and namespace), for a
     /// register, a node update, a periodic launch... `id` and `now_ns` come from the

@@ -190,12 +190,15 @@ impl Server {
             failed.next_eval = followup.id.clone();
             commands.push(Command::EvalUpsert { evals: vec![failed, followup] });
         }
-        let mut cancelled: Vec<Evaluation> = std::iter::from_fn(|| leader.broker.poll_cancelled())
+        // The state cancels a job's older blocked evaluation itself when a newer one is
+        // written; only what it still holds as live needs writing.
+        let state = &self.state;
+        let cancelled: Vec<Evaluation> = std::iter::from_fn(|| leader.broker.poll_cancelled())
             .chain(leader.blocked.drain_cancelled())
+            .filter(|e| state.eval(&e.id).is_some_and(|stored| !stored.is_terminal()))
             .collect();
-        cancelled.truncate(self.config.gc.reap_batch_max);
-        if !cancelled.is_empty() {
-            commands.push(Command::EvalUpsert { evals: cancelled });
+        for batch in cancelled.chunks(self.config.gc.reap_batch_max.max(1)) {
+            commands.push(Command::EvalUpsert { evals: batch.to_vec() });
         }
         for mut eval in leader.blocked.drain_unblocked() {
             eval.status = EvalStatus::Pending;

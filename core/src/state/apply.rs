@@ -591,6 +591,7 @@ impl State {
                 eval.create_time = now_ns;
             }
             eval.modify_time = now_ns;
+            self.keep_one_blocked(index, &mut eval);
             self.set_queued(index, &eval);
             self.job_eval_index.insert(JobKey::new(&eval.namespace, &eval.job_id), index);
             let eval = Arc::new(eval);
@@ -604,6 +605,41 @@ impl State {
                 outcome.evals.push(eval);
             }
         }
+    }
+
+    /// Keeps at most one blocked evaluation per job: of the job's blocked one and `eval`
+    /// (about to be written at `index`), the newer by creation stays blocked and the
+    /// older is cancelled, as the leader's tracker would, but in this same entry.
+    fn keep_one_blocked(&mut self, index: u64, eval: &mut Evaluation) {
+        let key = JobKey::new(&eval.namespace, &eval.job_id);
+        let tracked = self.blocked_evals.get(&key).cloned();
+        if eval.status != EvalStatus::Blocked {
+            if tracked.as_deref() == Some(eval.id.as_str()) {
+                self.blocked_evals.remove(&key);
+            }
+            return;
+        }
+        let older = tracked
+            .filter(|id| *id != eval.id)
+            .and_then(|id| self.evals.get(&id).cloned())
+            .filter(|e| e.status == EvalStatus::Blocked);
+        match older {
+            Some(kept) if kept.create_index > eval.create_index => {
+                supersede(eval);
+                return;
+            }
+            Some(older) => {
+                let mut older = (*older).clone();
+                supersede(&mut older);
+                older.modify_index = index;
+                older.modify_time = eval.modify_time;
+                let older = Arc::new(older);
+                self.recorder.record(|| EventPayload::Evaluation(older.clone()));
+                self.evals.insert(older.id.clone(), older);
+            }
+            None => {}
+        }
+        self.blocked_evals.insert(key, eval.id.clone());
     }
 
     /// A finished or blocked evaluation reports what it could not place: the queued count.
@@ -1157,6 +1193,7 @@ impl State {
     ) {
         for id in eval_ids {
             if self.evals.get(id).is_some_and(|e| e.is_terminal()) {
+                // Terminal, so no job's blocked evaluation: `blocked_evals` stays as it is.
                 self.evals.remove(id);
                 self.indexes.evals = index;
             }
@@ -1259,4 +1296,10 @@ pub fn multi_error(errors: &[String]) -> String {
     };
     let bullets: String = errors.iter().map(|e| format!("\t* {e}\n")).collect();
     format!("{count}:\n{bullets}\n")
+}
+
+/// Marks a blocked evaluation cancelled because a newer one of its job took its place.
+fn supersede(eval: &mut Evaluation) {
+    eval.status = EvalStatus::Canceled;
+    eval.status_description = crate::model::BLOCKED_SUPERSEDED.into();
 }

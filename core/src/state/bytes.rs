@@ -9,7 +9,7 @@
 use super::table::IdKey;
 use super::{JobKey, JobSummary, State, TableIndexes};
 use crate::codec::{self, CodecError, FrameKind};
-use crate::model::{Allocation, Deployment, Evaluation, Job, Node};
+use crate::model::{Allocation, Deployment, EvalStatus, Evaluation, Job, Node};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
@@ -142,7 +142,19 @@ impl State {
             let key = JobKey::new(&eval.namespace, &eval.job_id);
             let newest =
                 state.job_eval_index.get(&key).copied().unwrap_or(0).max(eval.modify_index);
-            state.job_eval_index.insert(key, newest);
+            state.job_eval_index.insert(key.clone(), newest);
+            if eval.status == EvalStatus::Blocked {
+                // Snapshots written before a job's blocked evaluations were kept to one may
+                // hold more: the newest is the job's (the leader's tracker cancels the rest).
+                let newer = state
+                    .blocked_evals
+                    .get(&key)
+                    .and_then(|id| state.evals.get(id))
+                    .is_none_or(|kept| kept.create_index < eval.create_index);
+                if newer {
+                    state.blocked_evals.insert(key, eval.id.clone());
+                }
+            }
             state.evals.insert(eval.id.clone(), Arc::new(eval));
         }
         for deployment in body.deployments {

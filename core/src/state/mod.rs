@@ -153,6 +153,10 @@ pub struct State {
     /// state at least this new (Nomad's `getWaitIndex`), or it could miss the plan of
     /// the job's previous evaluation and place the same allocations again.
     job_eval_index: Table<JobKey, u64>,
+    /// Per job, the ID of its blocked evaluation (derived from `evals`). A job has at most
+    /// one: writing a blocked evaluation cancels the job's older one in the same entry, so
+    /// no state, not even for one entry, holds two (Nomad #15858 let them pile up).
+    blocked_evals: Table<JobKey, String>,
     deployments: Table<String, Arc<Deployment>>,
     /// Per job, the ID of its newest deployment (derived from `deployments`).
     latest_deployments: Table<JobKey, String>,

@@ -568,10 +568,19 @@ impl StateChecker {
             }
         }
         for (namespace, job_id) in &touched.blocked {
-            let count =
-                self.blocked.get(&(namespace.clone(), job_id.clone())).map_or(0, |b| b.len());
-            if count > 1 {
-                found.push(format!("job {job_id} has {count} blocked evaluations"));
+            let Some(blocked) = self.blocked.get(&(namespace.clone(), job_id.clone())) else {
+                continue;
+            };
+            if blocked.len() > 1 {
+                let ids: Vec<String> = blocked
+                    .values()
+                    .map(|e| format!("{} (created at {})", short(&e.id), e.create_index))
+                    .collect();
+                let count = blocked.len();
+                found.push(format!(
+                    "job {job_id} has {count} blocked evaluations: {}",
+                    ids.join(", ")
+                ));
             }
         }
         for (namespace, job_id) in &touched.jobs {
@@ -1251,7 +1260,10 @@ mod tests {
         };
         assert_eq!(run.apply(Command::EvalUpsert { evals: vec![blocked("e1")] }), "");
         let found = run.apply(Command::EvalUpsert { evals: vec![blocked("e2")] });
-        assert_eq!(found, "job web has 2 blocked evaluations");
+        assert_eq!(
+            found,
+            "job web has 2 blocked evaluations: e1 (created at 0), e2 (created at 0)"
+        );
         let mut done = blocked("e1");
         done.status = EvalStatus::Complete;
         assert_eq!(run.apply(Command::EvalUpsert { evals: vec![done] }), "");
