@@ -400,6 +400,22 @@ fn three_servers_survive_a_kill_9_of_the_leader_and_it_rejoins_and_clients_reatt
     assert_eq!(reaper.pids(), tasks_before, "reattached, not started twice");
     assert_eq!(running_allocs(survivor, "web"), Some(2));
 
+    // A client agent carries a restart to the other client when that one runs the
+    // allocation (both answer the API through the servers).
+    let allocs = survivor.http("GET", "/v1/job/web/allocations", b"").json();
+    let alloc_id = allocs[0]["ID"].as_str().expect("an allocation").to_owned();
+    let node_id = allocs[0]["NodeID"].as_str().expect("placed on a node");
+    let node = survivor.http("GET", &format!("/v1/node/{node_id}"), b"").json();
+    let elsewhere = if node["Name"] == "c0" { &clients[1] } else { &clients[0] };
+    let restart_path = format!("/v1/client/allocation/{alloc_id}/restart");
+    let restarted = elsewhere.http("POST", &restart_path, b"{}");
+    assert_eq!(restarted.status, 200, "{}", restarted.text());
+    let reported = poll_until(LEADER_TIMEOUT, || {
+        let alloc = survivor.http("GET", &format!("/v1/allocation/{alloc_id}"), b"").json();
+        (alloc["TaskStates"]["t"]["Restarts"] == 1).then_some(())
+    });
+    assert!(reported.is_some(), "the allocation's client restarted its task");
+
     let stopped = survivor.http("DELETE", "/v1/job/web?purge=true", b"");
     assert_eq!(stopped.status, 200, "{}", stopped.text());
     let gone = poll_until(LEADER_TIMEOUT, || reaper.pids().is_empty().then_some(()));
