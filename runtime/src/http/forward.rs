@@ -36,7 +36,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::FromRequest;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, header};
 use axum::response::{IntoResponse, Response};
-use drover_core::model::{Allocation, NodeStatus};
+use drover_core::model::{Allocation, Node, NodeStatus};
 use drover_core::server::Query;
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -217,12 +217,10 @@ pub(super) async fn to_alloc_node(
     }
     let query = Query::Node { node_id: alloc.node_id.clone() };
     let (result, _) = read(agent, &Params::default(), query).await?;
-    let node = rows!(result, Node)?.ok_or_else(|| ApiError::internal("Unknown node"))?;
-    if node.status == NodeStatus::Down || node.http_addr.is_empty() {
-        return Err(ApiError::internal(NO_PATH));
-    }
+    let node = rows!(result, Node)?;
+    let addr = node_http_addr(node.as_deref())?;
     let timeout = Duration::from_millis(FORWARD_ANSWER_TIMEOUT_MS);
-    let sent = send_within(&agent.config.node_http, &node.http_addr, request, timeout).await;
+    let sent = send_within(&agent.config.node_http, addr, request, timeout).await;
     let response = sent.map_err(|_| ApiError::internal(NO_PATH))?;
     let (parts, body) = response.into_parts();
     let body = Body::new(body);
@@ -241,6 +239,16 @@ pub(super) async fn to_alloc_node(
         }
     };
     Ok((parts.status, headers, body).into_response())
+}
+
+/// Where a node's agent is reached, as the servers know the node: Nomad's "Unknown node"
+/// for one they do not know, "No path to node" for one that is down or names no address.
+fn node_http_addr(node: Option<&Node>) -> Result<&str, ApiError> {
+    let node = node.ok_or_else(|| ApiError::internal("Unknown node"))?;
+    if node.status == NodeStatus::Down || node.http_addr.is_empty() {
+        return Err(ApiError::internal(NO_PATH));
+    }
+    Ok(&node.http_addr)
 }
 
 /// [`send`], given up after `timeout`.
@@ -385,6 +393,24 @@ mod tests {
             }
             Err(error) => format!("error: {error}"),
         }
+    }
+
+    #[test]
+    fn a_node_is_reached_at_its_http_address_unless_unknown_or_down() {
+        let node = |status, http_addr: &str| Node {
+            status,
+            http_addr: http_addr.to_owned(),
+            ..Node::default()
+        };
+        let route = |node: Option<&Node>| match node_http_addr(node) {
+            Ok(addr) => addr.to_owned(),
+            Err(error) => format!("{} {}", error.status.as_u16(), error.message),
+        };
+        assert_eq!(route(Some(&node(NodeStatus::Ready, "10.0.0.7:4646"))), "10.0.0.7:4646");
+        assert_eq!(route(Some(&node(NodeStatus::Disconnected, "10.0.0.7:4646"))), "10.0.0.7:4646");
+        assert_eq!(route(Some(&node(NodeStatus::Down, "10.0.0.7:4646"))), "500 No path to node");
+        assert_eq!(route(Some(&node(NodeStatus::Ready, ""))), "500 No path to node");
+        assert_eq!(route(None), "500 Unknown node");
     }
 
     #[tokio::test]
