@@ -711,7 +711,7 @@ pub fn resolve(config: FileConfig, hostname: &str) -> Result<AgentSettings, Stri
     let serf_advertise = advertise(config.advertise.serf, &serf_bind, serf_port);
     let http_bind = at(&config.addresses.http, http_port);
     let http_advertise = match config.advertise.http {
-        Some(given) => advertise(Some(given), &http_bind, http_port),
+        Some(given) => with_default_port(&given, http_port),
         None if is_unspecified(&http_bind) => {
             let rpc_host = rpc_advertise.rsplit_once(':').map_or("", |(host, _)| host);
             join_host_port(rpc_host.trim_matches(['[', ']']), http_port)
