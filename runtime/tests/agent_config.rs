@@ -201,3 +201,35 @@ fn tls_http_serves_the_api_over_https_and_may_ask_for_client_certificates() {
         .collect();
     insta::assert_snapshot!("http_tls", rendered.join("\n"));
 }
+
+#[test]
+fn a_node_advertises_an_http_address_other_agents_can_dial() {
+    let client = "data_dir = \"/d\"\nclient {\n enabled = true\n servers = [\"10.0.0.1\"]\n}\ntls {\n ca_file = \"a\"\n cert_file = \"b\"\n key_file = \"c\"\n}\n";
+    let cases = [
+        ("bound to one address", "bind_addr = \"10.0.0.7\""),
+        (
+            "bound to every interface",
+            "advertise {\n rpc  = \"192.0.2.1\"\n serf = \"192.0.2.1\"\n}",
+        ),
+        (
+            "bound to every IPv6 interface",
+            "bind_addr = \"::\"\nadvertise {\n rpc  = \"2001:db8::1\"\n serf = \"2001:db8::1\"\n}",
+        ),
+        (
+            "said",
+            "advertise {\n rpc  = \"192.0.2.1\"\n serf = \"192.0.2.1\"\n http = \"203.0.113.5\"\n}",
+        ),
+        ("said with a port", "bind_addr = \"10.0.0.7\"\nadvertise { http = \"203.0.113.5:80\" }"),
+        ("its own port", "bind_addr = \"10.0.0.7\"\nports { http = 8646 }"),
+    ];
+    let rendered: Vec<String> = cases
+        .iter()
+        .map(|(what, text)| {
+            let whole = check(&[("client.hcl", client), ("addrs.hcl", text)]);
+            let advertised =
+                whole.lines().find(|l| l.contains("http_advertise") || l.starts_with("refused"));
+            format!("{what}: {}", advertised.unwrap_or(&whole).trim())
+        })
+        .collect();
+    insta::assert_snapshot!("http_advertise", rendered.join("\n"));
+}

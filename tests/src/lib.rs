@@ -389,3 +389,26 @@ pub fn poll_until<T>(
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A raw_exec service whose task prints a line and then sleeps; `marker` makes its
+/// command line findable in /proc.
+pub fn sleeper_hcl(id: &str, marker: &str) -> String {
+    format!(
+        r#"job "{id}" {{
+  group "g" {{
+    task "t" {{
+      driver = "raw_exec"
+      config {{
+        command = "/bin/sh"
+        args    = ["-c", "echo hello; sleep 1000 # {marker}"]
+      }}
+      resources {{
+        cpu    = 100
+        memory = 64
+      }}
+    }}
+  }}
+}}
+"#
+    )
+}

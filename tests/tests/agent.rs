@@ -2,7 +2,7 @@
 //! loopback port, requests over a plain TCP connection, the exchanges as snapshots with
 //! IDs, indexes and times redacted.
 
-use drover_tests::{DevAgent, HttpResponse, http_exchange};
+use drover_tests::{DevAgent, HttpResponse, http_exchange, sleeper_hcl};
 use regex::Regex;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -79,29 +79,6 @@ fn redact(text: &str) -> String {
     rules.iter().fold(text.to_owned(), |text, (pattern, with)| {
         Regex::new(pattern).expect("a valid pattern").replace_all(&text, *with).into_owned()
     })
-}
-
-/// A raw_exec service whose task prints a line and then sleeps; `marker` makes its
-/// command line findable in /proc.
-fn sleeper_hcl(id: &str, marker: &str) -> String {
-    format!(
-        r#"job "{id}" {{
-  group "g" {{
-    task "t" {{
-      driver = "raw_exec"
-      config {{
-        command = "/bin/sh"
-        args    = ["-c", "echo hello; sleep 1000 # {marker}"]
-      }}
-      resources {{
-        cpu    = 100
-        memory = 64
-      }}
-    }}
-  }}
-}}
-"#
-    )
 }
 
 fn body(value: &Value) -> Vec<u8> {

@@ -1,7 +1,7 @@
 //! Real cluster agents on loopback: servers from HCL configuration files with the
 //! cluster's own CA, killed with SIGKILL and restarted on their data directories.
 
-use drover_tests::{ClusterAgent, Scratch, free_port, poll_until, try_http_request};
+use drover_tests::{ClusterAgent, Scratch, free_port, poll_until, sleeper_hcl, try_http_request};
 use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -400,6 +400,22 @@ fn three_servers_survive_a_kill_9_of_the_leader_and_it_rejoins_and_clients_reatt
     assert_eq!(reaper.pids(), tasks_before, "reattached, not started twice");
     assert_eq!(running_allocs(survivor, "web"), Some(2));
 
+    // A client agent carries a restart to the other client when that one runs the
+    // allocation (both answer the API through the servers).
+    let allocs = survivor.http("GET", "/v1/job/web/allocations", b"").json();
+    let alloc_id = allocs[0]["ID"].as_str().expect("an allocation").to_owned();
+    let node_id = allocs[0]["NodeID"].as_str().expect("placed on a node");
+    let node = survivor.http("GET", &format!("/v1/node/{node_id}"), b"").json();
+    let elsewhere = if node["Name"] == "c0" { &clients[1] } else { &clients[0] };
+    let restart_path = format!("/v1/client/allocation/{alloc_id}/restart");
+    let restarted = elsewhere.http("POST", &restart_path, b"{}");
+    assert_eq!(restarted.status, 200, "{}", restarted.text());
+    let reported = poll_until(LEADER_TIMEOUT, || {
+        let alloc = survivor.http("GET", &format!("/v1/allocation/{alloc_id}"), b"").json();
+        (alloc["TaskStates"]["t"]["Restarts"] == 1).then_some(())
+    });
+    assert!(reported.is_some(), "the allocation's client restarted its task");
+
     let stopped = survivor.http("DELETE", "/v1/job/web?purge=true", b"");
     assert_eq!(stopped.status, 200, "{}", stopped.text());
     let gone = poll_until(LEADER_TIMEOUT, || reaper.pids().is_empty().then_some(()));
@@ -639,11 +655,7 @@ fn tasks_that_exit_while_their_client_is_down_follow_the_restart_policy() {
     let reaper = TaskReaper { marker: marker.clone() };
     let registered = server.http("PUT", "/v1/jobs", &two_task_job("pair", &marker));
     assert_eq!(registered.status, 200, "{}", registered.text());
-    let running =
-        poll_until(LEADER_TIMEOUT, || (running_allocs(&server, "pair")? == 1).then_some(()));
-    assert!(running.is_some(), "the allocation runs");
-    let allocs = server.http("GET", "/v1/job/pair/allocations", b"").json();
-    let alloc_id = allocs[0]["ID"].as_str().expect("an allocation").to_owned();
+    let alloc_id = running_alloc(&server, "pair");
     let client_dir = scratch.path.join("client");
 
     // While the client is down, one task dies under its executor, which records the
@@ -783,4 +795,197 @@ fn the_api_over_https_needs_the_ca_and_with_verify_https_client_a_client_certifi
         .map(|(_, text)| port.replace_all(text, "127.0.0.1:PORT").into_owned())
         .collect();
     insta::assert_snapshot!("https", rendered.join("\n\n"));
+}
+
+/// A service job of one task that says it started, then says so for every SIGHUP; its
+/// command line holds `marker`.
+fn hup_job(id: &str, marker: &str) -> Vec<u8> {
+    // The loop's short sleeps let the shell run the trap soon after the signal.
+    let script =
+        format!("trap 'echo got-hup' HUP; echo started; while :; do sleep 0.1; done # {marker}");
+    let job = json!({ "Job": {
+        "ID": id, "Name": id, "Type": "service", "Datacenters": ["dc1"],
+        "TaskGroups": [{ "Name": "g", "Count": 1, "Tasks": [{
+            "Name": "t", "Driver": "raw_exec",
+            "Config": { "command": "/bin/sh", "args": ["-c", script] },
+            "Resources": { "CPU": 100, "MemoryMB": 64 },
+        }]}],
+    }});
+    serde_json::to_vec(&job).expect("JSON")
+}
+
+/// The ID of the job's one running allocation, once it runs.
+fn running_alloc(agent: &ClusterAgent, job: &str) -> String {
+    let running = poll_until(LEADER_TIMEOUT, || (running_allocs(agent, job)? == 1).then_some(()));
+    assert!(running.is_some(), "{job}'s allocation runs");
+    let allocs = agent.http("GET", &format!("/v1/job/{job}/allocations"), b"").json();
+    allocs[0]["ID"].as_str().expect("an allocation").to_owned()
+}
+
+/// `drover alloc logs -f` as a child whose stdout lines arrive on the receiver.
+fn follow_logs(
+    scratch: &Scratch,
+    args: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(drover_tests::drover_binary())
+        .args(args)
+        .current_dir(&scratch.path)
+        .env_remove("NOMAD_ADDR")
+        .env_remove("DROVER_ADDR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("drover runs");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (child, received)
+}
+
+/// Waits for a line holding `wanted` among the lines still to come.
+fn await_line(lines: &std::sync::mpsc::Receiver<String>, wanted: &str) -> bool {
+    let deadline = Instant::now() + LEADER_TIMEOUT;
+    while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if line.contains(wanted) {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn a_server_carries_logs_signals_and_restarts_to_the_node_that_runs_the_allocation() {
+    let scratch = Scratch::new("forward");
+    let (server, client) = server_and_client(&scratch);
+    let marker = format!("drover-e2e-forward-{}", std::process::id());
+    let _reaper = TaskReaper { marker: marker.clone() };
+    let registered = server.http("PUT", "/v1/jobs", &hup_job("hup", &marker));
+    assert_eq!(registered.status, 200, "{}", registered.text());
+    let alloc_id = running_alloc(&server, "hup");
+    let address = format!("http://{}", server.http_addr);
+    let drover = |args: &[&str]| {
+        let mut all = vec![args[0], args[1], "-address", &address];
+        all.extend_from_slice(&args[2..]);
+        scratch.drover(&all)
+    };
+    // Polls `alloc logs` through the server until the task's stdout holds `text` as
+    // often as asked.
+    let logs_hold = |text: &str, times: usize| {
+        poll_until(LEADER_TIMEOUT, || {
+            let logs = drover(&["alloc", "logs", &alloc_id, "t"]);
+            (logs.code == 0 && logs.stdout.matches(text).count() >= times).then_some(())
+        })
+        .is_some()
+    };
+    assert!(logs_hold("started", 1), "{}", drover(&["alloc", "logs", &alloc_id, "t"]));
+
+    // A signal through the server reaches the task, whose trap writes to its log.
+    let signalled = drover(&["alloc", "signal", "-s", "SIGHUP", &alloc_id, "t"]);
+    assert_eq!(signalled.code, 0, "{signalled}");
+    assert!(logs_hold("got-hup", 1), "{}", drover(&["alloc", "logs", &alloc_id, "t"]));
+
+    // A followed log streams through the server: what the task writes next arrives.
+    let (mut follower, lines) =
+        follow_logs(&scratch, &["alloc", "logs", "-address", &address, "-f", &alloc_id, "t"]);
+    assert!(await_line(&lines, "started"), "the followed log starts with what was written");
+    assert!(await_line(&lines, "got-hup"), "and holds the first signal's line");
+    let signalled = drover(&["alloc", "signal", "-s", "SIGHUP", &alloc_id, "t"]);
+    assert_eq!(signalled.code, 0, "{signalled}");
+    assert!(await_line(&lines, "got-hup"), "the second signal's line arrives while following");
+    let _ = follower.kill();
+    let _ = follower.wait();
+
+    // A restart through the server: the client restarts the task and reports it.
+    let restarted = drover(&["alloc", "restart", &alloc_id, "t"]);
+    assert_eq!(restarted.code, 0, "{restarted}");
+    let reported = poll_until(LEADER_TIMEOUT, || {
+        let (types, state) = task_events(&server, &alloc_id, "t")?;
+        let alloc = server.http("GET", &format!("/v1/allocation/{alloc_id}"), b"").json();
+        let restarts = alloc["TaskStates"]["t"]["Restarts"].as_u64()?;
+        (types.contains(&"Restart Signaled".to_owned())
+            && types.ends_with(&["Restarting".to_owned(), "Started".to_owned()])
+            && state == "running"
+            && restarts == 1)
+            .then_some(())
+    });
+    assert!(reported.is_some(), "restarted once: {:?}", task_events(&server, &alloc_id, "t"));
+    assert!(logs_hold("started", 2), "the new attempt wrote to the same log");
+
+    // An allocation nobody knows is 404 without asking any node; a node whose agent is
+    // gone is Nomad's "No path to node", at once rather than after a hang.
+    let unknown = "/v1/client/allocation/00000000-0000-0000-0000-000000000000/signal";
+    let answer = server.http("POST", unknown, br#"{"Signal":"SIGHUP"}"#);
+    assert_eq!((answer.status, answer.text()), (404, "Unknown allocation".to_owned()));
+    client.kill9();
+    let began = Instant::now();
+    let signal_path = format!("/v1/client/allocation/{alloc_id}/signal");
+    let answer = server.http("POST", &signal_path, br#"{"Signal":"SIGHUP","Task":"t"}"#);
+    assert_eq!((answer.status, answer.text()), (500, "No path to node".to_owned()));
+    let logs_path = format!("/v1/client/fs/logs/{alloc_id}?task=t&type=stdout&plain=true");
+    let answer = server.http("GET", &logs_path, b"");
+    assert_eq!((answer.status, answer.text()), (500, "No path to node".to_owned()));
+    assert!(began.elapsed() < Duration::from_secs(20), "answered within the bound");
+}
+
+#[test]
+fn over_https_with_client_certificates_a_server_carries_logs_and_restarts_to_the_node() {
+    let scratch = Scratch::new("forward-https");
+    make_tls(&scratch);
+    let made = scratch.drover(&["tls", "cert", "create", "-client"]);
+    assert_eq!(made.code, 0, "{made}");
+    let https = "tls {\n  http                = true\n  verify_https_client = true\n}\n";
+    std::fs::write(scratch.path.join("https.hcl"), https).expect("write the config");
+    let ports = Ports::free();
+    let server_file = server_hcl("s0", &scratch.path.join("server"), &ports, 1, &[ports.serf]);
+    std::fs::write(scratch.path.join("server.hcl"), server_file).expect("write the config");
+    let args = ["agent", "-config", "server.hcl", "-config", "https.hcl"].map(str::to_owned);
+    let _server = ClusterAgent::start(&scratch.path, &format!("127.0.0.1:{}", ports.http), &args);
+    let http = free_port();
+    let client_file = client_hcl("c0", &scratch.path.join("client"), http, &[ports.rpc]);
+    std::fs::write(scratch.path.join("client.hcl"), client_file).expect("write the config");
+    let args = ["agent", "-config", "client.hcl", "-config", "https.hcl"].map(str::to_owned);
+    let _client = ClusterAgent::start(&scratch.path, &format!("127.0.0.1:{http}"), &args);
+
+    let address = format!("https://127.0.0.1:{}", ports.http);
+    let drover = |args: &[&str]| {
+        let mut all = vec![args[0], args[1], "-address", &address, "-ca-cert"];
+        all.extend_from_slice(&["drover-agent-ca.pem", "-client-cert", "global-client-drover.pem"]);
+        all.extend_from_slice(&["-client-key", "global-client-drover-key.pem"]);
+        all.extend_from_slice(&args[2..]);
+        scratch.drover(&all)
+    };
+    let marker = format!("drover-e2e-forward-https-{}", std::process::id());
+    let _reaper = TaskReaper { marker: marker.clone() };
+    let job = sleeper_hcl("sleeper", &marker);
+    std::fs::write(scratch.path.join("sleeper.nomad.hcl"), job).expect("write the job");
+    let registered = poll_until(LEADER_TIMEOUT, || {
+        let run = drover(&["job", "run", "-detach", "sleeper.nomad.hcl"]);
+        (run.code == 0).then_some(run)
+    });
+    assert!(registered.is_some(), "{}", drover(&["job", "run", "-detach", "sleeper.nomad.hcl"]));
+    // The running allocation's short ID, from `job status`'s Allocations table.
+    let row = regex::Regex::new(r"(?m)^([0-9a-f]{8}) .* running ").expect("regex");
+    let alloc_id = poll_until(LEADER_TIMEOUT, || {
+        let status = drover(&["job", "status", "sleeper"]);
+        Some(row.captures(&status.stdout)?[1].to_owned())
+    })
+    .expect("the allocation runs");
+    let logs_hold = |times: usize| {
+        poll_until(LEADER_TIMEOUT, || {
+            let logs = drover(&["alloc", "logs", &alloc_id, "t"]);
+            (logs.code == 0 && logs.stdout.matches("hello").count() >= times).then_some(())
+        })
+        .is_some()
+    };
+    assert!(logs_hold(1), "{}", drover(&["alloc", "logs", &alloc_id, "t"]));
+    let restarted = drover(&["alloc", "restart", &alloc_id, "t"]);
+    assert_eq!(restarted.code, 0, "{restarted}");
+    assert!(logs_hold(2), "{}", drover(&["alloc", "logs", &alloc_id, "t"]));
 }

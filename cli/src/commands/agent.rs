@@ -9,6 +9,7 @@ use drover_runtime::agent::config::{self, FileConfig, HttpTls};
 use drover_runtime::agent::{
     AgentHandle, ClusterConfig, DevConfig, LoopEnd, start_cluster, start_dev,
 };
+use drover_runtime::http::NodeHttp;
 use drover_runtime::net::https::{self, HttpsListener};
 use drover_runtime::net::quic::TlsIdentity;
 use std::net::SocketAddr;
@@ -237,8 +238,8 @@ async fn run_cluster((settings, tls): (config::AgentSettings, TlsIdentity), io: 
         }
     };
     let bootstrap_expect = settings.bootstrap_expect;
-    let config =
-        ClusterConfig { settings, tls, http_addr: http_addr.clone(), executor, rng_seed: seed() };
+    let advertised = settings.http_advertise.clone();
+    let config = ClusterConfig { settings, tls, http_addr: advertised, executor, rng_seed: seed() };
     let (agent, ended) = match start_cluster(config) {
         Ok(started) => started,
         Err(error) => {
@@ -355,6 +356,8 @@ async fn run_dev(options: DevOptions, io: &mut Io<'_>) -> u8 {
         node_name: options.node,
         rpc_addr: format!("{}:{RPC_PORT_DEFAULT}", options.bind),
         http_addr: http_addr.clone(),
+        // The one node is this agent: nothing to reach elsewhere.
+        node_http: NodeHttp::Plain,
         data_dir,
         executor,
         rng_seed: seed(),

@@ -25,7 +25,9 @@
 //! region alive, or failed once gossip declared it down), which the leader's autopilot
 //! turns into membership changes with `min_quorum` = `bootstrap_expect`.
 
-use super::config::{AgentSettings, RPC_PORT_DEFAULT, SERF_PORT_DEFAULT, with_default_port};
+use super::config::{
+    AgentSettings, HttpTls, RPC_PORT_DEFAULT, SERF_PORT_DEFAULT, with_default_port,
+};
 use super::node_loop::fingerprinted_node;
 use super::node_loop::{Clock, act_here, server_status};
 use super::{
@@ -37,6 +39,7 @@ use crate::host::{
     ClientHost, HostError, PassPoolConfig, ServerHost, ThreadPassRunner, Transport, WakeFn,
     WireMessage, decode_wire, encode_wire,
 };
+use crate::http::NodeHttp;
 use crate::net::gossip_key::GossipKey;
 use crate::net::quic::{Inbound, QuicNet, TlsIdentity};
 use crate::net::transport::QuicTransport;
@@ -73,7 +76,7 @@ type ClusterClient = ClientHost<QuicTransport, RawExecDrivers>;
 pub struct ClusterConfig {
     pub settings: AgentSettings,
     pub tls: TlsIdentity,
-    /// The HTTP address the API listens on (recorded for the API's own answers).
+    /// The HTTP address other agents reach this one's API on (the node's `HTTPAddr`).
     pub http_addr: String,
     /// The executor command line (the agent's own binary and `executor`).
     pub executor: Vec<String>,
@@ -85,12 +88,18 @@ pub fn start_cluster(
     config: ClusterConfig,
 ) -> Result<(super::AgentHandle, super::LoopEnd), AgentError> {
     let settings = &config.settings;
+    let node_http = match settings.http_tls {
+        HttpTls::Plain => NodeHttp::Plain,
+        HttpTls::Https { .. } => NodeHttp::https(&config.tls, &settings.region)
+            .map_err(|e| AgentError::Setup(format!("HTTPS to other nodes: {e}")))?,
+    };
     let identity = DevConfig {
         region: settings.region.clone(),
         datacenter: settings.datacenter.clone(),
         node_name: settings.name.clone(),
         rpc_addr: settings.rpc_advertise.clone(),
         http_addr: config.http_addr.clone(),
+        node_http,
         data_dir: settings.data_dir.clone(),
         executor: config.executor.clone(),
         rng_seed: config.rng_seed,

@@ -591,6 +591,10 @@ pub struct AgentSettings {
     /// What peers are told to dial; the bind address unless `advertise` says otherwise.
     pub rpc_advertise: String,
     pub serf_advertise: String,
+    /// The node's HTTP address (`HTTPAddr`), where other agents carry requests for its
+    /// allocations: `advertise { http }`, else the bind address, else (bound to every
+    /// interface) the RPC advertise host with the HTTP port.
+    pub http_advertise: String,
     pub bootstrap_expect: u32,
     /// Gossip addresses of other servers, `host` or `host:port` (port 4648 by default).
     pub retry_join: Vec<String>,
@@ -698,15 +702,24 @@ pub fn resolve(config: FileConfig, hostname: &str) -> Result<AgentSettings, Stri
     };
     let rpc_bind = at(&config.addresses.rpc, rpc_port);
     let serf_bind = at(&config.addresses.serf, serf_port);
+    // An IPv6 host holds colons too: `with_default_port` tells it from `host:port`.
     let advertise = |given: Option<String>, bound: &str, port: u16| match given {
-        Some(addr) if addr.contains(':') => addr,
-        Some(host) => join_host_port(&host, port),
+        Some(addr) => with_default_port(&addr, port),
         None => bound.to_owned(),
     };
     let rpc_advertise = advertise(config.advertise.rpc, &rpc_bind, rpc_port);
     let serf_advertise = advertise(config.advertise.serf, &serf_bind, serf_port);
+    let http_bind = at(&config.addresses.http, http_port);
+    let http_advertise = match config.advertise.http {
+        Some(given) => with_default_port(&given, http_port),
+        None if is_unspecified(&http_bind) => {
+            let rpc_host = rpc_advertise.rsplit_once(':').map_or("", |(host, _)| host);
+            join_host_port(rpc_host.trim_matches(['[', ']']), http_port)
+        }
+        None => http_bind.clone(),
+    };
     for (what, addr) in [("RPC", &rpc_advertise), ("serf", &serf_advertise)] {
-        if addr.starts_with("0.0.0.0:") || addr.starts_with("[::]:") {
+        if is_unspecified(addr) {
             return Err(format!(
                 "The {what} address {addr} cannot be advertised to peers: set bind_addr or advertise {{ {} = \"...\" }}",
                 what.to_lowercase()
@@ -720,11 +733,12 @@ pub fn resolve(config: FileConfig, hostname: &str) -> Result<AgentSettings, Stri
         region: config.region.unwrap_or_else(|| REGION_DEFAULT.to_owned()),
         datacenter: config.datacenter.unwrap_or_else(|| DATACENTER_DEFAULT.to_owned()),
         name: config.name.unwrap_or_else(|| hostname.to_owned()),
-        http_bind: at(&config.addresses.http, http_port),
+        http_bind,
         rpc_bind,
         serf_bind,
         rpc_advertise,
         serf_advertise,
+        http_advertise,
         bootstrap_expect,
         retry_join: config.server.retry_join.unwrap_or_default(),
         servers,
@@ -733,6 +747,11 @@ pub fn resolve(config: FileConfig, hostname: &str) -> Result<AgentSettings, Stri
         http_tls,
         autopilot: config.autopilot.resolve(bootstrap_expect),
     })
+}
+
+/// Whether `addr` (`host:port`) is the any-address, which no peer can dial.
+fn is_unspecified(addr: &str) -> bool {
+    addr.starts_with("0.0.0.0:") || addr.starts_with("[::]:")
 }
 
 /// `host:port`, bracketing an IPv6 host.

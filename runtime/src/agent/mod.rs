@@ -43,6 +43,8 @@ pub struct DevConfig {
     pub rpc_addr: String,
     /// The HTTP address clients of the API use, recorded on the node.
     pub http_addr: String,
+    /// How this agent reaches other nodes' HTTP APIs, to act on their allocations.
+    pub node_http: crate::http::NodeHttp,
     /// Allocations live in `<data_dir>/alloc`, executor status in `<data_dir>/executor`.
     pub data_dir: PathBuf,
     /// The executor command line (the agent's own binary and `executor`).

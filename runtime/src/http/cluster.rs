@@ -1,5 +1,6 @@
 //! Allocations, nodes, evaluations and deployments.
 
+use super::forward::{self, Answer, Incoming};
 use super::jobs::ALLOC_STUB_KEYS;
 use super::{
     ApiError, ApiResult, Params, decode_body, listed, read, rows, serve, serve_shaped,
@@ -241,14 +242,14 @@ async fn alloc_restart(
     State(agent): State<AgentHandle>,
     Path(id): Path<String>,
     params: Params,
-    body: Bytes,
+    request: Incoming,
 ) -> ApiResult {
-    let body: RestartBody = decode_body(&body)?;
+    let body: RestartBody = decode_body(&request.body)?;
     if body.all_tasks && !body.task_name.is_empty() {
         return Err(ApiError::bad_request("Task name cannot be set when restarting all tasks"));
     }
     let task = Some(body.task_name).filter(|t| !t.is_empty());
-    act_on_alloc(&agent, &params, id, task, TaskAction::Restart).await
+    act_on_alloc(&agent, &params, id, task, TaskAction::Restart, request).await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -264,32 +265,32 @@ async fn alloc_signal(
     State(agent): State<AgentHandle>,
     Path(id): Path<String>,
     params: Params,
-    body: Bytes,
+    request: Incoming,
 ) -> ApiResult {
-    let body: SignalBody = decode_body(&body)?;
+    let body: SignalBody = decode_body(&request.body)?;
     if body.signal.is_empty() || signal_by_name(&body.signal).is_none() {
         let message = format!("Signal {:?} is not supported", body.signal);
         return Err(ApiError::bad_request(message));
     }
     let task = Some(body.task).filter(|t| !t.is_empty());
-    act_on_alloc(&agent, &params, id, task, TaskAction::Signal(body.signal)).await
+    let action = TaskAction::Signal(body.signal);
+    act_on_alloc(&agent, &params, id, task, action, request).await
 }
 
-/// Hands an operator's action to the client that runs the allocation. This agent reaches
-/// only its own client; an allocation on another node gets Nomad's answer for a node it
-/// has no connection to.
+/// Hands an operator's action to the client that runs the allocation: this agent's own,
+/// or another node's through its agent ([`forward`]).
 async fn act_on_alloc(
     agent: &AgentHandle,
     params: &Params,
     alloc_id: String,
     task: Option<String>,
     action: TaskAction,
+    request: Incoming,
 ) -> ApiResult {
     let (result, _) = read(agent, &Params::default(), Query::Alloc { alloc_id }).await?;
     let alloc = rows!(result, Alloc)?.ok_or_else(|| ApiError::not_found("Unknown allocation"))?;
-    let status = agent.status().await.map_err(|gone| ApiError::internal(gone.to_string()))?;
-    if alloc.node_id != status.node_id {
-        return Err(ApiError::internal("No path to node"));
+    if !forward::runs_here(agent, &alloc).await? {
+        return forward::to_alloc_node(agent, &alloc, request, Answer::Whole).await;
     }
     match agent.act_on_alloc(alloc.id, task, action).await {
         Ok(Ok(())) => Ok(super::json_response(params, Default::default(), &Map::new())),

@@ -4,8 +4,10 @@
 //! where to start (`offset` bytes after the start, or before the end), `follow` keeps
 //! the answer open and sends what the task writes next. Without `plain=true` the bytes go
 //! in Nomad's stream frames, `{"Offset":…,"Data":"<base64>","File":"alloc/logs/…"}`,
-//! back to back, with `{}` as a heartbeat while following.
+//! back to back, with `{}` as a heartbeat while following. The logs of an allocation
+//! another node runs are that node's agent's stream, passed on ([`super::forward`]).
 
+use super::forward::{self, Answer, Incoming};
 use super::{ApiError, ApiResult, Params, read, unexpected};
 use crate::agent::AgentHandle;
 use crate::driver::alloc_dir::AllocDir;
@@ -37,6 +39,7 @@ async fn logs(
     State(agent): State<AgentHandle>,
     Path(alloc_id): Path<String>,
     params: Params,
+    request: Incoming,
 ) -> ApiResult {
     let task = params.get("task").filter(|t| !t.is_empty());
     let task = task.ok_or_else(|| ApiError::bad_request("must provide task name"))?.to_owned();
@@ -64,6 +67,9 @@ async fn logs(
     let group = alloc.job.as_ref().and_then(|j| j.group(&alloc.task_group));
     if group.is_some_and(|g| g.tasks.iter().all(|t| t.name != task)) {
         return Err(ApiError::bad_request(format!("unknown task name {task:?}")));
+    }
+    if !forward::runs_here(&agent, &alloc).await? {
+        return forward::to_alloc_node(&agent, &alloc, request, Answer::Streamed).await;
     }
     let dir = AllocDir::new(&agent.config.data_dir.join("alloc"), &alloc_id).logs_dir();
     let base = format!("{task}.{stream}");

@@ -10,8 +10,11 @@
 mod agent;
 mod cluster;
 mod events;
+mod forward;
 mod jobs;
 mod logs;
+
+pub use forward::NodeHttp;
 
 use crate::agent::AgentHandle;
 use axum::Router;
