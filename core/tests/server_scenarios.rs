@@ -62,6 +62,11 @@ fn register_job_places_allocs_on_every_server() {
 }
 
 #[test]
+fn deploy_lost_healthy_replacement() {
+    check("deploy_lost_healthy.txt");
+}
+
+#[test]
 fn enforce_index_errors() {
     check("enforce_index.txt");
 }

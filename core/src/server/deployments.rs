@@ -9,7 +9,8 @@
 //!   registered again in the same entry ("… - rolling back to job version N");
 //! - a group passed its `RequireProgressBy` unfinished: it fails ("Failed due to
 //!   progress deadline"), with the same rollback;
-//! - every group has its desired total healthy (and is promoted if it has canaries):
+//! - every group has its desired total healthy (and is promoted if it has canaries), and
+//!   runs exactly that many allocations, all of the deployment's version and healthy:
 //!   the deployment is successful, which makes the job version stable;
 //! - every canary is placed and healthy and every canary group asked for
 //!   `auto_promote`: the deployment is promoted;
@@ -23,8 +24,8 @@
 use super::leader::LeaderService;
 use crate::id::IdGen;
 use crate::model::{
-    Deployment, DeploymentStatus, DeploymentStatusUpdate, Evaluation, Job, Timestamp, TriggeredBy,
-    deployment_description,
+    Deployment, DeploymentState, DeploymentStatus, DeploymentStatusUpdate, Evaluation, Job,
+    Timestamp, TriggeredBy, deployment_description,
 };
 use crate::state::{Command, State};
 use crate::time::Millis;
@@ -108,9 +109,9 @@ impl DeploymentWatcher {
         let running = deployment.status == DeploymentStatus::Running;
         let command = if health.1 > 0 {
             self.fail(state, job, deployment, deployment_description::FAILED_ALLOCATIONS, now_ns)
-        } else if running && past_progress_deadline(deployment, now_ns) {
+        } else if running && past_progress_deadline(state, deployment, now_ns) {
             self.fail(state, job, deployment, deployment_description::PROGRESS_DEADLINE, now_ns)
-        } else if running && deployment.is_complete() {
+        } else if running && unfinished_groups(state, deployment).next().is_none() {
             let update = status_update(deployment, DeploymentStatus::Successful, SUCCESSFUL);
             let eval = Some(self.eval(job, deployment, now_ns));
             Command::DeploymentWatcherUpdate { update, revert: None, eval }
@@ -170,13 +171,11 @@ impl DeploymentWatcher {
         eval
     }
 
-    fn deadline_of(&self, deployment: &Deployment) -> Option<Millis> {
+    fn deadline_of(&self, state: &State, deployment: &Deployment) -> Option<Millis> {
         let progress = (deployment.status == DeploymentStatus::Running)
             .then(|| {
-                deployment
-                    .task_groups
-                    .values()
-                    .filter(|g| !g.require_progress_by.is_unset() && !g.is_complete())
+                unfinished_groups(state, deployment)
+                    .filter(|g| !g.require_progress_by.is_unset())
                     .map(|g| g.require_progress_by)
                     .min()
             })
@@ -202,12 +201,44 @@ fn status_update(
 }
 
 /// A group still unfinished past its `RequireProgressBy`.
-fn past_progress_deadline(deployment: &Deployment, now_ns: i64) -> bool {
-    deployment.task_groups.values().any(|g| {
-        !g.require_progress_by.is_unset()
-            && g.require_progress_by <= Timestamp(now_ns)
-            && !g.is_complete()
-    })
+fn past_progress_deadline(state: &State, deployment: &Deployment, now_ns: i64) -> bool {
+    unfinished_groups(state, deployment)
+        .any(|g| !g.require_progress_by.is_unset() && g.require_progress_by <= Timestamp(now_ns))
+}
+
+/// The deployment's groups not yet finished. A group is finished once its counters say
+/// so (its desired total healthy, its canaries promoted) and it runs exactly its desired
+/// total, all of the deployment's job version and healthy. The counters alone can say
+/// finished too early: a healthy allocation lost with its node is replaced within the
+/// deployment and the replacement's health counts again, while an allocation of the old
+/// version still waits its turn (Nomad's reconciler likewise requires that nothing is
+/// left to place or update).
+fn unfinished_groups<'a>(
+    state: &'a State,
+    deployment: &'a Deployment,
+) -> impl Iterator<Item = &'a DeploymentState> + 'a {
+    deployment
+        .task_groups
+        .iter()
+        .filter(|(name, g)| !g.is_complete() || !rolled_out(state, deployment, name, g))
+        .map(|(_, g)| g)
+}
+
+fn rolled_out(
+    state: &State,
+    deployment: &Deployment,
+    group: &str,
+    wanted: &DeploymentState,
+) -> bool {
+    let allocs = state.job_allocs(&deployment.namespace, &deployment.job_id);
+    let live: Vec<_> = allocs
+        .iter()
+        .filter(|a| a.task_group == group && !a.server_terminal() && !a.client_status.is_terminal())
+        .collect();
+    live.len() == usize::try_from(wanted.desired_total).unwrap_or(0)
+        && live.iter().all(|a| {
+            a.job_version == deployment.job_version && a.deployment_healthy() == Some(true)
+        })
 }
 
 /// Every group with canaries wants auto-promotion and has all its canaries placed and
@@ -257,7 +288,7 @@ impl LeaderService for DeploymentWatcher {
             if let Some(command) = self.decide(now, state, deployment) {
                 commands.push(command);
             }
-            if let Some(at) = self.deadline_of(deployment) {
+            if let Some(at) = self.deadline_of(state, deployment) {
                 next_deadline = Some(next_deadline.map_or(at, |n| n.min(at)));
             }
         }

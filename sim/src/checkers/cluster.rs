@@ -831,8 +831,31 @@ fn describe(command: &Command) -> String {
             if *forced { " (forced)" } else { "" },
             short(&eval.id)
         ),
-        #[allow(unreachable_patterns)]
-        other => format!("{:?}", std::mem::discriminant(other)),
+        Command::AllocDesiredTransition { transitions, evals } => {
+            format!("alloc desired transitions {} evals={}", transitions.len(), evals.len())
+        }
+        Command::DeploymentPromote { deployment_id, all, groups, .. } => {
+            let what = if *all { "all".to_owned() } else { groups.join(",") };
+            format!("deployment {} promote {what}", short(deployment_id))
+        }
+        Command::DeploymentStatusChange { update, .. } => format!(
+            "deployment {} {:?} by the operator",
+            short(&update.deployment_id),
+            update.status
+        ),
+        Command::DeploymentWatcherUpdate { update, revert, .. } => format!(
+            "deployment {} {:?} ({}){}",
+            short(&update.deployment_id),
+            update.status,
+            update.status_description,
+            revert.as_ref().map_or(String::new(), |job| format!(" revert to v{}", job.version))
+        ),
+        Command::DeploymentAllocHealth { deployment_id, healthy, unhealthy, .. } => format!(
+            "deployment {} health healthy={} unhealthy={}",
+            short(deployment_id),
+            healthy.len(),
+            unhealthy.len()
+        ),
     }
 }
 
@@ -862,6 +885,25 @@ fn deployment_failed(state: &State, job: &drover_core::model::Job) -> bool {
             && d.job_create_index == job.create_index
             && d.status == drover_core::model::DeploymentStatus::Failed
     })
+}
+
+/// The job's latest deployment as a liveness failure shows it: its status and, for
+/// `group`, placed/healthy/unhealthy of the desired total.
+fn describe_deployment(state: &State, job: &drover_core::model::Job, group: &str) -> String {
+    let Some(d) = state.latest_deployment(&job.namespace, &job.id) else { return String::new() };
+    let counts = d.task_groups.get(group).map_or(String::new(), |g| {
+        format!(
+            " placed={} healthy={} unhealthy={} of {}",
+            g.placed_allocs, g.healthy_allocs, g.unhealthy_allocs, g.desired_total
+        )
+    });
+    format!(
+        "; deployment {} for v{} {:?} ({}){counts}",
+        short(&d.id),
+        d.job_version,
+        d.status,
+        d.status_description
+    )
 }
 
 pub fn check_converged(state: &State) -> Result<(), String> {
@@ -922,11 +964,17 @@ pub fn check_converged(state: &State) -> Result<(), String> {
                     .iter()
                     .map(|a| {
                         let node = state.node(&a.node_id).map_or("?", |n| n.name.as_str());
-                        format!("{}@{node}:{}", a.name, a.client_status.as_str())
+                        let health = match a.deployment_status.as_ref().and_then(|d| d.healthy) {
+                            Some(true) => ":healthy",
+                            Some(false) => ":unhealthy",
+                            None => "",
+                        };
+                        let status = a.client_status.as_str();
+                        format!("{}@{node}:{status}:v{}{health}", a.name, a.job_version)
                     })
                     .collect();
                 return Err(format!(
-                    "{} {:?}{} group {}: {} live ({} running at v{}), count {}, {} schedulable nodes; live: {}",
+                    "{} {:?}{} group {}: {} live ({} running at v{}), count {}, {} schedulable nodes{}; live: {}",
                     job.id,
                     job.job_type,
                     if job.stop { " (stopped)" } else { "" },
@@ -936,6 +984,7 @@ pub fn check_converged(state: &State) -> Result<(), String> {
                     job.version,
                     group.count,
                     schedulable.len(),
+                    describe_deployment(state, job, &group.name),
                     live_on.join(" ")
                 ));
             }
