@@ -5,7 +5,6 @@
 //! cargo sim raft --replay SEED                         print one seed's trace and verdict
 //! cargo sim cluster --seeds N [--from S] [--jobs J]   the madsim cluster, likewise
 //! cargo sim cluster --replay SEED
-//! cargo sim cluster ... --replace-servers               with server replacement in the faults
 //! ```
 //! A seed run ends with `seeds=N violations=V seeds_per_min=R` (the cluster adds
 //! `sim_to_wall=X`, simulated time over wall time) and exits 1 when V > 0, after printing
@@ -17,7 +16,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-const USAGE: &str = "usage: drover-sim raft|cluster --seeds N [--from S] [--jobs J] [--replace-servers]\n       drover-sim raft|cluster --replay SEED [--replace-servers]";
+const USAGE: &str = "usage: drover-sim raft|cluster --seeds N [--from S] [--jobs J]\n       drover-sim raft|cluster --replay SEED";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Simulation {
@@ -40,8 +39,6 @@ struct Args {
     from: u64,
     jobs: u64,
     replay: Option<u64>,
-    /// Cluster only: server replacement in the fault menu.
-    replace_servers: bool,
 }
 
 /// What one seed came to: its violations, or a panic, and the simulated time it covered.
@@ -64,13 +61,8 @@ fn parse(args: &[String]) -> Result<Args, String> {
         from: 0,
         jobs: default_jobs(),
         replay: None,
-        replace_servers: false,
     };
     while let Some(flag) = rest.next() {
-        if flag == "--replace-servers" && simulation == Simulation::Cluster {
-            parsed.replace_servers = true;
-            continue;
-        }
         let value = rest.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number: u64 = value.parse().map_err(|_| format!("{flag}: not a number: {value:?}"))?;
         match flag.as_str() {
@@ -111,7 +103,7 @@ fn replay(args: &Args, seed: u64) -> ExitCode {
                 format!("t={}, events={}, commit={}", outcome.end, outcome.events, outcome.commits);
             (outcome.violations, summary)
         }
-        Simulation::Cluster => cluster_replay(seed, args.replace_servers),
+        Simulation::Cluster => cluster_replay(seed),
     });
     match outcome {
         Ok((violations, summary)) if violations.is_empty() => {
@@ -130,9 +122,8 @@ fn replay(args: &Args, seed: u64) -> ExitCode {
 }
 
 #[cfg(madsim)]
-fn cluster_replay(seed: u64, replace_servers: bool) -> (Vec<String>, String) {
-    let outcome =
-        drover_sim::cluster::replay(seed, drover_sim::cluster::Options { replace_servers });
+fn cluster_replay(seed: u64) -> (Vec<String>, String) {
+    let outcome = drover_sim::cluster::replay(seed);
     let summary = format!(
         "simulated {}.{:03}s, steps={}, commit={}",
         outcome.sim_ms / 1000,
@@ -144,7 +135,7 @@ fn cluster_replay(seed: u64, replace_servers: bool) -> (Vec<String>, String) {
 }
 
 #[cfg(not(madsim))]
-fn cluster_replay(_seed: u64, _replace_servers: bool) -> (Vec<String>, String) {
+fn cluster_replay(_seed: u64) -> (Vec<String>, String) {
     (vec![NOT_MADSIM.to_owned()], String::new())
 }
 
@@ -159,21 +150,20 @@ fn run_seed(args: &Args, seed: u64) -> SeedResult {
             }
             Err(panic) => SeedResult { violations: vec![panic], sim_ms: 0 },
         },
-        Simulation::Cluster => run_cluster_seed(seed, args.replace_servers),
+        Simulation::Cluster => run_cluster_seed(seed),
     }
 }
 
 #[cfg(madsim)]
-fn run_cluster_seed(seed: u64, replace_servers: bool) -> SeedResult {
-    let options = drover_sim::cluster::Options { replace_servers };
-    match drover_sim::cluster::run_guarded(seed, options) {
+fn run_cluster_seed(seed: u64) -> SeedResult {
+    match drover_sim::cluster::run_guarded(seed) {
         Ok(outcome) => SeedResult { violations: outcome.violations, sim_ms: outcome.sim_ms },
         Err(panic) => SeedResult { violations: vec![panic], sim_ms: 0 },
     }
 }
 
 #[cfg(not(madsim))]
-fn run_cluster_seed(_seed: u64, _replace_servers: bool) -> SeedResult {
+fn run_cluster_seed(_seed: u64) -> SeedResult {
     SeedResult { violations: vec![NOT_MADSIM.to_owned()], sim_ms: 0 }
 }
 
@@ -209,10 +199,9 @@ fn run_seeds(args: &Args) -> ExitCode {
     let mut failures = failures.into_inner().expect("threads joined");
     failures.sort();
     let name = args.simulation.name();
-    let flags = if args.replace_servers { " --replace-servers" } else { "" };
     for (seed, violation) in &failures {
         println!("seed {seed} failed: {violation}");
-        println!("  replay: cargo sim {name} --replay {seed}{flags}");
+        println!("  replay: cargo sim {name} --replay {seed}");
     }
     let wall = started.elapsed().as_secs_f64();
     let per_minute = args.seeds as f64 / (wall / 60.0).max(1e-9);

@@ -45,8 +45,7 @@ fn trace_reads_like_the_contract() {
 fn a_replaced_server_is_swapped_in_by_autopilot() {
     let (seed, trace, lost, joiner) = (1..=20)
         .find_map(|seed| {
-            let options = cluster::Options { replace_servers: true };
-            let outcome = cluster::run_with(seed, true, options);
+            let outcome = cluster::run(seed, true);
             let line = outcome.trace.lines().find(|l| l.contains(" lost for good; "))?;
             let (lost, joiner) = replacement(line);
             Some((seed, outcome.trace, lost, joiner))
@@ -88,7 +87,7 @@ const TEST_SEEDS: std::ops::Range<u64> = 10..16;
 fn seeds_pass_every_checker() {
     let mut failures = Vec::new();
     for seed in TEST_SEEDS {
-        match cluster::run_guarded(seed, cluster::Options::default()) {
+        match cluster::run_guarded(seed) {
             Ok(outcome) if outcome.violations.is_empty() => {}
             Ok(outcome) => failures.push(format!("seed {seed}: {}", outcome.violations.join("; "))),
             Err(panic) => failures.push(format!("seed {seed}: {panic}")),

@@ -39,15 +39,6 @@ use world::{API_ADDR, NodeKey, Shared, World, lock, trace};
 /// How often the liveness phase looks for convergence.
 pub const LIVENESS_POLL_MS: u64 = 2_000;
 
-/// What a run includes beyond the standard scenario.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Options {
-    /// Server replacement in the fault menu (a server lost for good, a new one joining
-    /// through autopilot). Off in the standard scenario until the violations it finds
-    /// are fixed (see the cluster issue); `cargo sim cluster --replace-servers` soaks it.
-    pub replace_servers: bool,
-}
-
 /// The result of one seed.
 pub struct Outcome {
     pub seed: u64,
@@ -78,24 +69,19 @@ fn params_of(seed: u64) -> Params {
 /// Runs one seed of the standard scenario; with `trace` set, records a readable line per
 /// event.
 pub fn run(seed: u64, trace: bool) -> Outcome {
-    run_with(seed, trace, Options::default())
-}
-
-/// Runs one seed with `options`.
-pub fn run_with(seed: u64, trace: bool, options: Options) -> Outcome {
     let runtime = Runtime::with_seed_and_config(seed, madsim_config(&params_of(seed)));
-    runtime.block_on(supervise(trace, false, options))
+    runtime.block_on(supervise(trace, false))
 }
 
 /// Runs one seed, printing its trace as it goes (so a panic keeps what led to it).
-pub fn replay(seed: u64, options: Options) -> Outcome {
+pub fn replay(seed: u64) -> Outcome {
     let runtime = Runtime::with_seed_and_config(seed, madsim_config(&params_of(seed)));
-    runtime.block_on(supervise(true, true, options))
+    runtime.block_on(supervise(true, true))
 }
 
 /// Runs one seed and turns a panic into a violation.
-pub fn run_guarded(seed: u64, options: Options) -> Result<Outcome, String> {
-    std::panic::catch_unwind(|| run_with(seed, false, options))
+pub fn run_guarded(seed: u64) -> Result<Outcome, String> {
+    std::panic::catch_unwind(|| run(seed, false))
         .map_err(|payload| crate::raft::panic_message(&*payload))
 }
 
@@ -103,17 +89,14 @@ pub fn run_guarded(seed: u64, options: Options) -> Result<Outcome, String> {
 /// run must equal the first's); panics on divergence.
 pub fn check_determinism(seed: u64) -> Outcome {
     let config = madsim_config(&params_of(seed));
-    Runtime::check_determinism(seed, config, || supervise(true, false, Options::default()))
+    Runtime::check_determinism(seed, config, || supervise(true, false))
 }
 
-async fn supervise(tracing: bool, stream: bool, options: Options) -> Outcome {
+async fn supervise(tracing: bool, stream: bool) -> Outcome {
     let handle = Handle::current();
     let seed = handle.seed();
     let mut rng = SimRng::new(seed);
-    let mut params = Params::draw(&mut rng);
-    if !options.replace_servers {
-        params.server_replace_weight = 0;
-    }
+    let params = Params::draw(&mut rng);
     let world: Shared =
         Arc::new(Mutex::new(World::new(seed, params.clone(), rng, tracing, stream)));
     trace!(lock(&world), "seed={seed} {params}");
