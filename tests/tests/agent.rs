@@ -248,3 +248,41 @@ fn bad_inputs_get_nomads_status_and_message() {
     assert_eq!(blocked.header("x-nomad-index"), Some(index.as_str()));
     snapshot("agent_bad_inputs", &s.transcript);
 }
+
+#[test]
+fn the_autopilot_configuration_is_set_through_raft_with_check_and_set() {
+    let mut s = Session::start();
+    let path = "/v1/operator/autopilot/configuration";
+    let unset = s.check("GET", path, b"", &[]).json();
+    assert_eq!((unset["CreateIndex"].as_u64(), unset["ModifyIndex"].as_u64()), (Some(0), Some(0)));
+    s.check("PUT", path, b"{not json", &[]);
+    s.check("PUT", path, br#"{"MaxTrailingLogs": -1}"#, &[]);
+    s.check("PUT", path, br#"{"LastContactThreshold": "soon"}"#, &[]);
+    s.check("PUT", path, br#"{"LastContactThreshold": "-1s"}"#, &[]);
+    s.check("PUT", path, br#"{"ServerStabilizationTime": "10s"}"#, &[]);
+    let enterprise = json!({ "LastContactThreshold": "200ms", "EnableRedundancyZones": true });
+    s.check("PUT", path, &body(&enterprise), &[]);
+    let wanted = json!({
+        "CleanupDeadServers": false,
+        "LastContactThreshold": "1.5s",
+        "MaxTrailingLogs": 500,
+        "MinQuorum": 3,
+        "ServerStabilizationTime": "1m30s",
+    });
+    s.check("PUT", &format!("{path}?cas=abc"), &body(&wanted), &[]);
+    let written = s.check("PUT", &format!("{path}?cas=0"), &body(&wanted), &[]);
+    assert_eq!(written.json(), json!(true), "{}", written.text());
+    let set = s.check("GET", path, b"", &[]).json();
+    let modify_index = set["ModifyIndex"].as_u64().expect("a modify index");
+    assert!(modify_index > 0 && set["CreateIndex"] == set["ModifyIndex"], "{set}");
+    let again = json!({ "CleanupDeadServers": true, "LastContactThreshold": "200ms" });
+    let stale = s.check("PUT", &format!("{path}?cas=0"), &body(&again), &[]);
+    assert_eq!(stale.json(), json!(false), "a stale check-and-set writes nothing");
+    assert_eq!(s.agent.http("GET", path, b"").json(), set);
+    let unchecked = s.check("PUT", path, &body(&again), &[]);
+    assert_eq!(unchecked.json(), json!(true));
+    let last = s.check("GET", path, b"", &[]).json();
+    assert_eq!(last["CreateIndex"].as_u64(), Some(modify_index), "{last}");
+    assert!(last["ModifyIndex"].as_u64() > Some(modify_index), "{last}");
+    snapshot("agent_autopilot_configuration", &s.transcript);
+}

@@ -12,7 +12,7 @@
 
 use crate::net::gossip_key::GossipKey;
 use drover_core::jobspec::{Diagnostic, line_col};
-use drover_core::server::AutopilotConfig;
+use drover_core::server::{AUTOPILOT_COUNT_MAX, AutopilotConfig, LAST_CONTACT_THRESHOLD_MIN_MS};
 use hcl::edit::Span;
 use hcl::edit::expr::Expression;
 use hcl::edit::structure::{Attribute, Block, Body, Structure};
@@ -281,8 +281,6 @@ const AUTOPILOT_KEYS: &[&str] = &[
     "disable_upgrade_migration",
     "enable_custom_upgrades",
 ];
-/// The largest `max_trailing_logs` and `min_quorum` taken: far past any real region.
-const AUTOPILOT_COUNT_MAX: u64 = 1_000_000;
 const TLS_KEYS: &[&str] =
     &["ca_file", "cert_file", "key_file", "rpc", "http", "verify_https_client"];
 
@@ -401,7 +399,8 @@ impl Reader {
             match attr.key.value().as_str() {
                 "cleanup_dead_servers" => autopilot.cleanup_dead_servers = self.bool(attr),
                 "last_contact_threshold" => {
-                    autopilot.last_contact_threshold_ms = self.duration_ms(attr, 1);
+                    autopilot.last_contact_threshold_ms =
+                        self.duration_ms(attr, LAST_CONTACT_THRESHOLD_MIN_MS);
                 }
                 "server_stabilization_time" => {
                     autopilot.server_stabilization_time_ms = self.duration_ms(attr, 0);
