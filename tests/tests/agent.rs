@@ -2,7 +2,7 @@
 //! loopback port, requests over a plain TCP connection, the exchanges as snapshots with
 //! IDs, indexes and times redacted.
 
-use drover_tests::{DevAgent, HttpResponse, http_exchange};
+use drover_tests::{DevAgent, HttpResponse, Scratch, http_exchange};
 use regex::Regex;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -285,4 +285,37 @@ fn the_autopilot_configuration_is_set_through_raft_with_check_and_set() {
     assert_eq!(last["CreateIndex"].as_u64(), Some(modify_index), "{last}");
     assert!(last["ModifyIndex"].as_u64() > Some(modify_index), "{last}");
     snapshot("agent_autopilot_configuration", &s.transcript);
+}
+
+#[test]
+fn a_dev_agent_takes_a_config_file_and_serves_https_from_its_tls_block() {
+    let scratch = Scratch::new("dev-https");
+    for args in [&["tls", "ca", "create"][..], &["tls", "cert", "create", "-server"][..]] {
+        let made = scratch.drover(args);
+        assert_eq!(made.code, 0, "{made}");
+    }
+    let tls = r#"tls {
+  http      = true
+  ca_file   = "drover-agent-ca.pem"
+  cert_file = "global-server-drover.pem"
+  key_file  = "global-server-drover-key.pem"
+}
+"#;
+    std::fs::write(scratch.path.join("dev.hcl"), tls).expect("write the config");
+    let refused = "client {\n  servers = [\"10.0.0.2:4647\"]\n}\n";
+    std::fs::write(scratch.path.join("cluster.hcl"), refused).expect("write the config");
+    let agent = DevAgent::start_in(&scratch.path, &["-config", "dev.hcl"]);
+    let https = format!("https://{}", agent.http_addr);
+    assert!(agent.banner.contains(&format!("HTTP API on {https}")), "{}", agent.banner);
+    let port = Regex::new(r"127\.0\.0\.1:\d+").expect("a valid pattern");
+    let transcripts: Vec<String> = [
+        scratch.drover(&["status", "-address", &https, "-ca-cert", "drover-agent-ca.pem"]),
+        scratch.drover(&["status", "-address", &https]),
+        scratch.drover(&["status", "-address", &format!("http://{}", agent.http_addr)]),
+        scratch.drover(&["agent", "-dev", "-config", "cluster.hcl"]),
+    ]
+    .iter()
+    .map(|transcript| port.replace_all(&transcript.to_string(), "127.0.0.1:PORT").into_owned())
+    .collect();
+    snapshot("agent_dev_https", &transcripts);
 }
