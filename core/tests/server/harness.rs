@@ -28,6 +28,9 @@ use drover_core::time::Millis;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+#[path = "../render/mod.rs"]
+mod render;
 use std::fmt::Write as _;
 
 /// 2023-11-14T22:13:20Z: servers read unix milliseconds.
@@ -1123,17 +1126,8 @@ pub fn show(state: &State, what: &str) -> Vec<String> {
                     d.status.as_str(),
                     d.status_description
                 ));
-                for (name, g) in &d.task_groups {
-                    lines.push(format!(
-                        "  {name}: desired={} canaries={}/{} promoted={} placed={} healthy={} unhealthy={}",
-                        g.desired_total,
-                        g.placed_canaries.len(),
-                        g.desired_canaries,
-                        g.promoted,
-                        g.placed_allocs,
-                        g.healthy_allocs,
-                        g.unhealthy_allocs
-                    ));
+                for (name, group) in &d.task_groups {
+                    lines.push(format!("  {}", render::deployment_group_line(name, group)));
                 }
             }
             lines

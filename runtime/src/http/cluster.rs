@@ -15,6 +15,7 @@ use drover_core::client::TaskAction;
 use drover_core::model::{DrainSpec, NodeEligibility};
 use drover_core::server::{ApiRequest, Query};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 pub(super) fn routes() -> Router<AgentHandle> {
@@ -243,12 +244,13 @@ async fn alloc_restart(
     params: Params,
     body: Bytes,
 ) -> ApiResult {
-    let body: RestartBody = decode_body(&body)?;
-    if body.all_tasks && !body.task_name.is_empty() {
-        return Err(ApiError::bad_request("Task name cannot be set when restarting all tasks"));
-    }
-    let task = Some(body.task_name).filter(|t| !t.is_empty());
-    act_on_alloc(&agent, &params, id, task, TaskAction::Restart).await
+    alloc_action(&agent, &params, id, &body, |body: RestartBody| {
+        if body.all_tasks && !body.task_name.is_empty() {
+            return Err(ApiError::bad_request("Task name cannot be set when restarting all tasks"));
+        }
+        Ok((body.task_name, TaskAction::Restart))
+    })
+    .await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -266,25 +268,30 @@ async fn alloc_signal(
     params: Params,
     body: Bytes,
 ) -> ApiResult {
-    let body: SignalBody = decode_body(&body)?;
-    if body.signal.is_empty() || signal_by_name(&body.signal).is_none() {
-        let message = format!("Signal {:?} is not supported", body.signal);
-        return Err(ApiError::bad_request(message));
-    }
-    let task = Some(body.task).filter(|t| !t.is_empty());
-    act_on_alloc(&agent, &params, id, task, TaskAction::Signal(body.signal)).await
+    alloc_action(&agent, &params, id, &body, |body: SignalBody| {
+        if body.signal.is_empty() || signal_by_name(&body.signal).is_none() {
+            let message = format!("Signal {:?} is not supported", body.signal);
+            return Err(ApiError::bad_request(message));
+        }
+        Ok((body.task, TaskAction::Signal(body.signal)))
+    })
+    .await
 }
 
-/// Hands an operator's action to the client that runs the allocation. This agent reaches
-/// only its own client; an allocation on another node gets Nomad's answer for a node it
-/// has no connection to.
-async fn act_on_alloc(
+/// An operator's action on an allocation's tasks, from its request body (`action_of`
+/// checks the decoded body and names the task, empty for every task, and the action),
+/// handed to the client that runs the allocation. This agent reaches only its own
+/// client; an allocation on another node gets Nomad's answer for a node it has no
+/// connection to.
+async fn alloc_action<B: DeserializeOwned>(
     agent: &AgentHandle,
     params: &Params,
     alloc_id: String,
-    task: Option<String>,
-    action: TaskAction,
+    body: &[u8],
+    action_of: impl FnOnce(B) -> Result<(String, TaskAction), ApiError>,
 ) -> ApiResult {
+    let (task, action) = action_of(decode_body(body)?)?;
+    let task = Some(task).filter(|t| !t.is_empty());
     let (result, _) = read(agent, &Params::default(), Query::Alloc { alloc_id }).await?;
     let alloc = rows!(result, Alloc)?.ok_or_else(|| ApiError::not_found("Unknown allocation"))?;
     let status = agent.status().await.map_err(|gone| ApiError::internal(gone.to_string()))?;
