@@ -43,6 +43,7 @@ pub const GLOBAL_FLAGS: &[FlagSpec] = &[
     FlagSpec::value("namespace"),
     FlagSpec::value("token"),
     FlagSpec::value("ca-cert"),
+    FlagSpec::value("ca-path"),
     FlagSpec::value("client-cert"),
     FlagSpec::value("client-key"),
     FlagSpec::value("tls-server-name"),

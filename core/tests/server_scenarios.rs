@@ -35,7 +35,11 @@
 //!   `gossip 1 2 3:failed 4:left`: what gossip reports to every server (alive unless
 //!   said); `raft [on=N]`: the Raft configuration as server N holds it;
 //!   `remove-peer id=N|address=A`: `operator raft remove-peer`; `autopilot KEY=VALUE…`
-//!   (first command: autopilot's `min_quorum` and `cleanup_dead_servers`)
+//!   (first command: autopilot's `min_quorum` and `cleanup_dead_servers` in every
+//!   server's own configuration); `set-autopilot KEY=VALUE… [cas=IDX]`: `operator
+//!   autopilot set-config` (the settings given changed on the server's current ones:
+//!   `cleanup_dead_servers`, `min_quorum`, `max_trailing_logs`,
+//!   `last_contact_threshold_ms`, `server_stabilization_time_ms`); `read autopilot`
 //! - `snapshot-every ENTRIES` (first command only): servers snapshot that often;
 //!   `defer-snapshots N`: server N's state snapshots wait, as a runtime encoding them on
 //!   another thread leaves them; `encode-snapshots N` encodes and hands them back; `log`
@@ -239,6 +243,11 @@ fn remove_peer_by_id_or_address() {
 #[test]
 fn failed_servers_are_removed_by_the_quorum_rule_alone_without_min_quorum() {
     check("members_quorum.txt");
+}
+
+#[test]
+fn autopilot_follows_the_configuration_an_operator_sets() {
+    check("members_set_config.txt");
 }
 
 #[test]

@@ -9,7 +9,8 @@ use drover_core::model::{
     PlanResult, Task, TaskGroup, deployment_description,
 };
 use drover_core::state::{
-    AllocClientUpdate, Command, JOB_VERSIONS_RETAINED_MAX, SnapshotError, State,
+    AllocClientUpdate, AutopilotConfig, AutopilotConfigRecord, Command, JOB_VERSIONS_RETAINED_MAX,
+    SnapshotError, State,
 };
 use proptest::prelude::*;
 
@@ -370,6 +371,36 @@ fn periodic_launches_are_recorded_once_and_the_record_never_moves_back() {
     assert_eq!(state.periodic_launch("default", "report"), None);
     let orphan = launch(&mut state, 7, &parent, t + 60, false).unwrap_err();
     assert!(orphan.contains("periodic job report not found"), "{orphan}");
+}
+
+#[test]
+fn autopilot_config_is_set_whole_and_checked_against_its_modify_index() {
+    let mut state = State::new();
+    let set = |state: &mut State, index: u64, min_quorum: usize, cas_index: Option<u64>| {
+        let config = AutopilotConfig { min_quorum, ..AutopilotConfig::default() };
+        let command = Command::AutopilotSetConfig { config, cas_index };
+        state.apply(index, NOW, command).unwrap().updated
+    };
+    let agent_block = AutopilotConfig { min_quorum: 3, ..AutopilotConfig::default() };
+    assert_eq!(state.autopilot_config(), None);
+    assert_eq!(
+        state.autopilot_config_or(agent_block),
+        AutopilotConfigRecord { config: agent_block, create_index: 0, modify_index: 0 },
+        "until an operator sets one, the agent's block stands, at index 0"
+    );
+    assert!(!set(&mut state, 1, 5, Some(7)), "nothing stored: only cas=0 matches");
+    assert_eq!(state.autopilot_config(), None);
+    assert!(set(&mut state, 2, 5, Some(0)));
+    assert!(!set(&mut state, 3, 4, Some(0)), "a stale check-and-set writes nothing");
+    assert!(set(&mut state, 4, 4, Some(2)));
+    assert!(set(&mut state, 5, 1, None), "without a check a write always lands");
+    let stored = *state.autopilot_config().unwrap();
+    assert_eq!((stored.config.min_quorum, stored.create_index, stored.modify_index), (1, 2, 5));
+    assert_eq!(state.autopilot_config_or(agent_block), stored);
+    assert_eq!(state.table_indexes().autopilot_config, 5);
+    let restored =
+        State::from_snapshot_bytes(&state.to_snapshot_bytes().unwrap(), 1 << 20).unwrap();
+    assert_eq!(restored, state, "the configuration survives a snapshot");
 }
 
 /// A deployment of `web` whose group `g` placed canaries `c1` and `c2`, and whose group

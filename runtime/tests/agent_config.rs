@@ -1,11 +1,20 @@
 //! The agent's configuration files: what a good file says once merged and resolved, and
 //! where a bad one is wrong (`file:line:col: message`).
 
-use drover_runtime::agent::config::{FileConfig, parse, resolve};
+use drover_runtime::agent::config::{FileConfig, parse, resolve, resolve_dev};
+use std::fmt::Debug;
 
 /// The one helper: parses each `(name, text)` in order, merges them and resolves the
-/// whole, rendering either the settings or every error.
+/// whole for a cluster agent, rendering either the settings or every error.
 fn check(files: &[(&str, &str)]) -> String {
+    check_with(files, resolve)
+}
+
+/// [`check`] with the given resolution (a cluster agent's, or `-dev`'s).
+fn check_with<T: Debug>(
+    files: &[(&str, &str)],
+    resolve: impl Fn(FileConfig, &str) -> Result<T, String>,
+) -> String {
     let mut merged = FileConfig::default();
     for (name, text) in files {
         match parse(name, text) {
@@ -232,4 +241,37 @@ fn a_node_advertises_an_http_address_other_agents_can_dial() {
         })
         .collect();
     insta::assert_snapshot!("http_advertise", rendered.join("\n"));
+}
+
+#[test]
+fn dev_takes_a_file_over_its_defaults_and_refuses_what_it_cannot_honour() {
+    let https = r#"
+name = "laptop"
+ports { http = 6646 }
+tls {
+  http      = true
+  ca_file   = "ca.pem"
+  cert_file = "global-server-drover.pem"
+  key_file  = "global-server-drover-key.pem"
+}
+autopilot { server_stabilization_time = "5s" }
+"#;
+    insta::assert_snapshot!("dev_https", check_with(&[("dev.hcl", https)], resolve_dev));
+    insta::assert_snapshot!("dev_defaults", check_with(&[], resolve_dev));
+    let cluster = r#"
+server {
+  enabled          = true
+  bootstrap_expect = 3
+  server_join { retry_join = ["10.0.0.2"] }
+}
+client { servers = ["10.0.0.2"] }
+ports { rpc = 5647 }
+advertise { http = "10.0.0.1" }
+"#;
+    let refused = [
+        check_with(&[("cluster.hcl", cluster)], resolve_dev),
+        check_with(&[("half.hcl", "tls {\n  http = true\n}\n")], resolve_dev),
+        check_with(&[("verify.hcl", "tls {\n  verify_https_client = true\n}\n")], resolve_dev),
+    ];
+    insta::assert_snapshot!("dev_refused", refused.join("\n\n"));
 }

@@ -55,13 +55,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
         Some(other) => return Err(format!("unknown simulation {other:?}")),
         None => return Err("missing simulation name".to_string()),
     };
-    let mut parsed = Args {
-        simulation,
-        seeds: 100,
-        from: 0,
-        jobs: default_jobs(),
-        replay: None,
-    };
+    let mut parsed = Args { simulation, seeds: 100, from: 0, jobs: default_jobs(), replay: None };
     while let Some(flag) = rest.next() {
         let value = rest.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number: u64 = value.parse().map_err(|_| format!("{flag}: not a number: {value:?}"))?;

@@ -116,10 +116,22 @@ impl DevAgent {
 
     /// Starts the agent of the given `drover` binary.
     pub fn start_binary(binary: &Path) -> DevAgent {
+        DevAgent::spawn(binary, None, &[])
+    }
+
+    /// Starts the agent in `dir` with `more` arguments (`-config dev.hcl`).
+    pub fn start_in(dir: &Path, more: &[&str]) -> DevAgent {
+        DevAgent::spawn(drover_binary(), Some(dir), more)
+    }
+
+    fn spawn(binary: &Path, dir: Option<&Path>, more: &[&str]) -> DevAgent {
         let port = free_port();
-        let args = ["agent", "-dev", "-node", "e2e-node", "-http-port", &port.to_string()]
-            .map(str::to_owned);
-        let (child, banner, lines_rx) = spawn_agent(binary, None, &args, "agent: ready");
+        let mut args: Vec<String> =
+            ["agent", "-dev", "-node", "e2e-node", "-http-port", &port.to_string()]
+                .map(str::to_owned)
+                .to_vec();
+        args.extend(more.iter().map(|arg| (*arg).to_owned()));
+        let (child, banner, lines_rx) = spawn_agent(binary, dir, &args, "agent: ready");
         DevAgent {
             child: Some(child),
             http_addr: format!("127.0.0.1:{port}"),

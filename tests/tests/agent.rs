@@ -2,7 +2,7 @@
 //! loopback port, requests over a plain TCP connection, the exchanges as snapshots with
 //! IDs, indexes and times redacted.
 
-use drover_tests::{DevAgent, HttpResponse, http_exchange, sleeper_hcl};
+use drover_tests::{DevAgent, HttpResponse, Scratch, http_exchange, sleeper_hcl};
 use regex::Regex;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -224,4 +224,75 @@ fn bad_inputs_get_nomads_status_and_message() {
     assert!(started.elapsed() >= Duration::from_millis(300), "{:?}", started.elapsed());
     assert_eq!(blocked.header("x-nomad-index"), Some(index.as_str()));
     snapshot("agent_bad_inputs", &s.transcript);
+}
+
+#[test]
+fn the_autopilot_configuration_is_set_through_raft_with_check_and_set() {
+    let mut s = Session::start();
+    let path = "/v1/operator/autopilot/configuration";
+    let unset = s.check("GET", path, b"", &[]).json();
+    assert_eq!((unset["CreateIndex"].as_u64(), unset["ModifyIndex"].as_u64()), (Some(0), Some(0)));
+    s.check("PUT", path, b"{not json", &[]);
+    s.check("PUT", path, br#"{"MaxTrailingLogs": -1}"#, &[]);
+    s.check("PUT", path, br#"{"LastContactThreshold": "soon"}"#, &[]);
+    s.check("PUT", path, br#"{"LastContactThreshold": "-1s"}"#, &[]);
+    s.check("PUT", path, br#"{"ServerStabilizationTime": "10s"}"#, &[]);
+    let enterprise = json!({ "LastContactThreshold": "200ms", "EnableRedundancyZones": true });
+    s.check("PUT", path, &body(&enterprise), &[]);
+    let wanted = json!({
+        "CleanupDeadServers": false,
+        "LastContactThreshold": "1.5s",
+        "MaxTrailingLogs": 500,
+        "MinQuorum": 3,
+        "ServerStabilizationTime": "1m30s",
+    });
+    s.check("PUT", &format!("{path}?cas=abc"), &body(&wanted), &[]);
+    let written = s.check("PUT", &format!("{path}?cas=0"), &body(&wanted), &[]);
+    assert_eq!(written.json(), json!(true), "{}", written.text());
+    let set = s.check("GET", path, b"", &[]).json();
+    let modify_index = set["ModifyIndex"].as_u64().expect("a modify index");
+    assert!(modify_index > 0 && set["CreateIndex"] == set["ModifyIndex"], "{set}");
+    let again = json!({ "CleanupDeadServers": true, "LastContactThreshold": "200ms" });
+    let stale = s.check("PUT", &format!("{path}?cas=0"), &body(&again), &[]);
+    assert_eq!(stale.json(), json!(false), "a stale check-and-set writes nothing");
+    assert_eq!(s.agent.http("GET", path, b"").json(), set);
+    let unchecked = s.check("PUT", path, &body(&again), &[]);
+    assert_eq!(unchecked.json(), json!(true));
+    let last = s.check("GET", path, b"", &[]).json();
+    assert_eq!(last["CreateIndex"].as_u64(), Some(modify_index), "{last}");
+    assert!(last["ModifyIndex"].as_u64() > Some(modify_index), "{last}");
+    snapshot("agent_autopilot_configuration", &s.transcript);
+}
+
+#[test]
+fn a_dev_agent_takes_a_config_file_and_serves_https_from_its_tls_block() {
+    let scratch = Scratch::new("dev-https");
+    for args in [&["tls", "ca", "create"][..], &["tls", "cert", "create", "-server"][..]] {
+        let made = scratch.drover(args);
+        assert_eq!(made.code, 0, "{made}");
+    }
+    let tls = r#"tls {
+  http      = true
+  ca_file   = "drover-agent-ca.pem"
+  cert_file = "global-server-drover.pem"
+  key_file  = "global-server-drover-key.pem"
+}
+"#;
+    std::fs::write(scratch.path.join("dev.hcl"), tls).expect("write the config");
+    let refused = "client {\n  servers = [\"10.0.0.2:4647\"]\n}\n";
+    std::fs::write(scratch.path.join("cluster.hcl"), refused).expect("write the config");
+    let agent = DevAgent::start_in(&scratch.path, &["-config", "dev.hcl"]);
+    let https = format!("https://{}", agent.http_addr);
+    assert!(agent.banner.contains(&format!("HTTP API on {https}")), "{}", agent.banner);
+    let port = Regex::new(r"127\.0\.0\.1:\d+").expect("a valid pattern");
+    let transcripts: Vec<String> = [
+        scratch.drover(&["status", "-address", &https, "-ca-cert", "drover-agent-ca.pem"]),
+        scratch.drover(&["status", "-address", &https]),
+        scratch.drover(&["status", "-address", &format!("http://{}", agent.http_addr)]),
+        scratch.drover(&["agent", "-dev", "-config", "cluster.hcl"]),
+    ]
+    .iter()
+    .map(|transcript| port.replace_all(&transcript.to_string(), "127.0.0.1:PORT").into_owned())
+    .collect();
+    snapshot("agent_dev_https", &transcripts);
 }

@@ -723,6 +723,10 @@ fn the_api_over_https_needs_the_ca_and_with_verify_https_client_a_client_certifi
     make_tls(&scratch);
     let made = scratch.drover(&["tls", "cert", "create", "-client"]);
     assert_eq!(made.code, 0, "{made}");
+    // `-ca-path`: a directory of CA files.
+    std::fs::create_dir(scratch.path.join("cas")).expect("make the CA directory");
+    std::fs::copy(scratch.path.join("drover-agent-ca.pem"), scratch.path.join("cas/agent.pem"))
+        .expect("copy the CA");
     let (_https, https_addr) = https_server(&scratch, "s0", "  http = true");
     let (_mutual, mutual_addr) =
         https_server(&scratch, "s1", "  http = true\n  verify_https_client = true");
@@ -755,6 +759,8 @@ fn the_api_over_https_needs_the_ca_and_with_verify_https_client_a_client_certifi
     let transcripts = [
         status(&https_addr, &ca, &[]),
         status(&https_addr, &[], &[("NOMAD_CACERT", "drover-agent-ca.pem")]),
+        status(&https_addr, &["-ca-path", "cas"], &[]),
+        status(&https_addr, &[], &[("NOMAD_CAPATH", "cas")]),
         status(&https_addr, &[], &[]),
         status(&https_addr, &["-ca-cert", "missing.pem"], &[]),
         status(

@@ -200,6 +200,37 @@ fn quick_start_against_a_dev_agent() {
 }
 
 #[test]
+fn autopilot_get_and_set_config() {
+    let mut session = Session::start("operator-autopilot", &[]);
+    session.record(&["operator", "autopilot", "get-config"]);
+    let set = session.record(&[
+        "operator",
+        "autopilot",
+        "set-config",
+        "-cleanup-dead-servers=false",
+        "-server-stabilization-time=30s",
+        "-min-quorum",
+        "1",
+    ]);
+    assert_eq!(set.code, 0, "{set}");
+    session.record(&["operator", "autopilot", "get-config"]);
+    let unchanged = session.record(&["operator", "autopilot", "set-config"]);
+    assert_eq!(unchanged.code, 0, "{unchanged}");
+    for refused in [
+        &["-last-contact-threshold", "soon"][..],
+        &["-max-trailing-logs=-3"],
+        &["-last-contact-threshold=0s"],
+        &["-enable-redundancy-zones"],
+    ] {
+        let args = [&["operator", "autopilot", "set-config"][..], refused].concat();
+        let transcript = session.record(&args);
+        assert_eq!(transcript.code, 1, "{transcript}");
+    }
+    session.record(&["operator", "autopilot", "get-config"]);
+    insta::assert_snapshot!("autopilot_get_and_set_config", session.transcripts.join("\n\n"));
+}
+
+#[test]
 fn versions_evaluations_nodes_and_raft() {
     let changed = HELLO_JOB.replace("echo hello", "echo bonjour");
     let files = [("hello.nomad.hcl", HELLO_JOB), ("bonjour.nomad.hcl", changed.as_str())];

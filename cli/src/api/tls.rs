@@ -1,6 +1,6 @@
 //! The CLI's side of an `https://` agent: which CA to trust, which certificate to show,
 //! which name to expect, as Nomad's global flags and environment say it
-//! (`-ca-cert`/`NOMAD_CACERT`, `-client-cert`/`NOMAD_CLIENT_CERT`,
+//! (`-ca-cert`/`NOMAD_CACERT`, `-ca-path`/`NOMAD_CAPATH`, `-client-cert`/`NOMAD_CLIENT_CERT`,
 //! `-client-key`/`NOMAD_CLIENT_KEY`, `-tls-server-name`/`NOMAD_TLS_SERVER_NAME`,
 //! `-tls-skip-verify`/`NOMAD_SKIP_VERIFY`), and TLS failures worded as Go's client words
 //! them, so an operator's search for the message finds Nomad's answers.
@@ -16,6 +16,8 @@ use std::sync::Arc;
 
 /// The largest CA, certificate or key file read.
 const PEM_FILE_LEN_MAX_BYTES: u64 = 1024 * 1024;
+/// The most files read under a `-ca-path` directory.
+const CA_PATH_FILES_MAX: usize = 1024;
 /// Where the system's trusted CAs are, tried in order when no CA is given (Go's list
 /// for Linux, so the CLI trusts what Nomad's would).
 const SYSTEM_CA_FILES: &[&str] = &[
@@ -31,6 +33,8 @@ const SYSTEM_CA_FILES: &[&str] = &[
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TlsOptions {
     pub ca_cert: Option<String>,
+    /// A directory of PEM CA files; `ca_cert` wins when both are given, as in Nomad.
+    pub ca_path: Option<String>,
     pub client_cert: Option<String>,
     pub client_key: Option<String>,
     pub server_name: Option<String>,
@@ -53,6 +57,7 @@ impl TlsOptions {
         };
         Ok(TlsOptions {
             ca_cert: pick("ca-cert", "NOMAD_CACERT"),
+            ca_path: pick("ca-path", "NOMAD_CAPATH"),
             client_cert: pick("client-cert", "NOMAD_CLIENT_CERT"),
             client_key: pick("client-key", "NOMAD_CLIENT_KEY"),
             server_name: pick("tls-server-name", "NOMAD_TLS_SERVER_NAME"),
@@ -90,7 +95,7 @@ impl TlsClient {
             let algorithms = provider.signature_verification_algorithms;
             builder.dangerous().with_custom_certificate_verifier(Arc::new(SkipVerify(algorithms)))
         } else {
-            builder.with_root_certificates(roots(options.ca_cert.as_deref()).map_err(init)?)
+            builder.with_root_certificates(roots(options).map_err(init)?)
         };
         let config = match (&options.client_cert, &options.client_key) {
             (Some(cert), Some(key)) => {
@@ -127,26 +132,82 @@ fn read_pem(path: &str, what: &str) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-/// The CAs to trust: the given file's, else the system's.
-fn roots(ca_cert: Option<&str>) -> Result<rustls::RootCertStore, String> {
+/// The CAs to trust: the given file's, else those of the given directory, else the
+/// system's.
+fn roots(options: &TlsOptions) -> Result<rustls::RootCertStore, String> {
     let mut roots = rustls::RootCertStore::empty();
-    let Some(path) = ca_cert else {
-        if let Some(bytes) = SYSTEM_CA_FILES.iter().find_map(|p| read_pem(p, "").ok()) {
-            // One unreadable entry of a system bundle does not make the others useless.
-            let certs = CertificateDer::pem_slice_iter(&bytes).filter_map(Result::ok);
-            roots.add_parsable_certificates(certs);
+    match (&options.ca_cert, &options.ca_path) {
+        (Some(path), _) => {
+            let bytes = read_pem(path, "Error loading CA File")?;
+            let bad = || format!("Error loading CA File: Couldn't parse PEM in: {path}");
+            if add_pem_certs(&mut roots, &bytes).is_err() || roots.is_empty() {
+                return Err(bad());
+            }
         }
-        return Ok(roots);
-    };
-    let bytes = read_pem(path, "Error loading CA File")?;
-    let bad = || format!("Error loading CA File: Couldn't parse PEM in: {path}");
-    for cert in CertificateDer::pem_slice_iter(&bytes) {
-        roots.add(cert.map_err(|_| bad())?).map_err(|_| bad())?;
-    }
-    if roots.is_empty() {
-        return Err(bad());
+        (None, Some(dir)) => add_ca_path(&mut roots, dir)?,
+        (None, None) => {
+            if let Some(bytes) = SYSTEM_CA_FILES.iter().find_map(|p| read_pem(p, "").ok()) {
+                // One unreadable entry of a system bundle does not make the others useless.
+                let certs = CertificateDer::pem_slice_iter(&bytes).filter_map(Result::ok);
+                roots.add_parsable_certificates(certs);
+            }
+        }
     }
     Ok(roots)
+}
+
+/// Adds every certificate of a PEM file, or refuses the file if one does not parse.
+fn add_pem_certs(roots: &mut rustls::RootCertStore, bytes: &[u8]) -> Result<(), ()> {
+    for cert in CertificateDer::pem_slice_iter(bytes) {
+        roots.add(cert.map_err(drop)?).map_err(drop)?;
+    }
+    Ok(())
+}
+
+/// The CAs of every file under `dir`, its tree walked in name order as Go's `filepath.Walk`
+/// does (symbolic links to directories not followed); each file must hold PEM
+/// certificates and one at least, as Nomad's `-ca-path` requires.
+fn add_ca_path(roots: &mut rustls::RootCertStore, dir: &str) -> Result<(), String> {
+    let mut files = Vec::new();
+    ca_path_files(std::path::Path::new(dir), &mut files)?;
+    for file in files {
+        let file = file.display().to_string();
+        let bytes = read_pem(&file, "Error loading file from CAPath")?;
+        let before = roots.len();
+        if add_pem_certs(roots, &bytes).is_err() || roots.len() == before {
+            return Err(format!("Error loading CA Path: Couldn't parse PEM in: {file}"));
+        }
+    }
+    if roots.is_empty() {
+        return Err(format!("Error loading CA Path: no CA file in {dir}"));
+    }
+    Ok(())
+}
+
+/// The files under `dir`, in name order, subdirectories walked in place; at most
+/// [`CA_PATH_FILES_MAX`].
+fn ca_path_files(dir: &std::path::Path, files: &mut Vec<std::path::PathBuf>) -> Result<(), String> {
+    let unreadable = |e: std::io::Error| format!("Error loading CA Path: {}: {e}", dir.display());
+    let mut entries: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(unreadable)?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(unreadable)?;
+    entries.sort();
+    for path in entries {
+        let is_dir = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+        if is_dir {
+            ca_path_files(&path, files)?;
+        } else if files.len() == CA_PATH_FILES_MAX {
+            return Err(format!(
+                "Error loading CA Path: more than {CA_PATH_FILES_MAX} files under {}",
+                dir.display()
+            ));
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(())
 }
 
 type ClientIdentity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
@@ -309,6 +370,60 @@ mod tests {
              ok: expects server.global.drover\n\
              ok: expects 127.0.0.1"
         );
+    }
+
+    #[test]
+    fn a_ca_path_trusts_every_file_of_its_tree_and_names_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let ca = |domain: &str| drover_runtime::tls::create_ca(domain, 1, now).unwrap().cert_pem;
+        let cas = dir.path().join("cas");
+        std::fs::create_dir_all(cas.join("more")).unwrap();
+        std::fs::write(cas.join("a.pem"), ca("one")).unwrap();
+        std::fs::write(cas.join("more/b.pem"), format!("{}{}", ca("two"), ca("three"))).unwrap();
+        let path = |p: &std::path::Path| Some(p.display().to_string());
+        let options = TlsOptions { ca_path: path(&cas), ..TlsOptions::default() };
+        assert_eq!(roots(&options).unwrap().len(), 3, "every file, subdirectories included");
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let garbage = dir.path().join("garbage");
+        std::fs::create_dir(&garbage).unwrap();
+        std::fs::write(garbage.join("a.pem"), ca("one")).unwrap();
+        std::fs::write(garbage.join("notes.txt"), "not a certificate").unwrap();
+        let file = cas.join("a.pem");
+        let rendered = [
+            check(TlsOptions {
+                ca_path: path(&dir.path().join("missing")),
+                ..TlsOptions::default()
+            }),
+            check(TlsOptions { ca_path: path(&empty), ..TlsOptions::default() }),
+            check(TlsOptions { ca_path: path(&garbage), ..TlsOptions::default() }),
+            // The CA file wins over the directory, as in Nomad.
+            check(TlsOptions {
+                ca_cert: path(&file),
+                ca_path: path(&garbage),
+                ..TlsOptions::default()
+            }),
+        ]
+        .join("\n")
+        .replace(&dir.path().display().to_string(), "DIR");
+        assert_eq!(
+            rendered,
+            "Error initializing client: Error loading CA Path: DIR/missing: No such file or directory (os error 2)\n\
+             Error initializing client: Error loading CA Path: no CA file in DIR/empty\n\
+             Error initializing client: Error loading CA Path: Couldn't parse PEM in: DIR/garbage/notes.txt\n\
+             ok: expects 127.0.0.1"
+        );
+        let flags = crate::flags::parse(&["-ca-path".to_owned(), "flag".to_owned()], &[]).unwrap();
+        let env = |name: &str| (name == "NOMAD_CAPATH").then(|| "env".to_owned());
+        let none = |_: &str| None;
+        assert_eq!(TlsOptions::from_flags(&flags, &env).unwrap().ca_path.as_deref(), Some("flag"));
+        let unflagged = Parsed::default();
+        assert_eq!(
+            TlsOptions::from_flags(&unflagged, &env).unwrap().ca_path.as_deref(),
+            Some("env")
+        );
+        assert_eq!(TlsOptions::from_flags(&unflagged, &none).unwrap().ca_path, None);
     }
 
     #[test]

@@ -4,7 +4,6 @@
 
 use super::{Io, parse_flags};
 use crate::flags::FlagSpec;
-use drover_core::server::AutopilotConfig;
 use drover_runtime::agent::config::{self, FileConfig, HttpTls};
 use drover_runtime::agent::{
     AgentHandle, ClusterConfig, DevConfig, LoopEnd, start_cluster, start_dev,
@@ -30,8 +29,10 @@ General Options:
 
   -config=<path>
     An agent configuration file in HCL (data_dir, bind_addr, region,
-    datacenter, name, ports, addresses, advertise, server, client, tls).
-    May be given more than once: later files win, and flags win over files.
+    datacenter, name, ports, addresses, advertise, server, client, tls,
+    autopilot). May be given more than once: later files win, and flags win
+    over files. With -dev the files apply over the development defaults, so
+    tls { http = true ... } serves the API over HTTPS.
 
   -dev
     Start the agent in development mode: a server and a client in one
@@ -104,7 +105,6 @@ const FLAGS: &[FlagSpec] = &[
     FlagSpec::value("region"),
 ];
 
-use config::{HTTP_PORT_DEFAULT, RPC_PORT_DEFAULT};
 /// How often readiness (the node registered) is looked at while starting.
 const READY_POLL_MS: u64 = 5;
 /// How long open HTTP requests may take to finish once the agent is shutting down.
@@ -124,35 +124,29 @@ pub fn run(args: &[String], io: &mut Io<'_>) -> u8 {
             return 1;
         }
     };
-    if !flags.is_set("dev") {
-        let config = match cluster_config(&flags) {
+    if flags.is_set("dev") {
+        let config = match dev_config(&flags) {
             Ok(config) => config,
             Err(message) => {
                 let _ = writeln!(io.err, "{message}");
                 return 1;
             }
         };
-        return runtime.block_on(run_cluster(config, io));
+        return runtime.block_on(run_dev(config, io));
     }
-    if !flags.all("config").is_empty() {
-        let _ = writeln!(io.err, "-config is not supported with -dev yet");
-        return 1;
-    }
-    let options = match DevOptions::from_flags(&flags) {
-        Ok(options) => options,
+    let config = match cluster_config(&flags) {
+        Ok(config) => config,
         Err(message) => {
             let _ = writeln!(io.err, "{message}");
             return 1;
         }
     };
-    runtime.block_on(run_dev(options, io))
+    runtime.block_on(run_cluster(config, io))
 }
 
-/// The `-config` files merged in order, then the flags over them, resolved; the TLS
-/// files read. Every complaint is the text to print.
-fn cluster_config(
-    flags: &crate::flags::Parsed,
-) -> Result<(config::AgentSettings, TlsIdentity), String> {
+/// The `-config` files merged in order, then the flags over them. Every complaint is
+/// the text to print.
+fn merged_config(flags: &crate::flags::Parsed) -> Result<FileConfig, String> {
     let mut merged = FileConfig::default();
     for path in flags.all("config") {
         let text = std::fs::read_to_string(path)
@@ -160,18 +154,43 @@ fn cluster_config(
         let file = config::parse(path, &text).map_err(|errors| errors.to_string())?;
         merged = merged.merge(file);
     }
-    merged = merged.merge(flag_config(flags)?);
-    let settings = config::resolve(merged, &hostname())?;
+    Ok(merged.merge(flag_config(flags)?))
+}
+
+/// A cluster agent's configuration, resolved, and its TLS files read.
+fn cluster_config(
+    flags: &crate::flags::Parsed,
+) -> Result<(config::AgentSettings, TlsIdentity), String> {
+    let settings = config::resolve(merged_config(flags)?, &hostname())?;
+    let tls = read_tls_identity(&settings.tls)?;
+    Ok((settings, tls))
+}
+
+/// A `-dev` agent's configuration over its defaults; when the API speaks HTTPS, the
+/// agent's certificate and whether callers must show theirs.
+fn dev_config(flags: &crate::flags::Parsed) -> Result<(config::DevSettings, DevHttps), String> {
+    let settings = config::resolve_dev(merged_config(flags)?, &hostname())?;
+    let https = match &settings.https {
+        Some((files, verify_client)) => Some((read_tls_identity(files)?, *verify_client)),
+        None => None,
+    };
+    Ok((settings, https))
+}
+
+/// The agent's certificate and whether HTTPS callers must show theirs.
+type DevHttps = Option<(TlsIdentity, bool)>;
+
+/// The CA, certificate and key the `tls` block names.
+fn read_tls_identity(files: &config::TlsFiles) -> Result<TlsIdentity, String> {
     let read = |what: &str, path: &Path| {
         std::fs::read_to_string(path)
             .map_err(|e| format!("Error reading tls.{what} {}: {e}", path.display()))
     };
-    let tls = TlsIdentity {
-        ca_pem: read("ca_file", &settings.tls.ca_file)?,
-        cert_pem: read("cert_file", &settings.tls.cert_file)?,
-        key_pem: read("key_file", &settings.tls.key_file)?,
-    };
-    Ok((settings, tls))
+    Ok(TlsIdentity {
+        ca_pem: read("ca_file", &files.ca_file)?,
+        cert_pem: read("cert_file", &files.cert_file)?,
+        key_pem: read("key_file", &files.key_file)?,
+    })
 }
 
 /// What the flags say, as one more configuration laid over the files.
@@ -221,7 +240,11 @@ fn hostname() -> String {
 }
 
 async fn run_cluster((settings, tls): (config::AgentSettings, TlsIdentity), io: &mut Io<'_>) -> u8 {
-    let listener = match api_listener(&settings, &tls).await {
+    let https = match settings.http_tls {
+        HttpTls::Https { verify_client } => Some((&tls, verify_client)),
+        HttpTls::Plain => None,
+    };
+    let listener = match api_listener(&settings.http_bind, https).await {
         Ok(listener) => listener,
         Err(message) => {
             let _ = writeln!(io.err, "Error starting agent: {message}");
@@ -253,10 +276,7 @@ async fn run_cluster((settings, tls): (config::AgentSettings, TlsIdentity), io: 
         "    agent: started: HTTP API on {scheme}://{http_addr}, RPC on {}, expecting {bootstrap_expect} server(s)",
         agent.config.rpc_addr
     );
-    let http = match listener {
-        ApiListener::Plain(listener) => serve_http(&agent, listener),
-        ApiListener::Https(listener) => serve_http(&agent, listener),
-    };
+    let http = listener.serve(&agent);
     until_stopped(agent, ended, http, io).await
 }
 
@@ -275,15 +295,32 @@ impl ApiListener {
         };
         addr.map_or_else(|e| format!("(unknown: {e})"), |a| a.to_string())
     }
+
+    /// The URL scheme callers use.
+    fn scheme(&self) -> &'static str {
+        match self {
+            ApiListener::Plain(_) => "http",
+            ApiListener::Https(_) => "https",
+        }
+    }
+
+    /// Serves the HTTP API over `agent` on this socket.
+    fn serve(self, agent: &AgentHandle) -> HttpServer {
+        match self {
+            ApiListener::Plain(listener) => serve_http(agent, listener),
+            ApiListener::Https(listener) => serve_http(agent, listener),
+        }
+    }
 }
 
-/// Binds the API's address, over TLS when `tls { http = true }` says so.
+/// Binds the API's address; over TLS with the agent's certificate when `https` is given
+/// (`tls { http = true }`), asking callers for theirs when its flag says so.
 async fn api_listener(
-    settings: &config::AgentSettings,
-    tls: &TlsIdentity,
+    http_bind: &str,
+    https: Option<(&TlsIdentity, bool)>,
 ) -> Result<ApiListener, String> {
-    let listener = bind(&settings.http_bind).await?;
-    let HttpTls::Https { verify_client } = settings.http_tls else {
+    let listener = bind(http_bind).await?;
+    let Some((tls, verify_client)) = https else {
         return Ok(ApiListener::Plain(listener));
     };
     let server_config =
@@ -293,50 +330,20 @@ async fn api_listener(
     Ok(ApiListener::Https(listener))
 }
 
-/// What the flags ask of a `-dev` agent.
-struct DevOptions {
-    bind: String,
-    http_port: u16,
-    data_dir: Option<PathBuf>,
-    node: String,
-    datacenter: String,
-    region: String,
-}
-
-impl DevOptions {
-    fn from_flags(flags: &crate::flags::Parsed) -> Result<DevOptions, String> {
-        let http_port = match flags.last("http-port") {
-            None => HTTP_PORT_DEFAULT,
-            Some(text) => text
-                .parse()
-                .map_err(|_| format!("Invalid -http-port {text:?}: not a port number"))?,
-        };
-        let hostname = hostname();
-        let text = |name: &str, default: &str| flags.last(name).unwrap_or(default).to_owned();
-        Ok(DevOptions {
-            bind: text("bind", "127.0.0.1"),
-            http_port,
-            data_dir: flags.last("data-dir").map(PathBuf::from),
-            node: text("node", &hostname),
-            datacenter: text("dc", "dc1"),
-            region: text("region", "global"),
-        })
-    }
-}
-
-async fn run_dev(options: DevOptions, io: &mut Io<'_>) -> u8 {
+async fn run_dev((settings, https): (config::DevSettings, DevHttps), io: &mut Io<'_>) -> u8 {
     let started = Instant::now();
-    let http_addr = format!("{}:{}", options.bind, options.http_port);
-    let listener = match bind(&http_addr).await {
+    let https = https.as_ref().map(|(tls, verify_client)| (tls, *verify_client));
+    let listener = match api_listener(&settings.http_bind, https).await {
         Ok(listener) => listener,
         Err(message) => {
             let _ = writeln!(io.err, "Error starting agent: {message}");
             return 1;
         }
     };
-    let http_addr = listener.local_addr().map_or(http_addr, |a| a.to_string());
+    let http_addr = listener.local_addr();
+    let scheme = listener.scheme();
     // A temporary data directory lives exactly as long as this value.
-    let (data_dir, _temporary) = match data_dir(options.data_dir.as_deref()) {
+    let (data_dir, _temporary) = match data_dir(settings.data_dir.as_deref()) {
         Ok(dirs) => dirs,
         Err(message) => {
             let _ = writeln!(io.err, "Error starting agent: {message}");
@@ -351,17 +358,17 @@ async fn run_dev(options: DevOptions, io: &mut Io<'_>) -> u8 {
         }
     };
     let config = DevConfig {
-        region: options.region,
-        datacenter: options.datacenter,
-        node_name: options.node,
-        rpc_addr: format!("{}:{RPC_PORT_DEFAULT}", options.bind),
+        region: settings.region,
+        datacenter: settings.datacenter,
+        node_name: settings.name,
+        rpc_addr: settings.rpc_addr,
         http_addr: http_addr.clone(),
         // The one node is this agent: nothing to reach elsewhere.
         node_http: NodeHttp::Plain,
         data_dir,
         executor,
         rng_seed: seed(),
-        autopilot: AutopilotConfig::default(),
+        autopilot: settings.autopilot,
     };
     let (agent, ended) = match start_dev(config) {
         Ok(started) => started,
@@ -371,7 +378,7 @@ async fn run_dev(options: DevOptions, io: &mut Io<'_>) -> u8 {
         }
     };
     print_banner(io, &agent, &http_addr, true);
-    let (stop_http, server) = serve_http(&agent, listener);
+    let http = listener.serve(&agent);
     if let Err(message) = await_ready(&agent).await {
         let _ = writeln!(io.err, "Error starting agent: {message}");
         return 1;
@@ -379,9 +386,9 @@ async fn run_dev(options: DevOptions, io: &mut Io<'_>) -> u8 {
     let ready_ms = started.elapsed().as_millis();
     let _ = writeln!(
         io.out,
-        "    agent: ready: HTTP API on http://{http_addr}, node registered ({ready_ms} ms)"
+        "    agent: ready: HTTP API on {scheme}://{http_addr}, node registered ({ready_ms} ms)"
     );
-    until_stopped(agent, ended, (stop_http, server), io).await
+    until_stopped(agent, ended, http, io).await
 }
 
 type HttpServer = (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>);

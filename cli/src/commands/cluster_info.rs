@@ -1,6 +1,7 @@
 //! `drover agent-info`, `drover operator raft list-peers|remove-peer` and `drover operator
-//! autopilot get-config`: what the agent, the region's Raft and its autopilot say about
-//! themselves, and removing a server from Raft.
+//! autopilot get-config|set-config`: what the agent, the region's Raft and its autopilot
+//! say about themselves, removing a server from Raft and setting autopilot's
+//! configuration.
 
 use super::{Io, api_command, print_json, report};
 use crate::flags::FlagSpec;
@@ -56,14 +57,76 @@ Remove Peer Options:
 const AUTOPILOT_GET_HELP: &str = "\
 Usage: drover operator autopilot get-config [options]
 
-  Displays the current autopilot configuration: the autopilot block of the
-  server's agent configuration.
+  Displays the current autopilot configuration: the one set with set-config,
+  else the autopilot block of the server's agent configuration.
+";
+
+const AUTOPILOT_SET_HELP: &str = "\
+Usage: drover operator autopilot set-config [options]
+
+  Modifies the current Autopilot configuration. Only the settings given change;
+  the change is refused if the configuration changed since it was read.
+
+Set Config Options:
+
+  -cleanup-dead-servers=[true|false]
+     Controls whether drover will automatically remove dead servers when
+     new ones are successfully added. Must be one of [true|false].
+
+  -last-contact-threshold=200ms
+     Controls the maximum amount of time a server can go without contact
+     from the leader before being considered unhealthy. Must be a
+     duration value such as \"200ms\".
+
+  -max-trailing-logs=<value>
+     Controls the maximum number of log entries that a server can trail
+     the leader by before being considered unhealthy.
+
+  -min-quorum=<value>
+      Controls the minimum number of servers required in a cluster
+      before autopilot can prune dead servers.
+
+  -server-stabilization-time=<10s>
+     Controls the minimum amount of time a server must be stable in
+     the 'healthy' state before being added to the cluster. Must be a
+     duration value such as \"10s\".
+
+  -enable-redundancy-zones, -disable-upgrade-migration, -enable-custom-upgrades
+     Nomad Enterprise features drover does not have: only false is accepted.
 ";
 
 const JSON_FLAGS: &[FlagSpec] = &[FlagSpec::bool("json")];
 const RAFT_REMOVE_PEER_FLAGS: &[FlagSpec] =
     &[FlagSpec::value("peer-address"), FlagSpec::value("peer-id")];
 const RAFT_PEERS_FLAGS: &[FlagSpec] = &[FlagSpec::bool("stale")];
+/// How each `set-config` flag's value goes into the configuration's JSON.
+#[derive(Clone, Copy)]
+enum SettingKind {
+    Bool,
+    Count,
+    Duration,
+}
+
+/// Each `set-config` flag, the field it sets and how its value reads.
+const AUTOPILOT_SETTINGS: &[(&str, &str, SettingKind)] = &[
+    ("cleanup-dead-servers", "CleanupDeadServers", SettingKind::Bool),
+    ("last-contact-threshold", "LastContactThreshold", SettingKind::Duration),
+    ("max-trailing-logs", "MaxTrailingLogs", SettingKind::Count),
+    ("min-quorum", "MinQuorum", SettingKind::Count),
+    ("server-stabilization-time", "ServerStabilizationTime", SettingKind::Duration),
+    ("enable-redundancy-zones", "EnableRedundancyZones", SettingKind::Bool),
+    ("disable-upgrade-migration", "DisableUpgradeMigration", SettingKind::Bool),
+    ("enable-custom-upgrades", "EnableCustomUpgrades", SettingKind::Bool),
+];
+
+impl SettingKind {
+    fn flag(self, name: &'static str) -> FlagSpec {
+        match self {
+            SettingKind::Bool => FlagSpec::bool(name),
+            SettingKind::Count | SettingKind::Duration => FlagSpec::value(name),
+        }
+    }
+}
 
 /// `GET /v1/agent/self`'s `stats`: section → key → value.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -210,4 +273,70 @@ pub fn autopilot_get_config(args: &[String], io: &mut Io<'_>) -> u8 {
         }
         Ok(0)
     })
+}
+
+/// `operator autopilot set-config`: reads the configuration, changes the settings whose
+/// flags are given (any value given counts, even the one already set) and writes it back
+/// only if nobody changed it meanwhile (`?cas=<ModifyIndex>`).
+pub fn autopilot_set_config(args: &[String], io: &mut Io<'_>) -> u8 {
+    let specs: Vec<FlagSpec> =
+        AUTOPILOT_SETTINGS.iter().map(|&(flag, _, kind)| kind.flag(flag)).collect();
+    let (flags, client) = match api_command(args, &specs, AUTOPILOT_SET_HELP, io) {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
+    };
+    let changes = match autopilot_changes(&flags) {
+        Ok(changes) => changes,
+        Err(message) => {
+            let _ = writeln!(io.err, "{message}");
+            return 1;
+        }
+    };
+    report(io, |io| {
+        let (mut config, _) = client
+            .get::<serde_json::Map<String, Value>>(
+                "/v1/operator/autopilot/configuration",
+                &[],
+                None,
+            )
+            .map_err(|error| format!("Error querying for Autopilot configuration: {error}"))?;
+        let modify_index = config.get("ModifyIndex").and_then(Value::as_u64).unwrap_or(0);
+        config.extend(changes);
+        let body = Value::Object(config);
+        let params = [("cas", modify_index.to_string())];
+        let updated = client
+            .write::<bool>("PUT", "/v1/operator/autopilot/configuration", &params, Some(&body))
+            .map_err(|error| format!("Error setting Autopilot configuration: {error}"))?;
+        if updated {
+            let _ = writeln!(io.out, "Configuration updated!");
+            return Ok(0);
+        }
+        let _ = writeln!(io.out, "Configuration could not be atomically updated, please try again");
+        Ok(1)
+    })
+}
+
+/// The fields the given flags set, as JSON; a value that does not read is refused the
+/// way Go's flag package words it.
+fn autopilot_changes(flags: &crate::flags::Parsed) -> Result<Vec<(String, Value)>, String> {
+    let mut changes = Vec::new();
+    for &(flag, field, kind) in AUTOPILOT_SETTINGS {
+        let Some(text) = flags.last(flag) else { continue };
+        let invalid = |why: &str| format!("invalid value {text:?} for flag -{flag}: {why}");
+        let value = match kind {
+            SettingKind::Bool => Value::Bool(text == "true"),
+            SettingKind::Count => {
+                Value::from(text.parse::<u64>().map_err(|_| invalid("parse error"))?)
+            }
+            SettingKind::Duration => {
+                let ns = drover_core::jobspec::parse_duration(text).map_err(|why| invalid(&why))?;
+                if ns < 0 {
+                    return Err(invalid("a duration cannot be negative"));
+                }
+                Value::String(text.to_owned())
+            }
+        };
+        changes.push((field.to_owned(), value));
+    }
+    Ok(changes)
 }

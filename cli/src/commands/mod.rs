@@ -185,6 +185,7 @@ Usage: drover operator autopilot <subcommand> [options]
 
 Subcommands:
     get-config    Display the current Autopilot configuration
+    set-config    Modify the current Autopilot configuration
 ";
 
 const RAFT_HELP: &str = "\
@@ -276,8 +277,10 @@ const OPERATOR_SUBCOMMANDS: &[(&str, Command)] = &[
     ("raft", raft),
 ];
 
-const AUTOPILOT_SUBCOMMANDS: &[(&str, Command)] =
-    &[("get-config", cluster_info::autopilot_get_config)];
+const AUTOPILOT_SUBCOMMANDS: &[(&str, Command)] = &[
+    ("get-config", cluster_info::autopilot_get_config),
+    ("set-config", cluster_info::autopilot_set_config),
+];
 
 const RAFT_SUBCOMMANDS: &[(&str, Command)] = &[
     ("list-peers", cluster_info::raft_list_peers),

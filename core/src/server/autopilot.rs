@@ -23,6 +23,11 @@
 //! A server that announces state of another Raft group (`cluster_id`) is never recorded
 //! or added, whatever its status.
 //!
+//! The thresholds are the region's autopilot configuration: the one an operator set
+//! through Raft (`operator autopilot set-config`, stored in the state), else the leader's
+//! own from its agent's `autopilot` block. Every leader reads it afresh at each step, so a
+//! change takes effect at the next one.
+//!
 //! The decision ([`next_change`]) is a pure function of the configuration, the gossip
 //! view and which learners are stable; the only state the leader keeps is when each
 //! learner was first seen healthy, and it lives in the leader's loop, so a new leader
@@ -33,39 +38,13 @@ use super::requests::{Caller, PendingWrite, Waiter};
 use super::{ApiReply, Server};
 use crate::raft::{ConfChange, Membership, NodeId, ProposeError};
 use crate::rpc::ServerAddr;
+use crate::state::{AutopilotConfig, AutopilotConfigRecord};
 use crate::time::Millis;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// How often the leader looks again while servers are known: a learner's stabilization
 /// ends, a change refused for the moment (the leader not ready yet) is retried.
 pub const AUTOPILOT_INTERVAL_MS: u64 = 1_000;
-
-/// Nomad's `autopilot` block, with its defaults.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AutopilotConfig {
-    pub cleanup_dead_servers: bool,
-    /// The longest a learner may go without acknowledging the leader's heartbeats and
-    /// still count as healthy.
-    pub last_contact_threshold_ms: u64,
-    pub server_stabilization_time_ms: u64,
-    /// How far behind the commit index a learner may be and still count as healthy.
-    pub max_trailing_logs: u64,
-    /// Dead voters are never removed below this many voters (the agent sets it to its
-    /// `bootstrap_expect`).
-    pub min_quorum: usize,
-}
-
-impl Default for AutopilotConfig {
-    fn default() -> AutopilotConfig {
-        AutopilotConfig {
-            cleanup_dead_servers: true,
-            last_contact_threshold_ms: 200,
-            server_stabilization_time_ms: 10_000,
-            max_trailing_logs: 250,
-            min_quorum: 0,
-        }
-    }
-}
 
 /// A server's state as gossip reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -241,6 +220,13 @@ impl Server {
         voters.into_iter().filter_map(|id| self.peer_addr(id)).collect()
     }
 
+    /// The autopilot configuration this region runs with: the one an operator set
+    /// through Raft, else this server's own (its agent's `autopilot` block), with
+    /// indexes 0.
+    pub fn autopilot_config(&self) -> AutopilotConfigRecord {
+        self.state.autopilot_config_or(self.config.autopilot)
+    }
+
     pub(super) fn autopilot_timeout(&self) -> Option<Millis> {
         let leader = self.leader.as_ref()?;
         (!self.members.is_empty()).then(|| leader.autopilot.poll_timeout())
@@ -256,22 +242,15 @@ impl Server {
         if leader.autopilot.next_check <= now {
             leader.autopilot.next_check = now + Millis(AUTOPILOT_INTERVAL_MS);
         }
-        let contact_max_ms = self.config.autopilot.last_contact_threshold_ms
-            + self.config.raft.heartbeat_interval_ms;
-        let stable = track_health(
-            leader,
-            &self.raft,
-            &self.members,
-            &self.config.autopilot,
-            now,
-            contact_max_ms,
-        );
+        let config = self.state.autopilot_config_or(self.config.autopilot).config;
+        let contact_max_ms =
+            config.last_contact_threshold_ms + self.config.raft.heartbeat_interval_ms;
+        let stable = track_health(leader, &self.raft, &self.members, &config, now, contact_max_ms);
         if self.propose_waiting_removal(now) || self.raft.change_pending() {
             return false;
         }
         let membership = self.raft.membership();
-        let config = &self.config.autopilot;
-        let Some(change) = next_change(membership, &self.members, &stable, self.config.id, config)
+        let Some(change) = next_change(membership, &self.members, &stable, self.config.id, &config)
         else {
             return false;
         };
@@ -382,7 +361,7 @@ fn track_health(
         let in_contact = raft
             .last_contact(id)
             .is_some_and(|sent| now.as_u64().saturating_sub(sent.as_u64()) <= contact_max_ms);
-        if !alive || !in_contact || matched + config.max_trailing_logs < commit {
+        if !alive || !in_contact || matched.saturating_add(config.max_trailing_logs) < commit {
             since.remove(&id);
             continue;
         }

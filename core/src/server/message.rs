@@ -111,6 +111,13 @@ pub enum ApiRequest {
         healthy: Vec<String>,
         unhealthy: Vec<String>,
     },
+    /// `operator autopilot set-config`: replaces the region's autopilot configuration;
+    /// with `cas_index`, only if its modify index is still that. Answered with
+    /// [`ApiReply::CasWrite`].
+    AutopilotSetConfig {
+        config: crate::state::AutopilotConfig,
+        cas_index: Option<u64>,
+    },
     /// A read, answered once the table behind `query` passes `min_index` or `wait_ms` ends.
     Read {
         query: Query,
@@ -183,6 +190,8 @@ pub enum Query {
     Events {
         after_index: u64,
     },
+    /// The autopilot configuration the region runs with.
+    AutopilotConfig,
 }
 
 /// The answer to an [`ApiCall`], echoing its id.
@@ -200,6 +209,12 @@ pub enum ApiReply {
         job_modify_index: u64,
         eval_ids: Vec<String>,
         eval_create_index: u64,
+    },
+    /// A committed check-and-set write: whether it wrote (a write without a check
+    /// always does).
+    CasWrite {
+        index: u64,
+        updated: bool,
     },
     /// A dry run's outcome: what the scheduler would do, nothing committed.
     Plan {
@@ -241,6 +256,8 @@ pub enum QueryResult {
     Deployments(Vec<crate::model::Deployment>),
     /// Oldest first; the ring may have dropped events older than the ones asked for.
     Events(Vec<crate::state::Event>),
+    /// The operator's configuration, or the server's own with indexes 0.
+    AutopilotConfig(crate::state::AutopilotConfigRecord),
 }
 
 /// A message from one server to another in the same region.

@@ -44,9 +44,11 @@ mod requests;
 mod snapshot;
 mod worker;
 
+pub use crate::state::{
+    AUTOPILOT_COUNT_MAX, AutopilotConfig, AutopilotConfigRecord, LAST_CONTACT_THRESHOLD_MIN_MS,
+};
 pub use autopilot::{
-    AUTOPILOT_INTERVAL_MS, AutopilotChange, AutopilotConfig, MemberStatus, RaftServer,
-    ServerMember, next_change,
+    AUTOPILOT_INTERVAL_MS, AutopilotChange, MemberStatus, RaftServer, ServerMember, next_change,
 };
 pub use deployments::DeploymentWatcher;
 pub use leader::{GcConfig, HeartbeatConfig, LeaderService};
@@ -98,6 +100,7 @@ pub struct ServerConfig {
     pub scheduler: SchedulerConfig,
     pub heartbeat: HeartbeatConfig,
     pub gc: GcConfig,
+    /// What autopilot runs with until an operator sets a configuration through Raft.
     pub autopilot: AutopilotConfig,
     /// Scheduler workers on this server.
     pub workers_count: u32,

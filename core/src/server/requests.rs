@@ -14,7 +14,7 @@ use crate::model::{
 };
 use crate::raft::{Index, NodeId, Term};
 use crate::rpc::{ClientRequest, ServerReply, ServerRpc};
-use crate::state::{AllocClientUpdate, ApplyOutcome, Command, JobKey, State};
+use crate::state::{AllocClientUpdate, ApplyOutcome, AutopilotConfig, Command, JobKey, State};
 use crate::time::Millis;
 use rand_core::Rng;
 use std::sync::Arc;
@@ -47,6 +47,10 @@ pub(super) enum Waiter {
         origin: PlanOrigin,
         eval_id: String,
         token: String,
+    },
+    /// A check-and-set write: answered with whether it wrote.
+    Cas {
+        caller: Caller,
     },
     /// A worker's final evaluations: ack the evaluation once they are stored.
     Finish {
@@ -295,6 +299,13 @@ impl Server {
         if let ApiRequest::RaftRemovePeer { id, address } = request {
             return self.remove_peer(now, caller, id, address);
         }
+        if let ApiRequest::AutopilotSetConfig { config, cas_index } = request {
+            if let Err(message) = config.check() {
+                return self.answer(caller, ApiReply::Error { message });
+            }
+            let command = Command::AutopilotSetConfig { config, cas_index };
+            return self.propose(command, now, Waiter::Cas { caller });
+        }
         match self.command_for(now, request) {
             Ok((command, eval_ids)) => self.propose(command, now, Waiter::Api { caller, eval_ids }),
             Err(message) => self.answer(caller, ApiReply::Error { message }),
@@ -402,7 +413,8 @@ impl Server {
             }
             ApiRequest::Read { .. }
             | ApiRequest::JobPlan { .. }
-            | ApiRequest::RaftRemovePeer { .. } => Err("not a command".into()),
+            | ApiRequest::RaftRemovePeer { .. }
+            | ApiRequest::AutopilotSetConfig { .. } => Err("not a command".into()),
         }
     }
 
@@ -619,6 +631,9 @@ impl Server {
                     ApiReply::Write { index, job_modify_index, eval_ids, eval_create_index };
                 self.answer(caller, reply);
             }
+            (Waiter::Cas { caller }, Ok(outcome)) => {
+                self.answer(caller, ApiReply::CasWrite { index, updated: outcome.updated })
+            }
             (Waiter::Heartbeat { conn, request_id, ttl_ms }, Ok(_)) => {
                 let servers = self.voter_addrs();
                 let reply = ServerReply::HeartbeatOk { index, heartbeat_ttl_ms: ttl_ms, servers };
@@ -652,7 +667,9 @@ impl Server {
 
     pub(super) fn fail_waiter(&mut self, now: Millis, waiter: Waiter, message: String) {
         match waiter {
-            Waiter::Api { caller, .. } => self.answer(caller, ApiReply::Error { message }),
+            Waiter::Api { caller, .. } | Waiter::Cas { caller } => {
+                self.answer(caller, ApiReply::Error { message })
+            }
             Waiter::Heartbeat { conn, request_id, .. }
             | Waiter::AllocUpdate { conn, request_id } => {
                 self.reply_client(conn, request_id, ServerReply::Error { message })
@@ -705,7 +722,10 @@ impl Server {
                 let after = self.events.iter().filter(|e| e.index > *after_index);
                 (index.max(*after_index), QueryResult::Events(after.cloned().collect()))
             }
-            _ => (table_index(&self.state, query), run_query(&self.state, query)),
+            _ => {
+                let result = run_query(&self.state, query, self.config.autopilot);
+                (table_index(&self.state, query), result)
+            }
         };
         match caller {
             ReadCaller::Api(caller) => self.answer(caller, ApiReply::Read { index, result }),
@@ -785,12 +805,15 @@ fn table_index(state: &State, query: &Query) -> u64 {
         Query::Deployment { .. } | Query::Deployments | Query::JobDeployments { .. } => {
             indexes.deployments
         }
+        Query::AutopilotConfig => indexes.autopilot_config,
         // Served from the server's ring, not a table (see `Server::read_ready`).
         Query::Events { .. } => state.latest_index(),
     }
 }
 
-fn run_query(state: &State, query: &Query) -> QueryResult {
+/// The rows `query` reads; `own_autopilot` is this server's autopilot configuration,
+/// what the region runs with until an operator sets one.
+fn run_query(state: &State, query: &Query, own_autopilot: AutopilotConfig) -> QueryResult {
     match query {
         Query::Job { namespace, job_id } => {
             QueryResult::Job(state.job(namespace, job_id).map(|j| Box::new(owned(j))))
@@ -850,6 +873,9 @@ fn run_query(state: &State, query: &Query) -> QueryResult {
                 .collect(),
         ),
         Query::Events { .. } => QueryResult::Events(Vec::new()),
+        Query::AutopilotConfig => {
+            QueryResult::AutopilotConfig(state.autopilot_config_or(own_autopilot))
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 
 use super::events::{Event, EventPayload, EventType};
 use super::table::IdKey;
-use super::{JOB_VERSIONS_RETAINED_MAX, JobKey, JobSummary, State};
+use super::{AutopilotConfig, JOB_VERSIONS_RETAINED_MAX, JobKey, JobSummary, State};
 use crate::model::{
     AllocClientStatus, AllocDeploymentStatus, Allocation, Deployment, DeploymentStatus,
     DeploymentStatusUpdate, DesiredTransition, DrainStrategy, EvalStatus, Evaluation, Job, Node,
@@ -131,6 +131,13 @@ pub enum Command {
         unhealthy: Vec<String>,
         eval: Option<Evaluation>,
     },
+    /// `operator autopilot set-config`: replaces the autopilot configuration, or, with
+    /// `cas_index`, only if its modify index is still that (0: none was ever set); the
+    /// outcome's `updated` says which.
+    AutopilotSetConfig {
+        config: AutopilotConfig,
+        cas_index: Option<u64>,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,6 +204,8 @@ pub struct ApplyOutcome {
     /// Computed classes where capacity may have appeared (a node became ready or eligible,
     /// an allocation finished): blocked evaluations for them may now fit.
     pub capacity_changed: Vec<String>,
+    /// Whether a check-and-set command wrote (one without a check always does).
+    pub updated: bool,
 }
 
 impl State {
@@ -306,6 +315,9 @@ impl State {
                 outcome.job_modify_index = index;
                 let eval = Evaluation { job_modify_index: index, ..eval };
                 self.upsert_evals(index, now_ns, [eval], &mut outcome);
+            }
+            Command::AutopilotSetConfig { config, cas_index } => {
+                outcome.updated = self.set_autopilot_config(index, config, cas_index);
             }
         }
         Ok(outcome)

@@ -7,7 +7,7 @@
 //! by node and by job, node usage) are not stored: restore rebuilds them.
 
 use super::table::IdKey;
-use super::{JobKey, JobSummary, State, TableIndexes};
+use super::{AutopilotConfigRecord, JobKey, JobSummary, State, TableIndexes};
 use crate::codec::{self, CodecError, FrameKind};
 use crate::model::{Allocation, Deployment, EvalStatus, Evaluation, Job, Node};
 use serde::{Deserialize, Serialize};
@@ -15,8 +15,8 @@ use std::fmt;
 use std::sync::Arc;
 
 /// The body layout this build writes and reads.
-/// Version 2 added the periodic launch table.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// Version 2 added the periodic launch table, version 3 the autopilot configuration.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum SnapshotError {
@@ -49,6 +49,7 @@ struct Body {
     evals: Vec<Evaluation>,
     deployments: Vec<Deployment>,
     periodic_launches: Vec<(JobKey, i64)>,
+    autopilot_config: Option<AutopilotConfigRecord>,
 }
 
 /// [`Body`] as it is written: the same fields in the same order, borrowing every row
@@ -66,6 +67,7 @@ struct BodyRef<'a> {
     evals: Vec<&'a Evaluation>,
     deployments: Vec<&'a Deployment>,
     periodic_launches: Vec<(&'a JobKey, i64)>,
+    autopilot_config: Option<AutopilotConfigRecord>,
 }
 
 fn rows<K: super::table::TableKey, T>(table: &super::table::Table<K, Arc<T>>) -> Vec<&T> {
@@ -91,6 +93,7 @@ impl State {
             evals: rows(&self.evals),
             deployments: rows(&self.deployments),
             periodic_launches: self.periodic_launches(),
+            autopilot_config: self.autopilot_config,
         };
         let body = postcard::to_allocvec(&body)
             .map_err(|e| SnapshotError::Codec(CodecError::Encode { message: e.to_string() }))?;
@@ -117,8 +120,12 @@ impl State {
     }
 
     fn from_body(body: Body) -> State {
-        let mut state =
-            State { latest_index: body.latest_index, indexes: body.indexes, ..State::default() };
+        let mut state = State {
+            latest_index: body.latest_index,
+            indexes: body.indexes,
+            autopilot_config: body.autopilot_config,
+            ..State::default()
+        };
         for job in body.jobs {
             state.jobs.insert(JobKey::of_job(&job), Arc::new(job));
         }

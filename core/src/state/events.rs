@@ -55,7 +55,7 @@ impl EventType {
                 EventType::DeploymentStatusUpdate
             }
             Command::DeploymentAllocHealth { .. } => EventType::DeploymentAllocHealth,
-            Command::Reap { .. } => return None,
+            Command::Reap { .. } | Command::AutopilotSetConfig { .. } => return None,
         })
     }
 

@@ -1,5 +1,5 @@
 //! The replicated state machine: jobs and their versions, nodes, allocations, evaluations,
-//! deployments and job summaries.
+//! deployments, job summaries and the operator's autopilot configuration.
 //!
 //! Every log entry is applied by [`State::apply`] with the entry's Raft index and the
 //! leader's stamped time, never a clock, so every replica computes the same state. Each
@@ -12,12 +12,16 @@
 //! version history.
 
 mod apply;
+mod autopilot;
 mod bytes;
 mod events;
 mod summary;
 pub mod table;
 
 pub use apply::{AllocClientUpdate, ApplyError, ApplyOutcome, Command, multi_error};
+pub use autopilot::{
+    AUTOPILOT_COUNT_MAX, AutopilotConfig, AutopilotConfigRecord, LAST_CONTACT_THRESHOLD_MIN_MS,
+};
 pub use bytes::{SNAPSHOT_FORMAT_VERSION, SnapshotError};
 pub use events::{Event, EventPayload, EventType};
 pub use summary::{JobSummary, TaskGroupSummary};
@@ -133,6 +137,7 @@ pub struct TableIndexes {
     pub allocs: u64,
     pub evals: u64,
     pub deployments: u64,
+    pub autopilot_config: u64,
 }
 
 /// The whole replicated state. Clone it to take a snapshot.
@@ -166,6 +171,9 @@ pub struct State {
     /// before its first launch, when it was registered. A new leader's dispatcher starts
     /// from here, so a failover neither launches a time twice nor forgets a missed one.
     periodic_launches: Table<JobKey, i64>,
+    /// The autopilot configuration an operator set; `None` until one does, and then the
+    /// servers run with their agent's `autopilot` block.
+    autopilot_config: Option<AutopilotConfigRecord>,
     /// Every node in table order, built on first read after a node write: schedulers
     /// scan the node list once per evaluation, and a flat vector scans fastest.
     node_list: NodeListCache,

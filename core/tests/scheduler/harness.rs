@@ -30,6 +30,9 @@ use drover_core::scheduler::worker::{Log, process};
 use drover_core::scheduler::{Algorithm, SchedulerConfig};
 use drover_core::state::{AllocClientUpdate, ApplyOutcome, Command, Snapshot, State};
 use std::collections::VecDeque;
+
+#[path = "../render/mod.rs"]
+mod render;
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -406,18 +409,8 @@ impl Cluster {
             d.status.as_str(),
             d.status_description
         );
-        for (name, g) in &d.task_groups {
-            let _ = writeln!(
-                self.out,
-                "    {name}: desired={} canaries={}/{} promoted={} placed={} healthy={} unhealthy={}",
-                g.desired_total,
-                g.placed_canaries.len(),
-                g.desired_canaries,
-                g.promoted,
-                g.placed_allocs,
-                g.healthy_allocs,
-                g.unhealthy_allocs
-            );
+        for (name, group) in &d.task_groups {
+            let _ = writeln!(self.out, "    {}", render::deployment_group_line(name, group));
         }
         Ok(())
     }

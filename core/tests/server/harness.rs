@@ -23,11 +23,14 @@ use drover_core::server::{
     ApiCall, ApiReply, ApiRequest, ClientCall, MemberStatus, PeerEnvelope, Query, QueryResult,
     Reply, SchedulePass, Server, ServerConfig, ServerMember, SnapshotRequest,
 };
-use drover_core::state::{AllocClientUpdate, State};
+use drover_core::state::{AllocClientUpdate, AutopilotConfig, State};
 use drover_core::time::Millis;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+#[path = "../render/mod.rs"]
+mod render;
 use std::fmt::Write as _;
 
 /// 2023-11-14T22:13:20Z: servers read unix milliseconds.
@@ -887,7 +890,27 @@ fn render_api_reply(reply: &ApiReply) -> String {
             format!("not leader (leader {})", leader.as_deref().unwrap_or("unknown"))
         }
         ApiReply::Error { message } => format!("error: {message}"),
+        ApiReply::CasWrite { index, updated } => format!("ok index={index} updated={updated}"),
     }
+}
+
+/// `config` with the settings `key=value` words give changed (`to=` and `cas=` are the
+/// command's own).
+fn autopilot_settings(mut config: AutopilotConfig, words: &[&str]) -> AutopilotConfig {
+    for word in words {
+        let (key, value) = word.split_once('=').expect("key=value");
+        let number = || value.parse::<u64>().expect("a number");
+        match key {
+            "cleanup_dead_servers" => config.cleanup_dead_servers = value == "true",
+            "last_contact_threshold_ms" => config.last_contact_threshold_ms = number(),
+            "server_stabilization_time_ms" => config.server_stabilization_time_ms = number(),
+            "max_trailing_logs" => config.max_trailing_logs = number(),
+            "min_quorum" => config.min_quorum = number() as usize,
+            "to" | "cas" => {}
+            other => panic!("unknown autopilot setting {other}"),
+        }
+    }
+    config
 }
 
 /// `read jobs|nodes|evals|allocs|deployments` or `read versions|summary|job-evals|
@@ -922,6 +945,7 @@ fn read_query(args: &[&str]) -> Query {
             let after = kv(args, "after").map_or(0, |v| v.parse().expect("an index"));
             Query::Events { after_index: after }
         }
+        ["autopilot", ..] => Query::AutopilotConfig,
         other => panic!("unknown query {other:?}"),
     }
 }
@@ -964,6 +988,21 @@ fn render_query_result(result: &QueryResult) -> String {
         QueryResult::Events(events) => {
             let lines: Vec<String> = events.iter().map(render_event).collect();
             format!("events={}\n{}", events.len(), lines.join("\n"))
+        }
+        QueryResult::AutopilotConfig(record) => {
+            let config = &record.config;
+            format!(
+                "autopilot cleanup_dead_servers={} last_contact_threshold_ms={} \
+                 server_stabilization_time_ms={} max_trailing_logs={} min_quorum={} \
+                 create_index={} modify_index={}",
+                config.cleanup_dead_servers,
+                config.last_contact_threshold_ms,
+                config.server_stabilization_time_ms,
+                config.max_trailing_logs,
+                config.min_quorum,
+                record.create_index,
+                record.modify_index
+            )
         }
     }
 }
@@ -1087,17 +1126,8 @@ pub fn show(state: &State, what: &str) -> Vec<String> {
                     d.status.as_str(),
                     d.status_description
                 ));
-                for (name, g) in &d.task_groups {
-                    lines.push(format!(
-                        "  {name}: desired={} canaries={}/{} promoted={} placed={} healthy={} unhealthy={}",
-                        g.desired_total,
-                        g.placed_canaries.len(),
-                        g.desired_canaries,
-                        g.promoted,
-                        g.placed_allocs,
-                        g.healthy_allocs,
-                        g.unhealthy_allocs
-                    ));
+                for (name, group) in &d.task_groups {
+                    lines.push(format!("  {}", render::deployment_group_line(name, group)));
                 }
             }
             lines
@@ -1412,6 +1442,12 @@ impl Cluster {
                 self.set_gossip(&members);
             }
             "raft" => self.raft_config(number("on", to)),
+            "set-autopilot" => {
+                let current = self.server(to).expect("up").autopilot_config().config;
+                let config = autopilot_settings(current, args);
+                let cas_index = kv(args, "cas").map(|v| v.parse().expect("an index"));
+                self.api(to, "", ApiRequest::AutopilotSetConfig { config, cas_index });
+            }
             "remove-peer" => {
                 let request = ApiRequest::RaftRemovePeer {
                     id: kv(args, "id").map(|v| v.parse().expect("id")),

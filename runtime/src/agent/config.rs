@@ -12,7 +12,7 @@
 
 use crate::net::gossip_key::GossipKey;
 use drover_core::jobspec::{Diagnostic, line_col};
-use drover_core::server::AutopilotConfig;
+use drover_core::server::{AUTOPILOT_COUNT_MAX, AutopilotConfig, LAST_CONTACT_THRESHOLD_MIN_MS};
 use hcl::edit::Span;
 use hcl::edit::expr::Expression;
 use hcl::edit::structure::{Attribute, Block, Body, Structure};
@@ -281,8 +281,6 @@ const AUTOPILOT_KEYS: &[&str] = &[
     "disable_upgrade_migration",
     "enable_custom_upgrades",
 ];
-/// The largest `max_trailing_logs` and `min_quorum` taken: far past any real region.
-const AUTOPILOT_COUNT_MAX: u64 = 1_000_000;
 const TLS_KEYS: &[&str] =
     &["ca_file", "cert_file", "key_file", "rpc", "http", "verify_https_client"];
 
@@ -401,7 +399,8 @@ impl Reader {
             match attr.key.value().as_str() {
                 "cleanup_dead_servers" => autopilot.cleanup_dead_servers = self.bool(attr),
                 "last_contact_threshold" => {
-                    autopilot.last_contact_threshold_ms = self.duration_ms(attr, 1);
+                    autopilot.last_contact_threshold_ms =
+                        self.duration_ms(attr, LAST_CONTACT_THRESHOLD_MIN_MS);
                 }
                 "server_stabilization_time" => {
                     autopilot.server_stabilization_time_ms = self.duration_ms(attr, 0);
@@ -644,13 +643,9 @@ pub fn resolve(config: FileConfig, hostname: &str) -> Result<AgentSettings, Stri
     let Some(data_dir) = config.data_dir.filter(|d| !d.is_empty()) else {
         return Err("Must specify data directory (data_dir or -data-dir)".into());
     };
-    let tls = match (config.tls.ca_file, config.tls.cert_file, config.tls.key_file) {
-        (Some(ca_file), Some(cert_file), Some(key_file)) => TlsFiles {
-            ca_file: ca_file.into(),
-            cert_file: cert_file.into(),
-            key_file: key_file.into(),
-        },
-        _ => {
+    let tls = match tls_files(&config.tls) {
+        Some(files) => files,
+        None => {
             let role = if server { "-server" } else { "-client" };
             return Err(format!(
                 "TLS is required outside -dev: agents verify each other with the cluster's CA.\n\
@@ -668,13 +663,7 @@ pub fn resolve(config: FileConfig, hostname: &str) -> Result<AgentSettings, Stri
             ));
         }
     };
-    let http_tls = match (config.tls.http.unwrap_or(false), config.tls.verify_https_client) {
-        (true, verify) => HttpTls::Https { verify_client: verify.unwrap_or(false) },
-        (false, Some(true)) => {
-            return Err("tls.verify_https_client = true requires tls.http = true: client certificates are asked for only over HTTPS".into());
-        }
-        (false, _) => HttpTls::Plain,
-    };
+    let http_tls = http_tls(&config.tls)?;
     let bootstrap_expect = config.server.bootstrap_expect.unwrap_or(0);
     if server && bootstrap_expect == 0 {
         return Err("A server needs bootstrap_expect (or -bootstrap-expect): how many servers form the region (1, 3 or 5)".into());
@@ -752,6 +741,103 @@ pub fn resolve(config: FileConfig, hostname: &str) -> Result<AgentSettings, Stri
 /// Whether `addr` (`host:port`) is the any-address, which no peer can dial.
 fn is_unspecified(addr: &str) -> bool {
     addr.starts_with("0.0.0.0:") || addr.starts_with("[::]:")
+}
+
+/// The `tls` block's files, when it names all three.
+fn tls_files(tls: &TlsSection) -> Option<TlsFiles> {
+    match (&tls.ca_file, &tls.cert_file, &tls.key_file) {
+        (Some(ca_file), Some(cert_file), Some(key_file)) => Some(TlsFiles {
+            ca_file: ca_file.into(),
+            cert_file: cert_file.into(),
+            key_file: key_file.into(),
+        }),
+        _ => None,
+    }
+}
+
+/// How the HTTP API is served, from `tls { http, verify_https_client }`.
+fn http_tls(tls: &TlsSection) -> Result<HttpTls, String> {
+    match (tls.http.unwrap_or(false), tls.verify_https_client) {
+        (true, verify) => Ok(HttpTls::Https { verify_client: verify.unwrap_or(false) }),
+        (false, Some(true)) => Err("tls.verify_https_client = true requires tls.http = true: client certificates are asked for only over HTTPS".into()),
+        (false, _) => Ok(HttpTls::Plain),
+    }
+}
+
+/// What a `-dev` agent runs with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DevSettings {
+    /// None: a fresh temporary directory, removed on exit.
+    pub data_dir: Option<PathBuf>,
+    pub region: String,
+    pub datacenter: String,
+    pub name: String,
+    /// The RPC address the server names itself by (`<bind>:4647`); nothing listens there.
+    pub rpc_addr: String,
+    pub http_bind: String,
+    /// With `tls { http = true }`: the agent's certificate and whether callers must show
+    /// theirs.
+    pub https: Option<(TlsFiles, bool)>,
+    pub autopilot: AutopilotConfig,
+}
+
+/// The bind address of a `-dev` agent unless its configuration gives another.
+pub const DEV_BIND_DEFAULT: &str = "127.0.0.1";
+
+/// Nomad's `-dev` defaults (loopback, port 4646, the machine's name, a temporary data
+/// directory) with the merged `-config` files and flags over them. What one process
+/// holding a server and its client cannot honour (other servers to join or report to,
+/// gossip, RPC and advertised addresses, a role turned off) is refused, never ignored.
+pub fn resolve_dev(config: FileConfig, hostname: &str) -> Result<DevSettings, String> {
+    let unsupported = unsupported_in_dev(&config);
+    if !unsupported.is_empty() {
+        return Err(format!(
+            "-dev runs one server and its client in one process; it cannot honour: {}",
+            unsupported.join(", ")
+        ));
+    }
+    let https = match http_tls(&config.tls)? {
+        HttpTls::Plain => None,
+        HttpTls::Https { verify_client } => {
+            let files = tls_files(&config.tls).ok_or(
+                "tls.http = true needs the agent's certificate: tls.ca_file, tls.cert_file and tls.key_file",
+            )?;
+            Some((files, verify_client))
+        }
+    };
+    let bind = config.bind_addr.unwrap_or_else(|| DEV_BIND_DEFAULT.to_owned());
+    let http_host = config.addresses.http.as_deref().unwrap_or(&bind);
+    Ok(DevSettings {
+        data_dir: config.data_dir.filter(|d| !d.is_empty()).map(PathBuf::from),
+        region: config.region.unwrap_or_else(|| REGION_DEFAULT.to_owned()),
+        datacenter: config.datacenter.unwrap_or_else(|| DATACENTER_DEFAULT.to_owned()),
+        name: config.name.unwrap_or_else(|| hostname.to_owned()),
+        rpc_addr: join_host_port(&bind, RPC_PORT_DEFAULT),
+        http_bind: join_host_port(http_host, config.ports.http.unwrap_or(HTTP_PORT_DEFAULT)),
+        https,
+        autopilot: config.autopilot.resolve(0),
+    })
+}
+
+/// The settings a `-dev` agent cannot honour, by their configuration names.
+fn unsupported_in_dev(config: &FileConfig) -> Vec<&'static str> {
+    let said = [
+        ("server.enabled = false", config.server.enabled == Some(false)),
+        ("client.enabled = false", config.client.enabled == Some(false)),
+        (
+            "server.bootstrap_expect other than 1",
+            config.server.bootstrap_expect.is_some_and(|n| n != 1),
+        ),
+        ("server.retry_join", config.server.retry_join.is_some()),
+        ("server.encrypt", config.server.encrypt.is_some()),
+        ("client.servers", config.client.servers.is_some()),
+        ("ports.rpc", config.ports.rpc.is_some()),
+        ("ports.serf", config.ports.serf.is_some()),
+        ("addresses.rpc", config.addresses.rpc.is_some()),
+        ("addresses.serf", config.addresses.serf.is_some()),
+        ("advertise", config.advertise != Addresses::default()),
+    ];
+    said.into_iter().filter(|(_, given)| *given).map(|(name, _)| name).collect()
 }
 
 /// `host:port`, bracketing an IPv6 host.

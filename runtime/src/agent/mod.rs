@@ -51,7 +51,7 @@ pub struct DevConfig {
     pub executor: Vec<String>,
     /// Seeds the machines' randomness (IDs, jitter); the agent draws it at start.
     pub rng_seed: u64,
-    /// What the server's autopilot runs with (`GET /v1/operator/autopilot/configuration`).
+    /// What the server's autopilot runs with until an operator sets a configuration.
     pub autopilot: drover_core::server::AutopilotConfig,
 }
 

@@ -2,14 +2,18 @@
 //! `regions`, `operator/raft/configuration|peer`, `operator/autopilot/configuration` and
 //! `metrics`.
 
-use super::{ApiError, ApiResult, Params, QueryMeta, json_response, read_response};
+use super::{
+    ApiError, ApiResult, Params, QueryMeta, call, json_response, read_response, rows, serve_shaped,
+};
 use crate::agent::{AgentHandle, AgentRoles, AgentStatus, ServerMember};
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get};
-use drover_core::server::{ApiReply, ApiRequest};
+use drover_core::server::{ApiReply, ApiRequest, AutopilotConfig, Query as Read};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub(super) fn routes() -> Router<AgentHandle> {
@@ -22,7 +26,10 @@ pub(super) fn routes() -> Router<AgentHandle> {
         .route("/v1/regions", get(regions))
         .route("/v1/operator/raft/configuration", get(raft_configuration))
         .route("/v1/operator/raft/peer", delete(raft_remove_peer))
-        .route("/v1/operator/autopilot/configuration", get(autopilot_configuration))
+        .route(
+            "/v1/operator/autopilot/configuration",
+            get(autopilot_configuration).put(autopilot_set_configuration),
+        )
         .route("/v1/metrics", get(metrics))
 }
 
@@ -214,30 +221,104 @@ async fn raft_remove_peer(State(agent): State<AgentHandle>, params: Params) -> A
     }
 }
 
-/// The autopilot settings this server runs with, in Nomad's `AutopilotConfiguration`
-/// shape (durations as Go prints them). They come from the agent's `autopilot` block,
-/// not from Raft: drover has no `set-config`, so the indexes are 0.
+/// The autopilot configuration the region runs with, in Nomad's `AutopilotConfiguration`
+/// shape (durations as Go prints them): the one an operator set, with the indexes of
+/// its Raft writes, else the server's agent `autopilot` block, with indexes 0.
 async fn autopilot_configuration(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
-    let status = status(&agent).await?;
-    if !status.roles.server {
-        return Err(ApiError::internal(
-            "this agent is not a server: ask a server's API for the autopilot configuration",
-        ));
+    serve_shaped(&agent, &params, Read::AutopilotConfig, |result| {
+        let record = rows!(result, AutopilotConfig)?;
+        let config = &record.config;
+        Ok(json!({
+            "CleanupDeadServers": config.cleanup_dead_servers,
+            "LastContactThreshold": go_duration_text(config.last_contact_threshold_ms),
+            "MaxTrailingLogs": config.max_trailing_logs,
+            "MinQuorum": config.min_quorum,
+            "ServerStabilizationTime": go_duration_text(config.server_stabilization_time_ms),
+            "EnableRedundancyZones": false,
+            "DisableUpgradeMigration": false,
+            "EnableCustomUpgrades": false,
+            "CreateIndex": record.create_index,
+            "ModifyIndex": record.modify_index,
+        }))
+    })
+    .await
+}
+
+/// `operator autopilot set-config`: the body replaces the configuration (a field left
+/// out is Go's zero value, as in Nomad); with `?cas=<ModifyIndex>` only if nobody wrote
+/// since. Answers `true` when it wrote, `false` when the check failed.
+async fn autopilot_set_configuration(
+    State(agent): State<AgentHandle>,
+    params: Params,
+    body: Bytes,
+) -> ApiResult {
+    let config = autopilot_config_from_body(&body)?;
+    let cas_index = match params.get("cas") {
+        None => None,
+        Some(text) => Some(text.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!("Error parsing cas value: {text:?} is not an index"))
+        })?),
+    };
+    let request = ApiRequest::AutopilotSetConfig { config, cas_index };
+    match call(&agent, &params, request).await? {
+        ApiReply::CasWrite { updated, .. } => {
+            Ok(json_response(&params, HeaderMap::new(), &updated))
+        }
+        other => Err(ApiError::internal(format!("unexpected answer to a write: {other:?}"))),
     }
-    let autopilot = &agent.config.autopilot;
-    let answer = json!({
-        "CleanupDeadServers": autopilot.cleanup_dead_servers,
-        "LastContactThreshold": go_duration_text(autopilot.last_contact_threshold_ms),
-        "MaxTrailingLogs": autopilot.max_trailing_logs,
-        "MinQuorum": autopilot.min_quorum,
-        "ServerStabilizationTime": go_duration_text(autopilot.server_stabilization_time_ms),
-        "EnableRedundancyZones": false,
-        "DisableUpgradeMigration": false,
-        "EnableCustomUpgrades": false,
-        "CreateIndex": 0,
-        "ModifyIndex": 0,
-    });
-    Ok(json_response(&params, HeaderMap::new(), &answer))
+}
+
+/// Nomad's `AutopilotConfiguration` as a PUT body holds it: PascalCase, durations as Go
+/// duration text, the Enterprise switches off.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct AutopilotBody {
+    cleanup_dead_servers: Option<bool>,
+    last_contact_threshold: Option<String>,
+    max_trailing_logs: Option<u64>,
+    min_quorum: Option<u64>,
+    server_stabilization_time: Option<String>,
+    enable_redundancy_zones: Option<bool>,
+    disable_upgrade_migration: Option<bool>,
+    enable_custom_upgrades: Option<bool>,
+}
+
+/// The configuration a PUT body sets, or a 400 saying what is wrong with it.
+fn autopilot_config_from_body(body: &[u8]) -> Result<AutopilotConfig, ApiError> {
+    let bad = |why: String| ApiError::bad_request(format!("Error parsing autopilot config: {why}"));
+    let body: AutopilotBody = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+    let enterprise = [
+        ("EnableRedundancyZones", body.enable_redundancy_zones),
+        ("DisableUpgradeMigration", body.disable_upgrade_migration),
+        ("EnableCustomUpgrades", body.enable_custom_upgrades),
+    ];
+    if let Some((name, _)) = enterprise.iter().find(|(_, on)| *on == Some(true)) {
+        return Err(bad(format!(
+            "{name} = true is a Nomad Enterprise feature drover does not have"
+        )));
+    }
+    let duration_ms = |name: &str, text: Option<String>| -> Result<u64, ApiError> {
+        let Some(text) = text else { return Ok(0) };
+        let ns = drover_core::jobspec::parse_duration(&text)
+            .map_err(|why| bad(format!("{name}: invalid duration {text:?}: {why}")))?;
+        u64::try_from(ns / 1_000_000)
+            .map_err(|_| bad(format!("{name}: duration {text:?} is negative")))
+    };
+    let config = AutopilotConfig {
+        cleanup_dead_servers: body.cleanup_dead_servers.unwrap_or(false),
+        last_contact_threshold_ms: duration_ms(
+            "LastContactThreshold",
+            body.last_contact_threshold,
+        )?,
+        server_stabilization_time_ms: duration_ms(
+            "ServerStabilizationTime",
+            body.server_stabilization_time,
+        )?,
+        max_trailing_logs: body.max_trailing_logs.unwrap_or(0),
+        min_quorum: usize::try_from(body.min_quorum.unwrap_or(0)).unwrap_or(usize::MAX),
+    };
+    config.check().map_err(bad)?;
+    Ok(config)
 }
 
 /// Milliseconds as Go's `time.Duration.String` prints them: `200ms`, `10s`, `1.5s`,

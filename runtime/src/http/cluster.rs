@@ -16,6 +16,7 @@ use drover_core::client::TaskAction;
 use drover_core::model::{DrainSpec, NodeEligibility};
 use drover_core::server::{ApiRequest, Query};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 pub(super) fn routes() -> Router<AgentHandle> {
@@ -244,12 +245,13 @@ async fn alloc_restart(
     params: Params,
     request: Incoming,
 ) -> ApiResult {
-    let body: RestartBody = decode_body(&request.body)?;
-    if body.all_tasks && !body.task_name.is_empty() {
-        return Err(ApiError::bad_request("Task name cannot be set when restarting all tasks"));
-    }
-    let task = Some(body.task_name).filter(|t| !t.is_empty());
-    act_on_alloc(&agent, &params, id, task, TaskAction::Restart, request).await
+    alloc_action(&agent, &params, id, request, |body: RestartBody| {
+        if body.all_tasks && !body.task_name.is_empty() {
+            return Err(ApiError::bad_request("Task name cannot be set when restarting all tasks"));
+        }
+        Ok((body.task_name, TaskAction::Restart))
+    })
+    .await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -267,26 +269,29 @@ async fn alloc_signal(
     params: Params,
     request: Incoming,
 ) -> ApiResult {
-    let body: SignalBody = decode_body(&request.body)?;
-    if body.signal.is_empty() || signal_by_name(&body.signal).is_none() {
-        let message = format!("Signal {:?} is not supported", body.signal);
-        return Err(ApiError::bad_request(message));
-    }
-    let task = Some(body.task).filter(|t| !t.is_empty());
-    let action = TaskAction::Signal(body.signal);
-    act_on_alloc(&agent, &params, id, task, action, request).await
+    alloc_action(&agent, &params, id, request, |body: SignalBody| {
+        if body.signal.is_empty() || signal_by_name(&body.signal).is_none() {
+            let message = format!("Signal {:?} is not supported", body.signal);
+            return Err(ApiError::bad_request(message));
+        }
+        Ok((body.task, TaskAction::Signal(body.signal)))
+    })
+    .await
 }
 
-/// Hands an operator's action to the client that runs the allocation: this agent's own,
-/// or another node's through its agent ([`forward`]).
-async fn act_on_alloc(
+/// An operator's action on an allocation's tasks, from its request body (`action_of`
+/// checks the decoded body and names the task, empty for every task, and the action),
+/// handed to the client that runs the allocation: this agent's own, or another node's
+/// through its agent ([`forward`]).
+async fn alloc_action<B: DeserializeOwned>(
     agent: &AgentHandle,
     params: &Params,
     alloc_id: String,
-    task: Option<String>,
-    action: TaskAction,
     request: Incoming,
+    action_of: impl FnOnce(B) -> Result<(String, TaskAction), ApiError>,
 ) -> ApiResult {
+    let (task, action) = action_of(decode_body(&request.body)?)?;
+    let task = Some(task).filter(|t| !t.is_empty());
     let (result, _) = read(agent, &Params::default(), Query::Alloc { alloc_id }).await?;
     let alloc = rows!(result, Alloc)?.ok_or_else(|| ApiError::not_found("Unknown allocation"))?;
     if !forward::runs_here(agent, &alloc).await? {

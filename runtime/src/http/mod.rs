@@ -311,8 +311,9 @@ fn rows_json(result: QueryResult) -> Option<Value> {
         QueryResult::JobSummary(summary) => serde_json::to_value(summary?),
         QueryResult::Deployment(deployment) => serde_json::to_value(deployment?),
         QueryResult::Deployments(deployments) => serde_json::to_value(deployments),
-        // The event stream frames events itself (`events`); never read as rows.
-        QueryResult::Events(_) => return None,
+        // The event stream frames events itself (`events`), the autopilot configuration
+        // is shaped by its handler (`agent`); never read as rows.
+        QueryResult::Events(_) | QueryResult::AutopilotConfig(_) => return None,
     };
     Some(value.unwrap_or(Value::Null))
 }

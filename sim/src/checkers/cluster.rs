@@ -850,6 +850,10 @@ fn describe(command: &Command) -> String {
             update.status_description,
             revert.as_ref().map_or(String::new(), |job| format!(" revert to v{}", job.version))
         ),
+        Command::AutopilotSetConfig { cas_index, .. } => match cas_index {
+            Some(index) => format!("autopilot configuration (cas {index})"),
+            None => "autopilot configuration".to_owned(),
+        },
         Command::DeploymentAllocHealth { deployment_id, healthy, unhealthy, .. } => format!(
             "deployment {} health healthy={} unhealthy={}",
             short(deployment_id),

@@ -166,6 +166,7 @@ fn describe_reply(reply: &ApiReply) -> String {
         }
         ApiReply::NotLeader { leader } => format!("not leader ({leader:?})"),
         ApiReply::Error { message } => format!("error: {message}"),
+        ApiReply::CasWrite { index, updated } => format!("ok index={index} updated={updated}"),
         ApiReply::Plan { .. } => "plan".to_owned(),
         ApiReply::Read { index, .. } => format!("read index={index}"),
     }
