@@ -398,20 +398,21 @@ impl Server {
 
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Millis> {
-        let mut deadlines: Vec<Millis> = Vec::new();
-        deadlines.extend(self.raft.poll_timeout());
-        if let Some(leader) = &self.leader {
-            deadlines.extend(leader.poll_timeout());
-            deadlines.extend(self.raft.lease_until());
-        }
-        deadlines.extend(
-            self.services.iter().filter(|_| self.leader.is_some()).filter_map(|s| s.poll_timeout()),
-        );
-        deadlines.extend(self.autopilot_timeout());
-        deadlines.extend(self.parked.iter().map(|p| p.deadline));
-        deadlines.extend(self.forwards.values().map(|f| f.deadline));
-        deadlines.extend(self.workers.iter().filter_map(Worker::deadline));
-        deadlines.into_iter().min()
+        // Called after every input: the earliest deadline without collecting them.
+        let leading = self.leader.as_ref().and_then(|leader| {
+            let services = self.services.iter().filter_map(|s| s.poll_timeout()).min();
+            [leader.poll_timeout(), self.raft.lease_until(), services].into_iter().flatten().min()
+        });
+        let waiting = self.parked.iter().map(|p| p.deadline);
+        let forwarded = self.forwards.values().map(|f| f.deadline);
+        let workers = self.workers.iter().filter_map(Worker::deadline);
+        [self.raft.poll_timeout(), leading, self.autopilot_timeout()]
+            .into_iter()
+            .flatten()
+            .chain(waiting)
+            .chain(forwarded)
+            .chain(workers)
+            .min()
     }
 
     // ---------------------------------------------------------------- inputs

@@ -29,8 +29,15 @@ pub enum WireMessage {
     ApiAnswer(ApiResponse),
 }
 
+/// The buffer a frame is encoded into starts this large: most frames (heartbeats,
+/// acknowledgements, small requests) fit, so each costs one allocation instead of the
+/// buffer growing from nothing. Frames are sent and dropped, so the slack is not kept.
+const WIRE_FRAME_CAPACITY_INITIAL_BYTES: usize = 256;
+
 pub fn encode_wire(message: &WireMessage) -> Result<Vec<u8>, CodecError> {
-    codec::encode(FrameKind::RPC, message)
+    let mut frame = Vec::with_capacity(WIRE_FRAME_CAPACITY_INITIAL_BYTES);
+    codec::encode_into(FrameKind::RPC, message, &mut frame)?;
+    Ok(frame)
 }
 
 pub fn decode_wire(frame: &[u8]) -> Result<WireMessage, CodecError> {

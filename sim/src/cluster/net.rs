@@ -123,17 +123,24 @@ pub async fn send(
         }
         delays
     };
-    for delay_ms in delays {
-        if delay_ms == 0 {
-            let _ = ep.send_to_raw(to, TAG, Box::new(message.clone())).await;
-        } else {
-            let ep = ep.clone();
-            let message = message.clone();
-            madsim::task::spawn_local(async move {
-                madsim::time::sleep(Duration::from_millis(delay_ms)).await;
-                let _ = ep.send_to_raw(to, TAG, Box::new(message)).await;
-            });
-        }
+    // Most messages leave once: the last copy takes the message itself, not a clone.
+    let Some((&last_delay_ms, earlier)) = delays.split_last() else { return };
+    for &delay_ms in earlier {
+        send_copy(ep, to, message.clone(), delay_ms).await;
+    }
+    send_copy(ep, to, message, last_delay_ms).await;
+}
+
+/// Hands one copy of a message to madsim, at once or after `delay_ms`.
+async fn send_copy(ep: &Endpoint, to: SocketAddr, message: SimMsg, delay_ms: u64) {
+    if delay_ms == 0 {
+        let _ = ep.send_to_raw(to, TAG, Box::new(message)).await;
+    } else {
+        let ep = ep.clone();
+        madsim::task::spawn_local(async move {
+            madsim::time::sleep(Duration::from_millis(delay_ms)).await;
+            let _ = ep.send_to_raw(to, TAG, Box::new(message)).await;
+        });
     }
 }
 

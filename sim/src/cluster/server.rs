@@ -319,11 +319,11 @@ impl ServerNode {
         let global = w.global_now();
         let server = host.server();
         let raft = server.raft();
-        let lease_until_global = match (server.is_leader_loop_active(), raft.lease_until()) {
-            (true, Some(until)) => self.clock.global_at(global, until).as_u64(),
-            _ => 0,
-        };
         let (term, leader_loop) = (raft.term(), server.is_leader_loop_active());
+        // Only a running leader loop holds a lease (and computing it sorts the voters).
+        let lease_until = leader_loop.then(|| raft.lease_until()).flatten();
+        let lease_until_global =
+            lease_until.map_or(0, |until| self.clock.global_at(global, until).as_u64());
         let local = self.clock.local(global);
         let at = (self.key.region, u64::from(self.key.index));
         let time = StepTime { global_ms: global.as_u64(), lease_until_global, local };
