@@ -61,11 +61,17 @@ impl BlockedEvals {
     /// cancelled; a newer one already tracked wins and `eval` is cancelled instead.
     pub fn block(&mut self, eval: Evaluation) {
         assert_eq!(eval.status, EvalStatus::Blocked, "only blocked evaluations are tracked");
+        let key = (eval.namespace.clone(), eval.job_id.clone());
         if self.missed_unblock(&eval) {
+            // The job's older blocked evaluation is superseded all the same (the state
+            // cancelled it when this one was written); it must not be released later.
+            if self.by_job.get(&key).is_some_and(|kept| kept.create_index < eval.create_index) {
+                let older = self.by_job.remove(&key).expect("just looked up");
+                self.cancel(older);
+            }
             self.unblocked.push_back(eval);
             return;
         }
-        let key = (eval.namespace.clone(), eval.job_id.clone());
         match self.by_job.get(&key) {
             Some(kept) if kept.create_index > eval.create_index => self.cancel(eval),
             _ => {

@@ -244,7 +244,7 @@ impl Server {
         }
         let config = self.state.autopilot_config_or(self.config.autopilot).config;
         let contact_max_ms =
-            config.last_contact_threshold_ms + self.config.raft.heartbeat_interval_ms;
+            config.last_contact_threshold_ms.saturating_add(self.config.raft.heartbeat_interval_ms);
         let stable = track_health(leader, &self.raft, &self.members, &config, now, contact_max_ms);
         if self.propose_waiting_removal(now) || self.raft.change_pending() {
             return false;
@@ -366,10 +366,10 @@ fn track_health(
             continue;
         }
         let first = *since.entry(id).or_insert(now);
-        if now.as_u64() >= first.as_u64() + config.server_stabilization_time_ms {
+        if now.as_u64() >= first.as_u64().saturating_add(config.server_stabilization_time_ms) {
             stable.insert(id);
         } else {
-            let due = first + Millis(config.server_stabilization_time_ms);
+            let due = Millis(first.as_u64().saturating_add(config.server_stabilization_time_ms));
             leader.autopilot.next_check = leader.autopilot.next_check.min(due);
         }
     }

@@ -200,7 +200,10 @@ impl Server {
         for batch in cancelled.chunks(self.config.gc.reap_batch_max.max(1)) {
             commands.push(Command::EvalUpsert { evals: batch.to_vec() });
         }
-        for mut eval in leader.blocked.drain_unblocked() {
+        // An evaluation the state already ended (a newer blocked one of its job cancelled
+        // it) is not run again.
+        let unblocked = leader.blocked.drain_unblocked().into_iter();
+        for mut eval in unblocked.filter(|e| state.eval(&e.id).is_some_and(|s| !s.is_terminal())) {
             eval.status = EvalStatus::Pending;
             let _ = leader.broker.handle_enqueue(now, eval);
         }

@@ -111,18 +111,19 @@ pub enum ApiRequest {
         healthy: Vec<String>,
         unhealthy: Vec<String>,
     },
+    /// A read, answered once the table behind `query` passes `min_index` or `wait_ms` ends.
+    Read {
+        query: Query,
+        min_index: u64,
+        wait_ms: u64,
+    },
+    // Appended: frames are decoded by variant position (see `codec`).
     /// `operator autopilot set-config`: replaces the region's autopilot configuration;
     /// with `cas_index`, only if its modify index is still that. Answered with
     /// [`ApiReply::CasWrite`].
     AutopilotSetConfig {
         config: crate::state::AutopilotConfig,
         cas_index: Option<u64>,
-    },
-    /// A read, answered once the table behind `query` passes `min_index` or `wait_ms` ends.
-    Read {
-        query: Query,
-        min_index: u64,
-        wait_ms: u64,
     },
 }
 
@@ -210,12 +211,6 @@ pub enum ApiReply {
         eval_ids: Vec<String>,
         eval_create_index: u64,
     },
-    /// A committed check-and-set write: whether it wrote (a write without a check
-    /// always does).
-    CasWrite {
-        index: u64,
-        updated: bool,
-    },
     /// A dry run's outcome: what the scheduler would do, nothing committed.
     Plan {
         job_modify_index: u64,
@@ -236,6 +231,13 @@ pub enum ApiReply {
     },
     Error {
         message: String,
+    },
+    // Appended: frames are decoded by variant position (see `codec`).
+    /// A committed check-and-set write: whether it wrote (a write without a check
+    /// always does).
+    CasWrite {
+        index: u64,
+        updated: bool,
     },
 }
 

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 pub const AUTOPILOT_COUNT_MAX: u64 = 1_000_000;
 /// The shortest `last_contact_threshold`: at 0 no learner would ever count as healthy.
 pub const LAST_CONTACT_THRESHOLD_MIN_MS: u64 = 1;
+/// The longest duration autopilot takes (a day): longer would mean never, and bounding it
+/// keeps every sum with it far from overflow.
+pub const AUTOPILOT_DURATION_MAX_MS: u64 = 86_400_000;
 
 /// Nomad's `autopilot` settings, with its defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +49,16 @@ impl AutopilotConfig {
         if self.last_contact_threshold_ms < LAST_CONTACT_THRESHOLD_MIN_MS {
             return Err(format!(
                 "LastContactThreshold must be at least {LAST_CONTACT_THRESHOLD_MIN_MS}ms"
+            ));
+        }
+        if self.last_contact_threshold_ms > AUTOPILOT_DURATION_MAX_MS {
+            return Err(format!(
+                "LastContactThreshold must be at most {AUTOPILOT_DURATION_MAX_MS}ms"
+            ));
+        }
+        if self.server_stabilization_time_ms > AUTOPILOT_DURATION_MAX_MS {
+            return Err(format!(
+                "ServerStabilizationTime must be at most {AUTOPILOT_DURATION_MAX_MS}ms"
             ));
         }
         if self.max_trailing_logs > AUTOPILOT_COUNT_MAX {

@@ -151,8 +151,8 @@ impl State {
                 state.job_eval_index.get(&key).copied().unwrap_or(0).max(eval.modify_index);
             state.job_eval_index.insert(key.clone(), newest);
             if eval.status == EvalStatus::Blocked {
-                // Snapshots written before a job's blocked evaluations were kept to one may
-                // hold more: the newest is the job's (the leader's tracker cancels the rest).
+                // The derived index: a state keeps one blocked evaluation per job, so this
+                // finds it; were there more, the newest would count as the job's.
                 let newer = state
                     .blocked_evals
                     .get(&key)
