@@ -83,8 +83,7 @@ impl BlockedEvals {
     }
 
     fn cancel(&mut self, mut eval: Evaluation) {
-        eval.status = EvalStatus::Canceled;
-        eval.status_description = crate::model::BLOCKED_SUPERSEDED.into();
+        eval.supersede();
         self.cancelled.push_back(eval);
     }
 

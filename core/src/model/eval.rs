@@ -214,6 +214,13 @@ pub struct Evaluation {
 pub const BLOCKED_SUPERSEDED: &str = "evaluation superseded by a newer blocked evaluation";
 
 impl Evaluation {
+    /// Marks a blocked evaluation cancelled because a newer one of its job took its
+    /// place: the leader's tracker and the state both use it, so they agree on the text.
+    pub fn supersede(&mut self) {
+        self.status = EvalStatus::Canceled;
+        self.status_description = BLOCKED_SUPERSEDED.into();
+    }
+
     /// A new pending evaluation of `job` (its scheduler, priority and namespace), for a
     /// register, a node update, a periodic launch... `id` and `now_ns` come from the
     /// caller (seeded IDs, leader time).

@@ -637,12 +637,12 @@ impl State {
             .filter(|e| e.status == EvalStatus::Blocked);
         match older {
             Some(kept) if kept.create_index > eval.create_index => {
-                supersede(eval);
+                eval.supersede();
                 return;
             }
             Some(older) => {
                 let mut older = (*older).clone();
-                supersede(&mut older);
+                older.supersede();
                 older.modify_index = index;
                 older.modify_time = eval.modify_time;
                 let older = Arc::new(older);
@@ -1308,10 +1308,4 @@ pub fn multi_error(errors: &[String]) -> String {
     };
     let bullets: String = errors.iter().map(|e| format!("\t* {e}\n")).collect();
     format!("{count}:\n{bullets}\n")
-}
-
-/// Marks a blocked evaluation cancelled because a newer one of its job took its place.
-fn supersede(eval: &mut Evaluation) {
-    eval.status = EvalStatus::Canceled;
-    eval.status_description = crate::model::BLOCKED_SUPERSEDED.into();
 }
