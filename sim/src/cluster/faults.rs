@@ -50,6 +50,14 @@ impl Faults {
         }
     }
 
+    /// Kills every machine still running, so madsim drops their tasks now (see
+    /// `supervise`); the seed is over.
+    pub fn kill_all(&mut self) {
+        for &id in self.nodes.values() {
+            self.handle.kill(id);
+        }
+    }
+
     /// When the next undo is due, in elapsed simulated ms.
     pub fn next_undo(&self) -> Option<u64> {
         self.undo.keys().next().map(|(at, _)| *at)

@@ -31,7 +31,7 @@ use madsim::runtime::{Handle, Runtime};
 use net::SimMsg;
 use params::{Params, REGIONS, SERVERS_PER_REGION};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use workload::{Op, Workload};
 use world::{API_ADDR, NodeKey, Shared, World, lock, trace};
@@ -69,14 +69,27 @@ fn params_of(seed: u64) -> Params {
 /// Runs one seed of the standard scenario; with `trace` set, records a readable line per
 /// event.
 pub fn run(seed: u64, trace: bool) -> Outcome {
-    let runtime = Runtime::with_seed_and_config(seed, madsim_config(&params_of(seed)));
-    runtime.block_on(supervise(trace, false))
+    run_in_own_runtime(seed, trace, false)
 }
 
 /// Runs one seed, printing its trace as it goes (so a panic keeps what led to it).
 pub fn replay(seed: u64) -> Outcome {
+    run_in_own_runtime(seed, true, true)
+}
+
+/// Runs a seed in a fresh runtime and checks, once the runtime is gone, that nothing still
+/// holds the seed's world: a task left behind would keep every seed's disks and state, and
+/// a soak of thousands of seeds in one process would run out of memory.
+fn run_in_own_runtime(seed: u64, tracing: bool, stream: bool) -> Outcome {
     let runtime = Runtime::with_seed_and_config(seed, madsim_config(&params_of(seed)));
-    runtime.block_on(supervise(true, true))
+    let (mut outcome, world) = runtime.block_on(supervise(tracing, stream));
+    drop(runtime);
+    if world.strong_count() > 0 {
+        outcome.violations.push(
+            "the seed's world outlived its runtime: tasks left pending still hold it".to_owned(),
+        );
+    }
+    outcome
 }
 
 /// Runs one seed and turns a panic into a violation.
@@ -89,10 +102,12 @@ pub fn run_guarded(seed: u64) -> Result<Outcome, String> {
 /// run must equal the first's); panics on divergence.
 pub fn check_determinism(seed: u64) -> Outcome {
     let config = madsim_config(&params_of(seed));
-    Runtime::check_determinism(seed, config, || supervise(true, false))
+    Runtime::check_determinism(seed, config, || async { supervise(true, false).await.0 })
 }
 
-async fn supervise(tracing: bool, stream: bool) -> Outcome {
+/// Runs the seed; returns its outcome and a weak handle on its world, which must be the
+/// last once the runtime is dropped.
+async fn supervise(tracing: bool, stream: bool) -> (Outcome, Weak<Mutex<World>>) {
     let handle = Handle::current();
     let seed = handle.seed();
     let mut rng = SimRng::new(seed);
@@ -115,7 +130,14 @@ async fn supervise(tracing: bool, stream: bool) -> Outcome {
     if lock(&world).checker.violations.is_empty() {
         liveness_phase(&world, &api, &ep, &mut workload, &mut faults).await;
     }
-    finish(&world)
+    let outcome = finish(&world);
+    // A pending madsim task keeps itself alive (its info holds its own waker), so tasks
+    // still pending when the runtime is dropped leak, and with them the world they share:
+    // ~10 MB a seed, which a soak of thousands of seeds per process cannot afford. Killing
+    // every node makes madsim drop their futures before this, the main task, returns.
+    faults.kill_all();
+    handle.kill(api.id());
+    (outcome, Arc::downgrade(&world))
 }
 
 fn start_machines(
