@@ -636,7 +636,7 @@ impl State {
             .and_then(|id| self.evals.get(&id).cloned())
             .filter(|e| e.status == EvalStatus::Blocked);
         match older {
-            Some(kept) if kept.create_index > eval.create_index => {
+            Some(kept) if !eval.replaces_blocked(&kept) => {
                 eval.supersede();
                 return;
             }
