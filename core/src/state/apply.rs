@@ -539,7 +539,9 @@ impl State {
         alloc_id: &str,
         transition: &DesiredTransition,
     ) {
-        let Some(existing) = self.allocs.get(alloc_id).filter(|a| !a.is_terminal()) else {
+        // A failed allocation still takes one: the deployment watcher allows the
+        // replacement of an unhealthy one that way.
+        let Some(existing) = self.allocs.get(alloc_id).filter(|a| !a.server_terminal()) else {
             return;
         };
         let mut alloc = (**existing).clone();
