@@ -446,8 +446,8 @@ struct Slot {
 impl Slot {
     /// An unhealthy allocation of `deployment` that keeps its slot through this pass
     /// (running, or failed and not replaced now; a lost or migrating one is replaced
-    /// now): the rollout waits for its replacement
-    /// or for the deployment to fail (Nomad's `computeLimit` over the untainted set).
+    /// now): the rollout waits for its replacement or for the deployment to fail
+    /// (Nomad's `computeLimit` over the untainted set).
     fn holds_unhealthy(&self, deployment: Option<&Deployment>) -> bool {
         deployment.is_some_and(|d| d.id == self.alloc.deployment_id)
             && self.alloc.deployment_healthy() == Some(false)
