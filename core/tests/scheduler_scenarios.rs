@@ -42,6 +42,7 @@ scenarios!(
     deploy_newer_version,
     deploy_rolling,
     deploy_stop_job,
+    deploy_unhealthy_reschedule,
     distinct_hosts,
     distinct_property,
     drain_migrate,

@@ -17,7 +17,10 @@
 //!   `defer-snapshots N` (server N's snapshots wait), `encode-snapshots N` (encode them
 //!   now, as the runtime's thread would), `log` (each server's log bounds and snapshots)
 //! - `node C [cpu=] [mem=]`: client node C registers and heartbeats until `client-stop C`
-//! - `job ID [count=] [cpu=] [mem=] [type=] [enforce=IDX] [region=R]`, `plan ID …`,
+//! - `job ID [count=] [cpu=] [mem=] [type=] [enforce=IDX] [region=R]`, with an update
+//!   block from `max_parallel=`, `canary=`, `min_healthy=`, `healthy_deadline=`,
+//!   `progress=` (seconds), `auto_promote`, `auto_revert`, and a reschedule policy from
+//!   `delay=` (seconds, constant) and `attempts=` (per hour; unlimited without), `plan ID …`,
 //!   `stop-job ID [purge]`, `scale ID count=N`, `revert ID version=V [prior=V]`,
 //!   `evaluate ID`, `drain C`, `alloc-stop NAME` (the live allocation of that name)
 //! - `periodic ID cron=SPEC [overlap-prohibited] [disabled]`: a periodic batch job (`_`
@@ -25,10 +28,13 @@
 //! - `time`: the script's clock as unix seconds; `clock N ms=MS`: steps server N's clock
 //!   by MS (negative: back; its `now` then stands still until the clock catches up, as
 //!   the hosts keep it monotonic)
-//! - `alloc NAME running|complete|failed`: the allocation's node reports it
+//! - `alloc NAME running|complete|failed`: the allocation's node reports it;
+//!   `health NAME healthy|unhealthy`: its node reports its deployment health
 //! - `read jobs|nodes|evals|allocs|deployments [min=IDX] [wait=MS]`, `read versions|summary|
 //!   job-evals|job-deployments JOB`, `read alloc NAME`, `node-allocs C [min=IDX] [wait=MS]`
-//! - `show allocs|evals|nodes|jobs|launches [on=N]`, `heartbeats`
+//! - `show allocs|evals|nodes|jobs|launches|deployments|versions [on=N]`, `heartbeats`;
+//!   `show reschedules`: each allocation's predecessor, reschedule events and whether
+//!   the deployment watcher allowed its replacement
 //! - `defer-passes N`: server N holds its scheduling passes; `run-passes N` runs them,
 //!   `fail-passes N` reports them failed (a pass that panicked)
 //! - `join N`: server N starts with an empty disk and no voters, waiting to be added;
@@ -68,6 +74,21 @@ fn register_job_places_allocs_on_every_server() {
 #[test]
 fn deploy_lost_healthy_replacement() {
     check("deploy_lost_healthy.txt");
+}
+
+#[test]
+fn deploy_unhealthy_replaced_then_successful() {
+    check("deploy_unhealthy_replaced.txt");
+}
+
+#[test]
+fn deploy_unhealthy_replacements_fail_at_deadline() {
+    check("deploy_unhealthy_deadline.txt");
+}
+
+#[test]
+fn deploy_unhealthy_out_of_attempts_fails_at_once() {
+    check("deploy_unhealthy_attempts.txt");
 }
 
 #[test]

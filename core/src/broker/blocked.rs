@@ -65,7 +65,7 @@ impl BlockedEvals {
         if self.missed_unblock(&eval) {
             // The job's older blocked evaluation is superseded all the same (the state
             // cancelled it when this one was written); it must not be released later.
-            if self.by_job.get(&key).is_some_and(|kept| kept.create_index < eval.create_index) {
+            if self.by_job.get(&key).is_some_and(|kept| eval.replaces_blocked(kept)) {
                 let older = self.by_job.remove(&key).expect("just looked up");
                 self.cancel(older);
             }
@@ -73,7 +73,7 @@ impl BlockedEvals {
             return;
         }
         match self.by_job.get(&key) {
-            Some(kept) if kept.create_index > eval.create_index => self.cancel(eval),
+            Some(kept) if !eval.replaces_blocked(kept) => self.cancel(eval),
             _ => {
                 if let Some(older) = self.by_job.insert(key, eval) {
                     self.cancel(older);

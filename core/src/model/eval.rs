@@ -221,6 +221,14 @@ impl Evaluation {
         self.status_description = BLOCKED_SUPERSEDED.into();
     }
 
+    /// Whether this blocked evaluation takes the place of `kept`, the one its job holds
+    /// blocked: the newer by creation wins, and of two created by one entry the one
+    /// written later (the state writes an entry's evaluations in order). The state, its
+    /// snapshot restore and the leader's tracker all decide by this one rule.
+    pub fn replaces_blocked(&self, kept: &Evaluation) -> bool {
+        self.create_index >= kept.create_index
+    }
+
     /// A new pending evaluation of `job` (its scheduler, priority and namespace), for a
     /// register, a node update, a periodic launch... `id` and `now_ns` come from the
     /// caller (seeded IDs, leader time).

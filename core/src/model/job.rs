@@ -5,6 +5,7 @@
 //! canonical ones: [`crate::model::canonicalize`] has already filled every default, so code
 //! that reads a `Job` never has to guess what an absent field means.
 
+use super::alloc::RescheduleTracker;
 use super::resources::{NetworkResource, Resources};
 use super::value::{DurationNs, FreeValue};
 use serde::{Deserialize, Serialize};
@@ -125,6 +126,11 @@ impl Default for Job {
 impl Job {
     pub fn group(&self, name: &str) -> Option<&TaskGroup> {
         self.task_groups.iter().find(|g| g.name == name)
+    }
+
+    /// The reschedule policy of `group`: its own, else the job's.
+    pub fn reschedule_policy<'a>(&'a self, group: &'a TaskGroup) -> Option<&'a ReschedulePolicy> {
+        group.reschedule_policy.as_ref().or(self.reschedule.as_ref())
     }
 
     /// Periodic and parameterized jobs are templates: registering them creates no
@@ -458,6 +464,18 @@ impl ReschedulePolicy {
             }),
             JobType::System | JobType::Sysbatch => None,
         }
+    }
+
+    /// Whether an allocation whose chain was rescheduled as `tracker` says may be
+    /// rescheduled once more at `now_ns`: the policy is unlimited, or fewer than
+    /// `attempts` reschedules fall within the `interval` before `now_ns`.
+    pub fn allows_another(&self, tracker: Option<&RescheduleTracker>, now_ns: i64) -> bool {
+        if self.unlimited {
+            return true;
+        }
+        let window_start = now_ns.saturating_sub(self.interval.0);
+        let attempted = tracker.map_or(0, |t| t.attempts_since(window_start));
+        self.attempts > 0 && attempted < usize::try_from(self.attempts).unwrap_or(0)
     }
 }
 

@@ -19,7 +19,10 @@
 //! promotion.
 //! Canaries of a deployment that was cancelled or failed unpromoted are stopped. An
 //! active deployment of another job version, or of a stopped job, is cancelled. A failed
-//! allocation of the job's failed deployment is not rescheduled.
+//! allocation of the job's failed deployment is not rescheduled; an unhealthy failed one
+//! of its active deployment only once the deployment watcher allowed it (its progress
+//! deadline and reschedule policy leave room), and until it is replaced no other
+//! allocation of the group is updated.
 
 use super::update::tasks_updated;
 use crate::model::{
@@ -261,7 +264,9 @@ impl Reconciler<'_> {
             let request = self.request(job, group, index, None, None);
             out.place.push(PlaceRequest { canary: true, ..request });
         }
-        let mut destructive_allowed = rollout.destructive_limit(allocs, destructive.len());
+        let unhealthy_held = ordered.iter().any(|s| s.holds_unhealthy(deployment));
+        let mut destructive_allowed =
+            rollout.destructive_limit(allocs, destructive.len(), unhealthy_held);
         for slot in ordered {
             if slot.kind == SlotKind::Destructive {
                 if destructive_allowed == 0 {
@@ -294,6 +299,7 @@ impl Reconciler<'_> {
             AllocClientStatus::Complete | AllocClientStatus::Lost => return None,
             AllocClientStatus::Failed if !alloc.next_allocation.is_empty() => return None,
             AllocClientStatus::Failed if in_failed_deployment(deployment, alloc) => SlotKind::Done,
+            AllocClientStatus::Failed if awaits_watcher(deployment, alloc) => SlotKind::Done,
             AllocClientStatus::Failed => self.reschedule_kind(job, group, alloc),
             _ => match self.taint(alloc) {
                 NodeTaint::Lost => SlotKind::Lost,
@@ -326,17 +332,13 @@ impl Reconciler<'_> {
 
     /// A failed allocation keeps its slot; it is replaced while its policy allows.
     fn reschedule_kind(&self, job: &Job, group: &TaskGroup, alloc: &Allocation) -> SlotKind {
-        let Some(policy) = group.reschedule_policy.clone().or_else(|| job.reschedule.clone())
+        let tracker = alloc.reschedule_tracker.as_ref();
+        let Some(policy) =
+            job.reschedule_policy(group).filter(|p| p.allows_another(tracker, self.now_ns))
         else {
             return SlotKind::Done;
         };
-        let tracker = alloc.reschedule_tracker.clone().unwrap_or_default();
-        let window_start = self.now_ns - policy.interval.0;
-        let attempted = tracker.attempts_since(window_start);
-        if !policy.unlimited && (policy.attempts <= 0 || attempted >= policy.attempts as usize) {
-            return SlotKind::Done;
-        }
-        let delay = reschedule_delay(&policy, tracker.events.len());
+        let delay = reschedule_delay(policy, tracker.map_or(0, |t| t.events.len()));
         let at_ns = alloc.modify_time.saturating_add(delay);
         let due =
             alloc.followup_eval_id == self.eval_id || at_ns <= self.now_ns + RESCHEDULE_WINDOW_NS;
@@ -441,11 +443,27 @@ struct Slot {
     kind: SlotKind,
 }
 
+impl Slot {
+    /// An unhealthy allocation of `deployment` that keeps its slot through this pass
+    /// (running, or failed and not replaced now; a lost or migrating one is replaced
+    /// now): the rollout waits for its replacement or for the deployment to fail
+    /// (Nomad's `computeLimit` over the untainted set).
+    fn holds_unhealthy(&self, deployment: Option<&Deployment>) -> bool {
+        deployment.is_some_and(|d| d.id == self.alloc.deployment_id)
+            && self.alloc.deployment_healthy() == Some(false)
+            && matches!(
+                self.kind,
+                SlotKind::Ignore | SlotKind::Done | SlotKind::RescheduleLater { .. }
+            )
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SlotKind {
     Ignore,
-    /// Holds its slot and needs nothing (a finished batch allocation, or one whose
-    /// reschedule a follow-up evaluation already owns).
+    /// Holds its slot and needs nothing now (a finished batch allocation, a failed one
+    /// whose reschedule a follow-up evaluation already owns, that its policy or failed
+    /// deployment does not replace, or that waits for the deployment watcher).
     Done,
     InPlace,
     Destructive,
@@ -578,8 +596,14 @@ impl<'a> Rollout<'a> {
             .collect()
     }
 
-    /// Nomad's `computeLimit`: how many of `destructive` updates this pass may make.
-    fn destructive_limit(&self, allocs: &[&Arc<Allocation>], destructive: usize) -> usize {
+    /// Nomad's `computeLimit`: how many of `destructive` updates this pass may make;
+    /// none while an unhealthy allocation of the deployment holds its slot.
+    fn destructive_limit(
+        &self,
+        allocs: &[&Arc<Allocation>],
+        destructive: usize,
+        unhealthy_held: bool,
+    ) -> usize {
         let Some(strategy) = self.strategy.filter(|_| destructive > 0) else { return destructive };
         let max_parallel = usize::try_from(strategy.max_parallel).unwrap_or(0);
         if self.canaries_wanted > 0 || !self.waiting_canaries.is_empty() {
@@ -589,19 +613,14 @@ impl<'a> Rollout<'a> {
         let unpromoted = self.state.is_some_and(|s| s.desired_canaries > 0 && !s.promoted);
         if matches!(deployment.status, DeploymentStatus::Paused | DeploymentStatus::Failed)
             || unpromoted
+            || unhealthy_held
         {
             return 0;
         }
-        let mut limit = max_parallel;
-        let live = allocs.iter().filter(|a| a.deployment_id == deployment.id && !a.is_terminal());
-        for alloc in live {
-            match alloc.deployment_healthy() {
-                Some(false) => return 0, // nothing moves until the deployment fails
-                Some(true) => {}
-                None => limit = limit.saturating_sub(1),
-            }
-        }
-        limit
+        let waiting_for_health = allocs.iter().filter(|a| {
+            a.deployment_id == deployment.id && !a.is_terminal() && a.deployment_healthy().is_none()
+        });
+        max_parallel.saturating_sub(waiting_for_health.count())
     }
 }
 
@@ -610,6 +629,18 @@ impl<'a> Rollout<'a> {
 /// follow-up evaluation is made for it either, since it would place nothing.
 fn in_failed_deployment(deployment: Option<&Deployment>, alloc: &Allocation) -> bool {
     deployment.is_some_and(|d| d.status == DeploymentStatus::Failed && d.id == alloc.deployment_id)
+}
+
+/// An unhealthy failed allocation of the job's active deployment that the deployment
+/// watcher has not allowed to be replaced yet (Nomad's `DesiredTransition.Reschedule`).
+/// The watcher decides: with a progress deadline it allows the replacement while the
+/// reschedule policy has attempts left, otherwise it fails the deployment. A failed
+/// allocation that was healthy first is rescheduled as any other: the watcher never
+/// looks at it, and the deployment could not finish while it held its slot.
+fn awaits_watcher(deployment: Option<&Deployment>, alloc: &Allocation) -> bool {
+    deployment.is_some_and(|d| d.is_active() && d.id == alloc.deployment_id)
+        && alloc.deployment_healthy() == Some(false)
+        && alloc.desired_transition.reschedule != Some(true)
 }
 
 /// What a deployment says as it is created: canaries that wait for a promotion say who

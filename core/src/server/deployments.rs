@@ -4,9 +4,11 @@
 //! state (so a new leader resumes every deployment where the log left it), and acts
 //! only through Raft commands. For each active deployment of the job's current version,
 //! after Nomad's `deploymentwatcher`, the first rule that holds decides:
-//! - an allocation turned unhealthy: the deployment fails ("Failed due to unhealthy
-//!   allocations"); with `auto_revert`, the latest stable version of the job is
-//!   registered again in the same entry ("… - rolling back to job version N");
+//! - an allocation turned unhealthy in a group without a progress deadline, or in one
+//!   with a deadline but whose reschedule policy allows it no other attempt: the
+//!   deployment fails ("Failed due to unhealthy allocations"); with `auto_revert`, the
+//!   latest stable version of the job is registered again in the same entry ("… -
+//!   rolling back to job version N");
 //! - a group passed its `RequireProgressBy` unfinished: it fails ("Failed due to
 //!   progress deadline"), with the same rollback;
 //! - every group has its desired total healthy (and is promoted if it has canaries), and
@@ -14,22 +16,28 @@
 //!   the deployment is successful, which makes the job version stable;
 //! - every canary is placed and healthy and every canary group asked for
 //!   `auto_promote`: the deployment is promoted;
+//! - an allocation turned unhealthy in a group with a progress deadline, and its
+//!   reschedule policy allows another attempt: it is marked for replacement
+//!   (`DesiredTransition.Reschedule`), which the scheduler's reconciler waits for before
+//!   it reschedules an unhealthy failed allocation of an active deployment;
 //! - the count of healthy or unhealthy allocations changed: an evaluation
 //!   (`deployment-watcher`) lets the scheduler place the next batch.
 //!
 //! Each command carries an evaluation, so the scheduler acts on the new status. A
 //! deployment is not acted on again until it changes, or `RETRY_MS` later if the
-//! command was lost or refused.
+//! command was lost or refused. Each tick reads a deployment's allocations once
+//! (`Survey`) and every rule works from what that pass found.
 
 use super::leader::LeaderService;
 use crate::id::IdGen;
 use crate::model::{
-    Deployment, DeploymentState, DeploymentStatus, DeploymentStatusUpdate, Evaluation, Job,
-    Timestamp, TriggeredBy, deployment_description,
+    Allocation, Deployment, DeploymentState, DeploymentStatus, DeploymentStatusUpdate,
+    DesiredTransition, Evaluation, Job, Timestamp, TriggeredBy, deployment_description,
 };
 use crate::state::{Command, State};
 use crate::time::Millis;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// How long a proposed command may take to show in the state before it is proposed again.
 pub const RETRY_MS: u64 = 5_000;
@@ -85,15 +93,15 @@ impl DeploymentWatcher {
         }
     }
 
-    fn decide(&mut self, now: Millis, state: &State, deployment: &Deployment) -> Option<Command> {
-        let job = state.job(&deployment.namespace, &deployment.job_id)?;
-        let current = !job.stop
-            && job.version == deployment.job_version
-            && job.create_index == deployment.job_create_index;
-        if !current {
-            return None; // the job's next evaluation cancels it
-        }
-        let now_ns = (now.as_u64() as i64).saturating_mul(NANOS_PER_MILLI);
+    fn decide(
+        &mut self,
+        now: Millis,
+        state: &State,
+        job: &Job,
+        deployment: &Deployment,
+        survey: &Survey<'_>,
+    ) -> Option<Command> {
+        let now_ns = nanos(now);
         let watched = self.watched.entry(deployment.id.clone()).or_default();
         if let Some((index, retry_at)) = watched.proposed {
             if index == deployment.modify_index && now < retry_at {
@@ -107,11 +115,11 @@ impl DeploymentWatcher {
             .fold((0, 0), |(h, u), g| (h + g.healthy_allocs, u + g.unhealthy_allocs));
         let health_changed = std::mem::replace(&mut watched.health, health) != health;
         let running = deployment.status == DeploymentStatus::Running;
-        let command = if health.1 > 0 {
+        let command = if survey.fail_now {
             self.fail(state, job, deployment, deployment_description::FAILED_ALLOCATIONS, now_ns)
-        } else if running && past_progress_deadline(state, deployment, now_ns) {
+        } else if running && survey.past_progress_deadline(now_ns) {
             self.fail(state, job, deployment, deployment_description::PROGRESS_DEADLINE, now_ns)
-        } else if running && unfinished_groups(state, deployment).next().is_none() {
+        } else if running && survey.unfinished.is_empty() {
             let update = status_update(deployment, DeploymentStatus::Successful, SUCCESSFUL);
             let eval = Some(self.eval(job, deployment, now_ns));
             Command::DeploymentWatcherUpdate { update, revert: None, eval }
@@ -119,6 +127,13 @@ impl DeploymentWatcher {
             let eval = Some(self.eval(job, deployment, now_ns));
             let deployment_id = deployment.id.clone();
             Command::DeploymentPromote { deployment_id, all: true, groups: Vec::new(), eval }
+        } else if !survey.replaceable.is_empty() {
+            let allow =
+                DesiredTransition { reschedule: Some(true), ..DesiredTransition::default() };
+            let transitions =
+                survey.replaceable.iter().map(|id| (id.clone(), allow.clone())).collect();
+            let evals = vec![self.eval(job, deployment, now_ns)];
+            Command::AllocDesiredTransition { transitions, evals }
         } else if health_changed && running {
             Command::EvalUpsert { evals: vec![self.eval(job, deployment, now_ns)] }
         } else {
@@ -171,19 +186,29 @@ impl DeploymentWatcher {
         eval
     }
 
-    fn deadline_of(&self, state: &State, deployment: &Deployment) -> Option<Millis> {
+    fn deadline_of(&self, deployment: &Deployment, survey: &Survey<'_>) -> Option<Millis> {
         let progress = (deployment.status == DeploymentStatus::Running)
-            .then(|| {
-                unfinished_groups(state, deployment)
-                    .filter(|g| !g.require_progress_by.is_unset())
-                    .map(|g| g.require_progress_by)
-                    .min()
-            })
+            .then(|| survey.progress_deadline())
             .flatten()
             .map(|by| Millis((by.0 / NANOS_PER_MILLI).max(0) as u64));
         let retry = self.watched.get(&deployment.id).and_then(|w| w.proposed).map(|(_, at)| at);
         progress.into_iter().chain(retry).min()
     }
+}
+
+/// The leader's time in Unix nanoseconds, as deadlines and reschedule trackers count.
+fn nanos(now: Millis) -> i64 {
+    (now.as_u64() as i64).saturating_mul(NANOS_PER_MILLI)
+}
+
+/// The job of `deployment` when the deployment is of its current version; otherwise the
+/// watcher leaves it alone, and the job's next evaluation cancels it.
+fn current_job<'a>(state: &'a State, deployment: &Deployment) -> Option<&'a Arc<Job>> {
+    let job = state.job(&deployment.namespace, &deployment.job_id)?;
+    let current = !job.stop
+        && job.version == deployment.job_version
+        && job.create_index == deployment.job_create_index;
+    current.then_some(job)
 }
 
 const SUCCESSFUL: &str = deployment_description::SUCCESSFUL;
@@ -200,45 +225,111 @@ fn status_update(
     }
 }
 
-/// A group still unfinished past its `RequireProgressBy`.
-fn past_progress_deadline(state: &State, deployment: &Deployment, now_ns: i64) -> bool {
-    unfinished_groups(state, deployment)
-        .any(|g| !g.require_progress_by.is_unset() && g.require_progress_by <= Timestamp(now_ns))
+/// What one pass over a deployment's job allocations found: every rule of a tick reads
+/// it, so a tick reads each allocation once and copies no list of them.
+struct Survey<'a> {
+    /// The groups not finished yet. A group is finished once its counters say so (its
+    /// desired total healthy, its canaries promoted) and it runs exactly its desired
+    /// total, all of the deployment's job version and healthy. The counters alone can
+    /// say finished too early: a healthy allocation lost with its node is replaced within
+    /// the deployment and the replacement's health counts again, while an allocation of
+    /// the old version still waits its turn (Nomad's reconciler likewise requires that
+    /// nothing is left to place or update).
+    unfinished: Vec<&'a DeploymentState>,
+    /// An unhealthy allocation fails the deployment now.
+    fail_now: bool,
+    /// Unhealthy allocations whose replacement the reconciler may make, by ID.
+    replaceable: Vec<String>,
 }
 
-/// The deployment's groups not yet finished. A group is finished once its counters say
-/// so (its desired total healthy, its canaries promoted) and it runs exactly its desired
-/// total, all of the deployment's job version and healthy. The counters alone can say
-/// finished too early: a healthy allocation lost with its node is replaced within the
-/// deployment and the replacement's health counts again, while an allocation of the old
-/// version still waits its turn (Nomad's reconciler likewise requires that nothing is
-/// left to place or update).
-fn unfinished_groups<'a>(
-    state: &'a State,
-    deployment: &'a Deployment,
-) -> impl Iterator<Item = &'a DeploymentState> + 'a {
-    deployment
-        .task_groups
-        .iter()
-        .filter(|(name, g)| !g.is_complete() || !rolled_out(state, deployment, name, g))
-        .map(|(_, g)| g)
+/// Live allocations of one group: how many, and whether all run the deployment's
+/// version and are healthy.
+#[derive(Clone, Copy)]
+struct GroupLive {
+    count: usize,
+    all_rolled_out: bool,
 }
 
-fn rolled_out(
-    state: &State,
-    deployment: &Deployment,
-    group: &str,
-    wanted: &DeploymentState,
-) -> bool {
-    let allocs = state.job_allocs(&deployment.namespace, &deployment.job_id);
-    let live: Vec<_> = allocs
-        .iter()
-        .filter(|a| a.task_group == group && !a.server_terminal() && !a.client_status.is_terminal())
-        .collect();
-    live.len() == usize::try_from(wanted.desired_total).unwrap_or(0)
-        && live.iter().all(|a| {
-            a.job_version == deployment.job_version && a.deployment_healthy() == Some(true)
-        })
+impl<'a> Survey<'a> {
+    fn of(state: &State, job: &Job, deployment: &'a Deployment, now_ns: i64) -> Survey<'a> {
+        // A group without a progress deadline fails on its first unhealthy allocation.
+        let mut fail_now = deployment
+            .task_groups
+            .values()
+            .any(|g| g.unhealthy_allocs > 0 && g.progress_deadline.0 == 0);
+        let mut replaceable = Vec::new();
+        let mut live: BTreeMap<&str, GroupLive> = BTreeMap::new();
+        for alloc in state.job_allocs_iter(&deployment.namespace, &deployment.job_id) {
+            if !alloc.is_terminal() {
+                let group = live
+                    .entry(alloc.task_group.as_str())
+                    .or_insert(GroupLive { count: 0, all_rolled_out: true });
+                group.count += 1;
+                group.all_rolled_out &= alloc.job_version == deployment.job_version
+                    && alloc.deployment_healthy() == Some(true);
+            }
+            if alloc.deployment_id != deployment.id || alloc.deployment_healthy() != Some(false) {
+                continue;
+            }
+            let progress_based = deployment
+                .task_groups
+                .get(&alloc.task_group)
+                .is_some_and(|g| g.progress_deadline.0 > 0);
+            if !progress_based {
+                continue; // counted above
+            }
+            if !may_reschedule(job, alloc, now_ns) {
+                // No other attempt will come: waiting for the deadline cannot help.
+                fail_now = true;
+            } else if needs_replacement_mark(alloc) {
+                replaceable.push(alloc.id.clone());
+            }
+        }
+        let unfinished = deployment
+            .task_groups
+            .iter()
+            .filter(|(name, g)| {
+                let wanted = usize::try_from(g.desired_total).unwrap_or(0);
+                let rolled_out = live
+                    .get(name.as_str())
+                    .map_or(wanted == 0, |l| l.count == wanted && l.all_rolled_out);
+                !g.is_complete() || !rolled_out
+            })
+            .map(|(_, g)| g)
+            .collect();
+        Survey { unfinished, fail_now, replaceable }
+    }
+
+    /// The earliest `RequireProgressBy` among the unfinished groups that have one.
+    fn progress_deadline(&self) -> Option<Timestamp> {
+        self.unfinished
+            .iter()
+            .filter(|g| !g.require_progress_by.is_unset())
+            .map(|g| g.require_progress_by)
+            .min()
+    }
+
+    /// A group still unfinished past its `RequireProgressBy`.
+    fn past_progress_deadline(&self, now_ns: i64) -> bool {
+        self.progress_deadline().is_some_and(|by| by <= Timestamp(now_ns))
+    }
+}
+
+/// Whether the reschedule policy of the allocation's group allows it another attempt
+/// now (Nomad's `RescheduleEligible`); a group without a policy allows none.
+fn may_reschedule(job: &Job, alloc: &Allocation, now_ns: i64) -> bool {
+    job.group(&alloc.task_group)
+        .and_then(|group| job.reschedule_policy(group))
+        .is_some_and(|policy| policy.allows_another(alloc.reschedule_tracker.as_ref(), now_ns))
+}
+
+/// An unhealthy allocation not yet marked for replacement, that a mark can still reach
+/// (the state ignores one on an allocation the servers stopped) and that nothing
+/// replaced yet.
+fn needs_replacement_mark(alloc: &Allocation) -> bool {
+    alloc.desired_transition.reschedule != Some(true)
+        && !alloc.server_terminal()
+        && alloc.next_allocation.is_empty()
 }
 
 /// Every group with canaries wants auto-promotion and has all its canaries placed and
@@ -284,11 +375,14 @@ impl LeaderService for DeploymentWatcher {
         let mut next_deadline: Option<Millis> = None;
         let active: Vec<_> = state.active_deployments().cloned().collect();
         self.watched.retain(|id, _| active.iter().any(|d| d.id == *id));
+        let now_ns = nanos(now);
         for deployment in &active {
-            if let Some(command) = self.decide(now, state, deployment) {
+            let Some(job) = current_job(state, deployment) else { continue };
+            let survey = Survey::of(state, job, deployment, now_ns);
+            if let Some(command) = self.decide(now, state, job, deployment, &survey) {
                 commands.push(command);
             }
-            if let Some(at) = self.deadline_of(state, deployment) {
+            if let Some(at) = self.deadline_of(deployment, &survey) {
                 next_deadline = Some(next_deadline.map_or(at, |n| n.min(at)));
             }
         }

@@ -539,7 +539,9 @@ impl State {
         alloc_id: &str,
         transition: &DesiredTransition,
     ) {
-        let Some(existing) = self.allocs.get(alloc_id).filter(|a| !a.is_terminal()) else {
+        // A failed allocation still takes one: the deployment watcher allows the
+        // replacement of an unhealthy one that way.
+        let Some(existing) = self.allocs.get(alloc_id).filter(|a| !a.server_terminal()) else {
             return;
         };
         let mut alloc = (**existing).clone();
@@ -636,7 +638,7 @@ impl State {
             .and_then(|id| self.evals.get(&id).cloned())
             .filter(|e| e.status == EvalStatus::Blocked);
         match older {
-            Some(kept) if kept.create_index > eval.create_index => {
+            Some(kept) if !eval.replaces_blocked(&kept) => {
                 eval.supersede();
                 return;
             }

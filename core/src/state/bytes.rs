@@ -157,7 +157,7 @@ impl State {
                     .blocked_evals
                     .get(&key)
                     .and_then(|id| state.evals.get(id))
-                    .is_none_or(|kept| kept.create_index < eval.create_index);
+                    .is_none_or(|kept| eval.replaces_blocked(kept));
                 if newer {
                     state.blocked_evals.insert(key, eval.id.clone());
                 }

@@ -393,8 +393,17 @@ impl State {
 
     /// Every allocation of a job, terminal ones included, keyed by alloc ID.
     pub fn job_allocs(&self, namespace: &str, id: &str) -> Vec<Arc<Allocation>> {
+        self.job_allocs_iter(namespace, id).cloned().collect()
+    }
+
+    /// The job's allocations in place, for a reader that needs no list of its own.
+    pub fn job_allocs_iter(
+        &self,
+        namespace: &str,
+        id: &str,
+    ) -> impl Iterator<Item = &Arc<Allocation>> + '_ {
         let key = JobKey::new(namespace, id);
-        self.allocs_by_job.get(&key).map(|m| m.values().cloned().collect()).unwrap_or_default()
+        self.allocs_by_job.get(&key).into_iter().flat_map(|m| m.values())
     }
 
     /// The job version an allocation runs, if the history still holds it.

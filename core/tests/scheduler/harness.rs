@@ -8,6 +8,8 @@
 //! alloc web.api[0] failed   # client update of the live allocation with that name
 //! health web.api[0] healthy # its deployment health (healthy|unhealthy), as a client reports it
 //! promote web | show deployment web   # the job's latest deployment
+//! fail-deployment web       # what the watcher proposes without a progress deadline
+//! allow-reschedule web.api[0] # what it proposes with one: the replacement is allowed
 //! time +30s | stale | run | show allocs
 //! ```
 //! `run` processes every evaluation that is ready (FIFO), including blocked ones that a
@@ -22,14 +24,14 @@ use drover_core::id::IdGen;
 use drover_core::jobspec::{ParseOptions, parse};
 use drover_core::model::{
     AllocClientStatus, AllocDeploymentStatus, Allocation, DeploymentStatus, DeploymentStatusUpdate,
-    DrainSpec, DrainStrategy, DriverInfo, EvalStatus, Evaluation, JobType, Node, NodeEligibility,
-    NodeStatus, SchedulerType, Timestamp, TriggeredBy, deployment_description,
+    DesiredTransition, DrainSpec, DrainStrategy, DriverInfo, EvalStatus, Evaluation, JobType, Node,
+    NodeEligibility, NodeStatus, SchedulerType, Timestamp, TriggeredBy, deployment_description,
 };
 use drover_core::scheduler::render::render_run;
 use drover_core::scheduler::worker::{Log, process};
 use drover_core::scheduler::{Algorithm, SchedulerConfig};
 use drover_core::state::{AllocClientUpdate, ApplyOutcome, Command, Snapshot, State};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 #[path = "../render/mod.rs"]
 mod render;
@@ -260,6 +262,22 @@ impl Cluster {
                 let eval = self.eval_for(job, TriggeredBy::DeploymentWatcher);
                 self.commit(Command::DeploymentWatcherUpdate { update, revert: None, eval })
                     .map(drop)
+            }
+            ["allow-reschedule", name] => {
+                // What the deployment watcher proposes for an unhealthy allocation of a
+                // group with a progress deadline whose reschedule policy has attempts left.
+                let alloc = self
+                    .state
+                    .allocs()
+                    .filter(|a| a.name == *name && !a.server_terminal())
+                    .max_by_key(|a| a.create_index)
+                    .cloned()
+                    .ok_or_else(|| format!("no allocation named {name}"))?;
+                let allow = DesiredTransition { reschedule: Some(true), ..Default::default() };
+                let transitions = BTreeMap::from([(alloc.id.clone(), allow)]);
+                let evals = self.eval_for(&alloc.job_id, TriggeredBy::DeploymentWatcher);
+                let evals = evals.into_iter().collect();
+                self.commit(Command::AllocDesiredTransition { transitions, evals }).map(drop)
             }
             ["show", "deployment", job] => {
                 self.show_deployment(job)?;

@@ -13,7 +13,7 @@
 use drover_core::jobspec::{ParseOptions, parse};
 use drover_core::model::{
     AllocClientStatus, AllocDeploymentStatus, DrainSpec, DriverInfo, DurationNs, Job, Node,
-    NodeEligibility, NodeStatus, Timestamp, UpdateStrategy,
+    NodeEligibility, NodeStatus, ReschedulePolicy, Timestamp, UpdateStrategy,
 };
 use drover_core::raft::{
     Entry, HardState, Index, Membership, NodeId, Persist, Restored, Snapshot, Term,
@@ -838,6 +838,25 @@ fn update_strategy(args: &[&str]) -> Option<UpdateStrategy> {
     })
 }
 
+/// The reschedule policy a `job` line asks for, if any: `delay=` seconds (constant),
+/// `attempts=` within an hour (unlimited without it).
+fn reschedule_policy(args: &[&str]) -> Option<ReschedulePolicy> {
+    let delay = kv(args, "delay");
+    let attempts = kv(args, "attempts");
+    if delay.is_none() && attempts.is_none() {
+        return None;
+    }
+    let delay = DurationNs::from_secs(delay.map_or(5, |v| v.parse().expect("seconds")));
+    Some(ReschedulePolicy {
+        attempts: attempts.map_or(0, |v| v.parse().expect("a number")),
+        interval: DurationNs::from_hours(1),
+        delay,
+        delay_function: "constant".into(),
+        max_delay: delay,
+        unlimited: attempts.is_none(),
+    })
+}
+
 /// Nodes whose live allocations use more than they offer.
 pub fn overcommitted(state: &State) -> Vec<String> {
     let mut over = Vec::new();
@@ -1145,6 +1164,27 @@ pub fn show(state: &State, what: &str) -> Vec<String> {
             lines.sort();
             lines
         }
+        "reschedules" => {
+            let mut allocs: Vec<_> = state.allocs().collect();
+            allocs.sort_by(|a, b| (a.create_index, &a.name).cmp(&(b.create_index, &b.name)));
+            allocs
+                .iter()
+                .map(|a| {
+                    let previous = state
+                        .alloc(&a.previous_allocation)
+                        .map_or("-".to_owned(), |p| format!("{} index={}", p.name, p.create_index));
+                    let events = a.reschedule_tracker.as_ref().map_or(0, |t| t.events.len());
+                    let allowed = a.desired_transition.reschedule == Some(true);
+                    format!(
+                        "{} index={} client={} reschedules={events} previous=({previous}){}",
+                        a.name,
+                        a.create_index,
+                        a.client_status.as_str(),
+                        if allowed { " replacement allowed" } else { "" }
+                    )
+                })
+                .collect()
+        }
         "launches" => state
             .periodic_launches()
             .into_iter()
@@ -1211,6 +1251,11 @@ impl Cluster {
                     job.update = Some(update.clone());
                     for group in &mut job.task_groups {
                         group.update = Some(update.clone());
+                    }
+                }
+                if let Some(policy) = reschedule_policy(args) {
+                    for group in &mut job.task_groups {
+                        group.reschedule_policy = Some(policy.clone());
                     }
                 }
                 let request = match *name {
