@@ -7,7 +7,8 @@
 //! you understand every line of it.
 //!
 //! Commands (node ids are numbers; `now` starts at 0 and moves only with `tick`/`campaign`):
-//! - `add-nodes N [pre_vote=false] [batch=N] [snapshot=N] [chunk=N]`: voters 1..=N
+//! - `add-nodes N [pre_vote=false] [batch=N] [snapshot=N] [trailing=N] [chunk=N]`: voters
+//!   1..=N (`trailing` is `snapshot_trailing_entries`)
 //! - `add-blank ID`: a server with no membership, waiting to be added
 //! - `campaign ID`: fire node ID's election timeout now
 //! - `tick MS [verbose]`: advance time 1 ms at a time, firing deadlines (in node order)
@@ -20,55 +21,24 @@
 //! - `propose ID DATA`, `change ID add-learner|promote|remove ID`, `transfer ID TARGET`,
 //!   `read ID READ`, `snapshot ID`: the node's API
 //! - `status`: one line per node
+//! - `log ID`: the node's log in memory (snapshot, first and last entry) and on its disk
 
 #[path = "script/mod.rs"]
 mod script;
 
 use drover_core::raft::{
-    ConfChange, Config, Entry, Envelope, HardState, Membership, NodeId, Payload, Persist, Raft,
-    ReadOutcome, Restored, Role, Snapshot,
+    ConfChange, Config, Entry, Envelope, Membership, NodeId, Payload, Raft, ReadOutcome, Restored,
+    Role,
 };
 use drover_core::time::Millis;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// The durable state of one node: every write is synced as soon as it is issued.
-#[derive(Default)]
-struct Disk {
-    hard_state: HardState,
-    snapshot: Snapshot,
-    entries: Vec<Entry>,
-}
-
-impl Disk {
-    fn write(&mut self, persist: &Persist) {
-        if let Some(snapshot) = &persist.snapshot {
-            let first = self.snapshot.meta.index + 1;
-            if persist.log_reset {
-                self.entries.clear();
-            } else {
-                let drop = (snapshot.meta.index + 1 - first) as usize;
-                self.entries.drain(..drop.min(self.entries.len()));
-            }
-            self.snapshot = snapshot.clone();
-        }
-        if let Some(hard_state) = persist.hard_state {
-            self.hard_state = hard_state;
-        }
-        for entry in &persist.entries {
-            let first = self.snapshot.meta.index + 1;
-            if entry.index < first {
-                continue;
-            }
-            self.entries.truncate((entry.index - first) as usize);
-            self.entries.push(entry.clone());
-        }
-    }
-}
-
 struct Node {
     raft: Option<Raft>,
     config: Config,
-    disk: Disk,
+    /// What the node's disk holds: every write is synced as soon as it is issued.
+    disk: Restored,
     applied: u64,
     shown: (Role, u64),
 }
@@ -155,6 +125,7 @@ impl Env {
                 self.ready(id());
             }
             "status" => self.status(),
+            "log" => self.log(id()),
             other => panic!("unknown command {other:?}"),
         }
         if self.out.is_empty() {
@@ -191,6 +162,9 @@ impl Env {
         if let Some(value) = arg(options, "snapshot") {
             config.snapshot_threshold_entries = number(value);
         }
+        if let Some(value) = arg(options, "trailing") {
+            config.snapshot_trailing_entries = number(value);
+        }
         if let Some(value) = arg(options, "chunk") {
             config.snapshot_chunk_bytes_max = number(value) as usize;
         }
@@ -198,7 +172,7 @@ impl Env {
         let node = Node {
             raft: Some(raft),
             config,
-            disk: Disk::default(),
+            disk: Restored::default(),
             applied: 0,
             shown: (Role::Follower, 0),
         };
@@ -216,7 +190,7 @@ impl Env {
         loop {
             let mut progressed = false;
             while let Some(persist) = raft.poll_persist() {
-                node.disk.write(&persist);
+                node.disk.apply(&persist).expect("raft writes what its log can follow");
                 raft.handle_durable(now, persist.id);
                 progressed = true;
             }
@@ -370,11 +344,7 @@ impl Env {
     fn restart(&mut self, id: NodeId) {
         let now = self.now;
         let node = self.nodes.get_mut(&id).expect("node");
-        let restored = Restored {
-            hard_state: node.disk.hard_state,
-            snapshot: node.disk.snapshot.clone(),
-            entries: node.disk.entries.clone(),
-        };
+        let restored = node.disk.clone();
         let raft = Raft::restore(now, node.config.clone(), restored);
         node.applied = raft.applied_index();
         node.shown = (raft.role(), raft.term());
@@ -394,6 +364,29 @@ impl Env {
         let result = self.raft(id).propose_change(now, change);
         self.result(result.map(|i| format!("index={i}")));
         self.ready(id);
+    }
+
+    fn log(&mut self, id: NodeId) {
+        let node = &self.nodes[&id];
+        let disk = &node.disk;
+        let span = |first: Option<&Entry>, last: Option<&Entry>| match (first, last) {
+            (Some(first), Some(last)) => format!("{}..{}", first.index, last.index),
+            _ => "none".to_string(),
+        };
+        let on_disk = span(disk.entries.first(), disk.entries.last());
+        let meta = &disk.snapshot.meta;
+        let mut line =
+            format!("n{id} disk snapshot={}/{} entries={on_disk}", meta.term, meta.index);
+        if let Some(raft) = &node.raft {
+            let (first, last) = (raft.first_index(), raft.last_index());
+            let memory = span(raft.entry(first), raft.entry(last));
+            let meta = raft.snapshot_meta();
+            line = format!(
+                "n{id} memory snapshot={}/{} entries={memory}\n{line}",
+                meta.term, meta.index
+            );
+        }
+        self.line(line);
     }
 
     fn status(&mut self) {
@@ -467,6 +460,11 @@ fn snapshot_during_membership_change() {
 #[test]
 fn snapshot_install_drops_conflicting_tail() {
     check("snapshot_conflict.txt");
+}
+
+#[test]
+fn snapshot_keeps_trailing_entries() {
+    check("snapshot_trailing.txt");
 }
 
 #[test]

@@ -13,7 +13,8 @@
 //!   peer, its own messages still go out), `heal`, `status`
 //! - `hold A B`: messages from server A to server B wait; `release A B` delivers them,
 //!   one at a time, in order
-//! - `snapshot-every N` (first command: servers snapshot every N applied entries),
+//! - `snapshot-every N [trailing=T]` (first command: servers snapshot every N applied
+//!   entries, keeping T entries behind each snapshot),
 //!   `defer-snapshots N` (server N's snapshots wait), `encode-snapshots N` (encode them
 //!   now, as the runtime's thread would), `log` (each server's log bounds and snapshots)
 //! - `node C [cpu=] [mem=]`: client node C registers and heartbeats until `client-stop C`
@@ -46,7 +47,8 @@
 //!   autopilot set-config` (the settings given changed on the server's current ones:
 //!   `cleanup_dead_servers`, `min_quorum`, `max_trailing_logs`,
 //!   `last_contact_threshold_ms`, `server_stabilization_time_ms`); `read autopilot`
-//! - `snapshot-every ENTRIES` (first command only): servers snapshot that often;
+//! - `snapshot-every ENTRIES [trailing=T]` (first command only): servers snapshot that
+//!   often, keeping T trailing entries;
 //!   `defer-snapshots N`: server N's state snapshots wait, as a runtime encoding them on
 //!   another thread leaves them; `encode-snapshots N` encodes and hands them back; `log`
 //!   shows each server's log bounds and snapshots

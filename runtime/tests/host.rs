@@ -1002,6 +1002,7 @@ fn a_server_host_encodes_state_snapshots_on_a_thread_and_compacts_once_they_are_
     let addrs: BTreeMap<NodeId, String> = BTreeMap::from([(1, server_addr(1))]);
     let mut config = ServerConfig::new(1, 17, addrs);
     config.raft.snapshot_threshold_entries = 4;
+    config.raft.snapshot_trailing_entries = 2;
     let mut now = Millis(START_MS);
     let transport = CountingTransport::default();
     let mut host =
@@ -1038,9 +1039,12 @@ fn a_server_host_encodes_state_snapshots_on_a_thread_and_compacts_once_they_are_
     }
     let written = host.store().snapshot().clone();
     let raft = host.server().raft();
-    // Raft dropped the entries the written snapshot covers, and no others.
+    // Raft dropped the entries the written snapshot covers but the two trailing ones, and
+    // the store kept the same.
     assert_eq!(raft.snapshot_meta().index, written.meta.index);
-    assert_eq!(raft.first_index(), written.meta.index + 1);
+    assert_eq!(raft.first_index(), written.meta.index - 1);
+    let on_disk = host.store().restored().entries;
+    assert_eq!(on_disk.first().map(|e| e.index), Some(raft.first_index()));
     let restored = State::from_snapshot_bytes(&written.data, usize::MAX).expect("decodes");
     assert!(restored.latest_index() <= written.meta.index);
     assert!(restored.node_count() == 1 && restored.jobs().count() >= 1);

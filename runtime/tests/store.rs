@@ -2,10 +2,11 @@
 //! only a tail), damage elsewhere is refused, and snapshots switch atomically.
 
 use drover_core::raft::{
-    Entry, HardState, Membership, Payload, Persist, Restored, Snapshot, SnapshotMeta,
+    Config, Entry, HardState, Membership, Payload, Persist, Raft, Restored, Snapshot, SnapshotMeta,
 };
 use drover_core::time::Millis;
 use drover_runtime::store::file::FileStore;
+use drover_runtime::store::mem::MemStore;
 use drover_runtime::store::{RaftStore, StoreError};
 use proptest::prelude::*;
 use std::fs;
@@ -32,8 +33,10 @@ enum Batch {
     Vote {
         term: u64,
     },
+    /// A snapshot at `upto` that keeps up to `trailing` entries at and before it.
     Compact {
         upto: u64,
+        trailing: u64,
     },
     Install {
         index: u64,
@@ -52,10 +55,10 @@ fn model_apply(model: &mut Restored, batch: &Batch) {
             }
         }
         Batch::Vote { term } => model.hard_state = HardState { term, vote: Some(1) },
-        Batch::Compact { upto } => {
+        Batch::Compact { upto, trailing } => {
             let term = model.entries.iter().find(|e| e.index == upto).map_or(0, |e| e.term);
             model.snapshot = snapshot(upto, term);
-            model.entries.retain(|e| e.index > upto);
+            model.entries.retain(|e| e.index + trailing > upto);
         }
         Batch::Install { index, term } => {
             model.snapshot = snapshot(index, term);
@@ -77,9 +80,13 @@ fn persist(id: u64, model: &Restored, batch: &Batch) -> Option<Persist> {
             write.entries = (from..from + len).map(|i| entry(i, term)).collect();
         }
         Batch::Vote { term } => write.hard_state = Some(HardState { term, vote: Some(1) }),
-        Batch::Compact { upto } => {
+        Batch::Compact { upto, trailing } => {
+            if upto <= covered {
+                return None;
+            }
             let term = model.entries.iter().find(|e| e.index == upto)?.term;
             write.snapshot = Some(snapshot(upto, term));
+            write.log_first_index = (upto + 1).saturating_sub(trailing);
         }
         Batch::Install { index, term } => {
             if index <= covered {
@@ -96,7 +103,7 @@ fn batches() -> impl Strategy<Value = Vec<Batch>> {
     let batch = prop_oneof![
         6 => (1u64..60, 1u64..8, 1u64..5).prop_map(|(from, len, term)| Batch::Append { from, len, term }),
         1 => (1u64..5).prop_map(|term| Batch::Vote { term }),
-        1 => (1u64..60).prop_map(|upto| Batch::Compact { upto }),
+        1 => (1u64..60, 0u64..8).prop_map(|(upto, trailing)| Batch::Compact { upto, trailing }),
         1 => (1u64..80, 1u64..5).prop_map(|(index, term)| Batch::Install { index, term }),
     ];
     prop::collection::vec(batch, 1..40)
@@ -211,7 +218,7 @@ fn a_snapshot_switch_interrupted_before_its_record_keeps_the_old_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let synced = check(
         dir.path(),
-        &[Batch::Append { from: 1, len: 10, term: 2 }, Batch::Compact { upto: 4 }],
+        &[Batch::Append { from: 1, len: 10, term: 2 }, Batch::Compact { upto: 4, trailing: 0 }],
     );
     // A newer snapshot file whose log record never became durable, and a temporary file.
     let orphan = dir.path().join(format!("snapshot-{:020}-{:020}.bin", 9, 2));
@@ -246,6 +253,7 @@ fn a_new_regions_first_voter_set_survives_a_restart() {
         id: 1,
         snapshot: Some(Snapshot { meta, data: Vec::new() }),
         log_reset: true,
+        log_first_index: 1,
         hard_state: Some(HardState::default()),
         entries: vec![entry(1, 1)],
     };
@@ -255,4 +263,79 @@ fn a_new_regions_first_voter_set_survives_a_restart() {
     let store = FileStore::open(dir.path()).unwrap();
     assert_eq!(store.restored().snapshot.meta.membership, membership);
     assert_eq!(store.restored().entries.len(), 1);
+}
+
+/// Drives a one-voter Raft node against `store` until nothing moves, syncing each batch.
+fn settle(raft: &mut Raft, store: &mut impl RaftStore, now: Millis) {
+    loop {
+        let mut moved = false;
+        while let Some(persist) = raft.poll_persist() {
+            store.write(persist).unwrap();
+            moved = true;
+        }
+        if moved {
+            let id = store.sync().unwrap();
+            raft.handle_durable(now, id);
+        }
+        assert!(raft.poll_message().is_none(), "a lone voter sends nothing");
+        while raft.poll_committed().is_some() {
+            moved = true;
+        }
+        if !moved {
+            return;
+        }
+    }
+}
+
+/// The log as Raft holds it: snapshot position, then every entry it can hand out.
+fn raft_log(raft: &Raft) -> (u64, u64, Vec<Entry>) {
+    let meta = raft.snapshot_meta();
+    let entries = (raft.first_index()..=raft.last_index())
+        .map(|i| raft.entry(i).expect("the log is contiguous").clone())
+        .collect();
+    (meta.index, meta.term, entries)
+}
+
+/// A compaction's trailing entries reach the disk through the same write: the store
+/// restores exactly the log Raft held (snapshot, trailing entries, tail), and so does a
+/// node restored from it.
+fn check_restart_keeps_trailing_entries<S: RaftStore>(mut store: S, reopen: impl Fn(S) -> S) {
+    let mut config = Config::new(1, 7);
+    config.snapshot_trailing_entries = 4;
+    let mut now = Millis(0);
+    let mut raft = Raft::new(now, config.clone(), Membership::with_voters([1]));
+    settle(&mut raft, &mut store, now);
+    now = raft.poll_timeout().expect("an election deadline");
+    raft.handle_timeout(now);
+    settle(&mut raft, &mut store, now);
+    assert!(raft.is_leader());
+    for command in 0..10u8 {
+        raft.propose(now, vec![command]).unwrap();
+    }
+    settle(&mut raft, &mut store, now);
+    raft.handle_snapshot_taken(now, 9, b"state@9".to_vec());
+    raft.propose(now, vec![10]).unwrap();
+    settle(&mut raft, &mut store, now);
+    let held = raft_log(&raft);
+    let indexes: Vec<u64> = held.2.iter().map(|e| e.index).collect();
+    assert_eq!((held.0, indexes), (9, (6..=12).collect()), "9 - 4 + 1 = 6 is kept");
+    let store = reopen(store);
+    let restored = store.restored();
+    assert_eq!(restored.entries, held.2);
+    let raft = Raft::restore(now, config, restored);
+    assert_eq!(raft_log(&raft), held);
+}
+
+#[test]
+fn a_restart_keeps_the_trailing_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    check_restart_keeps_trailing_entries(FileStore::open(&path).unwrap(), |store| {
+        drop(store);
+        FileStore::open(&path).unwrap()
+    });
+    check_restart_keeps_trailing_entries(MemStore::new(), |mut store| {
+        store.crash(0, None);
+        store
+    });
 }

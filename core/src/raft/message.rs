@@ -122,15 +122,18 @@ pub struct Snapshot {
 }
 
 /// One batch for the runtime to write, in this order: the snapshot (and, when
-/// `log_reset`, dropping the whole log, else only the entries it covers), the hard state,
-/// then the entries (which replace any stored entry at or after `entries[0].index`). The
-/// runtime reports it durable with `handle_durable(now, id)`; writes become durable in `id`
-/// order.
+/// `log_reset`, dropping the whole log, else only the entries before `log_first_index`),
+/// the hard state, then the entries (which replace any stored entry at or after
+/// `entries[0].index`). The runtime reports it durable with `handle_durable(now, id)`;
+/// writes become durable in `id` order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Persist {
     pub id: WriteId,
     pub snapshot: Option<Snapshot>,
     pub log_reset: bool,
+    /// With a snapshot: the first entry the log keeps. The entries from it up to the
+    /// snapshot's index are the trailing ones (`Config::snapshot_trailing_entries`).
+    pub log_first_index: Index,
     pub hard_state: Option<HardState>,
     pub entries: Vec<Entry>,
 }
@@ -140,7 +143,8 @@ pub struct Persist {
 pub struct Restored {
     pub hard_state: HardState,
     pub snapshot: Snapshot,
-    /// Contiguous entries following `snapshot.meta.index`.
+    /// Contiguous entries: trailing ones at or before `snapshot.meta.index` (a
+    /// compaction's `log_first_index` on), then those following it.
     pub entries: Vec<Entry>,
 }
 

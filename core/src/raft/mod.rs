@@ -60,6 +60,9 @@ pub const READS_PENDING_MAX: usize = 4096;
 pub const HEARTBEAT_ROUNDS_TRACKED_MAX: usize = 64;
 /// Nomad's default: take a snapshot after this many applied entries.
 pub const SNAPSHOT_THRESHOLD_ENTRIES: u64 = 8192;
+/// hashicorp/raft's default `TrailingLogs` (Nomad keeps it): entries a compaction leaves in
+/// the log behind the snapshot, so a follower that far behind needs no snapshot.
+pub const SNAPSHOT_TRAILING_ENTRIES: u64 = 10_240;
 
 /// A node's settings. Every bound is named with its unit last.
 #[derive(Clone, Debug)]
@@ -75,6 +78,9 @@ pub struct Config {
     pub append_bytes_max: usize,
     pub appends_in_flight_max: usize,
     pub snapshot_threshold_entries: u64,
+    /// Entries kept at and before a snapshot's index when the log is compacted (0 keeps
+    /// none).
+    pub snapshot_trailing_entries: u64,
     pub snapshot_chunk_bytes_max: usize,
 }
 
@@ -91,6 +97,7 @@ impl Config {
             append_bytes_max: 1 << 20,
             appends_in_flight_max: APPENDS_IN_FLIGHT_MAX,
             snapshot_threshold_entries: SNAPSHOT_THRESHOLD_ENTRIES,
+            snapshot_trailing_entries: SNAPSHOT_TRAILING_ENTRIES,
             snapshot_chunk_bytes_max: 1 << 20,
         }
     }
@@ -190,7 +197,7 @@ impl Raft {
                 entries: vec![],
             },
         );
-        raft.out.write_snapshot(snapshot, true);
+        raft.out.write_snapshot(snapshot, None);
         raft.out.write_hard_state(HardState::default());
         raft
     }

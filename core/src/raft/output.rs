@@ -60,14 +60,20 @@ impl Outbox {
         write.entries.push(entry);
     }
 
-    pub(crate) fn write_snapshot(&mut self, snapshot: Snapshot, log_reset: bool) {
+    /// Records a snapshot that keeps the log from `first_kept` on, or, with `None`, drops
+    /// the whole log.
+    pub(crate) fn write_snapshot(&mut self, snapshot: Snapshot, first_kept: Option<Index>) {
         let write = self.open_write();
-        let index = snapshot.meta.index;
-        if log_reset {
-            write.entries.clear();
-            write.log_reset = true;
-        } else {
-            write.entries.retain(|e| e.index > index);
+        match first_kept {
+            Some(first_kept) => {
+                write.entries.retain(|e| e.index >= first_kept);
+                write.log_first_index = first_kept;
+            }
+            None => {
+                write.entries.clear();
+                write.log_reset = true;
+                write.log_first_index = snapshot.meta.index + 1;
+            }
         }
         write.snapshot = Some(snapshot);
     }

@@ -318,10 +318,11 @@ impl Raft {
         self.send_appends(from);
     }
 
-    /// The largest index at or below `index` whose term is at most `term`.
+    /// The largest index at or below `index` whose term is at most `term`, searching the
+    /// trailing entries too; the index before the log's first entry when none is.
     fn find_conflict_by_term(&self, index: Index, term: Term) -> Index {
         let mut i = index.min(self.log.last_index());
-        while i > self.log.snapshot_index() {
+        while i >= self.log.first_index() {
             if self.log.term_at(i).is_some_and(|t| t <= term) {
                 break;
             }

@@ -1,6 +1,14 @@
 //! Snapshots: compaction after the state machine takes one, and streaming one to a
 //! follower that fell behind the leader's log, in chunks of `snapshot_chunk_bytes_max`.
 //!
+//! A compaction at index I keeps the entries from `I - snapshot_trailing_entries + 1` on
+//! (hashicorp/raft's `TrailingLogs`), in memory and, through the same write, on disk. A
+//! follower whose next index is past the first kept entry catches up by AppendEntries;
+//! only one further behind gets the snapshot. That keeps snapshot transfers, the step
+//! where hashicorp/raft #212 and #697 looped (reliability.md §2, "Snapshot install"), for
+//! followers that really lost the log, and lets a checker see every committed entry on
+//! some server before it goes (the applied-history hash chain, reliability.md §1).
+//!
 //! A follower assembles chunks in order (it answers each with the next offset it expects)
 //! and installs the snapshot when the last one arrives. Installing keeps the log suffix
 //! only when the log holds the snapshot's last entry with the same term, and drops the
@@ -20,8 +28,8 @@ impl Raft {
             return;
         }
         let snapshot = Snapshot { meta: self.log.meta_at(index), data };
-        self.log.compact(snapshot.clone());
-        self.out.write_snapshot(snapshot, false);
+        let first_kept = self.log.compact(snapshot.clone(), self.config.snapshot_trailing_entries);
+        self.out.write_snapshot(snapshot, Some(first_kept));
         assert_eq!(self.log.snapshot_index(), index);
     }
 
@@ -148,9 +156,12 @@ impl Raft {
     fn install_snapshot(&mut self, now: Millis, snapshot: Snapshot) {
         let index = snapshot.meta.index;
         assert!(index > self.commit && self.applied <= self.commit);
-        let log_reset = self.log.install(snapshot.clone());
-        self.out.truncated(if log_reset { index + 1 } else { self.log.last_index() + 1 });
-        self.out.write_snapshot(snapshot.clone(), log_reset);
+        let first_kept = self.log.install(snapshot.clone(), self.config.snapshot_trailing_entries);
+        self.out.truncated(match first_kept {
+            Some(_) => self.log.last_index() + 1,
+            None => index + 1,
+        });
+        self.out.write_snapshot(snapshot.clone(), first_kept);
         self.commit = index;
         self.applied = index;
         self.to_install = Some(snapshot);

@@ -15,9 +15,7 @@ use drover_core::model::{
     AllocClientStatus, AllocDeploymentStatus, DrainSpec, DriverInfo, DurationNs, Job, Node,
     NodeEligibility, NodeStatus, ReschedulePolicy, Timestamp, UpdateStrategy,
 };
-use drover_core::raft::{
-    Entry, HardState, Index, Membership, NodeId, Persist, Restored, Snapshot, Term,
-};
+use drover_core::raft::{Index, Membership, NodeId, Restored, Term};
 use drover_core::rpc::{ClientRequest, ClientRpc, ServerReply};
 use drover_core::server::{
     ApiCall, ApiReply, ApiRequest, ClientCall, MemberStatus, PeerEnvelope, Query, QueryResult,
@@ -36,43 +34,11 @@ use std::fmt::Write as _;
 /// 2023-11-14T22:13:20Z: servers read unix milliseconds.
 pub const START_MS: u64 = 1_700_000_000_000;
 
-#[derive(Default)]
-struct Disk {
-    hard_state: HardState,
-    snapshot: Snapshot,
-    entries: Vec<Entry>,
-}
-
-impl Disk {
-    fn write(&mut self, persist: &Persist) {
-        if let Some(snapshot) = &persist.snapshot {
-            let first = self.snapshot.meta.index + 1;
-            if persist.log_reset {
-                self.entries.clear();
-            } else {
-                let drop = (snapshot.meta.index + 1).saturating_sub(first) as usize;
-                self.entries.drain(..drop.min(self.entries.len()));
-            }
-            self.snapshot = snapshot.clone();
-        }
-        if let Some(hard_state) = persist.hard_state {
-            self.hard_state = hard_state;
-        }
-        for entry in &persist.entries {
-            let first = self.snapshot.meta.index + 1;
-            if entry.index < first {
-                continue;
-            }
-            self.entries.truncate((entry.index - first) as usize);
-            self.entries.push(entry.clone());
-        }
-    }
-}
-
 struct Peer {
     server: Option<Server>,
     config: ServerConfig,
-    disk: Disk,
+    /// What the node's disk holds: every write is synced as soon as it is issued.
+    disk: Restored,
     /// The leader loop state last printed: (active, epoch).
     shown: (bool, u64),
     /// Applied indexes already checked against the region's history.
@@ -219,7 +185,7 @@ impl Cluster {
             let Some(server) = peer.server.as_mut() else { return };
             let mut moved = false;
             while let Some(persist) = server.poll_persist() {
-                peer.disk.write(&persist);
+                peer.disk.apply(&persist).expect("raft writes what its log can follow");
                 server.handle_durable(now, persist.id);
                 moved = true;
             }
@@ -402,11 +368,7 @@ impl Cluster {
         if peer.server.is_some() {
             return;
         }
-        let restored = Restored {
-            hard_state: peer.disk.hard_state,
-            snapshot: peer.disk.snapshot.clone(),
-            entries: peer.disk.entries.clone(),
-        };
+        let restored = peer.disk.clone();
         match Server::restore(now, peer.config.clone(), restored) {
             Ok(server) => peer.server = Some(server),
             Err(error) => panic!("n{id} cannot restart: {error}"),
@@ -426,6 +388,7 @@ impl Cluster {
         let template = &self.peers.values().next().expect("a region").config;
         let mut config = ServerConfig::new(id, template.rng_seed ^ id, BTreeMap::new());
         config.raft.snapshot_threshold_entries = template.raft.snapshot_threshold_entries;
+        config.raft.snapshot_trailing_entries = template.raft.snapshot_trailing_entries;
         config.workers_count = template.workers_count;
         config.autopilot = template.autopilot;
         self.line(format!("n{id} started (joining)"));
@@ -436,7 +399,7 @@ impl Cluster {
     /// A brand-new server `id` with an empty disk.
     fn start_server(&mut self, id: NodeId, config: ServerConfig) {
         let server = Server::new(self.now, config.clone());
-        let disk = Disk::default();
+        let disk = Restored::default();
         let peer = Peer { server: Some(server), config, disk, shown: (false, 0), checked: 0 };
         self.peers.insert(id, peer);
         self.pump(id);
@@ -489,11 +452,15 @@ impl Cluster {
         }
     }
 
-    /// Starts every server afresh, snapshotting every `entries` applied entries: a script's
-    /// first command, before anything is written.
-    fn snapshot_every(&mut self, entries: u64) {
+    /// Starts every server afresh, snapshotting every `entries` applied entries (keeping
+    /// `trailing` entries behind each snapshot, when given): a script's first command,
+    /// before anything is written.
+    fn snapshot_every(&mut self, entries: u64, trailing: Option<u64>) {
         for peer in self.peers.values_mut() {
             peer.config.raft.snapshot_threshold_entries = entries;
+            if let Some(trailing) = trailing {
+                peer.config.raft.snapshot_trailing_entries = trailing;
+            }
         }
         self.start_afresh();
     }
@@ -523,7 +490,7 @@ impl Cluster {
         let ids = self.server_ids();
         for &id in &ids {
             let peer = self.peers.get_mut(&id).expect("listed");
-            peer.disk = Disk::default();
+            peer.disk = Restored::default();
             peer.server = Some(Server::new(now, peer.config.clone()));
         }
         for id in ids {
@@ -1214,7 +1181,11 @@ impl Cluster {
             "campaign" => self.campaign(args[0].parse().expect("id")),
             "crash" => self.crash(args[0].parse().expect("id")),
             "restart" => self.restart(args[0].parse().expect("id")),
-            "snapshot-every" => self.snapshot_every(args[0].parse().expect("entries")),
+            "snapshot-every" => {
+                let trailing = args.get(1).and_then(|a| a.strip_prefix("trailing="));
+                let trailing = trailing.map(|t| t.parse().expect("trailing entries"));
+                self.snapshot_every(args[0].parse().expect("entries"), trailing)
+            }
             "isolate" => self.isolate(args[0].parse().expect("id")),
             "heal" => {
                 self.deaf.clear();

@@ -4,8 +4,8 @@
 //! - `log-<seq>.seg`: log segments, each a run of codec frames holding one [`Record`]
 //!   each (length and crc32c in every frame header). Only the newest segment is appended
 //!   to. A new segment starts with a preamble that restates everything still live (the
-//!   snapshot's position, the hard state, the retained entries), so once the preamble is
-//!   synced every older segment is deleted.
+//!   snapshot's position, the hard state, the retained entries, trailing ones included),
+//!   so once the preamble is synced every older segment is deleted.
 //! - `snapshot-<index>-<term>.bin`: one snapshot frame, written to a temporary file,
 //!   fsynced, renamed into place and the directory fsynced, *before* the log record that
 //!   names it. A crash between the two leaves the older snapshot in force, with the log
@@ -20,7 +20,7 @@ use super::{RaftStore, Record, StoreError, apply_record};
 use drover_core::codec::{
     self, CodecError, FRAME_LEN_MAX_BYTES_DEFAULT, FrameKind, HEADER_LEN_BYTES, Peek,
 };
-use drover_core::raft::{Persist, Restored, Snapshot, SnapshotMeta, WriteId};
+use drover_core::raft::{Index, Persist, Restored, Snapshot, SnapshotMeta, WriteId};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -102,7 +102,12 @@ impl FileStore {
         Ok(())
     }
 
-    fn write_snapshot(&mut self, snapshot: Snapshot, log_reset: bool) -> Result<(), StoreError> {
+    fn write_snapshot(
+        &mut self,
+        snapshot: Snapshot,
+        log_reset: bool,
+        log_first_index: Index,
+    ) -> Result<(), StoreError> {
         let meta = snapshot.meta.clone();
         let path = snapshot_file(&self.dir, &meta);
         let temporary = path.with_extension("tmp");
@@ -117,7 +122,7 @@ impl FileStore {
         if self.state.snapshot.meta.index > 0 && previous != path {
             self.obsolete_snapshots.push(previous);
         }
-        let record = Record::Snapshot { meta, log_reset };
+        let record = Record::Snapshot { meta, log_reset, log_first_index };
         self.append(&record)?;
         apply_record(&mut self.state, record).map_err(|reason| self.corrupt_write(reason))?;
         self.state.snapshot.data = snapshot.data;
@@ -136,7 +141,8 @@ impl FileStore {
         self.segment_seq = seq;
         self.segment_len_bytes = 0;
         let meta = self.state.snapshot.meta.clone();
-        let mut preamble = vec![Record::Snapshot { meta, log_reset: true }];
+        let log_first_index = self.state.entries.first().map_or(meta.index + 1, |e| e.index);
+        let mut preamble = vec![Record::Snapshot { meta, log_reset: true, log_first_index }];
         preamble.push(Record::HardState(self.state.hard_state));
         preamble.extend(self.state.entries.iter().cloned().map(Record::Entry));
         for record in &preamble {
@@ -190,7 +196,7 @@ impl RaftStore for FileStore {
     fn write(&mut self, persist: Persist) -> Result<(), StoreError> {
         let snapshot_written = persist.snapshot.is_some();
         if let Some(snapshot) = persist.snapshot {
-            self.write_snapshot(snapshot, persist.log_reset)?;
+            self.write_snapshot(snapshot, persist.log_reset, persist.log_first_index)?;
         }
         if let Some(hard_state) = persist.hard_state {
             let record = Record::HardState(hard_state);

@@ -127,7 +127,8 @@ impl MemStore {
             }
             budget -= 1;
             let Snapshot { meta, data } = snapshot;
-            let record = Record::Snapshot { meta, log_reset: write.log_reset };
+            let (log_reset, log_first_index) = (write.log_reset, write.log_first_index);
+            let record = Record::Snapshot { meta, log_reset, log_first_index };
             apply_record(&mut self.durable, record)?;
             self.durable.snapshot.data = data;
         }
@@ -152,16 +153,15 @@ impl MemStore {
         self.durable.hard_state
     }
 
-    /// The term of the durable entry at `index` (the snapshot's own index included).
+    /// The term of the durable entry at `index` (the snapshot's own index and trailing
+    /// entries included).
     pub fn durable_term_at(&self, index: u64) -> Option<u64> {
-        let snapshot_index = self.durable.snapshot.meta.index;
-        if index == snapshot_index {
-            return Some(self.durable.snapshot.meta.term);
+        let snapshot = &self.durable.snapshot.meta;
+        if index == snapshot.index {
+            return Some(snapshot.term);
         }
-        if index < snapshot_index {
-            return None;
-        }
-        let position = usize::try_from(index - snapshot_index - 1).ok()?;
+        let first = self.durable.entries.first()?.index;
+        let position = usize::try_from(index.checked_sub(first)?).ok()?;
         self.durable.entries.get(position).map(|e| e.term)
     }
 

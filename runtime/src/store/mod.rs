@@ -13,7 +13,9 @@ pub mod file;
 pub mod mem;
 
 use drover_core::codec::CodecError;
-use drover_core::raft::{Entry, HardState, Persist, Restored, Snapshot, SnapshotMeta, WriteId};
+use drover_core::raft::{
+    Entry, HardState, Index, Persist, Restored, Snapshot, SnapshotMeta, WriteId,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
@@ -32,10 +34,11 @@ pub trait RaftStore {
 }
 
 /// One record of the log files, in the order a batch's parts take effect: a snapshot
-/// (dropping the entries it covers, or all of them on a reset), the hard state, entries.
+/// (dropping the entries before `log_first_index`, or all of them on a reset), the hard
+/// state, entries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Record {
-    Snapshot { meta: SnapshotMeta, log_reset: bool },
+    Snapshot { meta: SnapshotMeta, log_reset: bool, log_first_index: Index },
     HardState(HardState),
     Entry(Entry),
 }
@@ -82,33 +85,17 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-/// Applies one record to the state it describes; the one rule for writing and replaying.
-/// A snapshot record carries only its meta: the caller keeps the data.
+/// Applies one record to the state it describes, through Raft's own rule
+/// (`Restored::apply_*`); the one rule for writing and replaying. A snapshot record
+/// carries only its meta: the caller keeps the data.
 pub(crate) fn apply_record(state: &mut Restored, record: Record) -> Result<(), String> {
     match record {
-        Record::Snapshot { meta, log_reset } => {
-            if log_reset {
-                state.entries.clear();
-            } else {
-                state.entries.retain(|e| e.index > meta.index);
-            }
-            state.snapshot = Snapshot { meta, data: Vec::new() };
+        Record::Snapshot { meta, log_reset, log_first_index } => {
+            let snapshot = Snapshot { meta, data: Vec::new() };
+            state.apply_snapshot(snapshot, log_reset, log_first_index);
         }
         Record::HardState(hard_state) => state.hard_state = hard_state,
-        Record::Entry(entry) => {
-            let covered = state.snapshot.meta.index;
-            if entry.index <= covered {
-                return Ok(());
-            }
-            let first = state.entries.first().map_or(covered + 1, |e| e.index);
-            // An entry replaces the one at its index and everything after it.
-            state.entries.truncate(entry.index.saturating_sub(first) as usize);
-            let expected = state.entries.last().map_or(covered + 1, |e| e.index + 1);
-            if entry.index != expected {
-                return Err(format!("entry {} cannot follow entry {}", entry.index, expected - 1));
-            }
-            state.entries.push(entry);
-        }
+        Record::Entry(entry) => state.apply_entry(entry)?,
     }
     Ok(())
 }

@@ -271,6 +271,7 @@ impl Sim {
         config.append_entries_max = p.append_entries_max;
         config.appends_in_flight_max = p.appends_in_flight_max;
         config.snapshot_threshold_entries = p.snapshot_threshold_entries;
+        config.snapshot_trailing_entries = p.snapshot_trailing_entries;
         config.snapshot_chunk_bytes_max = p.snapshot_chunk_bytes_max;
         config
     }

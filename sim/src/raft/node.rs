@@ -159,6 +159,8 @@ fn describe_persist(id: u64, persist: &Persist) -> String {
         let _ = write!(line, " snapshot={}/{}", snapshot.meta.term, snapshot.meta.index);
         if persist.log_reset {
             line.push_str(" reset");
+        } else {
+            let _ = write!(line, " keep={}..", persist.log_first_index);
         }
     }
     if let Some(hs) = persist.hard_state {

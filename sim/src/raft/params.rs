@@ -2,6 +2,7 @@
 
 use crate::clock::RATE_IDEAL_PPM;
 use crate::raft::SimRng;
+use drover_core::raft::SNAPSHOT_TRAILING_ENTRIES;
 use std::fmt;
 
 /// How long, on an ideal clock, a healed quorum may take to elect a leader and commit
@@ -23,6 +24,9 @@ pub struct Params {
     pub append_entries_max: usize,
     pub appends_in_flight_max: usize,
     pub snapshot_threshold_entries: u64,
+    /// Entries a compaction keeps behind the snapshot: none, a few (so a lagging follower
+    /// catches up from the log or needs the snapshot, both), or the default.
+    pub snapshot_trailing_entries: u64,
     pub snapshot_chunk_bytes_max: usize,
     /// Padding in each snapshot image, so snapshots span several chunks.
     pub snapshot_padding_bytes: usize,
@@ -66,6 +70,7 @@ impl Params {
             append_entries_max: rng.range(1, 32) as usize,
             appends_in_flight_max: rng.range(1, 9) as usize,
             snapshot_threshold_entries: if tiny_snapshots { rng.range(2, 40) } else { 8192 },
+            snapshot_trailing_entries: SNAPSHOT_TRAILING_ENTRIES,
             snapshot_chunk_bytes_max: rng.range(8, 200) as usize,
             snapshot_padding_bytes: rng.range(0, 300) as usize,
             loss: rng.unit() * 0.3,
@@ -101,6 +106,11 @@ impl Params {
         params.liveness_bound_ms = LIVENESS_BOUND_IDEAL_MS * RATE_IDEAL_PPM
             / (RATE_IDEAL_PPM - params.clock_drift_ppm_max);
         params.figure8_weight = if rng.chance(FIGURE8_SEEDS) { rng.range(1, 5) as u32 } else { 0 };
+        params.snapshot_trailing_entries = match rng.range(0, 3) {
+            0 => 0,
+            1 => rng.range(1, 2 * params.snapshot_threshold_entries.min(40)),
+            _ => SNAPSHOT_TRAILING_ENTRIES,
+        };
         // Without the leader lease (check-quorum), a server removed by an entry that never
         // commits keeps calling elections that depose every leader: Raft's known liveness
         // hole (dissertation 4.2.3). Only runs without membership changes may go without.
@@ -116,7 +126,7 @@ impl fmt::Display for Params {
         write!(
             f,
             "voters={} election={}ms heartbeat={}ms pre_vote={} check_quorum={} batch={} in_flight={} \
-             snapshot_every={} chunk={}B loss={:.2} dup={:.2} delay={}..{}ms spike={:.3} \
+             snapshot_every={} trailing={} chunk={}B loss={:.2} dup={:.2} delay={}..{}ms spike={:.3} \
              disk<={}ms drift<={}ppm jumps_every={}ms<={}ms faults_every={}ms crash/partition/pause/member/transfer/figure8={}/{}/{}/{}/{}/{} \
              propose_every={}ms read_every={}ms safety={}ms",
             self.voters_initial,
@@ -127,6 +137,7 @@ impl fmt::Display for Params {
             self.append_entries_max,
             self.appends_in_flight_max,
             self.snapshot_threshold_entries,
+            self.snapshot_trailing_entries,
             self.snapshot_chunk_bytes_max,
             self.loss,
             self.duplicate,
