@@ -39,15 +39,27 @@ fn make_tls(scratch: &Scratch) {
 /// An agent's configuration file, as an operator writes it: `blocks` between the common
 /// head and the `tls` block of the certificate for `role` (`server` or `client`).
 fn agent_hcl(name: &str, data_dir: &Path, blocks: &str, role: &str) -> String {
+    regional_agent_hcl(name, "global", data_dir, blocks, role)
+}
+
+/// [`agent_hcl`] for an agent of `region`, with that region's certificate.
+fn regional_agent_hcl(
+    name: &str,
+    region: &str,
+    data_dir: &Path,
+    blocks: &str,
+    role: &str,
+) -> String {
     format!(
         r#"name      = "{name}"
+region    = "{region}"
 data_dir  = "{data_dir}"
 bind_addr = "127.0.0.1"
 {blocks}
 tls {{
   ca_file   = "drover-agent-ca.pem"
-  cert_file = "global-{role}-drover.pem"
-  key_file  = "global-{role}-drover-key.pem"
+  cert_file = "{region}-{role}-drover.pem"
+  key_file  = "{region}-{role}-drover-key.pem"
 }}
 "#,
         data_dir = data_dir.display(),
@@ -74,9 +86,16 @@ fn encrypted_server_hcl(
     join: &[u16],
     gossip_key: Option<&str>,
 ) -> String {
+    let blocks = server_blocks(ports, expect, join, gossip_key);
+    agent_hcl(name, data_dir, &blocks, "server")
+}
+
+/// A server's `ports` and `server` blocks: `expect` servers, joined through the `join`
+/// serf ports, gossip sealed with `gossip_key` if any.
+fn server_blocks(ports: &Ports, expect: usize, join: &[u16], gossip_key: Option<&str>) -> String {
     let encrypt =
         gossip_key.map(|key| format!("\n  encrypt          = \"{key}\"")).unwrap_or_default();
-    let blocks = format!(
+    format!(
         r#"ports {{
   http = {http}
   rpc  = {rpc}
@@ -93,8 +112,7 @@ server {{
         rpc = ports.rpc,
         serf = ports.serf,
         join = hcl_addrs(join),
-    );
-    agent_hcl(name, data_dir, &blocks, "server")
+    )
 }
 
 /// A batch job as the API takes it: nothing to place it on, so it only has to be stored.
@@ -994,4 +1012,67 @@ fn over_https_with_client_certificates_a_server_carries_logs_and_restarts_to_the
     let restarted = drover(&["alloc", "restart", &alloc_id, "t"]);
     assert_eq!(restarted.code, 0, "{restarted}");
     assert!(logs_hold(2), "{}", drover(&["alloc", "logs", &alloc_id, "t"]));
+}
+
+/// Two regions, one server each, in one gossip pool: a request naming the other region is
+/// forwarded there (once), its answer comes back, and nothing is replicated between them.
+#[test]
+fn a_request_naming_another_region_is_forwarded_there() {
+    let scratch = Scratch::new("two-regions");
+    for args in [
+        &["tls", "ca", "create"][..],
+        &["tls", "cert", "create", "-server", "-region", "east"][..],
+        &["tls", "cert", "create", "-server", "-region", "west"][..],
+    ] {
+        let made = scratch.drover(args);
+        assert_eq!(made.code, 0, "{made}");
+    }
+    let (east_ports, west_ports) = (Ports::free(), Ports::free());
+    let start = |region: &str, ports: &Ports, join: &[u16]| {
+        let blocks = server_blocks(ports, 1, join, None);
+        let data_dir = scratch.path.join(region);
+        let hcl = regional_agent_hcl(&format!("{region}1"), region, &data_dir, &blocks, "server");
+        let file = format!("{region}.hcl");
+        std::fs::write(scratch.path.join(&file), hcl).expect("write the config");
+        let args = ["agent".to_owned(), "-config".to_owned(), file];
+        ClusterAgent::start(&scratch.path, &format!("127.0.0.1:{}", ports.http), &args)
+    };
+    let east = start("east", &east_ports, &[]);
+    let west = start("west", &west_ports, &[east_ports.serf]);
+    await_leader(&east);
+    await_leader(&west);
+    let regions = poll_until(LEADER_TIMEOUT, || {
+        let answer = try_http_request(&east.http_addr, "GET", "/v1/regions", b"")?;
+        let regions: Vec<String> = serde_json::from_slice(&answer.body).ok()?;
+        (regions.len() == 2).then_some(regions)
+    });
+    assert_eq!(regions, Some(vec!["east".to_owned(), "west".to_owned()]));
+
+    // Registered through east, naming west: it lands in west only.
+    let registered = poll_until(LEADER_TIMEOUT, || {
+        let answer =
+            try_http_request(&east.http_addr, "PUT", "/v1/jobs?region=west", &job("travels"))?;
+        (answer.status == 200).then_some(answer.json())
+    });
+    let registered = registered.expect("the job registered in west through east");
+    assert!(registered["EvalID"].as_str().is_some_and(|id| !id.is_empty()), "{registered}");
+    assert_eq!(west.http("GET", "/v1/job/travels", b"").status, 200);
+    let in_east = east.http("GET", "/v1/job/travels", b"");
+    assert_eq!(in_east.status, 404, "nothing is replicated between regions: {}", in_east.text());
+    // A read naming west through east is west's answer, with west's index.
+    let read = east.http("GET", "/v1/job/travels?region=west", b"");
+    assert_eq!(read.status, 200, "{}", read.text());
+    assert_eq!(read.json()["ID"], "travels");
+    // The CLI's -region flag takes the same path.
+    let east_addr = format!("http://{}", east.http_addr);
+    let status = scratch.drover_with_env(
+        &["job", "status", "-region", "west", "travels"],
+        &[("NOMAD_ADDR", &east_addr)],
+    );
+    assert_eq!(status.code, 0, "{status}");
+    assert!(status.stdout.contains("travels"), "{status}");
+
+    let nowhere = east.http("GET", "/v1/jobs?region=north", b"");
+    assert_eq!(nowhere.status, 500, "{}", nowhere.text());
+    assert!(nowhere.text().contains("No path to region"), "{}", nowhere.text());
 }

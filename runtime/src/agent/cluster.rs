@@ -112,6 +112,32 @@ pub fn start_cluster(
     })
 }
 
+/// Who waits for the answer to a call this agent sent on to a server.
+enum Waiting {
+    /// A caller of this agent's HTTP API (the agent runs no server).
+    Caller(oneshot::Sender<ApiReply>),
+    /// The local server, which handed the call on because it names another region: the
+    /// id the server gave it.
+    Server { request_id: u64, region: String },
+}
+
+/// Where an API call that came over the wire came from, to send its answer back.
+struct RemoteCaller {
+    addr: String,
+    /// The call's id on the caller.
+    request_id: u64,
+    /// Set for another region's server: the name its certificate shows, which this
+    /// region's transport does not know.
+    other_region_server: Option<String>,
+}
+
+/// Whether a certificate name is a server's (`server.<region>.drover`), of any region.
+fn names_a_server(name: &str) -> bool {
+    name.strip_prefix("server.")
+        .and_then(|rest| rest.strip_suffix(DOMAIN_DEFAULT))
+        .is_some_and(|region| region.len() > 1 && region.ends_with('.'))
+}
+
 /// The server agent's loop: its host once bootstrapped, gossip, and the callers.
 struct ServerLoop {
     clock: Clock,
@@ -147,11 +173,12 @@ struct ServerLoop {
     frames_refused: u64,
     /// Frames the transport accepted and the network then lost.
     frames_lost: Arc<AtomicU64>,
-    /// On a server: API calls from client agents, by the id given to the host → where
-    /// the call came from and its id there.
-    remote_calls: BTreeMap<u64, (String, u64)>,
-    /// On a client-only agent: calls sent to a server → the caller and when to give up.
-    forwarded: BTreeMap<u64, (oneshot::Sender<ApiReply>, Millis)>,
+    /// On a server: API calls from client agents and other regions' servers, by the id
+    /// given to the host.
+    remote_calls: BTreeMap<u64, RemoteCaller>,
+    /// Calls sent on to a server (a client-only agent's to its servers, a server's to
+    /// another region) → who waits for the answer and when to give up.
+    forwarded: BTreeMap<u64, (Waiting, Millis)>,
     /// The servers a client-only agent forwards API calls to, in turn.
     forward_servers: Vec<String>,
 }
@@ -394,7 +421,7 @@ impl ServerLoop {
         match sent {
             Ok(()) => {
                 let deadline = now + Millis(FORWARD_TIMEOUT_MS + wait_ms);
-                self.forwarded.insert(call.request_id, (reply, deadline));
+                self.forwarded.insert(call.request_id, (Waiting::Caller(reply), deadline));
             }
             Err(reason) => {
                 let message = format!("cannot reach server {server}: {reason}");
@@ -409,17 +436,24 @@ impl ServerLoop {
         let now = self.clock.now();
         let from_server = inbound.peer_is(&self.server_name);
         let from_region = from_server || inbound.peer_is(&self.client_name);
+        // Another region's server may only make API calls (a request forwarded to this
+        // region) and answer the ones this server forwarded to it.
+        let other_region_server = match from_region {
+            true => None,
+            false => inbound.peer_names.iter().find(|n| names_a_server(n)).cloned(),
+        };
         match decode_wire(&inbound.frame) {
-            Ok(WireMessage::Api(call)) if from_region => {
-                let Some(host) = self.host.as_mut() else { return Ok(()) };
-                self.next_request += 1;
-                let request_id = self.next_request;
-                self.remote_calls.insert(request_id, (inbound.from.to_string(), call.request_id));
-                return host.handle_api_call(now, ApiCall { request_id, ..call });
+            Ok(WireMessage::Api(call)) if from_region || other_region_server.is_some() => {
+                let caller = RemoteCaller {
+                    addr: inbound.from.to_string(),
+                    request_id: call.request_id,
+                    other_region_server,
+                };
+                return self.handle_remote_call(now, caller, call);
             }
-            Ok(WireMessage::ApiAnswer(answer)) if from_server => {
-                if let Some((reply, _)) = self.forwarded.remove(&answer.request_id) {
-                    let _ = reply.send(answer.reply);
+            Ok(WireMessage::ApiAnswer(answer)) if from_server || other_region_server.is_some() => {
+                if let Some((waiting, _)) = self.forwarded.remove(&answer.request_id) {
+                    self.deliver(waiting, answer.reply);
                 }
                 return Ok(());
             }
@@ -465,9 +499,14 @@ impl ServerLoop {
         let expired: Vec<u64> =
             self.forwarded.iter().filter(|(_, (_, d))| *d <= now).map(|(&id, _)| id).collect();
         for id in expired {
-            if let Some((reply, _)) = self.forwarded.remove(&id) {
-                let message = "No response from the servers in time".to_owned();
-                let _ = reply.send(ApiReply::Error { message });
+            if let Some((waiting, _)) = self.forwarded.remove(&id) {
+                let message = match &waiting {
+                    Waiting::Caller(_) => "No response from the servers in time".to_owned(),
+                    Waiting::Server { region, .. } => {
+                        format!("No response from region {region} in time")
+                    }
+                };
+                self.deliver(waiting, ApiReply::Error { message });
             }
         }
         if let Some((gossip, _, _)) = self.gossip.as_mut()
@@ -672,12 +711,15 @@ impl ServerLoop {
         while let Some(response) = host.poll_api_reply() {
             answers.push(response);
         }
+        let mut forwards = Vec::new();
         while let Some(forward) = host.poll_region_forward() {
-            let reply = ApiReply::Error { message: "No path to region".to_owned() };
-            answers.push(ApiResponse { request_id: forward.call.request_id, reply });
+            forwards.push(forward);
         }
         for answer in answers {
             self.answer(answer);
+        }
+        for forward in forwards {
+            self.forward_to_region(forward);
         }
         let Some(host) = self.host.as_mut() else { return };
         let leader = host.server().leader_addr().is_some();
@@ -692,15 +734,103 @@ impl ServerLoop {
             let _ = reply.send(response.reply);
             return;
         }
-        let Some((addr, remote_id)) = self.remote_calls.remove(&response.request_id) else {
+        let Some(caller) = self.remote_calls.remove(&response.request_id) else {
             return;
         };
-        let answer = ApiResponse { request_id: remote_id, reply: response.reply };
-        if let (Ok(frame), Some(host)) =
-            (encode_wire(&WireMessage::ApiAnswer(answer)), self.host.as_mut())
-        {
-            // A lost answer times out on the client agent.
-            let _sent = host.transport_mut().send(&addr, frame);
+        let answer = ApiResponse { request_id: caller.request_id, reply: response.reply };
+        let Ok(frame) = encode_wire(&WireMessage::ApiAnswer(answer)) else { return };
+        // A lost answer times out on the caller.
+        match caller.other_region_server {
+            Some(name) => self.send_to_other_region(&caller.addr, name, frame),
+            None => {
+                if let Some(host) = self.host.as_mut() {
+                    let _sent = host.transport_mut().send(&caller.addr, frame);
+                }
+            }
+        }
+    }
+
+    /// An API call over the wire: from a client agent of this region, or forwarded by
+    /// another region's server. A call is forwarded between regions at most once, so one
+    /// from another region must name this one.
+    fn handle_remote_call(
+        &mut self,
+        now: Millis,
+        caller: RemoteCaller,
+        call: ApiCall,
+    ) -> Result<(), HostError> {
+        self.next_request += 1;
+        let request_id = self.next_request;
+        let misrouted = caller.other_region_server.is_some() && call.region != self.settings.region;
+        self.remote_calls.insert(request_id, caller);
+        let Some(host) = self.host.as_mut().filter(|_| !misrouted) else {
+            let message = match misrouted {
+                true => format!("region {} is not served here", call.region),
+                false => "No cluster leader".to_owned(),
+            };
+            self.answer(ApiResponse { request_id, reply: ApiReply::Error { message } });
+            return Ok(());
+        };
+        host.handle_api_call(now, ApiCall { request_id, ..call })
+    }
+
+    /// Sends a call naming another region to one of that region's servers gossip knows
+    /// alive, picked by the call's id; with none, answers Nomad's "No path to region".
+    fn forward_to_region(&mut self, forward: drover_core::server::RegionForward) {
+        let waiting_id = forward.call.request_id;
+        let servers: Vec<Member> = match self.gossip.as_ref() {
+            Some((gossip, _, _)) => gossip
+                .members()
+                .into_iter()
+                .filter(|m| m.region == forward.region)
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        };
+        if servers.is_empty() {
+            let reply = ApiReply::Error { message: "No path to region".to_owned() };
+            return self.answer(ApiResponse { request_id: waiting_id, reply });
+        }
+        self.next_request += 1;
+        let request_id = self.next_request;
+        let server = &servers[request_id as usize % servers.len()];
+        let wait_ms = match &forward.call.request {
+            drover_core::server::ApiRequest::Read { wait_ms, .. } => *wait_ms,
+            _ => 0,
+        };
+        let call = ApiCall { request_id, ..forward.call };
+        let frame = match encode_wire(&WireMessage::Api(call)) {
+            Ok(frame) => frame,
+            Err(error) => {
+                let reply = ApiReply::Error { message: error.to_string() };
+                return self.answer(ApiResponse { request_id: waiting_id, reply });
+            }
+        };
+        let name = Role::Server.dns_name(&forward.region, DOMAIN_DEFAULT);
+        self.send_to_other_region(&server.rpc_addr, name, frame);
+        let deadline = self.clock.now() + Millis(FORWARD_TIMEOUT_MS + wait_ms);
+        let waiting = Waiting::Server { request_id: waiting_id, region: forward.region };
+        self.forwarded.insert(request_id, (waiting, deadline));
+    }
+
+    /// Sends a frame to another region's server, whose certificate must show `name`; a
+    /// frame that cannot be sent is given up when its call times out.
+    fn send_to_other_region(&self, addr: &str, name: String, frame: Vec<u8>) {
+        let Ok(addr) = addr.parse::<SocketAddr>() else { return };
+        let sender = self.quic.sender();
+        tokio::spawn(async move {
+            let _sent = sender.send(addr, &name, &frame).await;
+        });
+    }
+
+    /// Hands an answer to whoever waits for it.
+    fn deliver(&mut self, waiting: Waiting, reply: ApiReply) {
+        match waiting {
+            Waiting::Caller(caller) => {
+                // A caller that went away (a closed HTTP connection) needs no answer.
+                let _ = caller.send(reply);
+            }
+            Waiting::Server { request_id, .. } => self.answer(ApiResponse { request_id, reply }),
         }
     }
 

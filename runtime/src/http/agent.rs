@@ -15,6 +15,7 @@ use axum::routing::{delete, get};
 use drover_core::server::{ApiReply, ApiRequest, AutopilotConfig, Query as Read};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::collections::BTreeSet;
 
 pub(super) fn routes() -> Router<AgentHandle> {
     Router::new()
@@ -164,8 +165,12 @@ async fn peers(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
     Ok(json_response(&params, HeaderMap::new(), &peers))
 }
 
+/// Every region gossip knows of, this one included, sorted.
 async fn regions(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
-    Ok(json_response(&params, HeaderMap::new(), std::slice::from_ref(&agent.config.region)))
+    let status = status(&agent).await?;
+    let mut regions: BTreeSet<&str> = status.members.iter().map(|m| m.region.as_str()).collect();
+    regions.insert(&agent.config.region);
+    Ok(json_response(&params, HeaderMap::new(), &regions))
 }
 
 /// Every server of the Raft configuration, learners with `Voter: false`.
