@@ -339,3 +339,23 @@ fn a_restart_keeps_the_trailing_entries() {
         store
     });
 }
+
+/// A new segment whose preamble was cut short (the machine died while restating the log)
+/// must not count: it would reset the log and drop synced entries the older segments hold.
+#[test]
+fn a_segment_switch_cut_short_keeps_the_older_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let synced = check(
+        dir.path(),
+        &[Batch::Append { from: 1, len: 10, term: 2 }, Batch::Compact { upto: 4, trailing: 2 }],
+    );
+    let newest = segments(dir.path()).pop().unwrap();
+    // The next segment's first bytes: a copy of the newest one's preamble, cut in half.
+    let bytes = fs::read(&newest).unwrap();
+    let cut_short = dir.path().join(format!("log-{:020}.seg.tmp", 99));
+    fs::write(&cut_short, &bytes[..bytes.len() / 2]).unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    assert_eq!(store.restored(), synced.last().unwrap().0);
+    assert!(!cut_short.exists(), "an unfinished segment is removed on open");
+    assert_eq!(segments(dir.path()), vec![newest]);
+}

@@ -5,7 +5,10 @@
 //!   each (length and crc32c in every frame header). Only the newest segment is appended
 //!   to. A new segment starts with a preamble that restates everything still live (the
 //!   snapshot's position, the hard state, the retained entries, trailing ones included),
-//!   so once the preamble is synced every older segment is deleted.
+//!   so once the preamble is synced every older segment is deleted. The preamble is
+//!   written as `log-<seq>.seg.tmp`, fsynced and only then renamed into place: a segment
+//!   cut short inside its preamble would reset the log and drop synced entries the older
+//!   segments still hold. A `.tmp` segment found on open never finished and is removed.
 //! - `snapshot-<index>-<term>.bin`: one snapshot frame, written to a temporary file,
 //!   fsynced, renamed into place and the directory fsynced, *before* the log record that
 //!   names it. A crash between the two leaves the older snapshot in force, with the log
@@ -25,6 +28,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+/// A segment being written with its preamble, not yet part of the log.
+const SEGMENT_TMP_SUFFIX: &str = ".seg.tmp";
 /// A segment past this size is closed and a new one started (with its preamble).
 pub const SEGMENT_LEN_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// The largest log record read back; larger headers are damage, not data.
@@ -84,6 +89,9 @@ impl FileStore {
             torn_tail_cut_bytes,
         };
         store.obsolete_snapshots = store.stray_snapshots()?;
+        store
+            .obsolete_snapshots
+            .extend(list(dir, "log-", SEGMENT_TMP_SUFFIX)?.into_iter().map(|(_, p)| p));
         store.delete_obsolete_snapshots();
         Ok(store)
     }
@@ -130,14 +138,17 @@ impl FileStore {
     }
 
     /// Starts a new segment that restates everything live, then deletes the older ones.
+    /// The new segment counts only once its whole preamble is durable (see the module
+    /// docs), so it is written under a temporary name and renamed.
     fn rotate(&mut self) -> Result<(), StoreError> {
         self.sync_segment()?;
         let seq = self.segment_seq + 1;
         let path = segment_file(&self.dir, seq);
-        let file = File::create(&path).map_err(io(&path, "create"))?;
+        let temporary = path.with_extension(&SEGMENT_TMP_SUFFIX[1..]);
+        let file = File::create(&temporary).map_err(io(&temporary, "create"))?;
         let old_segments = list(&self.dir, "log-", ".seg")?;
         self.segment = BufWriter::new(file);
-        self.segment_path = path;
+        self.segment_path = temporary;
         self.segment_seq = seq;
         self.segment_len_bytes = 0;
         let meta = self.state.snapshot.meta.clone();
@@ -149,6 +160,9 @@ impl FileStore {
             self.append(record)?;
         }
         self.sync_segment()?;
+        // The open file keeps appending under its new name.
+        fs::rename(&self.segment_path, &path).map_err(io(&path, "rename into"))?;
+        self.segment_path = path;
         sync_dir(&self.dir)?;
         for (old_seq, old_path) in old_segments {
             if old_seq < seq {
