@@ -193,6 +193,10 @@ fn tls_http_serves_the_api_over_https_and_may_ask_for_client_certificates() {
         ("mutual", "tls {\n http = true\n verify_https_client = true\n}"),
         ("mutual said off", "tls {\n http = true\n verify_https_client = false\n}"),
         ("verify without http", "tls { verify_https_client = true }"),
+        ("tls13 only", "tls {\n http = true\n tls_min_version = \"tls13\"\n}"),
+        ("tls12 said", "tls {\n http = true\n tls_min_version = \"tls12\"\n}"),
+        ("tls11", "tls {\n http = true\n tls_min_version = \"tls11\"\n}"),
+        ("unknown version", "tls {\n http = true\n tls_min_version = \"ssl3\"\n}"),
     ];
     let rendered: Vec<String> = cases
         .iter()
@@ -201,7 +205,9 @@ fn tls_http_serves_the_api_over_https_and_may_ask_for_client_certificates() {
             // Only what decides the API's transport, or the refusal.
             let kept: Vec<&str> = whole
                 .lines()
-                .skip_while(|l| !l.contains("http_tls") && !l.starts_with("refused"))
+                .skip_while(|l| {
+                    !l.contains("http_tls") && !l.starts_with("refused") && !l.contains("error")
+                })
                 .take_while(|l| !l.starts_with("    autopilot"))
                 .map(str::trim)
                 .collect();

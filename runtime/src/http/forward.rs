@@ -31,6 +31,7 @@
 
 use super::{ApiError, ApiResult, Params, read, rows};
 use crate::agent::AgentHandle;
+use crate::agent::config::TlsMinVersion;
 use crate::net::quic::{NetError, TlsIdentity};
 use crate::tls::{DOMAIN_DEFAULT, Role};
 use axum::body::{Body, Bytes};
@@ -76,10 +77,14 @@ pub enum NodeHttp {
 }
 
 impl NodeHttp {
-    /// HTTPS to the region's agents: a node's certificate must chain to `identity`'s CA
-    /// and name a client or a server of `region` (an agent that is both holds a server
-    /// certificate).
-    pub fn https(identity: &TlsIdentity, region: &str) -> Result<NodeHttp, NetError> {
+    /// HTTPS to the region's agents, from `min_version` on: a node's certificate must
+    /// chain to `identity`'s CA and name a client or a server of `region` (an agent that
+    /// is both holds a server certificate).
+    pub fn https(
+        identity: &TlsIdentity,
+        region: &str,
+        min_version: TlsMinVersion,
+    ) -> Result<NodeHttp, NetError> {
         let tls = |e: &dyn std::fmt::Display| NetError::Tls(e.to_string());
         let parsed = identity.parse()?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -96,7 +101,7 @@ impl NodeHttp {
             .collect::<Result<Vec<_>, _>>()?;
         let verifier = Arc::new(AgentNames { webpki, names });
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(crate::net::https::protocol_versions(min_version))
             .map_err(|e| tls(&e))?
             .dangerous()
             .with_custom_certificate_verifier(verifier)
@@ -409,6 +414,7 @@ fn keep_alive(tcp: &TcpStream) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::config::HttpsOptions;
     use crate::net::https::{HttpsListener, server_config};
     use crate::tls::{CA_DAYS_DEFAULT, CertSpec, PemPair, create_ca, create_cert};
     use axum::routing::get;
@@ -500,9 +506,12 @@ mod tests {
         let node = identity(&ca, Role::Client, "eu");
         let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = tcp.local_addr().unwrap().to_string();
-        let listener = HttpsListener::new(tcp, server_config(&node, true).unwrap()).unwrap();
+        let options = HttpsOptions { verify_client: true, min_version: TlsMinVersion::Tls12 };
+        let listener = HttpsListener::new(tcp, server_config(&node, options).unwrap()).unwrap();
         tokio::spawn(async move { axum::serve(listener, echo_app()).await });
-        let https = |identity: &TlsIdentity, region: &str| NodeHttp::https(identity, region);
+        let https = |identity: &TlsIdentity, region: &str| {
+            NodeHttp::https(identity, region, TlsMinVersion::Tls12)
+        };
 
         let same_region = https(&identity(&ca, Role::Server, "eu"), "eu").unwrap();
         let answer = outcome(&same_region, &addr).await;
