@@ -218,6 +218,18 @@ fn tls_http_serves_the_api_over_https_and_may_ask_for_client_certificates() {
 }
 
 #[test]
+fn an_ephemeral_http_port_is_for_dev_only() {
+    // As `-http-port 0` leaves it: a file cannot say port 0.
+    let mut flags = FileConfig::default();
+    flags.ports.http = Some(0);
+    let server = parse("server.hcl", SERVER).expect("the server file parses");
+    let refused = resolve(server.merge(flags.clone()), "host-1").expect_err("refused");
+    assert!(refused.starts_with("-http-port 0 (an ephemeral port) is for -dev only"), "{refused}");
+    let dev = resolve_dev(flags, "host-1").expect("-dev takes it");
+    assert_eq!(dev.http_bind, "127.0.0.1:0");
+}
+
+#[test]
 fn a_node_advertises_an_http_address_other_agents_can_dial() {
     let client = "data_dir = \"/d\"\nclient {\n enabled = true\n servers = [\"10.0.0.1\"]\n}\ntls {\n ca_file = \"a\"\n cert_file = \"b\"\n key_file = \"c\"\n}\n";
     let cases = [

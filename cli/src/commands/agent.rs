@@ -44,7 +44,8 @@ General Options:
     -dev, 0.0.0.0 otherwise.
 
   -http-port=<port>
-    The HTTP API's port. Defaults to 4646.
+    The HTTP API's port. Defaults to 4646. With -dev, 0 picks a free port, which
+    the ready line names.
 
   -data-dir=<path>
     Where the agent keeps its state: the Raft log and snapshots of a server,
@@ -227,7 +228,8 @@ fn flag_config(flags: &crate::flags::Parsed) -> Result<FileConfig, String> {
     }
     config.client.servers = list("servers");
     if let Some(text) = flags.last("http-port") {
-        let port = text.parse::<u16>().ok().filter(|&p| p > 0);
+        // 0 asks for an ephemeral port, which the ready line names (`-dev` only).
+        let port = text.parse::<u16>().ok();
         config.ports.http =
             Some(port.ok_or_else(|| format!("Invalid -http-port {text:?}: not a port number"))?);
     }

@@ -725,6 +725,9 @@ pub fn resolve(config: FileConfig, hostname: &str) -> Result<AgentSettings, Stri
                 .into(),
         );
     }
+    if config.ports.http == Some(0) {
+        return Err("-http-port 0 (an ephemeral port) is for -dev only: other agents reach this one's API at the port it advertises".into());
+    }
     let bind = config.bind_addr.unwrap_or_else(|| "0.0.0.0".to_owned());
     let http_port = config.ports.http.unwrap_or(HTTP_PORT_DEFAULT);
     let rpc_port = config.ports.rpc.unwrap_or(RPC_PORT_DEFAULT);
