@@ -193,6 +193,10 @@ fn tls_http_serves_the_api_over_https_and_may_ask_for_client_certificates() {
         ("mutual", "tls {\n http = true\n verify_https_client = true\n}"),
         ("mutual said off", "tls {\n http = true\n verify_https_client = false\n}"),
         ("verify without http", "tls { verify_https_client = true }"),
+        ("tls13 only", "tls {\n http = true\n tls_min_version = \"tls13\"\n}"),
+        ("tls12 said", "tls {\n http = true\n tls_min_version = \"tls12\"\n}"),
+        ("tls11", "tls {\n http = true\n tls_min_version = \"tls11\"\n}"),
+        ("unknown version", "tls {\n http = true\n tls_min_version = \"ssl3\"\n}"),
     ];
     let rendered: Vec<String> = cases
         .iter()
@@ -201,7 +205,9 @@ fn tls_http_serves_the_api_over_https_and_may_ask_for_client_certificates() {
             // Only what decides the API's transport, or the refusal.
             let kept: Vec<&str> = whole
                 .lines()
-                .skip_while(|l| !l.contains("http_tls") && !l.starts_with("refused"))
+                .skip_while(|l| {
+                    !l.contains("http_tls") && !l.starts_with("refused") && !l.contains("error")
+                })
                 .take_while(|l| !l.starts_with("    autopilot"))
                 .map(str::trim)
                 .collect();
@@ -209,6 +215,18 @@ fn tls_http_serves_the_api_over_https_and_may_ask_for_client_certificates() {
         })
         .collect();
     insta::assert_snapshot!("http_tls", rendered.join("\n"));
+}
+
+#[test]
+fn an_ephemeral_http_port_is_for_dev_only() {
+    // As `-http-port 0` leaves it: a file cannot say port 0.
+    let mut flags = FileConfig::default();
+    flags.ports.http = Some(0);
+    let server = parse("server.hcl", SERVER).expect("the server file parses");
+    let refused = resolve(server.merge(flags.clone()), "host-1").expect_err("refused");
+    assert!(refused.starts_with("-http-port 0 (an ephemeral port) is for -dev only"), "{refused}");
+    let dev = resolve_dev(flags, "host-1").expect("-dev takes it");
+    assert_eq!(dev.http_bind, "127.0.0.1:0");
 }
 
 #[test]

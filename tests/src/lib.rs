@@ -99,7 +99,8 @@ impl std::fmt::Display for Transcript {
 /// How long an agent may take to say it is ready.
 const AGENT_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// A `drover agent -dev` on a free loopback port, interrupted (SIGINT) when dropped.
+/// A `drover agent -dev` on an ephemeral loopback port (`-http-port 0`, the port read
+/// from its ready line), interrupted (SIGINT) when dropped.
 pub struct DevAgent {
     child: Option<std::process::Child>,
     pub http_addr: String,
@@ -125,19 +126,19 @@ impl DevAgent {
     }
 
     fn spawn(binary: &Path, dir: Option<&Path>, more: &[&str]) -> DevAgent {
-        let port = free_port();
         let mut args: Vec<String> =
-            ["agent", "-dev", "-node", "e2e-node", "-http-port", &port.to_string()]
-                .map(str::to_owned)
-                .to_vec();
+            ["agent", "-dev", "-node", "e2e-node", "-http-port", "0"].map(str::to_owned).to_vec();
         args.extend(more.iter().map(|arg| (*arg).to_owned()));
         let (child, banner, lines_rx) = spawn_agent(binary, dir, &args, "agent: ready");
-        DevAgent {
-            child: Some(child),
-            http_addr: format!("127.0.0.1:{port}"),
-            banner,
-            rest: lines_rx,
-        }
+        // `agent: ready: HTTP API on http://127.0.0.1:PORT, node registered (...)`.
+        let ready = banner.lines().find(|l| l.contains("agent: ready")).unwrap_or_default();
+        let http_addr = ready
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split_once(','))
+            .map(|(addr, _)| addr.to_owned())
+            .unwrap_or_else(|| panic!("no API address in the ready line: {ready}"));
+        assert!(!http_addr.ends_with(":0"), "the port the API listens on: {ready}");
+        DevAgent { child: Some(child), http_addr, banner, rest: lines_rx }
     }
 
     /// One HTTP/1.1 request to the agent's API.

@@ -821,12 +821,14 @@ fn the_api_over_https_needs_the_ca_and_with_verify_https_client_a_client_certifi
     insta::assert_snapshot!("https", rendered.join("\n\n"));
 }
 
-/// A service job of one task that says it started, then says so for every SIGHUP; its
-/// command line holds `marker`.
+/// A service job of one task that writes `local/greeting.txt` in its task directory, says
+/// it started, then says so for every SIGHUP; its command line holds `marker`.
 fn hup_job(id: &str, marker: &str) -> Vec<u8> {
     // The loop's short sleeps let the shell run the trap soon after the signal.
-    let script =
-        format!("trap 'echo got-hup' HUP; echo started; while :; do sleep 0.1; done # {marker}");
+    let script = format!(
+        "echo fs-says-hi > local/greeting.txt; trap 'echo got-hup' HUP; echo started; \
+         while :; do sleep 0.1; done # {marker}"
+    );
     let job = json!({ "Job": {
         "ID": id, "Name": id, "Type": "service", "Datacenters": ["dc1"],
         "TaskGroups": [{ "Name": "g", "Count": 1, "Tasks": [{
@@ -925,6 +927,36 @@ fn a_server_carries_logs_signals_and_restarts_to_the_node_that_runs_the_allocati
     assert!(await_line(&lines, "got-hup"), "the second signal's line arrives while following");
     let _ = follower.kill();
     let _ = follower.wait();
+
+    // The allocation's directory through the server: a listing, a file, its facts, its
+    // end, and a path that leads outside, refused.
+    let listing = drover(&["alloc", "fs", &alloc_id, "t/local"]);
+    assert_eq!(listing.code, 0, "{listing}");
+    let row =
+        regex::Regex::new(r"(?m)^-rw-\S+  11 B  \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ  greeting.txt$");
+    assert!(listing.stdout.starts_with("Mode "), "{listing}");
+    assert!(row.expect("regex").is_match(&listing.stdout), "{listing}");
+    let root = drover(&["alloc", "fs", &alloc_id]);
+    let names: Vec<&str> =
+        root.stdout.lines().skip(1).filter_map(|l| l.split_whitespace().last()).collect();
+    assert_eq!(names, ["alloc/", "t/"], "{root}");
+    let cat = drover(&["alloc", "fs", &alloc_id, "t/local/greeting.txt"]);
+    assert_eq!((cat.code, cat.stdout.as_str()), (0, "fs-says-hi\n"), "{cat}");
+    let tail = drover(&["alloc", "fs", "-tail", "-c", "3", &alloc_id, "t/local/greeting.txt"]);
+    assert_eq!((tail.code, tail.stdout.as_str()), (0, "hi\n"), "{tail}");
+    let stat = drover(&["alloc", "fs", "-stat", "-H", &alloc_id, "t/local/greeting.txt"]);
+    assert!(stat.stdout.contains("Content Type"), "{stat}");
+    assert!(stat.stdout.contains("  11  "), "{stat}");
+    assert!(stat.stdout.contains("  text/plain; charset=utf-8  greeting.txt"), "{stat}");
+    let escape = drover(&["alloc", "fs", &alloc_id, "t/../.."]);
+    assert_eq!(escape.code, 1, "{escape}");
+    let refused = "Unexpected response code: 500 (Path escapes the alloc directory)";
+    assert_eq!(escape.stderr.trim_end(), refused, "{escape}");
+    let ls_path = format!("/v1/client/fs/ls/{alloc_id}?path=t/local");
+    let files = server.http("GET", &ls_path, b"").json();
+    let keys: Vec<&str> =
+        files[0].as_object().expect("an AllocFileInfo").keys().map(String::as_str).collect();
+    assert_eq!(keys, ["Name", "IsDir", "Size", "FileMode", "ModTime"], "{files}");
 
     // A restart through the server: the client restarts the task and reports it.
     let restarted = drover(&["alloc", "restart", &alloc_id, "t"]);

@@ -4,7 +4,7 @@
 
 use super::{Io, parse_flags};
 use crate::flags::FlagSpec;
-use drover_runtime::agent::config::{self, FileConfig, HttpTls};
+use drover_runtime::agent::config::{self, FileConfig, HttpTls, HttpsOptions};
 use drover_runtime::agent::{
     AgentHandle, ClusterConfig, DevConfig, LoopEnd, start_cluster, start_dev,
 };
@@ -44,7 +44,8 @@ General Options:
     -dev, 0.0.0.0 otherwise.
 
   -http-port=<port>
-    The HTTP API's port. Defaults to 4646.
+    The HTTP API's port. Defaults to 4646. With -dev, 0 picks a free port, which
+    the ready line names.
 
   -data-dir=<path>
     Where the agent keeps its state: the Raft log and snapshots of a server,
@@ -171,14 +172,14 @@ fn cluster_config(
 fn dev_config(flags: &crate::flags::Parsed) -> Result<(config::DevSettings, DevHttps), String> {
     let settings = config::resolve_dev(merged_config(flags)?, &hostname())?;
     let https = match &settings.https {
-        Some((files, verify_client)) => Some((read_tls_identity(files)?, *verify_client)),
+        Some((files, options)) => Some((read_tls_identity(files)?, *options)),
         None => None,
     };
     Ok((settings, https))
 }
 
 /// The agent's certificate and whether HTTPS callers must show theirs.
-type DevHttps = Option<(TlsIdentity, bool)>;
+type DevHttps = Option<(TlsIdentity, HttpsOptions)>;
 
 /// The CA, certificate and key the `tls` block names.
 fn read_tls_identity(files: &config::TlsFiles) -> Result<TlsIdentity, String> {
@@ -227,7 +228,8 @@ fn flag_config(flags: &crate::flags::Parsed) -> Result<FileConfig, String> {
     }
     config.client.servers = list("servers");
     if let Some(text) = flags.last("http-port") {
-        let port = text.parse::<u16>().ok().filter(|&p| p > 0);
+        // 0 asks for an ephemeral port, which the ready line names (`-dev` only).
+        let port = text.parse::<u16>().ok();
         config.ports.http =
             Some(port.ok_or_else(|| format!("Invalid -http-port {text:?}: not a port number"))?);
     }
@@ -241,7 +243,7 @@ fn hostname() -> String {
 
 async fn run_cluster((settings, tls): (config::AgentSettings, TlsIdentity), io: &mut Io<'_>) -> u8 {
     let https = match settings.http_tls {
-        HttpTls::Https { verify_client } => Some((&tls, verify_client)),
+        HttpTls::Https(options) => Some((&tls, options)),
         HttpTls::Plain => None,
     };
     let listener = match api_listener(&settings.http_bind, https).await {
@@ -317,14 +319,14 @@ impl ApiListener {
 /// (`tls { http = true }`), asking callers for theirs when its flag says so.
 async fn api_listener(
     http_bind: &str,
-    https: Option<(&TlsIdentity, bool)>,
+    https: Option<(&TlsIdentity, HttpsOptions)>,
 ) -> Result<ApiListener, String> {
     let listener = bind(http_bind).await?;
-    let Some((tls, verify_client)) = https else {
+    let Some((tls, options)) = https else {
         return Ok(ApiListener::Plain(listener));
     };
     let server_config =
-        https::server_config(tls, verify_client).map_err(|e| format!("cannot serve HTTPS: {e}"))?;
+        https::server_config(tls, options).map_err(|e| format!("cannot serve HTTPS: {e}"))?;
     let listener = HttpsListener::new(listener, server_config)
         .map_err(|e| format!("cannot serve HTTPS: {e}"))?;
     Ok(ApiListener::Https(listener))
@@ -332,7 +334,7 @@ async fn api_listener(
 
 async fn run_dev((settings, https): (config::DevSettings, DevHttps), io: &mut Io<'_>) -> u8 {
     let started = Instant::now();
-    let https = https.as_ref().map(|(tls, verify_client)| (tls, *verify_client));
+    let https = https.as_ref().map(|(tls, options)| (tls, *options));
     let listener = match api_listener(&settings.http_bind, https).await {
         Ok(listener) => listener,
         Err(message) => {

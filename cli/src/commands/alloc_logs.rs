@@ -52,11 +52,11 @@ const TAIL_LEN_MAX_BYTES: u64 = 16 * 1024 * 1024;
 const READ_CHUNK_LEN_BYTES: usize = 16 * 1024;
 
 /// Where to start reading and how much of it to show.
-struct Window {
+pub(super) struct Window {
     /// Bytes before the end to start at; `None` starts at the beginning.
-    from_end_bytes: Option<u64>,
+    pub from_end_bytes: Option<u64>,
     /// With `-n`: keep only the last this many lines.
-    last_lines: Option<usize>,
+    pub last_lines: Option<usize>,
 }
 
 pub fn run(args: &[String], io: &mut Io<'_>) -> u8 {
@@ -99,7 +99,7 @@ pub fn run(args: &[String], io: &mut Io<'_>) -> u8 {
     })
 }
 
-fn window(flags: &crate::flags::Parsed) -> Result<Window, String> {
+pub(super) fn window(flags: &crate::flags::Parsed) -> Result<Window, String> {
     let number = |name: &str| -> Result<Option<u64>, String> {
         flags
             .last(name)
@@ -141,7 +141,11 @@ fn only_task(client: &Client, alloc_id: &str) -> Result<String, String> {
 
 /// Writes the stream to stdout as it arrives, or, keeping only the last lines, once it
 /// ended.
-fn copy_out(mut body: impl Read, last_lines: Option<usize>, io: &mut Io<'_>) -> Result<u8, String> {
+pub(super) fn copy_out(
+    mut body: impl Read,
+    last_lines: Option<usize>,
+    io: &mut Io<'_>,
+) -> Result<u8, String> {
     let failed = |error: std::io::Error| format!("Error reading file: {error}");
     if let Some(lines) = last_lines {
         let mut bytes = Vec::new();

@@ -22,6 +22,7 @@ macro_rules! job_file_options_help {
 }
 
 mod agent;
+mod alloc_fs;
 mod alloc_logs;
 mod alloc_restart;
 mod alloc_signal;
@@ -75,6 +76,7 @@ Other commands:
     agent-info  Display status information about the local agent
     deployment  Interact with deployments
     eval        Interact with evaluations
+    fs          Inspect the contents of an allocation directory
     inspect     Inspect a submitted job
     logs        Streams the logs of a task
     operator    Provides cluster-level tools for drover operators
@@ -123,6 +125,7 @@ Usage: drover alloc <subcommand> [options] [args]
   This command groups subcommands for interacting with allocations.
 
 Subcommands:
+    fs          Inspect the contents of an allocation directory
     logs        Streams the logs of a task
     restart     Restart a running allocation
     signal      Signal a running allocation
@@ -217,6 +220,7 @@ const COMMANDS: &[(&str, Command)] = &[
     ("eval", eval),
     // Not in the help: the process raw_exec runs each task under.
     ("executor", agent::executor),
+    ("fs", alloc_fs::run),
     ("inspect", job_inspect::inspect),
     ("job", job),
     ("logs", alloc_logs::run),
@@ -246,6 +250,7 @@ const JOB_SUBCOMMANDS: &[(&str, Command)] = &[
 ];
 
 const ALLOC_SUBCOMMANDS: &[(&str, Command)] = &[
+    ("fs", alloc_fs::run),
     ("logs", alloc_logs::run),
     ("restart", alloc_restart::run),
     ("signal", alloc_signal::run),

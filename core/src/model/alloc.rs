@@ -291,6 +291,22 @@ pub struct TaskState {
     pub events: Vec<TaskEvent>,
 }
 
+/// One file or directory of an allocation's directory, as the client's `fs/ls` and
+/// `fs/stat` answer (Nomad's `AllocFileInfo`). `FileMode` is Go's `os.FileMode` text
+/// (`-rw-r--r--`, `drwxrwxrwx`, `Lrwxrwxrwx` for a link); `ContentType` is sniffed from
+/// the first bytes and only `stat` fills it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AllocFileInfo {
+    pub name: String,
+    pub is_dir: bool,
+    pub size: u64,
+    pub file_mode: String,
+    pub mod_time: Timestamp,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub content_type: String,
+}
+
 impl TaskState {
     /// Dead and not failed: the task ran to completion.
     pub fn successful(&self) -> bool {

@@ -90,8 +90,10 @@ pub fn start_cluster(
     let settings = &config.settings;
     let node_http = match settings.http_tls {
         HttpTls::Plain => NodeHttp::Plain,
-        HttpTls::Https { .. } => NodeHttp::https(&config.tls, &settings.region)
-            .map_err(|e| AgentError::Setup(format!("HTTPS to other nodes: {e}")))?,
+        HttpTls::Https(options) => {
+            NodeHttp::https(&config.tls, &settings.region, options.min_version)
+                .map_err(|e| AgentError::Setup(format!("HTTPS to other nodes: {e}")))?
+        }
     };
     let identity = DevConfig {
         region: settings.region.clone(),

@@ -153,6 +153,32 @@ pub struct TlsSection {
     /// `verify_https_client = true`: an HTTPS caller must present a certificate signed
     /// by the CA (mutual TLS).
     pub verify_https_client: Option<bool>,
+    /// `tls_min_version`: the oldest TLS the HTTP API speaks (`tls12` by default).
+    pub tls_min_version: Option<TlsMinVersion>,
+}
+
+/// The oldest TLS version the agent's HTTPS speaks (Nomad's `tls_min_version`). The RPC
+/// between agents is QUIC, which is TLS 1.3 by its definition, whatever this says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TlsMinVersion {
+    #[default]
+    Tls12,
+    Tls13,
+}
+
+impl TlsMinVersion {
+    /// Nomad's names, `tls12` and `tls13`; its `tls10` and `tls11` are refused, as
+    /// drover's TLS (rustls) never speaks them.
+    fn parse(text: &str) -> Result<TlsMinVersion, String> {
+        match text {
+            "tls12" => Ok(TlsMinVersion::Tls12),
+            "tls13" => Ok(TlsMinVersion::Tls13),
+            "tls10" | "tls11" => Err(format!(
+                "tls_min_version = {text:?} is not supported: drover speaks TLS 1.2 and 1.3 only (tls12, tls13)"
+            )),
+            _ => Err(format!("tls_min_version = {text:?}: expected tls12 or tls13")),
+        }
+    }
 }
 
 impl FileConfig {
@@ -188,6 +214,7 @@ impl FileConfig {
                 key_file: later.tls.key_file.or(self.tls.key_file),
                 http: later.tls.http.or(self.tls.http),
                 verify_https_client: later.tls.verify_https_client.or(self.tls.verify_https_client),
+                tls_min_version: later.tls.tls_min_version.or(self.tls.tls_min_version),
             },
             autopilot: self.autopilot.merge(later.autopilot),
         }
@@ -282,7 +309,7 @@ const AUTOPILOT_KEYS: &[&str] = &[
     "enable_custom_upgrades",
 ];
 const TLS_KEYS: &[&str] =
-    &["ca_file", "cert_file", "key_file", "rpc", "http", "verify_https_client"];
+    &["ca_file", "cert_file", "key_file", "rpc", "http", "verify_https_client", "tls_min_version"];
 
 impl Reader {
     fn top(&mut self, body: &Body) -> FileConfig {
@@ -382,6 +409,14 @@ impl Reader {
                 "key_file" => tls.key_file = self.string(attr),
                 "http" => tls.http = self.bool(attr),
                 "verify_https_client" => tls.verify_https_client = self.bool(attr),
+                "tls_min_version" => {
+                    let text = self.string(attr);
+                    match text.as_deref().map(TlsMinVersion::parse) {
+                        Some(Ok(version)) => tls.tls_min_version = Some(version),
+                        Some(Err(message)) => self.error(&attr.value, &message),
+                        None => {}
+                    }
+                }
                 // Agents always speak mutual TLS to each other; saying so is fine.
                 _ => {
                     if self.bool(attr) == Some(false) {
@@ -614,12 +649,21 @@ pub struct TlsFiles {
     pub key_file: PathBuf,
 }
 
-/// The HTTP API's transport, from `tls { http, verify_https_client }` (Nomad's
-/// defaults: plain HTTP; with `http = true`, HTTPS without client certificates).
+/// The HTTP API's transport, from `tls { http, verify_https_client, tls_min_version }`
+/// (Nomad's defaults: plain HTTP; with `http = true`, HTTPS from TLS 1.2 on without
+/// client certificates).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HttpTls {
     Plain,
-    Https { verify_client: bool },
+    Https(HttpsOptions),
+}
+
+/// How the HTTP API speaks HTTPS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpsOptions {
+    /// Callers must present a certificate signed by the cluster's CA.
+    pub verify_client: bool,
+    pub min_version: TlsMinVersion,
 }
 
 impl HttpTls {
@@ -627,7 +671,7 @@ impl HttpTls {
     pub fn scheme(self) -> &'static str {
         match self {
             HttpTls::Plain => "http",
-            HttpTls::Https { .. } => "https",
+            HttpTls::Https(_) => "https",
         }
     }
 }
@@ -680,6 +724,9 @@ pub fn resolve(config: FileConfig, hostname: &str) -> Result<AgentSettings, Stri
             "A client needs the servers it reports to: client { servers = [...] } or -servers"
                 .into(),
         );
+    }
+    if config.ports.http == Some(0) {
+        return Err("-http-port 0 (an ephemeral port) is for -dev only: other agents reach this one's API at the port it advertises".into());
     }
     let bind = config.bind_addr.unwrap_or_else(|| "0.0.0.0".to_owned());
     let http_port = config.ports.http.unwrap_or(HTTP_PORT_DEFAULT);
@@ -758,7 +805,10 @@ fn tls_files(tls: &TlsSection) -> Option<TlsFiles> {
 /// How the HTTP API is served, from `tls { http, verify_https_client }`.
 fn http_tls(tls: &TlsSection) -> Result<HttpTls, String> {
     match (tls.http.unwrap_or(false), tls.verify_https_client) {
-        (true, verify) => Ok(HttpTls::Https { verify_client: verify.unwrap_or(false) }),
+        (true, verify) => Ok(HttpTls::Https(HttpsOptions {
+            verify_client: verify.unwrap_or(false),
+            min_version: tls.tls_min_version.unwrap_or_default(),
+        })),
         (false, Some(true)) => Err("tls.verify_https_client = true requires tls.http = true: client certificates are asked for only over HTTPS".into()),
         (false, _) => Ok(HttpTls::Plain),
     }
@@ -777,7 +827,7 @@ pub struct DevSettings {
     pub http_bind: String,
     /// With `tls { http = true }`: the agent's certificate and whether callers must show
     /// theirs.
-    pub https: Option<(TlsFiles, bool)>,
+    pub https: Option<(TlsFiles, HttpsOptions)>,
     pub autopilot: AutopilotConfig,
 }
 
@@ -798,11 +848,11 @@ pub fn resolve_dev(config: FileConfig, hostname: &str) -> Result<DevSettings, St
     }
     let https = match http_tls(&config.tls)? {
         HttpTls::Plain => None,
-        HttpTls::Https { verify_client } => {
+        HttpTls::Https(options) => {
             let files = tls_files(&config.tls).ok_or(
                 "tls.http = true needs the agent's certificate: tls.ca_file, tls.cert_file and tls.key_file",
             )?;
-            Some((files, verify_client))
+            Some((files, options))
         }
     };
     let bind = config.bind_addr.unwrap_or_else(|| DEV_BIND_DEFAULT.to_owned());

@@ -3,8 +3,8 @@
 use super::forward::{self, Answer, Incoming};
 use super::jobs::ALLOC_STUB_KEYS;
 use super::{
-    ApiError, ApiResult, Params, decode_body, listed, read, rows, serve, serve_shaped,
-    sorted_by_key, stub, write, write_response,
+    ApiError, ApiResult, Params, decode_body, listed, rows, serve, serve_shaped, sorted_by_key,
+    stub, write, write_response,
 };
 use crate::agent::AgentHandle;
 use crate::driver::raw_exec::signal_by_name;
@@ -292,8 +292,7 @@ async fn alloc_action<B: DeserializeOwned>(
 ) -> ApiResult {
     let (task, action) = action_of(decode_body(&request.body)?)?;
     let task = Some(task).filter(|t| !t.is_empty());
-    let (result, _) = read(agent, &Params::default(), Query::Alloc { alloc_id }).await?;
-    let alloc = rows!(result, Alloc)?.ok_or_else(|| ApiError::not_found("Unknown allocation"))?;
+    let alloc = forward::client_alloc(agent, &alloc_id, "Unknown allocation").await?;
     if !forward::runs_here(agent, &alloc).await? {
         return forward::to_alloc_node(agent, &alloc, request, Answer::Whole).await;
     }

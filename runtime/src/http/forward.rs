@@ -23,13 +23,15 @@
 //! Every step is bounded: the connection and the answer's head arrive within
 //! [`FORWARD_ANSWER_TIMEOUT_MS`] (else "No path to node", Nomad's wording), the head is at
 //! most [`FORWARD_HEAD_LEN_MAX_BYTES`], a whole answer at most
-//! [`FORWARD_BODY_LEN_MAX_BYTES`]; a followed stream's connection is kept alive by TCP
+//! [`FORWARD_BODY_LEN_MAX_BYTES`] (an answer over either bound is refused with an error
+//! naming it, since the node was reached and "No path" would mislead); a followed stream's connection is kept alive by TCP
 //! keep-alives, so a node that vanishes ends it instead of holding it open forever. A
 //! request already forwarded once is never forwarded again: two agents whose views
 //! disagree answer "No path to node" instead of passing it back and forth.
 
 use super::{ApiError, ApiResult, Params, read, rows};
 use crate::agent::AgentHandle;
+use crate::agent::config::TlsMinVersion;
 use crate::net::quic::{NetError, TlsIdentity};
 use crate::tls::{DOMAIN_DEFAULT, Role};
 use axum::body::{Body, Bytes};
@@ -75,10 +77,14 @@ pub enum NodeHttp {
 }
 
 impl NodeHttp {
-    /// HTTPS to the region's agents: a node's certificate must chain to `identity`'s CA
-    /// and name a client or a server of `region` (an agent that is both holds a server
-    /// certificate).
-    pub fn https(identity: &TlsIdentity, region: &str) -> Result<NodeHttp, NetError> {
+    /// HTTPS to the region's agents, from `min_version` on: a node's certificate must
+    /// chain to `identity`'s CA and name a client or a server of `region` (an agent that
+    /// is both holds a server certificate).
+    pub fn https(
+        identity: &TlsIdentity,
+        region: &str,
+        min_version: TlsMinVersion,
+    ) -> Result<NodeHttp, NetError> {
         let tls = |e: &dyn std::fmt::Display| NetError::Tls(e.to_string());
         let parsed = identity.parse()?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -95,7 +101,7 @@ impl NodeHttp {
             .collect::<Result<Vec<_>, _>>()?;
         let verifier = Arc::new(AgentNames { webpki, names });
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(crate::net::https::protocol_versions(min_version))
             .map_err(|e| tls(&e))?
             .dangerous()
             .with_custom_certificate_verifier(verifier)
@@ -195,6 +201,18 @@ impl<S: Send + Sync> FromRequest<S> for Incoming {
     }
 }
 
+/// The allocation a request for its client names, read at once (only its node and job
+/// matter, which never change); 404 with `missing` when the servers do not know it.
+pub(super) async fn client_alloc(
+    agent: &AgentHandle,
+    alloc_id: &str,
+    missing: &str,
+) -> Result<Box<Allocation>, ApiError> {
+    let query = Query::Alloc { alloc_id: alloc_id.to_owned() };
+    let (result, _) = read(agent, &Params::default(), query).await?;
+    rows!(result, Alloc)?.ok_or_else(|| ApiError::not_found(missing))
+}
+
 /// Whether `alloc` runs on this agent's own client.
 pub(super) async fn runs_here(agent: &AgentHandle, alloc: &Allocation) -> Result<bool, ApiError> {
     let status = agent.status().await.map_err(|gone| ApiError::internal(gone.to_string()))?;
@@ -221,7 +239,7 @@ pub(super) async fn to_alloc_node(
     let addr = node_http_addr(node.as_deref())?;
     let timeout = Duration::from_millis(FORWARD_ANSWER_TIMEOUT_MS);
     let sent = send_within(&agent.config.node_http, addr, request, timeout).await;
-    let response = sent.map_err(|_| ApiError::internal(NO_PATH))?;
+    let response = sent.map_err(Unanswered::into_api_error)?;
     let (parts, body) = response.into_parts();
     let body = Body::new(body);
     let mut headers = HeaderMap::new();
@@ -230,13 +248,10 @@ pub(super) async fn to_alloc_node(
     }
     let body = match answer {
         Answer::Streamed => body,
-        Answer::Whole => {
-            let whole = axum::body::to_bytes(body, FORWARD_BODY_LEN_MAX_BYTES);
-            match tokio::time::timeout(timeout, whole).await {
-                Ok(Ok(bytes)) => Body::from(bytes),
-                Ok(Err(_)) | Err(_) => return Err(ApiError::internal(NO_PATH)),
-            }
-        }
+        Answer::Whole => match tokio::time::timeout(timeout, read_whole(body)).await {
+            Ok(whole) => Body::from(whole.map_err(Unanswered::into_api_error)?),
+            Err(_) => return Err(ApiError::internal(NO_PATH)),
+        },
     };
     Ok((parts.status, headers, body).into_response())
 }
@@ -251,16 +266,66 @@ fn node_http_addr(node: Option<&Node>) -> Result<&str, ApiError> {
     Ok(&node.http_addr)
 }
 
+/// Why a forwarded request has no answer to pass on.
+#[derive(Debug)]
+enum Unanswered {
+    /// The node's agent could not be reached or stopped answering: Nomad's "No path to
+    /// node" to the caller, the cause kept for the tests.
+    NoPath(String),
+    /// It answered more than the bounds allow; the caller is told which bound.
+    TooLong(String),
+}
+
+impl Unanswered {
+    fn into_api_error(self) -> ApiError {
+        match self {
+            Unanswered::NoPath(_) => ApiError::internal(NO_PATH),
+            Unanswered::TooLong(why) => ApiError::internal(why),
+        }
+    }
+}
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unanswered::NoPath(why) | Unanswered::TooLong(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<String> for Unanswered {
+    fn from(why: String) -> Unanswered {
+        Unanswered::NoPath(why)
+    }
+}
+
+/// An answer's body read whole, at most [`FORWARD_BODY_LEN_MAX_BYTES`] of it.
+async fn read_whole(body: Body) -> Result<Bytes, Unanswered> {
+    use futures_util::StreamExt as _;
+    let mut chunks = body.into_data_stream();
+    let mut whole = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| Unanswered::NoPath(e.to_string()))?;
+        if whole.len() + chunk.len() > FORWARD_BODY_LEN_MAX_BYTES {
+            return Err(Unanswered::TooLong(format!(
+                "the answer of the node's agent is longer than {FORWARD_BODY_LEN_MAX_BYTES} bytes"
+            )));
+        }
+        whole.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(whole))
+}
+
 /// [`send`], given up after `timeout`.
 async fn send_within(
     http: &NodeHttp,
     addr: &str,
     request: Incoming,
     timeout: Duration,
-) -> Result<Response<hyper::body::Incoming>, String> {
+) -> Result<Response<hyper::body::Incoming>, Unanswered> {
     match tokio::time::timeout(timeout, send(http, addr, request)).await {
         Ok(sent) => sent,
-        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+        Err(_) => Err(Unanswered::NoPath(format!("no answer within {} ms", timeout.as_millis()))),
     }
 }
 
@@ -270,10 +335,10 @@ async fn send(
     http: &NodeHttp,
     addr: &str,
     request: Incoming,
-) -> Result<Response<hyper::body::Incoming>, String> {
+) -> Result<Response<hyper::body::Incoming>, Unanswered> {
     let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     keep_alive(&tcp).map_err(|e| e.to_string())?;
-    let outgoing = outgoing(addr, request)?;
+    let outgoing = outgoing(addr, request).map_err(Unanswered::NoPath)?;
     match http {
         NodeHttp::Plain => exchange(tcp, outgoing).await,
         NodeHttp::Https(config) => {
@@ -310,7 +375,7 @@ fn outgoing(addr: &str, request: Incoming) -> Result<Request<Body>, String> {
 async fn exchange<T>(
     io: T,
     request: Request<Body>,
-) -> Result<Response<hyper::body::Incoming>, String>
+) -> Result<Response<hyper::body::Incoming>, Unanswered>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -323,7 +388,16 @@ where
         // Ends with the answer, or with an error the caller already saw as a cut stream.
         let _ended = connection.await;
     });
-    sender.send_request(request).await.map_err(|e| e.to_string())
+    sender.send_request(request).await.map_err(|e| {
+        if e.is_parse_too_large() {
+            Unanswered::TooLong(format!(
+                "the head of the node's agent's answer is longer than \
+                 {FORWARD_HEAD_LEN_MAX_BYTES} bytes"
+            ))
+        } else {
+            Unanswered::NoPath(e.to_string())
+        }
+    })
 }
 
 /// TCP keep-alives on a forwarded connection: a followed log may be silent for hours, and
@@ -340,6 +414,7 @@ fn keep_alive(tcp: &TcpStream) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::config::HttpsOptions;
     use crate::net::https::{HttpsListener, server_config};
     use crate::tls::{CA_DAYS_DEFAULT, CertSpec, PemPair, create_ca, create_cert};
     use axum::routing::get;
@@ -431,9 +506,12 @@ mod tests {
         let node = identity(&ca, Role::Client, "eu");
         let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = tcp.local_addr().unwrap().to_string();
-        let listener = HttpsListener::new(tcp, server_config(&node, true).unwrap()).unwrap();
+        let options = HttpsOptions { verify_client: true, min_version: TlsMinVersion::Tls12 };
+        let listener = HttpsListener::new(tcp, server_config(&node, options).unwrap()).unwrap();
         tokio::spawn(async move { axum::serve(listener, echo_app()).await });
-        let https = |identity: &TlsIdentity, region: &str| NodeHttp::https(identity, region);
+        let https = |identity: &TlsIdentity, region: &str| {
+            NodeHttp::https(identity, region, TlsMinVersion::Tls12)
+        };
 
         let same_region = https(&identity(&ca, Role::Server, "eu"), "eu").unwrap();
         let answer = outcome(&same_region, &addr).await;
@@ -475,7 +553,33 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(60)).await;
         });
         let answer = outcome(&NodeHttp::Plain, &oversized_addr).await;
-        assert!(answer.starts_with("error: ") && !answer.contains("no answer within"), "{answer}");
+        let too_long = format!(
+            "error: the head of the node's agent's answer is longer than \
+             {FORWARD_HEAD_LEN_MAX_BYTES} bytes"
+        );
+        assert_eq!(answer, too_long);
+
+        // A whole answer over its bound names the bound.
+        let long_body = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let long_body_addr = long_body.local_addr().unwrap().to_string();
+        let body = "x".repeat(FORWARD_BODY_LEN_MAX_BYTES + 1);
+        tokio::spawn(async move {
+            let app = axum::Router::new().route("/echo", get(move || async move { body }));
+            axum::serve(long_body, app).await
+        });
+        let request = Incoming {
+            method: Method::GET,
+            uri: "/echo".parse().unwrap(),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        };
+        let timeout = Duration::from_millis(TEST_TIMEOUT_MS);
+        let response = send_within(&NodeHttp::Plain, &long_body_addr, request, timeout).await;
+        let whole = read_whole(Body::new(response.unwrap().into_body())).await;
+        let refused = format!(
+            "the answer of the node's agent is longer than {FORWARD_BODY_LEN_MAX_BYTES} bytes"
+        );
+        assert_eq!(whole.unwrap_err().to_string(), refused);
 
         // A port nothing listens on any more.
         let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();

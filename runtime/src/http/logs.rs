@@ -8,7 +8,7 @@
 //! another node runs are that node's agent's stream, passed on ([`super::forward`]).
 
 use super::forward::{self, Answer, Incoming};
-use super::{ApiError, ApiResult, Params, read, unexpected};
+use super::{ApiError, ApiResult, Params};
 use crate::agent::AgentHandle;
 use crate::driver::alloc_dir::AllocDir;
 use crate::driver::logs::existing_indexes;
@@ -19,7 +19,6 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use base64::Engine as _;
-use drover_core::server::{Query, QueryResult};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -55,15 +54,7 @@ async fn logs(
     let offset = params.u64("offset")?.unwrap_or(0);
     let follow = params.flag("follow")?;
     let plain = params.flag("plain")?;
-    // Read with no index so it answers at once; only its existence and job matter.
-    let no_blocking = Params::default();
-    let (result, _) =
-        read(&agent, &no_blocking, Query::Alloc { alloc_id: alloc_id.clone() }).await?;
-    let alloc = match result {
-        QueryResult::Alloc(Some(alloc)) => alloc,
-        QueryResult::Alloc(None) => return Err(ApiError::not_found("alloc not found")),
-        other => return unexpected(&other),
-    };
+    let alloc = forward::client_alloc(&agent, &alloc_id, "alloc not found").await?;
     let group = alloc.job.as_ref().and_then(|j| j.group(&alloc.task_group));
     if group.is_some_and(|g| g.tasks.iter().all(|t| t.name != task)) {
         return Err(ApiError::bad_request(format!("unknown task name {task:?}")));

@@ -11,6 +11,7 @@ mod agent;
 mod cluster;
 mod events;
 mod forward;
+mod fs;
 mod jobs;
 mod logs;
 
@@ -42,6 +43,7 @@ pub fn router(agent: AgentHandle) -> Router {
         .merge(cluster::routes())
         .merge(agent::routes())
         .merge(logs::routes())
+        .merge(fs::routes())
         .merge(events::routes())
         .fallback(|| async { ApiError::not_found("Invalid URL") })
         .layer(DefaultBodyLimit::max(REQUEST_BODY_LEN_MAX_BYTES))

@@ -8,6 +8,7 @@
 //! CLI's error names the mistake instead of a broken connection.
 
 use super::quic::{NetError, ParsedIdentity, TlsIdentity};
+use crate::agent::config::{HttpsOptions, TlsMinVersion};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,19 +31,20 @@ const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 /// What Go's HTTP server answers a plain-HTTP request on a TLS port with.
 const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
 
-/// The server side of the API's TLS: the agent's certificate, and with `verify_client`
-/// a caller must present a certificate signed by the cluster's CA.
+/// The server side of the API's TLS: the agent's certificate, the TLS versions from
+/// `options.min_version` on, and with `options.verify_client` a caller must present a
+/// certificate signed by the cluster's CA.
 pub fn server_config(
     identity: &TlsIdentity,
-    verify_client: bool,
+    options: HttpsOptions,
 ) -> Result<Arc<rustls::ServerConfig>, NetError> {
     let tls = |e: &dyn std::fmt::Display| NetError::Tls(e.to_string());
     let ParsedIdentity { roots, chain, key } = identity.parse()?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(protocol_versions(options.min_version))
         .map_err(|e| tls(&e))?;
-    let builder = if verify_client {
+    let builder = if options.verify_client {
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider)
             .build()
             .map_err(|e| tls(&e))?;
@@ -53,6 +55,17 @@ pub fn server_config(
     let mut config = builder.with_single_cert(chain, key).map_err(|e| tls(&e))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The TLS versions spoken from `min_version` on (rustls speaks none older than 1.2).
+pub fn protocol_versions(
+    min_version: TlsMinVersion,
+) -> &'static [&'static rustls::SupportedProtocolVersion] {
+    const TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+    match min_version {
+        TlsMinVersion::Tls12 => rustls::ALL_VERSIONS,
+        TlsMinVersion::Tls13 => TLS13_ONLY,
+    }
 }
 
 /// A TCP listener whose connections come out TLS-handshaken. Must be made inside a tokio
@@ -181,10 +194,70 @@ mod tests {
         String::from_utf8_lossy(&answer).into_owned()
     }
 
+    fn options(min_version: TlsMinVersion) -> HttpsOptions {
+        HttpsOptions { verify_client: false, min_version }
+    }
+
+    /// An API over HTTPS from `min_version` on, answering `hello`.
+    async fn serve_hello(identity: &TlsIdentity, min_version: TlsMinVersion) -> SocketAddr {
+        let config = server_config(identity, options(min_version)).unwrap();
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = HttpsListener::new(tcp, config).unwrap();
+        let addr = axum::serve::Listener::local_addr(&listener).unwrap();
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    /// What a caller speaking only `version` gets from `addr`: the TLS version agreed and
+    /// the answer, or the handshake's error.
+    async fn call_with(
+        identity: &TlsIdentity,
+        addr: SocketAddr,
+        version: &'static rustls::SupportedProtocolVersion,
+    ) -> String {
+        let ParsedIdentity { roots, .. } = identity.parse().unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = TlsConnector::from(Arc::new(client));
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = match connector.connect(name, tcp).await {
+            Ok(tls) => tls,
+            Err(error) => return format!("refused: {error}"),
+        };
+        let agreed = tls.get_ref().1.protocol_version();
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tls.read_to_end(&mut answer).await;
+        let answer = String::from_utf8_lossy(&answer);
+        let body = answer.rsplit("\r\n").next().unwrap_or_default();
+        format!("{agreed:?} {body}")
+    }
+
+    #[tokio::test]
+    async fn tls_min_version_decides_whether_a_tls_1_2_caller_is_served() {
+        let identity = identity();
+        let tls12 = serve_hello(&identity, TlsMinVersion::Tls12).await;
+        let tls13 = serve_hello(&identity, TlsMinVersion::Tls13).await;
+        let served = |addr, version| call_with(&identity, addr, version);
+        assert_eq!(served(tls12, &rustls::version::TLS12).await, "Some(TLSv1_2) hello");
+        assert_eq!(served(tls12, &rustls::version::TLS13).await, "Some(TLSv1_3) hello");
+        assert_eq!(served(tls13, &rustls::version::TLS13).await, "Some(TLSv1_3) hello");
+        assert_eq!(
+            served(tls13, &rustls::version::TLS12).await,
+            "refused: received fatal alert: ProtocolVersion"
+        );
+    }
+
     #[tokio::test]
     async fn bad_callers_are_turned_away_and_the_listener_keeps_serving() {
         let identity = identity();
-        let config = server_config(&identity, false).unwrap();
+        let config = server_config(&identity, options(TlsMinVersion::Tls12)).unwrap();
         let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let listener = HttpsListener::new(tcp, config).unwrap();
         let addr = axum::serve::Listener::local_addr(&listener).unwrap();
