@@ -18,7 +18,7 @@ use crate::state::{ApplyOutcome, Command, JobKey, State};
 use crate::time::Millis;
 use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Nomad's heartbeat settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +80,45 @@ pub trait LeaderService {
     fn revoke(&mut self);
 }
 
+/// Each node's heartbeat deadline, also ordered by deadline: the leader asks for the
+/// earliest on every turn of its loop, and a scan of thousands of nodes each time cost
+/// more than the loop's own work.
+#[derive(Clone, Debug, Default)]
+pub(super) struct HeartbeatDeadlines {
+    by_node: BTreeMap<String, Millis>,
+    by_deadline: BTreeSet<(Millis, String)>,
+}
+
+impl HeartbeatDeadlines {
+    pub fn get(&self, node_id: &str) -> Option<Millis> {
+        self.by_node.get(node_id).copied()
+    }
+
+    pub fn set(&mut self, node_id: &str, deadline: Millis) {
+        if let Some(old) = self.by_node.insert(node_id.to_owned(), deadline) {
+            self.by_deadline.remove(&(old, node_id.to_owned()));
+        }
+        self.by_deadline.insert((deadline, node_id.to_owned()));
+    }
+
+    pub fn earliest(&self) -> Option<Millis> {
+        self.by_deadline.first().map(|(deadline, _)| *deadline)
+    }
+
+    /// Forgets the nodes whose deadline is at or before `now` and returns them in ID
+    /// order.
+    pub fn take_expired(&mut self, now: Millis) -> Vec<String> {
+        let mut expired = Vec::new();
+        while self.by_deadline.first().is_some_and(|(deadline, _)| *deadline <= now) {
+            let Some((_, node_id)) = self.by_deadline.pop_first() else { break };
+            self.by_node.remove(&node_id);
+            expired.push(node_id);
+        }
+        expired.sort_unstable();
+        expired
+    }
+}
+
 /// Where a queued plan came from, so its verdict finds the worker.
 #[derive(Clone, Debug)]
 pub(super) struct PlanOrigin {
@@ -106,7 +145,7 @@ pub(super) struct LeaderLoop {
     /// check sees the state every earlier plan left.
     applying: Option<Index>,
     /// Node → when it is marked down without a heartbeat.
-    pub heartbeats: BTreeMap<String, Millis>,
+    pub heartbeats: HeartbeatDeadlines,
     /// The index of the last node change this loop proposed (registration, status,
     /// drain, eligibility). Its evaluations were chosen from the state before it, which
     /// lacks any job whose registration was still committing; so an evaluation handed
@@ -129,7 +168,7 @@ impl LeaderLoop {
             plans: PlanQueue::new(config.plans_pending_max),
             queued: BTreeMap::new(),
             applying: None,
-            heartbeats: BTreeMap::new(),
+            heartbeats: HeartbeatDeadlines::default(),
             node_change_index: 0,
             next_gc: now + Millis(config.gc.interval_ms),
             heartbeat: config.heartbeat,
@@ -144,7 +183,7 @@ impl LeaderLoop {
         }
         let failover = now + Millis(config.heartbeat.failover_heartbeat_ttl_ms);
         for node in state.nodes().filter(|n| n.status != NodeStatus::Down) {
-            leader.heartbeats.insert(node.id.clone(), failover);
+            leader.heartbeats.set(&node.id, failover);
         }
         leader
     }
@@ -164,7 +203,7 @@ impl LeaderLoop {
     }
 
     pub fn poll_timeout(&self) -> Option<Millis> {
-        let heartbeat = self.heartbeats.values().min().copied();
+        let heartbeat = self.heartbeats.earliest();
         [self.broker.poll_timeout(), heartbeat, Some(self.next_gc)].into_iter().flatten().min()
     }
 
@@ -293,15 +332,7 @@ impl Server {
     pub(super) fn leader_timeouts(&mut self, now: Millis) {
         let Some(leader) = self.leader.as_mut() else { return };
         leader.broker.handle_tick(now);
-        let expired: Vec<String> = leader
-            .heartbeats
-            .iter()
-            .filter(|(_, d)| **d <= now)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for node_id in &expired {
-            leader.heartbeats.remove(node_id);
-        }
+        let expired = leader.heartbeats.take_expired(now);
         let gc_due = leader.next_gc <= now;
         if gc_due {
             leader.next_gc = now + Millis(self.config.gc.interval_ms);
@@ -389,7 +420,7 @@ impl Server {
         let Some(leader) = self.leader.as_mut() else { return 0 };
         let ttl_ms = leader.heartbeat_ttl_ms(nodes, &mut self.rng);
         let deadline = now + Millis(ttl_ms + leader.heartbeat.heartbeat_grace_ms);
-        leader.heartbeats.insert(node_id.to_owned(), deadline);
+        leader.heartbeats.set(node_id, deadline);
         ttl_ms
     }
 
@@ -407,5 +438,30 @@ impl Server {
             return;
         }
         self.propose(command, now, Waiter::Leader);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_deadlines_expire_in_node_order() {
+        let mut deadlines = HeartbeatDeadlines::default();
+        deadlines.set("c", Millis(30));
+        deadlines.set("a", Millis(20));
+        deadlines.set("b", Millis(10));
+        assert_eq!(deadlines.earliest(), Some(Millis(10)));
+        // A heartbeat moves the node's deadline; its old one no longer counts.
+        deadlines.set("b", Millis(40));
+        assert_eq!(
+            (deadlines.earliest(), deadlines.get("b")),
+            (Some(Millis(20)), Some(Millis(40)))
+        );
+        assert_eq!(deadlines.take_expired(Millis(19)), Vec::<String>::new());
+        assert_eq!(deadlines.take_expired(Millis(30)), vec!["a".to_owned(), "c".to_owned()]);
+        assert_eq!((deadlines.get("a"), deadlines.earliest()), (None, Some(Millis(40))));
+        assert_eq!(deadlines.take_expired(Millis(40)), vec!["b".to_owned()]);
+        assert_eq!(deadlines.earliest(), None);
     }
 }

@@ -350,7 +350,7 @@ impl Server {
 
     /// The heartbeat deadline the leader holds for `node_id`.
     pub fn heartbeat_deadline(&self, node_id: &str) -> Option<Millis> {
-        self.leader.as_ref().and_then(|l| l.heartbeats.get(node_id).copied())
+        self.leader.as_ref().and_then(|l| l.heartbeats.get(node_id))
     }
 
     // ---------------------------------------------------------------- outputs

@@ -205,7 +205,7 @@ impl ServerLoop {
         let state = self.host.server().state();
         // A check, not a figure: the run counts only if every server holds a sound state.
         assert_no_node_overcommitted(state);
-        ServerReport {
+        let report = ServerReport {
             id: self.host.server().id(),
             leading: self.host.server().is_leader_loop_active(),
             allocs: state.alloc_count(),
@@ -218,7 +218,11 @@ impl ServerLoop {
             passes: self.host.runner().stats(),
             frames_in: self.frames_in,
             error,
-        }
+        };
+        // A million allocations take seconds to free, and the process ends after the
+        // report anyway (as C1M-core does).
+        std::mem::forget(self);
+        report
     }
 
     fn serve(&mut self) -> Result<(), String> {
