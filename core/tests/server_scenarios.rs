@@ -84,6 +84,11 @@ fn deploy_unhealthy_replaced_then_successful() {
 }
 
 #[test]
+fn deploy_canary_replaced_then_promoted() {
+    check("deploy_canary_replaced.txt");
+}
+
+#[test]
 fn deploy_unhealthy_replacements_fail_at_deadline() {
     check("deploy_unhealthy_deadline.txt");
 }

@@ -6,6 +6,7 @@
 //! The deployment watcher on the leader drives it; the scheduler only reads it. JSON keys
 //! follow `api/deployments.go`.
 
+use super::alloc::Allocation;
 use super::timestamp::Timestamp;
 use super::value::DurationNs;
 use serde::{Deserialize, Serialize};
@@ -157,6 +158,23 @@ impl DeploymentState {
     pub fn is_complete(&self) -> bool {
         let canaries_done = self.desired_canaries == 0 || self.promoted;
         canaries_done && self.healthy_allocs >= self.desired_total
+    }
+
+    /// How many of the group's placed canaries still run and are healthy, each looked up
+    /// by `alloc`: what promotion counts. A failed canary that was replaced stays in
+    /// `placed_canaries` but no longer counts.
+    pub fn healthy_canaries<'a>(&self, alloc: impl Fn(&str) -> Option<&'a Allocation>) -> usize {
+        self.placed_canaries
+            .iter()
+            .filter_map(|id| alloc(id))
+            .filter(|a| !a.is_terminal() && a.deployment_healthy() == Some(true))
+            .count()
+    }
+
+    /// Whether `healthy` canaries are enough to promote the group (Nomad's rule: as many
+    /// as it asked for).
+    pub fn enough_canaries(&self, healthy: usize) -> bool {
+        healthy >= usize::try_from(self.desired_canaries).unwrap_or(0)
     }
 }
 

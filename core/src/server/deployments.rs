@@ -332,19 +332,15 @@ fn needs_replacement_mark(alloc: &Allocation) -> bool {
         && alloc.next_allocation.is_empty()
 }
 
-/// Every group with canaries wants auto-promotion and has all its canaries placed and
-/// healthy.
+/// Every group with canaries wants auto-promotion and has as many healthy canaries
+/// running as it asked for (the state's promotion rule).
 fn ready_to_auto_promote(state: &State, deployment: &Deployment) -> bool {
     let canary_groups: Vec<_> =
         deployment.task_groups.values().filter(|g| g.desired_canaries > 0 && !g.promoted).collect();
     !canary_groups.is_empty()
         && canary_groups.iter().all(|g| {
-            let placed = usize::try_from(g.desired_canaries).unwrap_or(0);
             g.auto_promote
-                && g.placed_canaries.len() >= placed
-                && g.placed_canaries
-                    .iter()
-                    .all(|id| state.alloc(id).is_some_and(|a| a.deployment_healthy() == Some(true)))
+                && g.enough_canaries(g.healthy_canaries(|id| state.alloc(id).map(|a| &**a)))
         })
 }
 

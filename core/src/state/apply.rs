@@ -967,9 +967,11 @@ impl State {
         }
     }
 
-    /// Nomad's `UpdateDeploymentPromotion`: every canary of the groups promoted must be
-    /// healthy (each unhealthy one is named), at least one canary must be promoted, and
-    /// a deployment that needs no more promotion says it is running again.
+    /// Nomad's `UpdateDeploymentPromotion`: each group promoted must have as many healthy
+    /// canaries still running as it asked for (a failed canary replaced by a healthy one
+    /// does not hold it back; each group short of them is named), at least one canary
+    /// must be promoted, and a deployment that needs no more promotion says it is running
+    /// again.
     fn promote_deployment(
         &mut self,
         index: u64,
@@ -983,17 +985,16 @@ impl State {
         let mut unhealthy = Vec::new();
         let mut have_canaries = false;
         for (group, state) in deployment.task_groups.iter().filter(|(g, _)| chosen(g)) {
-            for canary in &state.placed_canaries {
-                let Some(alloc) = self.allocs.get(canary.as_str()) else { continue };
-                let healthy = alloc.deployment_status.as_ref().and_then(|s| s.healthy);
-                if healthy == Some(true) {
-                    have_canaries = true;
-                } else {
-                    unhealthy.push(format!(
-                        "Canary allocation {:?} for group {group:?} is not healthy",
-                        alloc.id
-                    ));
-                }
+            if state.desired_canaries == 0 {
+                continue;
+            }
+            let healthy = state.healthy_canaries(|id| self.allocs.get(id).map(|a| &**a));
+            have_canaries |= healthy > 0;
+            if !state.enough_canaries(healthy) {
+                let desired = state.desired_canaries;
+                unhealthy.push(format!(
+                    "Task group {group:?} has {healthy}/{desired} healthy allocations"
+                ));
             }
         }
         if !unhealthy.is_empty() {

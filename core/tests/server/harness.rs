@@ -1350,8 +1350,8 @@ impl Cluster {
                 let alloc = state
                     .allocs()
                     .filter(|a| a.name == args[0] && !a.client_status.is_terminal())
-                    .map(|a| (a.id.clone(), a.node_id.clone()))
-                    .next();
+                    .max_by_key(|a| a.create_index)
+                    .map(|a| (a.id.clone(), a.node_id.clone()));
                 let Some((alloc_id, node)) = alloc else {
                     self.line(format!("no live allocation {}", args[0]));
                     return std::mem::take(&mut self.out);

@@ -386,6 +386,9 @@ struct Touched {
     blocked: BTreeSet<(String, String)>,
     /// Allocations whose reschedule tracker to check against their predecessor's.
     allocs: BTreeSet<String>,
+    /// An ID written again for another object (another job's evaluation, another
+    /// allocation): IDs are random and name one object for good.
+    reused: Vec<String>,
 }
 
 /// One entry that differs between two states: (older, newer), `None` where absent.
@@ -489,7 +492,8 @@ impl StateChecker {
             // What a live allocation was placed for is read from the job's versions.
             touched.groups.extend(self.in_group.keys().cloned());
         }
-        let found = self.check_touched(state, &touched);
+        let mut found = self.check_touched(state, &touched);
+        found.append(&mut touched.reused);
         self.last = state.clone();
         found
     }
@@ -504,6 +508,20 @@ impl StateChecker {
             |a| state.alloc(&a.id),
         );
         for (old, new) in allocs {
+            if let (Some(old), Some(new)) = (old, new)
+                && (job_of(old) != job_of(new)
+                    || old.name != new.name
+                    || old.node_id != new.node_id)
+            {
+                touched.reused.push(format!(
+                    "allocation {} written again for another: {} on {} became {} on {}",
+                    short(&new.id),
+                    old.name,
+                    short(&old.node_id),
+                    new.name,
+                    short(&new.node_id)
+                ));
+            }
             for alloc in old.iter().chain(new.iter()) {
                 touched.nodes.insert(alloc.node_id.clone());
                 touched.groups.insert(group_of(alloc));
@@ -538,6 +556,16 @@ impl StateChecker {
         );
         self.evals_len = len_after(self.evals_len, &evals);
         for (old, new) in evals {
+            if let (Some(old), Some(new)) = (old, new)
+                && job_key(old) != job_key(new)
+            {
+                touched.reused.push(format!(
+                    "evaluation {} written again for job {} (it was job {}'s)",
+                    short(&new.id),
+                    new.job_id,
+                    old.job_id
+                ));
+            }
             if let Some(old) = old {
                 let job = (old.namespace.clone(), old.job_id.clone());
                 forget(&mut self.blocked, &job, &old.id);
@@ -1328,6 +1356,27 @@ mod tests {
         assert_eq!(run.apply(Command::EvalUpsert { evals: vec![blocked("e2")] }), "");
         assert_eq!(run.state.eval("e1").map(|e| e.status), Some(EvalStatus::Canceled));
         assert_eq!(run.state.eval("e2").map(|e| e.status), Some(EvalStatus::Blocked));
+    }
+
+    /// Seed 7781: a restarted server drew its last life's seed again and handed out the
+    /// same evaluation IDs, so a new job's evaluation overwrote another job's.
+    #[test]
+    fn an_evaluation_id_written_again_for_another_job_is_caught() {
+        let mut run = Run::new();
+        let eval = |job: &str| Evaluation {
+            id: "e1".into(),
+            namespace: "default".into(),
+            job_id: job.into(),
+            status: EvalStatus::Complete,
+            ..Evaluation::default()
+        };
+        assert_eq!(run.apply(Command::EvalUpsert { evals: vec![eval("web")] }), "");
+        // Past `apply`: a check of the whole state cannot see what an ID named before.
+        run.index += 1;
+        let rewrite = Command::EvalUpsert { evals: vec![eval("api")] };
+        run.state.apply(run.index, NOW_NS, rewrite).expect("the entry applies");
+        let found = run.checker.check(&run.state).join("; ");
+        assert_eq!(found, "evaluation e1 written again for job api (it was job web's)");
     }
 
     #[test]

@@ -201,7 +201,7 @@ pub async fn run(world: Shared, key: NodeKey) {
     let (clock, config) = {
         let mut w = lock(&world);
         let servers = w.servers(key.region).iter().map(|k| k.addr().to_string()).collect();
-        let seed = w.seed ^ 0xc11e ^ (u64::from(key.region) << 40) ^ (u64::from(key.index) << 32);
+        let seed = w.boot_seed(key);
         (w.clock(key), ClientConfig::new(node(key), servers, seed))
     };
     let now = local_now(&world, &clock);

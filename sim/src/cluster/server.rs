@@ -76,7 +76,7 @@ struct ServerNode {
 /// A server's configuration: the region's first servers bootstrap it together; a server
 /// that replaced one starts with no servers and waits for the leader's autopilot to add it.
 pub fn config(world: &Shared, key: NodeKey) -> ServerConfig {
-    let world = lock(world);
+    let mut world = lock(world);
     let servers = if world.joiners.contains(&key) {
         BTreeMap::new()
     } else {
@@ -85,7 +85,7 @@ pub fn config(world: &Shared, key: NodeKey) -> ServerConfig {
             .collect()
     };
     let id = u64::from(key.index);
-    let seed = world.seed ^ (u64::from(key.region) << 40) ^ (id << 32);
+    let seed = world.boot_seed(key);
     let mut config = ServerConfig::new(id, seed, servers);
     config.region = region_name(key.region);
     config.raft.election_timeout_ms = world.params.election_timeout_ms;

@@ -148,6 +148,8 @@ pub struct World {
     /// Bumped whenever a server starts, goes down or is retired: what gossip would tell
     /// the servers changed, and each tells its host again.
     pub gossip_epoch: u64,
+    /// How many times each machine's process started.
+    boots: BTreeMap<NodeKey, u64>,
 }
 
 pub type Shared = Arc<Mutex<World>>;
@@ -188,7 +190,26 @@ impl World {
             retired: BTreeSet::new(),
             joiners: BTreeSet::new(),
             gossip_epoch: 0,
+            boots: BTreeMap::new(),
         }
+    }
+
+    /// The random seed machine `key`'s process draws as it starts, new on every boot as
+    /// a real agent's is (it seeds from the clock and its pid): a restarted server that
+    /// drew its last life's seed again would hand out its last life's evaluation and
+    /// allocation IDs again.
+    pub fn boot_seed(&mut self, key: NodeKey) -> u64 {
+        let boot = self.boots.entry(key).or_insert(0);
+        *boot += 1;
+        let mut z = self.seed
+            ^ (u64::from(key.kind == Kind::Client) << 56)
+            ^ (u64::from(key.region) << 40)
+            ^ (u64::from(key.index) << 32)
+            ^ boot.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // splitmix64's finaliser, so neighbouring boots draw unrelated seeds.
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 
     pub fn tracing(&self) -> bool {
