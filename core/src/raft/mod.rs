@@ -61,7 +61,8 @@ pub const HEARTBEAT_ROUNDS_TRACKED_MAX: usize = 64;
 /// Nomad's default: take a snapshot after this many applied entries.
 pub const SNAPSHOT_THRESHOLD_ENTRIES: u64 = 8192;
 /// hashicorp/raft's default `TrailingLogs` (Nomad keeps it): entries a compaction leaves in
-/// the log behind the snapshot, so a follower that far behind needs no snapshot.
+/// the log behind the snapshot, so a follower fewer entries behind than that (its next
+/// index past the first entry kept) catches up from the log and needs no snapshot.
 pub const SNAPSHOT_TRAILING_ENTRIES: u64 = 10_240;
 
 /// A node's settings. Every bound is named with its unit last.

@@ -453,13 +453,29 @@ impl ServerLoop {
                 };
                 return self.handle_remote_call(now, caller, call);
             }
-            Ok(WireMessage::ApiAnswer(answer)) if from_server || other_region_server.is_some() => {
-                if let Some((waiting, _)) = self.forwarded.remove(&answer.request_id) {
+            Ok(WireMessage::ApiAnswer(answer)) => {
+                // Only the region that was asked may answer: ids are sequential, and a
+                // server of a third region must not settle a call it was never sent.
+                let asked = match self.forwarded.get(&answer.request_id) {
+                    Some((Waiting::Caller(_), _)) => from_server,
+                    Some((Waiting::Server { region, .. }, _)) => {
+                        inbound.peer_is(&Role::Server.dns_name(region, DOMAIN_DEFAULT))
+                    }
+                    None => return Ok(()),
+                };
+                if !asked {
+                    self.frames_refused += 1;
+                } else if let Some((waiting, _)) = self.forwarded.remove(&answer.request_id) {
                     self.deliver(waiting, answer.reply);
                 }
                 return Ok(());
             }
-            Ok(WireMessage::Api(_) | WireMessage::ApiAnswer(_)) => {
+            Ok(WireMessage::Api(_)) => {
+                self.frames_refused += 1;
+                return Ok(());
+            }
+            // Anything else is this region's business alone.
+            _ if !from_region => {
                 self.frames_refused += 1;
                 return Ok(());
             }

@@ -91,7 +91,8 @@ impl AllocFs {
             None => self.root.file_name().unwrap_or_default().to_string_lossy().into_owned(),
         };
         let mut info = file_info(name, &metadata);
-        info.content_type = if metadata.is_file() {
+        // A secret is never read, not even its first bytes.
+        info.content_type = if metadata.is_file() && !is_secret(&relative) {
             let mut head = Vec::with_capacity(SNIFF_LEN_BYTES);
             let read = (&mut file).take(SNIFF_LEN_BYTES as u64).read_to_end(&mut head);
             read.map_or("application/octet-stream", |_| content_type(&head)).to_owned()
@@ -119,18 +120,32 @@ impl AllocFs {
         Ok(file)
     }
 
-    /// Opens `path` without blocking (a named pipe would) and checks where it led: the
-    /// file, and its place relative to the root.
+    /// Opens `path` and checks where it led: the file, and its place relative to the
+    /// root. It is first opened as a mere reference (`O_PATH`, which opens no device and
+    /// reads nothing), checked to lie inside the root and to be a regular file or a
+    /// directory, and only then opened for reading through that same reference, without
+    /// blocking (a named pipe would) — so a link to a device outside (a watchdog, a tape)
+    /// is refused before anything could act on it.
     fn open(&self, path: &str) -> Result<(File, PathBuf), FsError> {
         let lexical = confine(path)?;
+        let reference = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::PATH.bits() as i32)
+            .open(self.root.join(&lexical))
+            .map_err(|e| io_error("open", path, &e))?;
+        let opened =
+            std::fs::read_link(fd_path(&reference)).map_err(|e| io_error("open", path, &e))?;
+        let relative = opened.strip_prefix(&self.root).map_err(|_| FsError::Escapes)?;
+        let kind = reference.metadata().map_err(|e| io_error("stat", path, &e))?.file_type();
+        if !kind.is_file() && !kind.is_dir() {
+            return Err(FsError::Io(format!("{path:?} is not a regular file or directory")));
+        }
         let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY;
         let file = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(flags.bits() as i32)
-            .open(self.root.join(&lexical))
+            .open(fd_path(&reference))
             .map_err(|e| io_error("open", path, &e))?;
-        let opened = std::fs::read_link(fd_path(&file)).map_err(|e| io_error("open", path, &e))?;
-        let relative = opened.strip_prefix(&self.root).map_err(|_| FsError::Escapes)?;
         Ok((file, relative.to_owned()))
     }
 }
@@ -356,6 +371,28 @@ mod tests {
         assert_eq!(fs.stat("alloc/escape-link"), Err(FsError::Escapes));
         // Absolute paths name places inside the directory, never the host's.
         assert_eq!(check(&fs, "/etc/passwd"), "error: open /etc/passwd: no such file or directory");
+    }
+
+    /// Only regular files and directories are opened for reading: a named pipe would
+    /// block the agent, a device could act on being opened (a link to one outside is an
+    /// escape, refused before it is opened for reading).
+    #[test]
+    fn only_files_and_directories_are_read() {
+        let (scratch, fs) = alloc_dir();
+        let root = scratch.path().join("alloc-1");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("web/local/pipe"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let refused = "error: \"web/local/pipe\" is not a regular file or directory";
+        assert_eq!(check(&fs, "web/local/pipe"), refused);
+        assert!(fs.stat("web/local/pipe").is_err());
+        symlink("/dev/null", root.join("web/local/device")).unwrap();
+        assert_eq!(check(&fs, "web/local/device"), format!("error: {ESCAPES}"));
     }
 
     #[test]

@@ -145,25 +145,30 @@ impl FileStore {
         let seq = self.segment_seq + 1;
         let path = segment_file(&self.dir, seq);
         let temporary = path.with_extension(&SEGMENT_TMP_SUFFIX[1..]);
-        let file = File::create(&temporary).map_err(io(&temporary, "create"))?;
         let old_segments = list(&self.dir, "log-", ".seg")?;
-        self.segment = BufWriter::new(file);
-        self.segment_path = temporary;
-        self.segment_seq = seq;
-        self.segment_len_bytes = 0;
         let meta = self.state.snapshot.meta.clone();
         let log_first_index = self.state.entries.first().map_or(meta.index + 1, |e| e.index);
-        let mut preamble = vec![Record::Snapshot { meta, log_reset: true, log_first_index }];
-        preamble.push(Record::HardState(self.state.hard_state));
-        preamble.extend(self.state.entries.iter().cloned().map(Record::Entry));
-        for record in &preamble {
-            self.append(record)?;
+        let mut preamble = Vec::new();
+        let mut encode = |record: &Record| {
+            codec::encode_into(FrameKind::LOG_ENTRY, record, &mut preamble)
+                .map_err(|reason| StoreError::Encode { reason })
+        };
+        encode(&Record::Snapshot { meta, log_reset: true, log_first_index })?;
+        encode(&Record::HardState(self.state.hard_state))?;
+        for entry in &self.state.entries {
+            encode(&Record::Entry(entry.clone()))?;
         }
-        self.sync_segment()?;
-        // The open file keeps appending under its new name.
-        fs::rename(&self.segment_path, &path).map_err(io(&path, "rename into"))?;
-        self.segment_path = path;
+        let mut file = File::create(&temporary).map_err(io(&temporary, "create"))?;
+        file.write_all(&preamble).map_err(io(&temporary, "write"))?;
+        file.sync_data().map_err(io(&temporary, "fsync"))?;
+        fs::rename(&temporary, &path).map_err(io(&path, "rename into"))?;
         sync_dir(&self.dir)?;
+        // Only now the new segment is the log's: a failure above left the store
+        // appending where it was, and the next open removes the temporary file.
+        self.segment = BufWriter::new(file);
+        self.segment_path = path;
+        self.segment_seq = seq;
+        self.segment_len_bytes = preamble.len() as u64;
         for (old_seq, old_path) in old_segments {
             if old_seq < seq {
                 fs::remove_file(&old_path).map_err(io(&old_path, "remove"))?;
