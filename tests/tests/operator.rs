@@ -309,8 +309,8 @@ fn placement_failures_exit_2_and_say_why() {
     );
 }
 
-/// A task that exits at once and is never restarted: its allocation turns unhealthy and
-/// the deployment fails.
+/// A task that exits at once and is never restarted: its allocation turns unhealthy and,
+/// with no progress deadline to wait for a replacement, the deployment fails at once.
 const BROKEN_JOB: &str = r#"job "broken" {
   group "broken" {
     restart {
@@ -319,8 +319,9 @@ const BROKEN_JOB: &str = r#"job "broken" {
     }
 
     update {
-      min_healthy_time = "1s"
-      healthy_deadline = "5s"
+      min_healthy_time  = "1s"
+      healthy_deadline  = "5s"
+      progress_deadline = "0s"
     }
 
     task "broken" {
