@@ -796,13 +796,8 @@ impl ServerLoop {
     /// alive, picked by the call's id; with none, answers Nomad's "No path to region".
     fn forward_to_region(&mut self, forward: drover_core::server::RegionForward) {
         let waiting_id = forward.call.request_id;
-        let servers: Vec<Member> = match self.gossip.as_ref() {
-            Some((gossip, _, _)) => gossip
-                .members()
-                .into_iter()
-                .filter(|m| m.region == forward.region)
-                .cloned()
-                .collect(),
+        let servers = match self.gossip.as_ref() {
+            Some((gossip, _, _)) => gossip.servers_in(&forward.region),
             None => Vec::new(),
         };
         if servers.is_empty() {
@@ -825,7 +820,7 @@ impl ServerLoop {
             }
         };
         let name = Role::Server.dns_name(&forward.region, DOMAIN_DEFAULT);
-        self.send_to_other_region(&server.rpc_addr, name, frame);
+        self.send_to_other_region(server, name, frame);
         let deadline = self.clock.now() + Millis(FORWARD_TIMEOUT_MS + wait_ms);
         let waiting = Waiting::Server { request_id: waiting_id, region: forward.region };
         self.forwarded.insert(request_id, (waiting, deadline));
