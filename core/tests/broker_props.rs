@@ -1,7 +1,8 @@
 //! Broker tests: Nomad's queueing rules, and property tests over random operation
 //! sequences: every dequeued evaluation is acked or nacked (and every evaluation ends
 //! acked, failed or cancelled exactly once), at most one outstanding evaluation per job,
-//! and at most one blocked evaluation per job.
+//! no evaluation handed out again while a plan of it is with the applier, and at most
+//! one blocked evaluation per job.
 
 use drover_core::broker::blocked::BlockedEvals;
 use drover_core::broker::{BrokerConfig, BrokerError, EvalBroker};
@@ -88,7 +89,7 @@ fn unacked_evaluations_time_out_and_wait_until_is_honoured() {
     let (_, token) = broker.dequeue(T0, SERVICE).unwrap();
     assert!(broker.dequeue(T0, SERVICE).is_none(), "w waits");
     assert_eq!(broker.poll_timeout(), Some(T0 + Millis(30_000)));
-    broker.pause_nack_timeout("a", &token).unwrap();
+    broker.pause_nack_timeout(T0, "a", &token).unwrap();
     broker.handle_tick(T0 + Millis(61_000));
     assert!(broker.is_outstanding("a"), "paused while the plan is queued");
     broker.resume_nack_timeout(T0 + Millis(61_000), "a", &token).unwrap();
@@ -104,6 +105,37 @@ fn unacked_evaluations_time_out_and_wait_until_is_honoured() {
         std::iter::from_fn(|| broker.dequeue(T0 + Millis(200_000), SERVICE).map(|(e, _)| e.id))
             .collect();
     assert_eq!(ready, BTreeSet::from(["a".to_string(), "w".to_string()]));
+}
+
+#[test]
+fn a_nack_while_the_plan_is_with_the_applier_waits_for_its_verdict() {
+    let mut broker = EvalBroker::new(BrokerConfig::default());
+    broker.handle_enqueue(T0, eval("a", "web", 50, 1)).unwrap();
+    let (_, token) = broker.dequeue(T0, SERVICE).unwrap();
+    broker.pause_nack_timeout(T0, "a", &token).unwrap();
+    let nacked = T0 + Millis(10_000);
+    broker.handle_nack(nacked, "a", &token).unwrap();
+    broker.handle_tick(nacked + Millis(90_000));
+    assert!(broker.is_outstanding("a"), "held while the plan may still commit");
+    assert_eq!(broker.poll_timeout(), None);
+    let verdict = nacked + Millis(90_000);
+    broker.resume_nack_timeout(verdict, "a", &token).unwrap();
+    assert!(!broker.is_outstanding("a"), "the nack took effect with the verdict");
+    assert_eq!(broker.poll_timeout(), Some(verdict + Millis(1_000)), "1 s after the verdict");
+
+    // Nacked while its plan waits in the queue: the applier's pause refuses the plan and
+    // the nack takes effect then.
+    let now = verdict + Millis(1_000);
+    broker.handle_tick(now);
+    let (_, token) = broker.dequeue(now, SERVICE).unwrap();
+    broker.pause_nack_timeout(now, "a", &token).unwrap();
+    broker.handle_nack(now, "a", &token).unwrap();
+    assert_eq!(
+        broker.pause_nack_timeout(now, "a", &token),
+        Err(BrokerError::NotOutstanding { eval_id: "a".into() })
+    );
+    assert!(!broker.is_outstanding("a"));
+    assert_eq!(broker.poll_timeout(), Some(now + Millis(20_000)), "the second delivery's delay");
 }
 
 #[test]
@@ -147,10 +179,17 @@ fn blocked_evaluations_wake_by_class_escape_and_missed_changes() {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Enqueue { job: u8, priority: u8 },
+    Enqueue {
+        job: u8,
+        priority: u8,
+    },
     Dequeue,
     Ack(u8),
     Nack(u8),
+    /// A worker submits the plan of an evaluation it holds: the applier pauses its clock.
+    Submit(u8),
+    /// The applier's verdict on a submitted plan.
+    Verdict(u8),
     Advance(u16),
 }
 
@@ -160,6 +199,8 @@ fn op() -> impl Strategy<Value = Op> {
         3 => Just(Op::Dequeue),
         2 => any::<u8>().prop_map(Op::Ack),
         1 => any::<u8>().prop_map(Op::Nack),
+        2 => any::<u8>().prop_map(Op::Submit),
+        2 => any::<u8>().prop_map(Op::Verdict),
         1 => any::<u16>().prop_map(Op::Advance),
     ]
 }
@@ -171,6 +212,8 @@ struct Model {
     next: u64,
     /// Dequeued and not yet acked or nacked: id → (job, token).
     outstanding: BTreeMap<String, (String, String)>,
+    /// Evaluations with a plan at the applier, which may still commit: id → token.
+    at_applier: BTreeMap<String, String>,
     /// How each evaluation left the broker.
     ended: BTreeMap<String, &'static str>,
     enqueued: BTreeSet<String>,
@@ -183,6 +226,7 @@ impl Model {
             now: T0,
             next: 0,
             outstanding: BTreeMap::new(),
+            at_applier: BTreeMap::new(),
             ended: BTreeMap::new(),
             enqueued: BTreeSet::new(),
         }
@@ -208,15 +252,20 @@ impl Model {
 
     fn dequeue(&mut self) -> Result<bool, TestCaseError> {
         let Some((e, token)) = self.broker.dequeue(self.now, SERVICE) else { return Ok(false) };
+        prop_assert!(!self.at_applier.contains_key(&e.id), "{} handed out during its plan", e.id);
         let busy = self.outstanding.values().any(|(job, _)| *job == e.job_id);
         prop_assert!(!busy, "two outstanding evaluations for {}", e.job_id);
         self.outstanding.insert(e.id.clone(), (e.job_id.clone(), token));
         Ok(true)
     }
 
+    /// A worker acks or nacks an evaluation it holds; it acks only after its plan's
+    /// verdict, but may nack (give up waiting) while the plan is at the applier.
     fn finish(&mut self, k: usize, ack: bool) -> Result<(), TestCaseError> {
-        let Some(id) = self.outstanding.keys().nth(k % self.outstanding.len().max(1)).cloned()
-        else {
+        let held: Vec<&String> = (self.outstanding.keys())
+            .filter(|id| !ack || !self.at_applier.contains_key(*id))
+            .collect();
+        let Some(id) = held.get(k % held.len().max(1)).map(|id| (*id).clone()) else {
             return Ok(());
         };
         let (_, token) = self.outstanding.remove(&id).expect("chosen from the map");
@@ -227,6 +276,25 @@ impl Model {
             self.broker.handle_nack(self.now, &id, &token).expect("the worker holds the token");
             Ok(())
         }
+    }
+
+    /// A worker holding an evaluation submits its plan (once at a time).
+    fn submit(&mut self, k: usize) {
+        let held = self.outstanding.iter().filter(|(id, _)| !self.at_applier.contains_key(*id));
+        let held: Vec<(String, String)> =
+            held.map(|(id, (_, token))| (id.clone(), token.clone())).collect();
+        let Some((id, token)) = held.get(k % held.len().max(1)).cloned() else { return };
+        self.broker.pause_nack_timeout(self.now, &id, &token).expect("the worker holds it");
+        self.at_applier.insert(id, token);
+    }
+
+    /// The applier answers a plan; its worker, if it still waits, goes on holding it.
+    fn verdict(&mut self, k: usize) {
+        let Some(id) = self.at_applier.keys().nth(k % self.at_applier.len().max(1)).cloned() else {
+            return;
+        };
+        let token = self.at_applier.remove(&id).expect("chosen from the map");
+        self.broker.resume_nack_timeout(self.now, &id, &token).expect("held until the verdict");
     }
 
     fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
@@ -241,6 +309,8 @@ impl Model {
             Op::Dequeue => drop(self.dequeue()?),
             Op::Ack(k) => self.finish(usize::from(*k), true)?,
             Op::Nack(k) => self.finish(usize::from(*k), false)?,
+            Op::Submit(k) => self.submit(usize::from(*k)),
+            Op::Verdict(k) => self.verdict(usize::from(*k)),
             Op::Advance(ms) => {
                 self.now = self.now + Millis(u64::from(*ms) * 10);
                 self.broker.handle_tick(self.now);
@@ -252,7 +322,9 @@ impl Model {
     /// Liveness: workers that ack everything empty the broker.
     fn settle(&mut self) -> Result<(), TestCaseError> {
         for _ in 0..10_000 {
-            if !self.outstanding.is_empty() {
+            if !self.at_applier.is_empty() {
+                self.verdict(0);
+            } else if !self.outstanding.is_empty() {
                 self.finish(0, true)?;
             } else if !self.dequeue()? {
                 match self.broker.poll_timeout() {

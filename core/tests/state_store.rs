@@ -138,6 +138,32 @@ fn summaries_follow_client_status_and_match_a_recount() {
     assert_eq!(usage.disk_mb, 10, "only the live allocation holds resources");
 }
 
+/// A worker must not plan an evaluation on a state older than the job's last plan: were
+/// an evaluation handed out again after its plan committed (the answer lost), it would
+/// place the same allocations twice (a simulation found it).
+#[test]
+fn a_plan_raises_its_jobs_wait_index_and_a_restore_keeps_it() {
+    let mut state = State::new();
+    register(&mut state, 1, job("web", "a"), None).unwrap();
+    state.apply(2, NOW, Command::NodeRegister { node: node("n1") }).unwrap();
+    assert_eq!(state.job_wait_index("default", "web"), 0, "no evaluation, no plan yet");
+    place(&mut state, 3, vec![placement("a1", "n1", 0), placement("a2", "n1", 1)]);
+    assert_eq!(state.job_wait_index("default", "web"), 3);
+    let running = AllocClientUpdate {
+        alloc_id: "a1".into(),
+        client_status: AllocClientStatus::Running,
+        ..AllocClientUpdate::default()
+    };
+    state
+        .apply(4, NOW, Command::AllocClientUpdate { updates: vec![running], evals: vec![] })
+        .unwrap();
+    assert_eq!(state.job_wait_index("default", "web"), 3, "a client's report is no plan");
+    let bytes = state.to_snapshot_bytes().unwrap();
+    let restored = State::from_snapshot_bytes(&bytes, 1 << 20).unwrap();
+    assert_eq!(restored.job_wait_index("default", "web"), 3);
+    assert_eq!(restored, state);
+}
+
 #[test]
 fn snapshots_are_immutable() {
     let mut state = State::new();

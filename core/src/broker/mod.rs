@@ -6,7 +6,10 @@
 //! - at most one ready-or-unacked evaluation per job; later ones wait in the job's
 //!   pending set, and on ack the newest is promoted while the older are cancelled;
 //! - a dequeued evaluation must be acked or nacked before its nack deadline (60 s,
-//!   paused while its plan is queued), else it is nacked for the worker;
+//!   paused while its plan is with the applier), else it is nacked for the worker;
+//! - a nack that arrives while the evaluation's plan is with the applier takes effect
+//!   only when the plan's verdict is in: handed out again before, the evaluation would
+//!   be planned on a state without that plan, and placed a second time;
 //! - a nack re-enqueues after 1 s for the first delivery, then (n−1) × 20 s; after the
 //!   delivery limit (3) the evaluation goes to the failed queue, and the leader stores it
 //!   as failed with a `failed-follow-up` evaluation delayed 1 min + rand(0–5 min);
@@ -94,8 +97,28 @@ struct Entry {
 #[derive(Clone, Debug)]
 struct Unacked {
     token: String,
-    /// `None` while paused (the plan is queued).
-    deadline: Option<Millis>,
+    clock: NackClock,
+}
+
+/// Where a dequeued evaluation's nack clock stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NackClock {
+    /// The worker must ack or nack by then.
+    Running { deadline: Millis },
+    /// Its plan is with the applier: no deadline.
+    Paused,
+    /// Its worker nacked while its plan was with the applier: the nack takes effect when
+    /// the plan's verdict is in.
+    PausedNacked,
+}
+
+impl NackClock {
+    fn deadline(self) -> Option<Millis> {
+        match self {
+            NackClock::Running { deadline } => Some(deadline),
+            NackClock::Paused | NackClock::PausedNacked => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -200,8 +223,8 @@ impl EvalBroker {
         self.ready.get_mut(&scheduler).expect("queue exists").remove(&key);
         let id = key.2;
         let token = self.ids.next_id();
-        let deadline = Some(now + Millis(self.config.nack_timeout_ms));
-        self.unacked.insert(id.clone(), Unacked { token: token.clone(), deadline });
+        let clock = NackClock::Running { deadline: now + Millis(self.config.nack_timeout_ms) };
+        self.unacked.insert(id.clone(), Unacked { token: token.clone(), clock });
         let entry = self.entries.get_mut(&id).expect("ready evals are tracked");
         entry.deliveries += 1;
         Some((entry.eval.clone(), token))
@@ -246,11 +269,23 @@ impl EvalBroker {
     }
 
     /// The worker gave up: re-enqueue after a delay, or fail after the delivery limit.
+    /// While the evaluation's plan is with the applier, the nack waits for its verdict
+    /// (see [`EvalBroker::resume_nack_timeout`]).
     pub fn handle_nack(&mut self, now: Millis, id: &str, token: &str) -> Result<(), BrokerError> {
         self.check_token(id, token)?;
+        let unacked = self.unacked.get_mut(id).expect("checked");
+        if unacked.clock.deadline().is_none() {
+            unacked.clock = NackClock::PausedNacked;
+            return Ok(());
+        }
+        self.take_back(now, id);
+        Ok(())
+    }
+
+    /// Takes a dequeued evaluation back from its worker.
+    fn take_back(&mut self, now: Millis, id: &str) {
         self.unacked.remove(id);
         self.requeue_or_fail(now, id);
-        Ok(())
     }
 
     fn requeue_or_fail(&mut self, now: Millis, id: &str) {
@@ -270,13 +305,27 @@ impl EvalBroker {
         self.delayed.insert((now + Millis(delay), id.to_owned()));
     }
 
-    /// Stops the nack clock while the evaluation's plan waits in the plan queue.
-    pub fn pause_nack_timeout(&mut self, id: &str, token: &str) -> Result<(), BrokerError> {
+    /// Stops the nack clock while the evaluation's plan is with the applier. Refused when
+    /// the worker nacked meanwhile: the nack then takes effect, and the plan must not be
+    /// applied (its worker no longer holds the evaluation).
+    pub fn pause_nack_timeout(
+        &mut self,
+        now: Millis,
+        id: &str,
+        token: &str,
+    ) -> Result<(), BrokerError> {
         self.check_token(id, token)?;
-        self.unacked.get_mut(id).expect("checked").deadline = None;
+        let unacked = self.unacked.get_mut(id).expect("checked");
+        if unacked.clock == NackClock::PausedNacked {
+            self.take_back(now, id);
+            return Err(BrokerError::NotOutstanding { eval_id: id.to_owned() });
+        }
+        unacked.clock = NackClock::Paused;
         Ok(())
     }
 
+    /// The plan's verdict is in: the nack clock runs again, or a nack that came while it
+    /// was paused takes effect now.
     pub fn resume_nack_timeout(
         &mut self,
         now: Millis,
@@ -284,8 +333,13 @@ impl EvalBroker {
         token: &str,
     ) -> Result<(), BrokerError> {
         self.check_token(id, token)?;
-        self.unacked.get_mut(id).expect("checked").deadline =
-            Some(now + Millis(self.config.nack_timeout_ms));
+        let unacked = self.unacked.get_mut(id).expect("checked");
+        if unacked.clock == NackClock::PausedNacked {
+            self.take_back(now, id);
+        } else {
+            let deadline = now + Millis(self.config.nack_timeout_ms);
+            unacked.clock = NackClock::Running { deadline };
+        }
         Ok(())
     }
 
@@ -294,12 +348,11 @@ impl EvalBroker {
         let expired: Vec<String> = self
             .unacked
             .iter()
-            .filter(|(_, u)| u.deadline.is_some_and(|d| d <= now))
+            .filter(|(_, u)| u.clock.deadline().is_some_and(|d| d <= now))
             .map(|(id, _)| id.clone())
             .collect();
         for id in expired {
-            self.unacked.remove(&id);
-            self.requeue_or_fail(now, &id);
+            self.take_back(now, &id);
         }
         while let Some((due, _)) = self.delayed.first() {
             if *due > now {
@@ -312,7 +365,7 @@ impl EvalBroker {
 
     /// When `handle_tick` must next run, if anything waits on time.
     pub fn poll_timeout(&self) -> Option<Millis> {
-        let nack = self.unacked.values().filter_map(|u| u.deadline).min();
+        let nack = self.unacked.values().filter_map(|u| u.clock.deadline()).min();
         let delayed = self.delayed.first().map(|(due, _)| *due);
         nack.into_iter().chain(delayed).min()
     }

@@ -264,12 +264,16 @@ impl Server {
         let Some(leader) = self.leader.as_mut() else {
             return self.answer_plan(now, &origin, Err("not the leader".into()));
         };
-        if let Err(error) = leader.broker.pause_nack_timeout(&plan.eval_id, &plan.eval_token) {
+        let (eval_id, token) = (plan.eval_id.clone(), plan.eval_token.clone());
+        if let Err(error) = leader.broker.pause_nack_timeout(now, &eval_id, &token) {
             return self.answer_plan(now, &origin, Err(error.to_string()));
         }
         match leader.plans.handle_enqueue(plan) {
             Ok(ticket) => drop(leader.queued.insert(ticket, QueuedPlan { origin, followups })),
-            Err(_) => self.answer_plan(now, &origin, Err("plan queue full".into())),
+            Err(_) => {
+                let _ = leader.broker.resume_nack_timeout(now, &eval_id, &token);
+                self.answer_plan(now, &origin, Err("plan queue full".into()))
+            }
         }
     }
 
@@ -284,7 +288,7 @@ impl Server {
         let (eval_id, token) = (plan.eval_id.clone(), plan.eval_token.clone());
         // A plan whose evaluation was nacked meanwhile (and maybe handed to another
         // worker) is refused: its worker no longer holds the evaluation.
-        if leader.broker.pause_nack_timeout(&eval_id, &token).is_err() {
+        if leader.broker.pause_nack_timeout(now, &eval_id, &token).is_err() {
             let message = format!("evaluation {eval_id} is no longer held with this token");
             self.answer_plan(now, &queued.origin, Err(message));
             return true;

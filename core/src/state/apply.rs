@@ -607,7 +607,7 @@ impl State {
             eval.modify_time = now_ns;
             self.keep_one_blocked(index, &mut eval);
             self.set_queued(index, &eval);
-            self.job_eval_index.insert(JobKey::new(&eval.namespace, &eval.job_id), index);
+            self.raise_job_wait_index(&JobKey::new(&eval.namespace, &eval.job_id), index);
             let eval = Arc::new(eval);
             self.recorder.record(|| EventPayload::Evaluation(eval.clone()));
             self.evals.insert(eval.id.clone(), eval.clone());
@@ -917,6 +917,9 @@ impl State {
         }
         self.refresh_job_status(key, alloc);
         self.indexes.allocs = index;
+        if alloc.alloc_modify_index == index {
+            self.raise_job_wait_index(key, index);
+        }
     }
 
     fn refresh_job_status(&mut self, key: &JobKey, changed: &Allocation) {

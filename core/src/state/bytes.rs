@@ -147,9 +147,7 @@ impl State {
         }
         for eval in body.evals {
             let key = JobKey::new(&eval.namespace, &eval.job_id);
-            let newest =
-                state.job_eval_index.get(&key).copied().unwrap_or(0).max(eval.modify_index);
-            state.job_eval_index.insert(key.clone(), newest);
+            state.raise_job_wait_index(&key, eval.modify_index);
             if eval.status == EvalStatus::Blocked {
                 // The derived index: a state keeps one blocked evaluation per job, so this
                 // finds it; were there more, the newest would count as the job's.
@@ -192,6 +190,7 @@ impl State {
             self.allocs_by_node.get_or_insert_with(alloc.node_id.clone(), Default::default);
         Arc::make_mut(by_node).add(id.clone(), &alloc);
         let key = JobKey::new(&alloc.namespace, &alloc.job_id);
+        self.raise_job_wait_index(&key, alloc.alloc_modify_index);
         let by_job = self.allocs_by_job.get_or_insert_with(key, Default::default);
         Arc::make_mut(by_job).insert(id, alloc);
     }

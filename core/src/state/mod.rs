@@ -154,10 +154,13 @@ pub struct State {
     allocs_by_node: Table<String, Arc<NodeAllocs>>,
     allocs_by_job: Table<JobKey, Arc<BTreeMap<IdKey, Arc<Allocation>>>>,
     evals: Table<String, Arc<Evaluation>>,
-    /// Per job, the highest modify index of its evaluations: a worker must plan from
-    /// state at least this new (Nomad's `getWaitIndex`), or it could miss the plan of
-    /// the job's previous evaluation and place the same allocations again.
-    job_eval_index: Table<JobKey, u64>,
+    /// Per job, the highest index that wrote one of its evaluations or committed a plan
+    /// touching one of its allocations (derived: the evaluations' modify indexes and
+    /// the allocations' `alloc_modify_index`). A worker must plan from state at least
+    /// this new, or it could miss the plan of the job's previous evaluation, or an
+    /// earlier delivery's plan of its own (committed, its answer lost), and place the
+    /// same allocations again. Nomad's `getWaitIndex` counts only evaluations.
+    job_wait_index: Table<JobKey, u64>,
     /// Per job, the ID of its blocked evaluation (derived from `evals`). A job has at most
     /// one: writing a blocked evaluation cancels the job's older one in the same entry, so
     /// no state, not even for one entry, holds two (Nomad #15858 let them pile up).
@@ -420,9 +423,18 @@ impl State {
     }
 
     /// The index a worker's snapshot must reach before it schedules an evaluation of
-    /// this job: the newest write to any of the job's evaluations.
+    /// this job: the newest write to any of the job's evaluations, or of a plan to any
+    /// of its allocations.
     pub fn job_wait_index(&self, namespace: &str, job_id: &str) -> u64 {
-        self.job_eval_index.get(&JobKey::new(namespace, job_id)).copied().unwrap_or(0)
+        self.job_wait_index.get(&JobKey::new(namespace, job_id)).copied().unwrap_or(0)
+    }
+
+    /// Raises the job's wait index to `index`; looked up before written, as a plan
+    /// writes many allocations of one job.
+    fn raise_job_wait_index(&mut self, key: &JobKey, index: u64) {
+        if self.job_wait_index.get(key).is_none_or(|&kept| kept < index) {
+            self.job_wait_index.insert(key.clone(), index);
+        }
     }
 
     pub fn deployment(&self, id: &str) -> Option<&Arc<Deployment>> {
