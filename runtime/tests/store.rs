@@ -1,5 +1,6 @@
 //! The file store: what was synced comes back after a restart, a torn tail is cut (and
-//! only a tail), damage elsewhere is refused, and snapshots switch atomically.
+//! only a tail), damage elsewhere is refused, a log of another format is refused by name,
+//! and snapshots switch atomically.
 
 use drover_core::raft::{
     Config, Entry, HardState, Membership, Payload, Persist, Raft, Restored, Snapshot, SnapshotMeta,
@@ -7,7 +8,7 @@ use drover_core::raft::{
 use drover_core::time::Millis;
 use drover_runtime::store::file::FileStore;
 use drover_runtime::store::mem::MemStore;
-use drover_runtime::store::{RaftStore, StoreError};
+use drover_runtime::store::{LOG_FORMAT_VERSION, RaftStore, StoreError};
 use proptest::prelude::*;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -142,6 +143,13 @@ fn newest_segment_len(dir: &Path) -> u64 {
     segments(dir).last().map_or(0, |p| fs::metadata(p).unwrap().len())
 }
 
+/// The length of a segment's header: what a new store's only segment holds.
+fn header_len() -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    drop(FileStore::open(dir.path()).unwrap());
+    newest_segment_len(dir.path())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -155,9 +163,10 @@ proptest! {
         prop_assert!(segments(dir.path()).len() == 1, "older segments are deleted");
     }
 
-    /// A crash mid-append leaves any prefix of the newest segment, maybe padded with zeros:
-    /// the store restores every whole record in it (a prefix of the log), cuts the rest
-    /// and reports the cut; it never restores a garbled record.
+    /// A crash mid-append leaves any prefix of the newest segment past its header (synced
+    /// before the segment is named), maybe padded with zeros: the store restores every
+    /// whole record in it (a prefix of the log), cuts the rest and reports the cut; it
+    /// never restores a garbled record.
     #[test]
     fn a_torn_tail_restores_every_whole_record(
         batches in prop::collection::vec((1u64..5, 1u64..6), 1..20),
@@ -177,7 +186,8 @@ proptest! {
         let synced = check(dir.path(), &appends);
         let segment = segments(dir.path()).pop().unwrap();
         let full_len = fs::metadata(&segment).unwrap().len();
-        let cut_len = full_len * cut_permille / 1000;
+        let header_len = header_len();
+        let cut_len = header_len + (full_len - header_len) * cut_permille / 1000;
         let mut bytes = fs::read(&segment).unwrap();
         bytes.truncate(cut_len as usize);
         bytes.extend(std::iter::repeat_n(0, zeros));
@@ -203,14 +213,58 @@ fn damage_before_the_tail_is_refused_with_its_location() {
     check(dir.path(), &appends);
     let segment = segments(dir.path()).pop().unwrap();
     let mut bytes = fs::read(&segment).unwrap();
-    bytes[20] ^= 0xff;
+    bytes[header_len() as usize + 20] ^= 0xff; // inside the first record's payload
     fs::write(&segment, &bytes).unwrap();
     let error = FileStore::open(dir.path()).err().expect("damage is refused");
     let StoreError::Corrupt { path, offset_bytes, reason } = &error else {
         panic!("expected a corruption error, got {error}");
     };
-    assert_eq!((path, *offset_bytes), (&segment, 0));
+    assert_eq!((path, *offset_bytes), (&segment, header_len()), "the first record's start");
     assert!(reason.contains("checksum"), "{error}");
+}
+
+/// A data directory written by a build with another log format is refused before any
+/// record is read, naming the file and both versions, and left as it was.
+#[test]
+fn a_log_of_another_format_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    check(dir.path(), &[Batch::Append { from: 1, len: 3, term: 1 }]);
+    let segment = segments(dir.path()).pop().unwrap();
+    let written = fs::read(&segment).unwrap();
+    let header = header_len() as usize;
+    let refusal = |bytes: &[u8]| {
+        fs::write(&segment, bytes).unwrap();
+        let error = FileStore::open(dir.path()).err().expect("another format is refused");
+        assert_eq!(fs::read(&segment).unwrap(), bytes, "the segment is left as it was");
+        error
+    };
+
+    // A segment from before segments had headers: its records start at once.
+    let error = refusal(&written[header..]);
+    let StoreError::UnsupportedFormat { path, found, supported } = &error else {
+        panic!("expected an unsupported format, got {error}");
+    };
+    assert_eq!((path, *found, *supported), (&segment, None, LOG_FORMAT_VERSION));
+    let message = error.to_string();
+    assert!(message.contains("format version 1 (no format header)"), "{message}");
+    assert!(message.contains(&format!("reads only version {LOG_FORMAT_VERSION}")), "{message}");
+
+    // A newer build's header: the same frame with another version.
+    let newer = drover_core::codec::encode(
+        drover_core::codec::FrameKind::LOG_SEGMENT_HEADER,
+        &(LOG_FORMAT_VERSION + 1),
+    )
+    .unwrap();
+    assert_eq!(newer.len(), header, "a header is one small frame");
+    let error = refusal(&[&newer[..], &written[header..]].concat());
+    assert!(
+        matches!(error, StoreError::UnsupportedFormat { found: Some(v), .. } if v == LOG_FORMAT_VERSION + 1),
+        "{error}"
+    );
+
+    // The same store with its own header opens.
+    fs::write(&segment, &written).unwrap();
+    assert_eq!(FileStore::open(dir.path()).unwrap().restored().entries.len(), 3);
 }
 
 #[test]

@@ -29,6 +29,8 @@ impl FrameKind {
     pub const LOG_ENTRY: FrameKind = FrameKind(1);
     pub const SNAPSHOT: FrameKind = FrameKind(2);
     pub const RPC: FrameKind = FrameKind(3);
+    /// The first frame of a Raft log segment, naming the format of the records after it.
+    pub const LOG_SEGMENT_HEADER: FrameKind = FrameKind(4);
     pub const JOB: FrameKind = FrameKind(16);
     pub const NODE: FrameKind = FrameKind(17);
     pub const ALLOCATION: FrameKind = FrameKind(18);
@@ -37,10 +39,11 @@ impl FrameKind {
     pub const PLAN: FrameKind = FrameKind(21);
     pub const PLAN_RESULT: FrameKind = FrameKind(22);
 
-    const NAMES: [(FrameKind, &'static str); 10] = [
+    const NAMES: [(FrameKind, &'static str); 11] = [
         (FrameKind::LOG_ENTRY, "log entry"),
         (FrameKind::SNAPSHOT, "snapshot"),
         (FrameKind::RPC, "rpc"),
+        (FrameKind::LOG_SEGMENT_HEADER, "log segment header"),
         (FrameKind::JOB, "job"),
         (FrameKind::NODE, "node"),
         (FrameKind::ALLOCATION, "allocation"),

@@ -1,8 +1,9 @@
 //! The Raft store in a data directory: segmented log files and atomic snapshot files.
 //!
 //! Layout of `<dir>`:
-//! - `log-<seq>.seg`: log segments, each a run of codec frames holding one [`Record`]
-//!   each (length and crc32c in every frame header). Only the newest segment is appended
+//! - `log-<seq>.seg`: log segments, each a header frame naming the records' format
+//!   ([`LOG_FORMAT_VERSION`]) and then a run of codec frames holding one [`Record`] each
+//!   (length and crc32c in every frame header). Only the newest segment is appended
 //!   to. A new segment starts with a preamble that restates everything still live (the
 //!   snapshot's position, the hard state, the retained entries, trailing ones included),
 //!   so once the preamble is synced every older segment is deleted. The preamble is
@@ -14,12 +15,15 @@
 //!   names it. A crash between the two leaves the older snapshot in force, with the log
 //!   that goes with it; the file a durable record names is always complete.
 //!
-//! On open the segments are replayed in order. A damaged frame at the very end of the
-//! newest segment is a torn write (the process or the machine died mid-append): it was
-//! never reported durable, so it is cut off and the length cut is reported. Damage
-//! anywhere else is [`StoreError::Corrupt`], and nothing is applied.
+//! On open the segments are replayed in order. A segment of another format is refused
+//! whole ([`StoreError::UnsupportedFormat`]), before any of its records is read: a record
+//! whose layout changed would otherwise read as damage, or worse, as something else. A
+//! damaged frame at the very end of the newest segment is a torn write (the process or
+//! the machine died mid-append): it was never reported durable, so it is cut off and the
+//! length cut is reported. Damage anywhere else, the header included (it is synced before
+//! the segment is named), is [`StoreError::Corrupt`], and nothing is applied.
 
-use super::{RaftStore, Record, StoreError, apply_record};
+use super::{LOG_FORMAT_VERSION, RaftStore, Record, SegmentHeader, StoreError, apply_record};
 use drover_core::codec::{
     self, CodecError, FRAME_LEN_MAX_BYTES_DEFAULT, FrameKind, HEADER_LEN_BYTES, Peek,
 };
@@ -64,19 +68,14 @@ impl FileStore {
             torn_tail_cut_bytes += replay(path, newest, &mut state)?;
         }
         state.snapshot = read_snapshot(dir, &state.snapshot.meta)?;
-        let (segment_seq, segment_path) = match segments.last() {
-            Some((seq, path)) => (*seq, path.clone()),
-            None => (1, segment_file(dir, 1)),
+        let (segment_seq, segment_path, file) = match segments.last() {
+            Some((seq, path)) => {
+                let file = OpenOptions::new().append(true).open(path).map_err(io(path, "open"))?;
+                (*seq, path.clone(), file)
+            }
+            None => (1, segment_file(dir, 1), write_segment(dir, 1, &segment_header()?)?),
         };
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&segment_path)
-            .map_err(io(&segment_path, "open"))?;
         let segment_len_bytes = file.metadata().map_err(io(&segment_path, "stat"))?.len();
-        if segments.is_empty() {
-            sync_dir(dir)?;
-        }
         let mut store = FileStore {
             dir: dir.to_owned(),
             segment: BufWriter::new(file),
@@ -143,12 +142,10 @@ impl FileStore {
     fn rotate(&mut self) -> Result<(), StoreError> {
         self.sync_segment()?;
         let seq = self.segment_seq + 1;
-        let path = segment_file(&self.dir, seq);
-        let temporary = path.with_extension(&SEGMENT_TMP_SUFFIX[1..]);
         let old_segments = list(&self.dir, "log-", ".seg")?;
         let meta = self.state.snapshot.meta.clone();
         let log_first_index = self.state.entries.first().map_or(meta.index + 1, |e| e.index);
-        let mut preamble = Vec::new();
+        let mut preamble = segment_header()?;
         let mut encode = |record: &Record| {
             codec::encode_into(FrameKind::LOG_ENTRY, record, &mut preamble)
                 .map_err(|reason| StoreError::Encode { reason })
@@ -158,15 +155,11 @@ impl FileStore {
         for entry in &self.state.entries {
             encode(&Record::Entry(entry.clone()))?;
         }
-        let mut file = File::create(&temporary).map_err(io(&temporary, "create"))?;
-        file.write_all(&preamble).map_err(io(&temporary, "write"))?;
-        file.sync_data().map_err(io(&temporary, "fsync"))?;
-        fs::rename(&temporary, &path).map_err(io(&path, "rename into"))?;
-        sync_dir(&self.dir)?;
+        let file = write_segment(&self.dir, seq, &preamble)?;
         // Only now the new segment is the log's: a failure above left the store
         // appending where it was, and the next open removes the temporary file.
         self.segment = BufWriter::new(file);
-        self.segment_path = path;
+        self.segment_path = segment_file(&self.dir, seq);
         self.segment_seq = seq;
         self.segment_len_bytes = preamble.len() as u64;
         for (old_seq, old_path) in old_segments {
@@ -245,10 +238,63 @@ impl RaftStore for FileStore {
     }
 }
 
+/// The header frame every segment starts with.
+fn segment_header() -> Result<Vec<u8>, StoreError> {
+    let header = SegmentHeader { format_version: LOG_FORMAT_VERSION };
+    codec::encode(FrameKind::LOG_SEGMENT_HEADER, &header)
+        .map_err(|reason| StoreError::Encode { reason })
+}
+
+/// Writes segment `seq` with its first bytes, `preamble` (the header, and for a segment
+/// after the first, the records restating the log), under a temporary name, fsynced,
+/// then renamed into place and the directory fsynced: a segment exists whole or not at
+/// all. Returns the file, positioned to append.
+fn write_segment(dir: &Path, seq: u64, preamble: &[u8]) -> Result<File, StoreError> {
+    let path = segment_file(dir, seq);
+    let temporary = path.with_extension(&SEGMENT_TMP_SUFFIX[1..]);
+    let mut file = File::create(&temporary).map_err(io(&temporary, "create"))?;
+    file.write_all(preamble).map_err(io(&temporary, "write"))?;
+    file.sync_data().map_err(io(&temporary, "fsync"))?;
+    fs::rename(&temporary, &path).map_err(io(&path, "rename into"))?;
+    sync_dir(dir)?;
+    Ok(file)
+}
+
+/// Checks the segment's header and returns its length, where the records start.
+fn read_header(path: &Path, bytes: &[u8]) -> Result<usize, StoreError> {
+    let unsupported = |found| StoreError::UnsupportedFormat {
+        path: path.to_owned(),
+        found,
+        supported: LOG_FORMAT_VERSION,
+    };
+    let corrupt = |reason: String| StoreError::Corrupt {
+        path: path.to_owned(),
+        offset_bytes: 0,
+        reason: format!("the segment header: {reason}"),
+    };
+    let frame = match codec::peek_frame(bytes, RECORD_LEN_MAX_BYTES) {
+        Ok(Peek::Frame(frame)) => frame,
+        // Segments are named only once their header is durable: an empty one is from a
+        // build that created the file first, before segments had headers.
+        Ok(Peek::NeedMore { .. }) if bytes.is_empty() => return Err(unsupported(None)),
+        Ok(Peek::NeedMore { .. }) => return Err(corrupt("incomplete".to_owned())),
+        Err(error) => return Err(corrupt(error.to_string())),
+    };
+    if frame.kind == FrameKind::LOG_ENTRY {
+        return Err(unsupported(None));
+    }
+    let header: SegmentHeader =
+        frame.decode(FrameKind::LOG_SEGMENT_HEADER).map_err(|e| corrupt(e.to_string()))?;
+    if header.format_version != LOG_FORMAT_VERSION {
+        return Err(unsupported(Some(header.format_version)));
+    }
+    Ok(frame.frame_len_bytes())
+}
+
 /// Replays one segment into `state`; returns the bytes cut from a torn tail.
 fn replay(path: &Path, newest: bool, state: &mut Restored) -> Result<u64, StoreError> {
     let bytes = fs::read(path).map_err(io(path, "read"))?;
-    let mut offset = 0;
+    let mut offset = read_header(path, &bytes)?;
     while offset < bytes.len() {
         let rest = &bytes[offset..];
         let damage = match codec::peek_frame(rest, RECORD_LEN_MAX_BYTES) {

@@ -43,6 +43,17 @@ pub(crate) enum Record {
     Entry(Entry),
 }
 
+/// The format of the records in a log segment, named by the header every segment starts
+/// with. Version 2 gave the snapshot record `log_first_index` (entries kept behind a
+/// snapshot); version 1 segments had no header.
+pub const LOG_FORMAT_VERSION: u32 = 2;
+
+/// The first frame of every log segment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SegmentHeader {
+    pub(crate) format_version: u32,
+}
+
 /// Why the store could not write, sync or load. Every variant names the file involved.
 #[derive(Debug)]
 pub enum StoreError {
@@ -57,6 +68,13 @@ pub enum StoreError {
         path: PathBuf,
         offset_bytes: u64,
         reason: String,
+    },
+    /// A segment in a log format this build does not read (`None`: one without a header,
+    /// written before segments named their format).
+    UnsupportedFormat {
+        path: PathBuf,
+        found: Option<u32>,
+        supported: u32,
     },
     Encode {
         reason: CodecError,
@@ -76,6 +94,16 @@ impl fmt::Display for StoreError {
             }
             StoreError::Corrupt { path, offset_bytes, reason } => {
                 write!(f, "{} is corrupt at byte {offset_bytes}: {reason}", path.display())
+            }
+            StoreError::UnsupportedFormat { path, found, supported } => {
+                let found = found.map_or("1 (no format header)".to_owned(), |v| v.to_string());
+                write!(
+                    f,
+                    "{} holds raft log format version {found}, and this build reads only \
+                     version {supported}: the data directory was written by another drover \
+                     version",
+                    path.display()
+                )
             }
             StoreError::Encode { reason } => write!(f, "cannot encode a raft record: {reason}"),
             StoreError::Rejected { reason } => write!(f, "raft write refused: {reason}"),
