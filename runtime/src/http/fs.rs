@@ -7,10 +7,11 @@
 //! ([`crate::driver::alloc_fs`]). A request for an allocation another node runs is that
 //! node's agent's answer, passed on ([`super::forward`]). Errors carry Nomad's words and
 //! codes: `ls` and `stat` answer 500 for anything the file system refused; `cat` and
-//! `readat` answer 400, as Nomad's streaming endpoint does, but 500 for a secret.
+//! `readat` answer 400, as Nomad's streaming endpoint does, but 500 for a secret. Every
+//! call on the file system runs on tokio's blocking threads ([`in_alloc_dir`]).
 
 use super::forward::{self, Answer, Incoming};
-use super::{ApiError, ApiResult, Params, json_response};
+use super::{ApiError, ApiResult, Params, json_response, off_async_workers};
 use crate::agent::AgentHandle;
 use crate::driver::alloc_dir::AllocDir;
 use crate::driver::alloc_fs::{AllocFs, FsError};
@@ -23,6 +24,7 @@ use axum::routing::get;
 use std::fs::File;
 use std::io::{self, Read};
 use std::num::IntErrorKind;
+use std::path::PathBuf;
 
 /// The most bytes one chunk of a file's answer carries.
 const READ_CHUNK_LEN_BYTES: usize = 64 * 1024;
@@ -41,27 +43,37 @@ pub(super) fn routes() -> Router<AgentHandle> {
 
 /// Where a request about an allocation's files is answered.
 enum Served {
-    /// By this agent, whose client runs the allocation.
-    Here(AllocFs),
+    /// By this agent, whose client runs the allocation: the root of its directory.
+    Here(PathBuf),
     /// By the node that runs it: its answer.
     There(Response),
 }
 
-/// Reads the allocation and either opens its directory here or forwards `request` to
+/// Reads the allocation and either names its directory here or forwards `request` to
 /// the node that runs it.
 async fn locate(
     agent: &AgentHandle,
     alloc_id: &str,
     request: Incoming,
     answer: Answer,
-    refused: fn(FsError) -> ApiError,
 ) -> Result<Served, ApiError> {
     let alloc = forward::client_alloc(agent, alloc_id, UNKNOWN_ALLOC).await?;
     if !forward::runs_here(agent, &alloc).await? {
         return Ok(Served::There(forward::to_alloc_node(agent, &alloc, request, answer).await?));
     }
     let dir = AllocDir::new(&agent.config.data_dir.join("alloc"), alloc_id);
-    Ok(Served::Here(AllocFs::new(&dir.root).map_err(refused)?))
+    Ok(Served::Here(dir.root))
+}
+
+/// Opens the allocation's directory at `root` and runs `read` on it, off the async
+/// workers: the one way every endpoint here touches the file system, each path confined
+/// by [`AllocFs`] as ever.
+async fn in_alloc_dir<T: Send + 'static>(
+    root: PathBuf,
+    read: impl FnOnce(&AllocFs) -> Result<T, FsError> + Send + 'static,
+) -> Result<T, FsError> {
+    let outcome = off_async_workers(move || read(&AllocFs::new(&root)?)).await;
+    outcome.map_err(|stopped| FsError::Io(stopped.to_string()))?
 }
 
 fn internal(error: FsError) -> ApiError {
@@ -83,10 +95,10 @@ async fn list(
     request: Incoming,
 ) -> ApiResult {
     let path = params.get("path").filter(|p| !p.is_empty()).unwrap_or("/").to_owned();
-    match locate(&agent, &alloc_id, request, Answer::Whole, internal).await? {
+    match locate(&agent, &alloc_id, request, Answer::Whole).await? {
         Served::There(answer) => Ok(answer),
-        Served::Here(fs) => {
-            let files = fs.list(&path).map_err(internal)?;
+        Served::Here(root) => {
+            let files = in_alloc_dir(root, move |fs| fs.list(&path)).await.map_err(internal)?;
             Ok(json_response(&params, HeaderMap::new(), &files))
         }
     }
@@ -99,10 +111,10 @@ async fn stat(
     request: Incoming,
 ) -> ApiResult {
     let path = required_path(&params)?;
-    match locate(&agent, &alloc_id, request, Answer::Whole, internal).await? {
+    match locate(&agent, &alloc_id, request, Answer::Whole).await? {
         Served::There(answer) => Ok(answer),
-        Served::Here(fs) => {
-            let info = fs.stat(&path).map_err(internal)?;
+        Served::Here(root) => {
+            let info = in_alloc_dir(root, move |fs| fs.stat(&path)).await.map_err(internal)?;
             Ok(json_response(&params, HeaderMap::new(), &info))
         }
     }
@@ -115,9 +127,12 @@ async fn cat(
     request: Incoming,
 ) -> ApiResult {
     let path = required_path(&params)?;
-    match locate(&agent, &alloc_id, request, Answer::Streamed, streamed).await? {
+    match locate(&agent, &alloc_id, request, Answer::Streamed).await? {
         Served::There(answer) => Ok(answer),
-        Served::Here(fs) => Ok(file_answer(fs.read_at(&path, 0).map_err(streamed)?, None)),
+        Served::Here(root) => {
+            let file = in_alloc_dir(root, move |fs| fs.read_at(&path, 0)).await;
+            Ok(file_answer(file.map_err(streamed)?, None))
+        }
     }
 }
 
@@ -133,10 +148,11 @@ async fn read_at(
     let limit = go_int(&params, "limit")?.filter(|limit| *limit > 0);
     let offset = u64::try_from(offset)
         .map_err(|_| ApiError::bad_request(format!("can't seek to offset {offset}")))?;
-    match locate(&agent, &alloc_id, request, Answer::Streamed, streamed).await? {
+    match locate(&agent, &alloc_id, request, Answer::Streamed).await? {
         Served::There(answer) => Ok(answer),
-        Served::Here(fs) => {
-            let file = fs.read_at(&path, offset).map_err(streamed)?;
+        Served::Here(root) => {
+            let file = in_alloc_dir(root, move |fs| fs.read_at(&path, offset)).await;
+            let file = file.map_err(streamed)?;
             Ok(file_answer(file, limit.map(i64::unsigned_abs)))
         }
     }
@@ -172,15 +188,45 @@ fn file_answer(file: File, limit_bytes: Option<u64>) -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }
 
-/// The next chunk of a read; an error ends the stream after it is passed on.
+/// The next chunk of a read, read off the async workers; an error ends the stream after
+/// it is passed on.
 async fn next_chunk(
     reader: Option<io::Take<File>>,
 ) -> Option<(io::Result<Bytes>, Option<io::Take<File>>)> {
     let mut reader = reader?;
-    let mut chunk = Vec::with_capacity(READ_CHUNK_LEN_BYTES);
-    match (&mut reader).take(READ_CHUNK_LEN_BYTES as u64).read_to_end(&mut chunk) {
-        Ok(0) => None,
-        Ok(_) => Some((Ok(Bytes::from(chunk)), Some(reader))),
-        Err(error) => Some((Err(error), None)),
+    let read = off_async_workers(move || {
+        let mut chunk = Vec::with_capacity(READ_CHUNK_LEN_BYTES);
+        let read = (&mut reader).take(READ_CHUNK_LEN_BYTES as u64).read_to_end(&mut chunk);
+        (reader, read.map(|_| chunk))
+    })
+    .await;
+    match read {
+        Ok((_, Ok(chunk))) if chunk.is_empty() => None,
+        Ok((reader, Ok(chunk))) => Some((Ok(Bytes::from(chunk)), Some(reader))),
+        Ok((_, Err(error))) | Err(error) => Some((Err(error), None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn file_system_work_runs_off_the_async_workers_and_stays_confined() {
+        let scratch = tempfile::tempdir().unwrap();
+        let root = scratch.path().join("alloc-1");
+        std::fs::create_dir_all(root.join("web/local")).unwrap();
+        let caller = std::thread::current().id();
+        let (files, worker) =
+            in_alloc_dir(root.clone(), |fs| Ok((fs.list("web")?, std::thread::current().id())))
+                .await
+                .unwrap();
+        assert_ne!(worker, caller, "the listing ran on the runtime's own thread");
+        let names: Vec<String> = files.into_iter().map(|f| f.name).collect();
+        assert_eq!(names, ["local"]);
+        let escaped = in_alloc_dir(root, |fs| fs.list("web/../..")).await;
+        assert_eq!(escaped.unwrap_err(), FsError::Escapes);
+        let missing = in_alloc_dir(scratch.path().join("alloc-2"), |fs| fs.stat("/")).await;
+        assert_eq!(missing.unwrap_err().to_string(), "open /: no such file or directory");
     }
 }
