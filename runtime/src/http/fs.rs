@@ -10,7 +10,7 @@
 //! `readat` answer 400, as Nomad's streaming endpoint does, but 500 for a secret. Every
 //! call on the file system runs on tokio's blocking threads ([`in_alloc_dir`]).
 
-use super::forward::{self, Answer, Incoming};
+use super::forward::{self, Answer, FORWARD_BODY_LEN_MAX_BYTES, Incoming};
 use super::{ApiError, ApiResult, Params, json_response, off_async_workers};
 use crate::agent::AgentHandle;
 use crate::driver::alloc_dir::AllocDir;
@@ -26,6 +26,12 @@ use std::io::{self, Read};
 use std::num::IntErrorKind;
 use std::path::PathBuf;
 
+/// The longest listing answered, in bytes of compact JSON: half the bound on an answer one
+/// agent reads whole of another's ([`FORWARD_BODY_LEN_MAX_BYTES`]). A listing asked for
+/// with `?pretty` is less than twice its compact form (an entry's indentation and line
+/// breaks take fewer bytes than its field names), so any listing a node answers also
+/// passes through the agent that forwarded the request to it.
+const LISTING_JSON_LEN_MAX_BYTES: usize = FORWARD_BODY_LEN_MAX_BYTES / 2;
 /// The most bytes one chunk of a file's answer carries.
 const READ_CHUNK_LEN_BYTES: usize = 64 * 1024;
 /// Nomad's answer when a path is missing where one is needed.
@@ -98,7 +104,8 @@ async fn list(
     match locate(&agent, &alloc_id, request, Answer::Whole).await? {
         Served::There(answer) => Ok(answer),
         Served::Here(root) => {
-            let files = in_alloc_dir(root, move |fs| fs.list(&path)).await.map_err(internal)?;
+            let listed = in_alloc_dir(root, move |fs| fs.list(&path, LISTING_JSON_LEN_MAX_BYTES));
+            let files = listed.await.map_err(internal)?;
             Ok(json_response(&params, HeaderMap::new(), &files))
         }
     }
@@ -210,6 +217,7 @@ async fn next_chunk(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use drover_core::model::AllocFileInfo;
 
     #[tokio::test]
     async fn file_system_work_runs_off_the_async_workers_and_stays_confined() {
@@ -217,16 +225,37 @@ mod tests {
         let root = scratch.path().join("alloc-1");
         std::fs::create_dir_all(root.join("web/local")).unwrap();
         let caller = std::thread::current().id();
-        let (files, worker) =
-            in_alloc_dir(root.clone(), |fs| Ok((fs.list("web")?, std::thread::current().id())))
-                .await
-                .unwrap();
+        let (files, worker) = in_alloc_dir(root.clone(), |fs| {
+            Ok((fs.list("web", LISTING_JSON_LEN_MAX_BYTES)?, std::thread::current().id()))
+        })
+        .await
+        .unwrap();
         assert_ne!(worker, caller, "the listing ran on the runtime's own thread");
         let names: Vec<String> = files.into_iter().map(|f| f.name).collect();
         assert_eq!(names, ["local"]);
-        let escaped = in_alloc_dir(root, |fs| fs.list("web/../..")).await;
+        let escaped = in_alloc_dir(root, |fs| fs.list("web/../..", usize::MAX)).await;
         assert_eq!(escaped.unwrap_err(), FsError::Escapes);
         let missing = in_alloc_dir(scratch.path().join("alloc-2"), |fs| fs.stat("/")).await;
         assert_eq!(missing.unwrap_err().to_string(), "open /: no such file or directory");
+    }
+
+    /// The listing that weighs most against the bounds is one of entries as short as they
+    /// come: as many as the listing bound holds, asked for `?pretty`, still fit through a
+    /// forward.
+    #[tokio::test]
+    async fn a_listing_within_its_bound_passes_a_forward_even_pretty() {
+        let shortest = AllocFileInfo {
+            name: "a".to_owned(),
+            file_mode: "----------".to_owned(),
+            ..AllocFileInfo::default()
+        };
+        let entry_len_bytes = serde_json::to_vec(&shortest).unwrap().len() + 1;
+        let files = vec![shortest; LISTING_JSON_LEN_MAX_BYTES / entry_len_bytes];
+        assert!(serde_json::to_vec(&files).unwrap().len() <= LISTING_JSON_LEN_MAX_BYTES);
+        let pretty = Params(std::collections::BTreeMap::from([("pretty".into(), "".into())]));
+        let response = json_response(&pretty, HeaderMap::new(), &files);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        assert!(body.len() > LISTING_JSON_LEN_MAX_BYTES, "the pretty form is longer");
+        assert!(body.len() <= FORWARD_BODY_LEN_MAX_BYTES, "{} bytes", body.len());
     }
 }
