@@ -130,6 +130,16 @@ impl AllocFs {
         Ok(file)
     }
 
+    /// The file at `path`, positioned `back_bytes` before its end (at its start when it is
+    /// shorter); a directory or a secret is refused.
+    pub fn read_from_end(&self, path: &str, back_bytes: u64) -> Result<File, FsError> {
+        let mut file = self.read_at(path, 0)?;
+        let len_bytes = file.metadata().map_err(|e| io_error("stat", path, &e))?.len();
+        let start = len_bytes.saturating_sub(back_bytes);
+        file.seek(SeekFrom::Start(start)).map_err(|e| io_error("seek", path, &e))?;
+        Ok(file)
+    }
+
     /// Opens `path` and checks where it led: the file, and its place relative to the
     /// root. It is first opened as a mere reference (`O_PATH`, which opens no device and
     /// reads nothing), checked to lie inside the root and to be a regular file or a
@@ -479,6 +489,16 @@ mod tests {
         let mut text = String::new();
         fs.read_at("web/local/out.txt", 2).unwrap().read_to_string(&mut text).unwrap();
         assert_eq!(text, "llo\n");
+        let from_end = |back_bytes| {
+            let mut text = String::new();
+            let file = fs.read_from_end("web/local/out.txt", back_bytes);
+            file.unwrap().read_to_string(&mut text).unwrap();
+            text
+        };
+        assert_eq!(from_end(2), "o\n");
+        assert_eq!(from_end(100), "hello\n", "a file shorter than asked is read whole");
+        let refused = "Reading secret file prohibited: web/secrets/token";
+        assert_eq!(fs.read_from_end("web/secrets/token", 1).unwrap_err().to_string(), refused);
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod forward;
 mod fs;
 mod jobs;
 mod logs;
+mod stream;
 
 pub use forward::NodeHttp;
 
