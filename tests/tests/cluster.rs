@@ -1105,6 +1105,8 @@ fn a_request_naming_another_region_is_forwarded_there() {
         (regions.len() == 2).then_some(regions)
     });
     assert_eq!(regions, Some(vec!["east".to_owned(), "west".to_owned()]));
+    let own = east.http("GET", "/v1/agent/self", b"").json();
+    assert_eq!(own["stats"]["nomad"]["known_regions"], "2", "{own}");
 
     // Registered through east, naming west: it lands in west only.
     let registered = poll_until(LEADER_TIMEOUT, || {

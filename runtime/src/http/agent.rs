@@ -15,7 +15,6 @@ use axum::routing::{delete, get};
 use drover_core::server::{ApiReply, ApiRequest, AutopilotConfig, Query as Read};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
 
 pub(super) fn routes() -> Router<AgentHandle> {
     Router::new()
@@ -102,7 +101,7 @@ async fn agent_self(State(agent): State<AgentHandle>, params: Params) -> ApiResu
         "stats": {
             "nomad": {
                 "leader": status.is_leader.to_string(),
-                "known_regions": "1",
+                "known_regions": status.regions.len().to_string(),
                 "server": status.roles.server.to_string(),
                 "leader_addr": status.leader_addr.clone().unwrap_or_default(),
             },
@@ -168,9 +167,7 @@ async fn peers(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
 /// Every region gossip knows of, this one included, sorted.
 async fn regions(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
     let status = status(&agent).await?;
-    let mut regions: BTreeSet<&str> = status.members.iter().map(|m| m.region.as_str()).collect();
-    regions.insert(&agent.config.region);
-    Ok(json_response(&params, HeaderMap::new(), &regions))
+    Ok(json_response(&params, HeaderMap::new(), &status.regions))
 }
 
 /// Every server of the Raft configuration, learners with `Voter: false`.
