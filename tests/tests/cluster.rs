@@ -973,7 +973,7 @@ fn a_server_carries_logs_signals_and_restarts_to_the_node_that_runs_the_allocati
 
     // A followed file through the server, from its last line on: what the task appends
     // arrives as it is written.
-    let hups = ["alloc", "fs", "-address", &address, "-f", "-tail", "-c", "6"];
+    let hups = ["alloc", "fs", "-address", &address, "-f", "-tail", "-n", "1"];
     let (mut follower, lines) =
         follow_logs(&scratch, &[&hups[..], &["-job", "hup", "t/local/hups.txt"]].concat());
     let first = lines.recv_timeout(LEADER_TIMEOUT);

@@ -192,7 +192,7 @@ fn print_file(
     };
     let url = format!("/v1/client/fs/{endpoint}/{}", fs.alloc_id);
     let body = fs.client.stream(&url, &params, follow).map_err(|e| format!("{failed}: {e}"))?;
-    copy_out(body, window.last_lines.filter(|_| !follow), io)
+    copy_out(body, window.last_lines, follow, io)
 }
 
 /// An entry's name, a directory's with a `/` after it.
