@@ -822,11 +822,13 @@ fn the_api_over_https_needs_the_ca_and_with_verify_https_client_a_client_certifi
 }
 
 /// A service job of one task that writes `local/greeting.txt` in its task directory, says
-/// it started, then says so for every SIGHUP; its command line holds `marker`.
+/// it started, then says so for every SIGHUP and appends `hup-<n>` to `local/hups.txt`;
+/// its command line holds `marker`.
 fn hup_job(id: &str, marker: &str) -> Vec<u8> {
     // The loop's short sleeps let the shell run the trap soon after the signal.
     let script = format!(
-        "echo fs-says-hi > local/greeting.txt; trap 'echo got-hup' HUP; echo started; \
+        "echo fs-says-hi > local/greeting.txt; \
+         trap 'echo got-hup; n=$((n+1)); echo hup-$n >> local/hups.txt' HUP; echo started; \
          while :; do sleep 0.1; done # {marker}"
     );
     let job = json!({ "Job": {
@@ -848,7 +850,8 @@ fn running_alloc(agent: &ClusterAgent, job: &str) -> String {
     allocs[0]["ID"].as_str().expect("an allocation").to_owned()
 }
 
-/// `drover alloc logs -f` as a child whose stdout lines arrive on the receiver.
+/// `drover alloc logs -f` (or `alloc fs -f`) as a child whose stdout lines arrive on the
+/// receiver.
 fn follow_logs(
     scratch: &Scratch,
     args: &[&str],
@@ -957,6 +960,29 @@ fn a_server_carries_logs_signals_and_restarts_to_the_node_that_runs_the_allocati
     let keys: Vec<&str> =
         files[0].as_object().expect("an AllocFileInfo").keys().map(String::as_str).collect();
     assert_eq!(keys, ["Name", "IsDir", "Size", "FileMode", "ModTime"], "{files}");
+    let by_job = drover(&["alloc", "fs", "-job", "hup", "t/local/greeting.txt"]);
+    assert_eq!((by_job.code, by_job.stdout.as_str()), (0, "fs-says-hi\n"), "{by_job}");
+    let no_job = drover(&["alloc", "fs", "-job", "nope", "t/local/greeting.txt"]);
+    let none = "Error fetching allocations: job \"nope\" doesn't exist or it has no allocations";
+    assert_eq!((no_job.code, no_job.stderr.trim_end()), (1, none), "{no_job}");
+    let stream_path =
+        format!("/v1/client/fs/stream/{alloc_id}?path=t/local/greeting.txt&follow=false");
+    let framed = server.http("GET", &stream_path, b"");
+    let frame = r#"{"Offset":11,"Data":"ZnMtc2F5cy1oaQo=","File":"t/local/greeting.txt"}"#;
+    assert_eq!((framed.status, framed.text()), (200, frame.to_owned()));
+
+    // A followed file through the server, from its last line on: what the task appends
+    // arrives as it is written.
+    let hups = ["alloc", "fs", "-address", &address, "-f", "-tail", "-n", "1"];
+    let (mut follower, lines) =
+        follow_logs(&scratch, &[&hups[..], &["-job", "hup", "t/local/hups.txt"]].concat());
+    let first = lines.recv_timeout(LEADER_TIMEOUT);
+    assert_eq!(first.as_deref(), Ok("hup-2"), "the file's end, the second signal's line");
+    let signalled = drover(&["alloc", "signal", "-s", "SIGHUP", &alloc_id, "t"]);
+    assert_eq!(signalled.code, 0, "{signalled}");
+    assert!(await_line(&lines, "hup-3"), "the third signal's line arrives while following");
+    let _ = follower.kill();
+    let _ = follower.wait();
 
     // A restart through the server: the client restarts the task and reports it.
     let restarted = drover(&["alloc", "restart", &alloc_id, "t"]);
@@ -1079,6 +1105,8 @@ fn a_request_naming_another_region_is_forwarded_there() {
         (regions.len() == 2).then_some(regions)
     });
     assert_eq!(regions, Some(vec!["east".to_owned(), "west".to_owned()]));
+    let own = east.http("GET", "/v1/agent/self", b"").json();
+    assert_eq!(own["stats"]["nomad"]["known_regions"], "2", "{own}");
 
     // Registered through east, naming west: it lands in west only.
     let registered = poll_until(LEADER_TIMEOUT, || {

@@ -1,13 +1,14 @@
-//! `drover alloc fs [-stat] [-tail] <alloc> [path]`: lists a directory of an allocation,
-//! describes one entry, or prints a file, on the client that runs it, as Nomad's
-//! `alloc fs` does.
+//! `drover alloc fs [-stat] [-f] [-tail] [-job] <alloc|job> [path]`: lists a directory of
+//! an allocation, describes one entry, or prints a file, whole, its end, or followed as it
+//! grows, on the client that runs it, as Nomad's `alloc fs` does.
 
 use super::alloc_logs::{Window, copy_out, window};
 use super::{Io, api_command, report, resolve_prefix};
 use crate::api::{Client, encode_component};
 use crate::flags::FlagSpec;
 use crate::output::{table, time_text};
-use drover_core::model::AllocFileInfo;
+use drover_core::model::{AllocClientStatus, AllocFileInfo, Allocation};
+use std::hash::{BuildHasher, Hasher};
 
 const HELP: &str = "\
 Usage: drover alloc fs [options] <allocation> <path>
@@ -25,8 +26,15 @@ FS Specific Options:
   -verbose
     Show full information.
 
+  -job <job-id>
+    Use a random allocation from the specified job ID.
+
   -stat
     Show file stat information instead of displaying the file, or listing the directory.
+
+  -f
+    Causes the output to not stop when the end of the file is reached, but rather to
+    wait for additional output.
 
   -tail
     Show the files contents with offsets relative to the end of the file. If no
@@ -43,7 +51,9 @@ FS Specific Options:
 const FLAGS: &[FlagSpec] = &[
     FlagSpec::bool("H"),
     FlagSpec::bool("verbose"),
+    FlagSpec::bool("job"),
     FlagSpec::bool("stat"),
+    FlagSpec::bool("f"),
     FlagSpec::bool("tail"),
     FlagSpec::value("n"),
     FlagSpec::value("c"),
@@ -55,9 +65,11 @@ pub fn run(args: &[String], io: &mut Io<'_>) -> u8 {
         Err(code) => return code,
     };
     report(io, |io| {
-        let (prefix, path) = match flags.args.as_slice() {
-            [alloc] => (alloc, "/"),
-            [alloc, path] => (alloc, path.as_str()),
+        let by_job = flags.is_set("job");
+        let (named, path) = match flags.args.as_slice() {
+            [named] => (named.clone(), "/"),
+            [named, path] => (named.clone(), path.as_str()),
+            [] if by_job => return Err(usage("A job ID is required")),
             [] => return Err(usage("An allocation ID is required")),
             _ => {
                 return Err(usage(
@@ -65,11 +77,12 @@ pub fn run(args: &[String], io: &mut Io<'_>) -> u8 {
                 ));
             }
         };
+        let prefix = if by_job { job_alloc(&client, &named)? } else { named };
         if prefix.chars().count() == 1 {
             return Err("Alloc ID must contain at least two characters.".to_owned());
         }
         let window = window(&flags)?;
-        let alloc_id = resolve_prefix(&client, "/v1/allocations", prefix, "allocation")?;
+        let alloc_id = resolve_prefix(&client, "/v1/allocations", &prefix, "allocation")?;
         let fs = AllocFs { client: &client, alloc_id: encode_component(&alloc_id) };
         let file: AllocFileInfo = fs.get("stat", path).map_err(|error| error.to_string())?;
         let size = |size: u64| if flags.is_set("H") { size.to_string() } else { ibytes(size) };
@@ -101,8 +114,30 @@ pub fn run(args: &[String], io: &mut Io<'_>) -> u8 {
             let _ = io.out.write_all(table(&rows).as_bytes());
             return Ok(0);
         }
-        print_file(&fs, path, file.size, &window, io)
+        print_file(&fs, path, file.size, &window, flags.is_set("f"), io)
     })
+}
+
+/// An allocation of `job`, picked at random as Nomad picks it: among the running ones,
+/// or among all when none runs.
+fn job_alloc(client: &Client, job: &str) -> Result<String, String> {
+    let url = format!("/v1/job/{}/allocations", encode_component(job));
+    let (allocs, _) = client.get::<Vec<Allocation>>(&url, &[], None).map_err(|error| {
+        format!("Error fetching allocations: error querying job {job:?}: {error}")
+    })?;
+    let running: Vec<&Allocation> =
+        allocs.iter().filter(|a| a.client_status == AllocClientStatus::Running).collect();
+    let candidates = if running.is_empty() { allocs.iter().collect() } else { running };
+    if candidates.is_empty() {
+        return Err(format!(
+            "Error fetching allocations: job {job:?} doesn't exist or it has no allocations"
+        ));
+    }
+    // The standard library's per-process random hash keys: randomness enough to spread
+    // operators over a job's allocations, with no generator to depend on.
+    let draw = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let picked = usize::try_from(draw % candidates.len() as u64).unwrap_or_default();
+    Ok(candidates[picked].id.clone())
 }
 
 fn usage(problem: &str) -> String {
@@ -127,26 +162,37 @@ impl AllocFs<'_> {
     }
 }
 
-/// The file whole, or with `-tail` its end.
+/// The file whole, or with `-tail` its end; with `-f` followed from there as it grows.
 fn print_file(
     fs: &AllocFs<'_>,
     path: &str,
     size: u64,
     window: &Window,
+    follow: bool,
     io: &mut Io<'_>,
 ) -> Result<u8, String> {
     let mut params = vec![("path", path.to_owned())];
-    let (endpoint, failed) = match window.from_end_bytes {
-        None => ("cat", "Error reading file"),
-        Some(from_end) => {
+    let failed =
+        if window.from_end_bytes.is_some() { "Error tailing file" } else { "Error reading file" };
+    let endpoint = match (follow, window.from_end_bytes) {
+        (true, from_end) => {
+            let origin = if from_end.is_some() { "end" } else { "start" };
+            params.push(("origin", origin.to_owned()));
+            params.push(("offset", from_end.unwrap_or(0).to_string()));
+            params.push(("follow", "true".to_owned()));
+            params.push(("plain", "true".to_owned()));
+            "stream"
+        }
+        (false, None) => "cat",
+        (false, Some(from_end)) => {
             params.push(("offset", size.saturating_sub(from_end).to_string()));
             params.push(("limit", "-1".to_owned()));
-            ("readat", "Error tailing file")
+            "readat"
         }
     };
     let url = format!("/v1/client/fs/{endpoint}/{}", fs.alloc_id);
-    let body = fs.client.stream(&url, &params, false).map_err(|e| format!("{failed}: {e}"))?;
-    copy_out(body, window.last_lines, io)
+    let body = fs.client.stream(&url, &params, follow).map_err(|e| format!("{failed}: {e}"))?;
+    copy_out(body, window.last_lines, follow, io)
 }
 
 /// An entry's name, a directory's with a `/` after it.

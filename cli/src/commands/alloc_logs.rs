@@ -6,6 +6,8 @@ use crate::api::Client;
 use crate::flags::FlagSpec;
 use drover_core::model::Allocation;
 use std::io::Read;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 const HELP: &str = "\
 Usage: drover alloc logs [options] <allocation> <task>
@@ -50,6 +52,12 @@ const TAIL_BYTES_PER_LINE: u64 = 1024;
 const TAIL_LEN_MAX_BYTES: u64 = 16 * 1024 * 1024;
 /// The read size while streaming.
 const READ_CHUNK_LEN_BYTES: usize = 16 * 1024;
+/// How long a followed `-n` tail gathers what arrives first before it is cut to the last
+/// lines (Nomad's line limit reader waits as long).
+const TAIL_FOLLOW_GATHER_MS: u64 = 1_000;
+/// Chunks read ahead of what is written: as many as a `-n` tail reads at most, so the
+/// whole tail is gathered within the window.
+const CHUNKS_AHEAD_MAX: usize = TAIL_LEN_MAX_BYTES as usize / READ_CHUNK_LEN_BYTES;
 
 /// Where to start reading and how much of it to show.
 pub(super) struct Window {
@@ -95,7 +103,7 @@ pub fn run(args: &[String], io: &mut Io<'_>) -> u8 {
         let body = client
             .stream(&format!("/v1/client/fs/logs/{alloc_id}"), &params, follow)
             .map_err(|error| format!("Error reading file: {error}"))?;
-        copy_out(body, window.last_lines.filter(|_| !follow), io)
+        copy_out(body, window.last_lines, follow, io)
     })
 }
 
@@ -139,29 +147,100 @@ fn only_task(client: &Client, alloc_id: &str) -> Result<String, String> {
     }
 }
 
-/// Writes the stream to stdout as it arrives, or, keeping only the last lines, once it
-/// ended.
+/// Writes the stream to stdout as it arrives. Keeping only the last lines, it writes
+/// those of the whole stream once it ended, or, following, those of what arrived within
+/// [`TAIL_FOLLOW_GATHER_MS`], then what comes after as it arrives (Nomad's line limit).
 pub(super) fn copy_out(
-    mut body: impl Read,
+    body: impl Read + Send + 'static,
     last_lines: Option<usize>,
+    follow: bool,
     io: &mut Io<'_>,
 ) -> Result<u8, String> {
-    let failed = |error: std::io::Error| format!("Error reading file: {error}");
-    if let Some(lines) = last_lines {
+    let Some(lines) = last_lines else { return copy_all(body, io) };
+    if !follow {
         let mut bytes = Vec::new();
-        body.take(TAIL_LEN_MAX_BYTES).read_to_end(&mut bytes).map_err(failed)?;
+        body.take(TAIL_LEN_MAX_BYTES).read_to_end(&mut bytes).map_err(read_failed)?;
         let _ = io.out.write_all(last_lines_of(&bytes, lines));
         return Ok(0);
     }
+    let mut chunks = ChunkReader::spawn(body);
+    let deadline = Instant::now() + Duration::from_millis(TAIL_FOLLOW_GATHER_MS);
+    let mut gathered = Vec::new();
+    while gathered.len() < TAIL_LEN_MAX_BYTES as usize {
+        let Some(chunk) = chunks.next_before(deadline) else { break };
+        gathered.extend_from_slice(&chunk.map_err(read_failed)?);
+    }
+    let _ = io.out.write_all(last_lines_of(&gathered, lines));
+    copy_all(chunks, io)
+}
+
+fn read_failed(error: std::io::Error) -> String {
+    format!("Error reading file: {error}")
+}
+
+/// Writes the stream to stdout as it arrives, until it ends or stdout is closed.
+fn copy_all(mut body: impl Read, io: &mut Io<'_>) -> Result<u8, String> {
     let mut buffer = vec![0u8; READ_CHUNK_LEN_BYTES];
     loop {
-        let read = body.read(&mut buffer).map_err(failed)?;
+        let read = body.read(&mut buffer).map_err(read_failed)?;
         if read == 0 {
             return Ok(0);
         }
         if io.out.write_all(&buffer[..read]).and_then(|()| io.out.flush()).is_err() {
             // The reader went away (a closed pipe): nothing more to show.
             return Ok(0);
+        }
+    }
+}
+
+/// A stream read on a thread of its own, so what arrived by a deadline can be told
+/// apart from what comes later; itself a reader of the chunks still to come.
+struct ChunkReader {
+    chunks: mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    pending: std::io::Cursor<Vec<u8>>,
+}
+
+impl ChunkReader {
+    fn spawn(mut body: impl Read + Send + 'static) -> ChunkReader {
+        let (sender, chunks) = mpsc::sync_channel(CHUNKS_AHEAD_MAX);
+        std::thread::spawn(move || {
+            let mut buffer = vec![0u8; READ_CHUNK_LEN_BYTES];
+            loop {
+                let chunk = match body.read(&mut buffer) {
+                    // The end: the sender dropped tells the reader.
+                    Ok(0) => return,
+                    Ok(read) => Ok(buffer[..read].to_vec()),
+                    Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(error) => Err(error),
+                };
+                let failed = chunk.is_err();
+                if sender.send(chunk).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        ChunkReader { chunks, pending: std::io::Cursor::new(Vec::new()) }
+    }
+
+    /// The next chunk if it arrives before `deadline`; `None` past it or at the end.
+    fn next_before(&mut self, deadline: Instant) -> Option<std::io::Result<Vec<u8>>> {
+        self.chunks.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok()
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.pending.read(buf)?;
+        if read > 0 || buf.is_empty() {
+            return Ok(read);
+        }
+        match self.chunks.recv() {
+            Ok(chunk) => {
+                self.pending = std::io::Cursor::new(chunk?);
+                self.pending.read(buf)
+            }
+            // The reading thread ended with the stream.
+            Err(mpsc::RecvError) => Ok(0),
         }
     }
 }
@@ -181,7 +260,30 @@ fn last_lines_of(bytes: &[u8], count: usize) -> &[u8] {
 
 #[cfg(test)]
 mod tests {
-    use super::last_lines_of;
+    use super::*;
+
+    /// What `copy_out` writes of a stream that sends `first`, then, well after the gather
+    /// window, `later`, then ends.
+    fn followed(first: &'static str, later: &'static str, last_lines: Option<usize>) -> String {
+        let (mut agent, body) = std::os::unix::net::UnixStream::pair().unwrap();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write as _;
+            agent.write_all(first.as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(TAIL_FOLLOW_GATHER_MS + 300));
+            agent.write_all(later.as_bytes()).unwrap();
+        });
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut io = Io { out: &mut out, err: &mut err, tty: false };
+        assert_eq!(copy_out(body, last_lines, true, &mut io), Ok(0));
+        writer.join().unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_followed_tail_keeps_the_last_lines_of_what_came_first_then_everything() {
+        assert_eq!(followed("a\nb\nc\n", "d\ne\n", Some(2)), "b\nc\nd\ne\n");
+        assert_eq!(followed("a\nb\n", "c\n", None), "a\nb\nc\n");
+    }
 
     #[test]
     fn keeps_the_last_lines() {

@@ -6,6 +6,7 @@
 use super::{Io, api_command, print_json, report};
 use crate::flags::FlagSpec;
 use crate::output::{cells, table};
+use drover_core::model::{AutopilotConfiguration, go_duration_ms};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -235,20 +236,6 @@ pub fn raft_remove_peer(args: &[String], io: &mut Io<'_>) -> u8 {
     })
 }
 
-/// `GET /v1/operator/autopilot/configuration`, durations as the Go strings it holds.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-struct AutopilotConfiguration {
-    cleanup_dead_servers: bool,
-    last_contact_threshold: String,
-    max_trailing_logs: u64,
-    min_quorum: u64,
-    server_stabilization_time: String,
-    enable_redundancy_zones: bool,
-    disable_upgrade_migration: bool,
-    enable_custom_upgrades: bool,
-}
-
 pub fn autopilot_get_config(args: &[String], io: &mut Io<'_>) -> u8 {
     let (_, client) = match api_command(args, &[], AUTOPILOT_GET_HELP, io) {
         Ok(parsed) => parsed,
@@ -258,17 +245,7 @@ pub fn autopilot_get_config(args: &[String], io: &mut Io<'_>) -> u8 {
         let (config, _) = client
             .get::<AutopilotConfiguration>("/v1/operator/autopilot/configuration", &[], None)
             .map_err(|error| format!("Error querying Autopilot configuration: {error}"))?;
-        let lines = [
-            ("CleanupDeadServers", config.cleanup_dead_servers.to_string()),
-            ("LastContactThreshold", config.last_contact_threshold),
-            ("MaxTrailingLogs", config.max_trailing_logs.to_string()),
-            ("MinQuorum", config.min_quorum.to_string()),
-            ("ServerStabilizationTime", config.server_stabilization_time),
-            ("EnableRedundancyZones", config.enable_redundancy_zones.to_string()),
-            ("DisableUpgradeMigration", config.disable_upgrade_migration.to_string()),
-            ("EnableCustomUpgrades", config.enable_custom_upgrades.to_string()),
-        ];
-        for (key, value) in lines {
+        for (key, value) in config.settings() {
             let _ = writeln!(io.out, "{key} = {value}");
         }
         Ok(0)
@@ -329,10 +306,7 @@ fn autopilot_changes(flags: &crate::flags::Parsed) -> Result<Vec<(String, Value)
                 Value::from(text.parse::<u64>().map_err(|_| invalid("parse error"))?)
             }
             SettingKind::Duration => {
-                let ns = drover_core::jobspec::parse_duration(text).map_err(|why| invalid(&why))?;
-                if ns < 0 {
-                    return Err(invalid("a duration cannot be negative"));
-                }
+                go_duration_ms(text).map_err(|why| invalid(&why))?;
                 Value::String(text.to_owned())
             }
         };

@@ -6,6 +6,7 @@
 //! deterministic.
 
 mod alloc;
+mod autopilot;
 mod canonicalize;
 pub mod cron;
 mod deployment;
@@ -22,6 +23,7 @@ mod value;
 mod vec_map;
 
 pub use alloc::*;
+pub use autopilot::AutopilotConfiguration;
 pub use canonicalize::{
     ApiDecodeError, decode_api_json, job_from_api_json, job_from_json_str, job_to_api_json,
 };
@@ -38,5 +40,5 @@ pub use plan::*;
 pub use resources::*;
 pub use timestamp::Timestamp;
 pub use validate::*;
-pub use value::{DurationNs, FreeValue};
+pub use value::{DurationNs, FreeValue, go_duration_ms, go_duration_text};
 pub use vec_map::VecMap;

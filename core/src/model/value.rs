@@ -74,6 +74,23 @@ impl fmt::Display for DurationNs {
     }
 }
 
+/// A Go duration's text (`"200ms"`, `"1m30s"`, `time.ParseDuration`'s form) in whole
+/// milliseconds; a negative one is refused, as no wait or threshold an operator sets can be.
+pub fn go_duration_ms(text: &str) -> Result<u64, String> {
+    let ns = crate::jobspec::parse_duration(text)?;
+    if ns < 0 {
+        return Err("a duration cannot be negative".to_owned());
+    }
+    Ok(DurationNs(ns).as_millis())
+}
+
+/// Whole milliseconds as Go prints a duration (`time.Duration.String`): `200ms`, `1.5s`,
+/// `1m30s`, `2h0m0s`, `0s`.
+pub fn go_duration_text(ms: u64) -> String {
+    let ns = i64::try_from(ms).unwrap_or(i64::MAX).saturating_mul(DurationNs::NS_PER_MS);
+    DurationNs(ns).to_string()
+}
+
 /// `value / unit` with its fraction, trailing zeros dropped: 1_500_000 / 1_000_000 → "1.5".
 fn trim_fraction(value: u64, unit: u64) -> String {
     let whole = value / unit;
@@ -239,5 +256,25 @@ impl<'de> Visitor<'de> for AnyVisitor {
             out.insert(k, v);
         }
         Ok(FreeValue::Map(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_read_and_print_as_go_does() {
+        let ms = [0, 1, 200, 1_000, 1_500, 10_000, 90_000, 7_200_000, 3_723_004];
+        let printed: Vec<String> = ms.map(go_duration_text).to_vec();
+        assert_eq!(
+            printed,
+            ["0s", "1ms", "200ms", "1s", "1.5s", "10s", "1m30s", "2h0m0s", "1h2m3.004s"]
+        );
+        let read: Vec<Result<u64, String>> = printed.iter().map(|t| go_duration_ms(t)).collect();
+        assert_eq!(read, ms.map(Ok));
+        assert_eq!(go_duration_ms("1.5ms"), Ok(1), "whole milliseconds");
+        assert_eq!(go_duration_ms("-1s"), Err("a duration cannot be negative".to_owned()));
+        assert_eq!(go_duration_ms("soon"), Err("expected a number".to_owned()));
     }
 }

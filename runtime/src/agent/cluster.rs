@@ -228,6 +228,7 @@ impl ServerLoop {
                 client: settings.client,
                 bootstrap_expect: settings.bootstrap_expect,
             },
+            regions: vec![settings.region.clone()],
             ..AgentStatus::default()
         };
         let gossip_key = settings.gossip_key.as_ref().map(|key| key.key());
@@ -864,6 +865,7 @@ impl ServerLoop {
                 .collect();
             members.sort_by(|a, b| a.name.cmp(&b.name));
             status.members = members;
+            status.regions = gossip.regions().into_iter().map(str::to_owned).collect();
         }
         let members = status.members.len().saturating_sub(1);
         status.counters.extend([

@@ -458,8 +458,7 @@ impl Reader {
     /// A Go duration string (`"200ms"`, `"10s"`) of at least `min_ms`, in milliseconds.
     fn duration_ms(&mut self, attr: &Attribute, min_ms: u64) -> Option<u64> {
         let text = self.string(attr)?;
-        let parsed = drover_core::jobspec::parse_duration(&text);
-        let ms = parsed.ok().filter(|ns| *ns >= 0).map(|ns| ns as u64 / 1_000_000);
+        let ms = drover_core::model::go_duration_ms(&text).ok();
         match ms.filter(|ms| *ms >= min_ms) {
             Some(ms) => Some(ms),
             None => {

@@ -102,6 +102,9 @@ pub struct AgentStatus {
     pub roles: AgentRoles,
     /// The servers this agent knows alive (itself included when it is one), by name.
     pub members: Vec<ServerMember>,
+    /// Every region this agent knows of, its own included, sorted: gossip's
+    /// (`Gossip::regions`), or only its own on an agent without gossip.
+    pub regions: Vec<String>,
 }
 
 /// What an agent runs, as `agent/self` reports its configuration.

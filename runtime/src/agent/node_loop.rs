@@ -115,6 +115,7 @@ impl NodeLoop {
                 server_id: 1,
                 rpc_addr: config.rpc_addr.clone(),
             }],
+            regions: vec![config.region.clone()],
             ..AgentStatus::default()
         };
         let raw_exec = RawExec::new(RawExecConfig {

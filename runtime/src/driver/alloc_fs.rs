@@ -16,9 +16,6 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
-/// The most entries a listing answers with: a listing's JSON then stays well within what
-/// one agent reads whole of another's answer.
-pub const LIST_ENTRIES_MAX: usize = 4096;
 /// How many first bytes of a file its content type is judged by (Go's sniffing length).
 const SNIFF_LEN_BYTES: usize = 512;
 /// Nomad's words for a path that leads outside the allocation's directory.
@@ -31,8 +28,8 @@ pub enum FsError {
     Escapes,
     /// The path is inside a task's `secrets` directory and was to be read.
     Secret(String),
-    /// The listing holds more than [`LIST_ENTRIES_MAX`] entries.
-    TooMany(String),
+    /// The listing's JSON would be longer than its bound, in bytes.
+    TooLong { path: String, json_len_max_bytes: usize },
     /// The file system's own refusal, naming the path as given.
     Io(String),
 }
@@ -42,9 +39,11 @@ impl std::fmt::Display for FsError {
         match self {
             FsError::Escapes => f.write_str(ESCAPES),
             FsError::Secret(path) => write!(f, "Reading secret file prohibited: {path}"),
-            FsError::TooMany(path) => {
-                write!(f, "directory {path:?} holds more than {LIST_ENTRIES_MAX} entries")
-            }
+            FsError::TooLong { path, json_len_max_bytes } => write!(
+                f,
+                "directory {path:?} holds more entries than one listing answers \
+                 ({json_len_max_bytes} bytes of JSON); list its subdirectories"
+            ),
             FsError::Io(message) => f.write_str(message),
         }
     }
@@ -63,20 +62,31 @@ impl AllocFs {
         Ok(AllocFs { root })
     }
 
-    /// The entries of the directory at `path`, by name, links not followed.
-    pub fn list(&self, path: &str) -> Result<Vec<AllocFileInfo>, FsError> {
+    /// The entries of the directory at `path`, by name, links not followed; refused once
+    /// the listing as compact JSON would be longer than `json_len_max_bytes`, which bounds
+    /// both what is held while reading and the answer.
+    pub fn list(
+        &self,
+        path: &str,
+        json_len_max_bytes: usize,
+    ) -> Result<Vec<AllocFileInfo>, FsError> {
         let (dir, _) = self.open(path)?;
         let fd_path = fd_path(&dir);
         let entries = std::fs::read_dir(&fd_path).map_err(|e| io_error("open", path, &e))?;
         let mut files = Vec::new();
+        // The opening bracket, then each entry with the comma or bracket after it.
+        let mut json_len_bytes = 1;
         for entry in entries {
             let entry = entry.map_err(|e| io_error("readdirent", path, &e))?;
-            if files.len() == LIST_ENTRIES_MAX {
-                return Err(FsError::TooMany(path.to_owned()));
-            }
             let metadata = entry.metadata().map_err(|e| io_error("lstat", path, &e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            files.push(file_info(name, &metadata));
+            let info = file_info(name, &metadata);
+            let encoded = serde_json::to_vec(&info).map_err(|e| FsError::Io(e.to_string()))?;
+            json_len_bytes += encoded.len() + 1;
+            if json_len_bytes > json_len_max_bytes {
+                return Err(FsError::TooLong { path: path.to_owned(), json_len_max_bytes });
+            }
+            files.push(info);
         }
         files.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(files)
@@ -117,6 +127,16 @@ impl AllocFs {
             return Err(FsError::Io(format!("file {path:?} is a directory")));
         }
         file.seek(SeekFrom::Start(offset_bytes)).map_err(|e| io_error("seek", path, &e))?;
+        Ok(file)
+    }
+
+    /// The file at `path`, positioned `back_bytes` before its end (at its start when it is
+    /// shorter); a directory or a secret is refused.
+    pub fn read_from_end(&self, path: &str, back_bytes: u64) -> Result<File, FsError> {
+        let mut file = self.read_at(path, 0)?;
+        let len_bytes = file.metadata().map_err(|e| io_error("stat", path, &e))?.len();
+        let start = len_bytes.saturating_sub(back_bytes);
+        file.seek(SeekFrom::Start(start)).map_err(|e| io_error("seek", path, &e))?;
         Ok(file)
     }
 
@@ -318,6 +338,9 @@ mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
 
+    /// A listing bound no test directory reaches.
+    const UNBOUNDED: usize = usize::MAX;
+
     /// An allocation directory holding a task file, a secret, and links in and out.
     fn alloc_dir() -> (tempfile::TempDir, AllocFs) {
         let scratch = tempfile::tempdir().unwrap();
@@ -367,7 +390,7 @@ mod tests {
         ] {
             assert_eq!(check(&fs, path), escapes, "{path}");
         }
-        assert_eq!(fs.list("web/local/escape-dir"), Err(FsError::Escapes));
+        assert_eq!(fs.list("web/local/escape-dir", UNBOUNDED), Err(FsError::Escapes));
         assert_eq!(fs.stat("alloc/escape-link"), Err(FsError::Escapes));
         // Absolute paths name places inside the directory, never the host's.
         assert_eq!(check(&fs, "/etc/passwd"), "error: open /etc/passwd: no such file or directory");
@@ -399,7 +422,7 @@ mod tests {
     fn secrets_are_listed_but_never_read() {
         let (_scratch, fs) = alloc_dir();
         let names: Vec<String> =
-            fs.list("web/secrets").unwrap().into_iter().map(|f| f.name).collect();
+            fs.list("web/secrets", UNBOUNDED).unwrap().into_iter().map(|f| f.name).collect();
         assert_eq!(names, ["token"]);
         let refused = "error: Reading secret file prohibited: web/secrets/token";
         assert_eq!(check(&fs, "web/secrets/token"), refused);
@@ -413,15 +436,19 @@ mod tests {
     fn listings_and_stats_describe_entries_as_nomad_does() {
         let (_scratch, fs) = alloc_dir();
         let listed: Vec<(String, bool, String)> = fs
-            .list("/")
+            .list("/", UNBOUNDED)
             .unwrap()
             .into_iter()
             .map(|f| (f.name, f.is_dir, f.file_mode.chars().take(1).collect()))
             .collect();
         let dir = |name: &str| (name.to_owned(), true, "d".to_owned());
         assert_eq!(listed, [dir("alloc"), dir("web")]);
-        let links: Vec<String> =
-            fs.list("alloc").unwrap().into_iter().map(|f| f.file_mode[..1].to_owned()).collect();
+        let links: Vec<String> = fs
+            .list("alloc", UNBOUNDED)
+            .unwrap()
+            .into_iter()
+            .map(|f| f.file_mode[..1].to_owned())
+            .collect();
         assert_eq!(links, ["L", "L", "d"], "links are listed as links, not followed");
 
         let stat = fs.stat("web/local/out.txt").unwrap();
@@ -437,11 +464,41 @@ mod tests {
     }
 
     #[test]
+    fn a_listing_is_bounded_by_the_length_of_its_json() {
+        let scratch = tempfile::tempdir().unwrap();
+        for index in 0..50 {
+            std::fs::write(scratch.path().join(format!("file-{index:02}")), "x").unwrap();
+        }
+        let fs = AllocFs::new(scratch.path()).unwrap();
+        let whole = fs.list("/", UNBOUNDED).unwrap();
+        let json_len_bytes = serde_json::to_vec(&whole).unwrap().len();
+        assert_eq!(fs.list("/", json_len_bytes).unwrap(), whole, "exactly the bound is answered");
+        assert_eq!(
+            fs.list("/", json_len_bytes - 1).unwrap_err().to_string(),
+            format!(
+                "directory \"/\" holds more entries than one listing answers ({} bytes of \
+                 JSON); list its subdirectories",
+                json_len_bytes - 1
+            )
+        );
+    }
+
+    #[test]
     fn reads_start_at_the_offset() {
         let (_scratch, fs) = alloc_dir();
         let mut text = String::new();
         fs.read_at("web/local/out.txt", 2).unwrap().read_to_string(&mut text).unwrap();
         assert_eq!(text, "llo\n");
+        let from_end = |back_bytes| {
+            let mut text = String::new();
+            let file = fs.read_from_end("web/local/out.txt", back_bytes);
+            file.unwrap().read_to_string(&mut text).unwrap();
+            text
+        };
+        assert_eq!(from_end(2), "o\n");
+        assert_eq!(from_end(100), "hello\n", "a file shorter than asked is read whole");
+        let refused = "Reading secret file prohibited: web/secrets/token";
+        assert_eq!(fs.read_from_end("web/secrets/token", 1).unwrap_err().to_string(), refused);
     }
 
     #[test]

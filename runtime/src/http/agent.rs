@@ -12,10 +12,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get};
+use drover_core::model::{AutopilotConfiguration, go_duration_ms, go_duration_text};
 use drover_core::server::{ApiReply, ApiRequest, AutopilotConfig, Query as Read};
-use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
 
 pub(super) fn routes() -> Router<AgentHandle> {
     Router::new()
@@ -102,7 +101,7 @@ async fn agent_self(State(agent): State<AgentHandle>, params: Params) -> ApiResu
         "stats": {
             "nomad": {
                 "leader": status.is_leader.to_string(),
-                "known_regions": "1",
+                "known_regions": status.regions.len().to_string(),
                 "server": status.roles.server.to_string(),
                 "leader_addr": status.leader_addr.clone().unwrap_or_default(),
             },
@@ -168,9 +167,7 @@ async fn peers(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
 /// Every region gossip knows of, this one included, sorted.
 async fn regions(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
     let status = status(&agent).await?;
-    let mut regions: BTreeSet<&str> = status.members.iter().map(|m| m.region.as_str()).collect();
-    regions.insert(&agent.config.region);
-    Ok(json_response(&params, HeaderMap::new(), &regions))
+    Ok(json_response(&params, HeaderMap::new(), &status.regions))
 }
 
 /// Every server of the Raft configuration, learners with `Voter: false`.
@@ -227,24 +224,22 @@ async fn raft_remove_peer(State(agent): State<AgentHandle>, params: Params) -> A
 }
 
 /// The autopilot configuration the region runs with, in Nomad's `AutopilotConfiguration`
-/// shape (durations as Go prints them): the one an operator set, with the indexes of
-/// its Raft writes, else the server's agent `autopilot` block, with indexes 0.
+/// shape: the one an operator set, with the indexes of its Raft writes, else the server's
+/// agent `autopilot` block, with indexes 0.
 async fn autopilot_configuration(State(agent): State<AgentHandle>, params: Params) -> ApiResult {
     serve_shaped(&agent, &params, Read::AutopilotConfig, |result| {
         let record = rows!(result, AutopilotConfig)?;
         let config = &record.config;
-        Ok(json!({
-            "CleanupDeadServers": config.cleanup_dead_servers,
-            "LastContactThreshold": go_duration_text(config.last_contact_threshold_ms),
-            "MaxTrailingLogs": config.max_trailing_logs,
-            "MinQuorum": config.min_quorum,
-            "ServerStabilizationTime": go_duration_text(config.server_stabilization_time_ms),
-            "EnableRedundancyZones": false,
-            "DisableUpgradeMigration": false,
-            "EnableCustomUpgrades": false,
-            "CreateIndex": record.create_index,
-            "ModifyIndex": record.modify_index,
-        }))
+        Ok(AutopilotConfiguration {
+            cleanup_dead_servers: config.cleanup_dead_servers,
+            last_contact_threshold: go_duration_text(config.last_contact_threshold_ms),
+            max_trailing_logs: config.max_trailing_logs,
+            min_quorum: config.min_quorum as u64,
+            server_stabilization_time: go_duration_text(config.server_stabilization_time_ms),
+            create_index: record.create_index,
+            modify_index: record.modify_index,
+            ..AutopilotConfiguration::default()
+        })
     })
     .await
 }
@@ -273,81 +268,43 @@ async fn autopilot_set_configuration(
     }
 }
 
-/// Nomad's `AutopilotConfiguration` as a PUT body holds it: PascalCase, durations as Go
-/// duration text, the Enterprise switches off.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-struct AutopilotBody {
-    cleanup_dead_servers: Option<bool>,
-    last_contact_threshold: Option<String>,
-    max_trailing_logs: Option<u64>,
-    min_quorum: Option<u64>,
-    server_stabilization_time: Option<String>,
-    enable_redundancy_zones: Option<bool>,
-    disable_upgrade_migration: Option<bool>,
-    enable_custom_upgrades: Option<bool>,
-}
-
 /// The configuration a PUT body sets, or a 400 saying what is wrong with it.
 fn autopilot_config_from_body(body: &[u8]) -> Result<AutopilotConfig, ApiError> {
     let bad = |why: String| ApiError::bad_request(format!("Error parsing autopilot config: {why}"));
-    let body: AutopilotBody = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+    let body: AutopilotConfiguration =
+        serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
     let enterprise = [
         ("EnableRedundancyZones", body.enable_redundancy_zones),
         ("DisableUpgradeMigration", body.disable_upgrade_migration),
         ("EnableCustomUpgrades", body.enable_custom_upgrades),
     ];
-    if let Some((name, _)) = enterprise.iter().find(|(_, on)| *on == Some(true)) {
+    if let Some((name, _)) = enterprise.iter().find(|(_, on)| *on) {
         return Err(bad(format!(
             "{name} = true is a Nomad Enterprise feature drover does not have"
         )));
     }
-    let duration_ms = |name: &str, text: Option<String>| -> Result<u64, ApiError> {
-        let Some(text) = text else { return Ok(0) };
-        let ns = drover_core::jobspec::parse_duration(&text)
-            .map_err(|why| bad(format!("{name}: invalid duration {text:?}: {why}")))?;
-        u64::try_from(ns / 1_000_000)
-            .map_err(|_| bad(format!("{name}: duration {text:?} is negative")))
+    // A duration left out is Go's zero value.
+    let duration_ms = |name: &str, text: &str| -> Result<u64, ApiError> {
+        if text.is_empty() {
+            return Ok(0);
+        }
+        go_duration_ms(text).map_err(|why| bad(format!("{name}: invalid duration {text:?}: {why}")))
     };
     let config = AutopilotConfig {
-        cleanup_dead_servers: body.cleanup_dead_servers.unwrap_or(false),
+        cleanup_dead_servers: body.cleanup_dead_servers,
         last_contact_threshold_ms: duration_ms(
             "LastContactThreshold",
-            body.last_contact_threshold,
+            &body.last_contact_threshold,
         )?,
         server_stabilization_time_ms: duration_ms(
             "ServerStabilizationTime",
-            body.server_stabilization_time,
+            &body.server_stabilization_time,
         )?,
-        max_trailing_logs: body.max_trailing_logs.unwrap_or(0),
-        min_quorum: usize::try_from(body.min_quorum.unwrap_or(0)).unwrap_or(usize::MAX),
+        max_trailing_logs: body.max_trailing_logs,
+        min_quorum: usize::try_from(body.min_quorum).unwrap_or(usize::MAX),
     };
     config.check().map_err(bad)?;
     Ok(config)
-}
-
-/// Milliseconds as Go's `time.Duration.String` prints them: `200ms`, `10s`, `1.5s`,
-/// `1m30s`, `2h0m0s`, `0s`.
-fn go_duration_text(ms: u64) -> String {
-    if ms == 0 {
-        return "0s".to_owned();
-    }
-    if ms < 1_000 {
-        return format!("{ms}ms");
-    }
-    let (hours, minutes) = (ms / 3_600_000, ms / 60_000 % 60);
-    let (seconds, fraction_ms) = (ms / 1_000 % 60, ms % 1_000);
-    let seconds = if fraction_ms == 0 {
-        seconds.to_string()
-    } else {
-        let fraction = format!("{fraction_ms:03}");
-        format!("{seconds}.{}", fraction.trim_end_matches('0'))
-    };
-    match (hours, minutes) {
-        (0, 0) => format!("{seconds}s"),
-        (0, _) => format!("{minutes}m{seconds}s"),
-        _ => format!("{hours}h{minutes}m{seconds}s"),
-    }
 }
 
 /// Every figure is a gauge: the hosts' counters and the broker's queues, named as
@@ -393,20 +350,4 @@ fn time_text() -> String {
         now.minute(),
         now.second()
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::go_duration_text;
-
-    #[test]
-    fn durations_read_as_go_prints_them() {
-        let rendered: Vec<String> = [0, 1, 200, 1_000, 1_500, 10_000, 90_000, 7_200_000, 3_723_004]
-            .map(go_duration_text)
-            .to_vec();
-        assert_eq!(
-            rendered,
-            ["0s", "1ms", "200ms", "1s", "1.5s", "10s", "1m30s", "2h0m0s", "1h2m3.004s"]
-        );
-    }
 }

@@ -54,7 +54,8 @@ use tokio::net::TcpStream;
 pub const FORWARD_ANSWER_TIMEOUT_MS: u64 = 15_000;
 /// The most bytes of status line and headers read from the node's agent.
 pub const FORWARD_HEAD_LEN_MAX_BYTES: usize = 64 * 1024;
-/// The most bytes of an answer read whole (a restart's or signal's, or an error).
+/// The most bytes of an answer read whole (a restart's or signal's, an `alloc fs` listing
+/// or stat, or an error).
 pub const FORWARD_BODY_LEN_MAX_BYTES: usize = 1024 * 1024;
 /// Idle time before the first TCP keep-alive probe on a forwarded connection.
 const KEEPALIVE_IDLE_MS: u64 = 15_000;

@@ -14,6 +14,7 @@ mod forward;
 mod fs;
 mod jobs;
 mod logs;
+mod stream;
 
 pub use forward::NodeHttp;
 
@@ -405,4 +406,17 @@ fn listed<T>(params: &Params, rows: Vec<T>, scope: impl Fn(&T) -> (&str, &str)) 
         .collect();
     rows.sort_by(|a, b| scope(a).1.cmp(scope(b).1));
     rows
+}
+
+// ------------------------------------------------------------------------ file reads
+
+/// Runs blocking file system work (opening, listing, reading an allocation's files) on
+/// tokio's blocking threads: a call that stalls on a slow or hung disk would otherwise
+/// stall an async worker, and with it every request that worker serves.
+async fn off_async_workers<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|stopped| std::io::Error::other(format!("the file read stopped: {stopped}")))
 }

@@ -209,20 +209,22 @@ mod tests {
         addr
     }
 
-    /// What a caller speaking only `version` gets from `addr`: the TLS version agreed and
-    /// the answer, or the handshake's error.
+    /// What a caller gets from `addr`: the TLS version agreed and the answer, or the
+    /// handshake's error. It speaks only `version` if one is given, else every version
+    /// rustls deems safe.
     async fn call_with(
         identity: &TlsIdentity,
         addr: SocketAddr,
-        version: &'static rustls::SupportedProtocolVersion,
+        version: Option<&'static rustls::SupportedProtocolVersion>,
     ) -> String {
         let ParsedIdentity { roots, .. } = identity.parse().unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let client = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[version])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let builder = rustls::ClientConfig::builder_with_provider(provider);
+        let builder = match version {
+            Some(version) => builder.with_protocol_versions(&[version]),
+            None => builder.with_safe_default_protocol_versions(),
+        };
+        let client = builder.unwrap().with_root_certificates(roots).with_no_client_auth();
         let connector = TlsConnector::from(Arc::new(client));
         let tcp = TcpStream::connect(addr).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
@@ -235,8 +237,9 @@ mod tests {
         let mut answer = Vec::new();
         let _ = tls.read_to_end(&mut answer).await;
         let answer = String::from_utf8_lossy(&answer);
+        let status = answer.lines().next().unwrap_or_default().to_owned();
         let body = answer.rsplit("\r\n").next().unwrap_or_default();
-        format!("{agreed:?} {body}")
+        format!("{agreed:?} {status} {body}")
     }
 
     #[tokio::test]
@@ -244,10 +247,11 @@ mod tests {
         let identity = identity();
         let tls12 = serve_hello(&identity, TlsMinVersion::Tls12).await;
         let tls13 = serve_hello(&identity, TlsMinVersion::Tls13).await;
-        let served = |addr, version| call_with(&identity, addr, version);
-        assert_eq!(served(tls12, &rustls::version::TLS12).await, "Some(TLSv1_2) hello");
-        assert_eq!(served(tls12, &rustls::version::TLS13).await, "Some(TLSv1_3) hello");
-        assert_eq!(served(tls13, &rustls::version::TLS13).await, "Some(TLSv1_3) hello");
+        let served = |addr, version| call_with(&identity, addr, Some(version));
+        let hello = |version: &str| format!("Some({version}) HTTP/1.1 200 OK hello");
+        assert_eq!(served(tls12, &rustls::version::TLS12).await, hello("TLSv1_2"));
+        assert_eq!(served(tls12, &rustls::version::TLS13).await, hello("TLSv1_3"));
+        assert_eq!(served(tls13, &rustls::version::TLS13).await, hello("TLSv1_3"));
         assert_eq!(
             served(tls13, &rustls::version::TLS12).await,
             "refused: received fatal alert: ProtocolVersion"
@@ -257,12 +261,7 @@ mod tests {
     #[tokio::test]
     async fn bad_callers_are_turned_away_and_the_listener_keeps_serving() {
         let identity = identity();
-        let config = server_config(&identity, options(TlsMinVersion::Tls12)).unwrap();
-        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let listener = HttpsListener::new(tcp, config).unwrap();
-        let addr = axum::serve::Listener::local_addr(&listener).unwrap();
-        let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let addr = serve_hello(&identity, TlsMinVersion::Tls12).await;
 
         let plain = exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert!(plain.ends_with("Client sent an HTTP request to an HTTPS server.\n"), "{plain}");
@@ -270,22 +269,7 @@ mod tests {
         let broken = exchange(addr, &[0x16, 0x03, 0x01, 0x00, 0x02, 0xff, 0xff]).await;
         assert!(!broken.contains("HTTP/"), "{broken}");
 
-        let ParsedIdentity { roots, .. } = identity.parse().unwrap();
-        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let connector = TlsConnector::from(Arc::new(client));
-        let tcp = TcpStream::connect(addr).await.unwrap();
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let mut tls = connector.connect(name, tcp).await.unwrap();
-        tls.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
-        let mut answer = Vec::new();
-        let _ = tls.read_to_end(&mut answer).await;
-        let answer = String::from_utf8_lossy(&answer);
-        assert!(answer.starts_with("HTTP/1.1 200 OK") && answer.ends_with("hello"), "{answer}");
+        let served = call_with(&identity, addr, None).await;
+        assert_eq!(served, "Some(TLSv1_3) HTTP/1.1 200 OK hello");
     }
 }
