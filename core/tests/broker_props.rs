@@ -89,7 +89,7 @@ fn unacked_evaluations_time_out_and_wait_until_is_honoured() {
     let (_, token) = broker.dequeue(T0, SERVICE).unwrap();
     assert!(broker.dequeue(T0, SERVICE).is_none(), "w waits");
     assert_eq!(broker.poll_timeout(), Some(T0 + Millis(30_000)));
-    broker.pause_nack_timeout(T0, "a", &token).unwrap();
+    broker.pause_nack_timeout("a", &token, 1).unwrap();
     broker.handle_tick(T0 + Millis(61_000));
     assert!(broker.is_outstanding("a"), "paused while the plan is queued");
     broker.resume_nack_timeout(T0 + Millis(61_000), "a", &token).unwrap();
@@ -112,7 +112,13 @@ fn a_nack_while_the_plan_is_with_the_applier_waits_for_its_verdict() {
     let mut broker = EvalBroker::new(BrokerConfig::default());
     broker.handle_enqueue(T0, eval("a", "web", 50, 1)).unwrap();
     let (_, token) = broker.dequeue(T0, SERVICE).unwrap();
-    broker.pause_nack_timeout(T0, "a", &token).unwrap();
+    broker.pause_nack_timeout("a", &token, 1).unwrap();
+    assert_eq!(
+        broker.pause_nack_timeout("a", &token, 1),
+        Err(BrokerError::DuplicatePlan { eval_id: "a".into() }),
+        "a copy of the plan"
+    );
+    broker.take_plan(T0, "a", &token).unwrap();
     let nacked = T0 + Millis(10_000);
     broker.handle_nack(nacked, "a", &token).unwrap();
     broker.handle_tick(nacked + Millis(90_000));
@@ -123,15 +129,16 @@ fn a_nack_while_the_plan_is_with_the_applier_waits_for_its_verdict() {
     assert!(!broker.is_outstanding("a"), "the nack took effect with the verdict");
     assert_eq!(broker.poll_timeout(), Some(verdict + Millis(1_000)), "1 s after the verdict");
 
-    // Nacked while its plan waits in the queue: the applier's pause refuses the plan and
-    // the nack takes effect then.
+    // Nacked while its plan waits in the queue: the applier refuses the plan when it
+    // takes it, and the nack takes effect then.
     let now = verdict + Millis(1_000);
     broker.handle_tick(now);
     let (_, token) = broker.dequeue(now, SERVICE).unwrap();
-    broker.pause_nack_timeout(now, "a", &token).unwrap();
+    broker.pause_nack_timeout("a", &token, 1).unwrap();
     broker.handle_nack(now, "a", &token).unwrap();
+    assert!(broker.is_outstanding("a"), "the plan is still queued");
     assert_eq!(
-        broker.pause_nack_timeout(now, "a", &token),
+        broker.take_plan(now, "a", &token),
         Err(BrokerError::NotOutstanding { eval_id: "a".into() })
     );
     assert!(!broker.is_outstanding("a"));
@@ -186,9 +193,13 @@ enum Op {
     Dequeue,
     Ack(u8),
     Nack(u8),
-    /// A worker submits the plan of an evaluation it holds: the applier pauses its clock.
+    /// A worker submits a plan of an evaluation it holds: its clock stops.
     Submit(u8),
-    /// The applier's verdict on a submitted plan.
+    /// The network delivers a copy of a plan submitted earlier.
+    SubmitCopy(u8),
+    /// The applier takes a queued plan.
+    Take(u8),
+    /// The applier's verdict on a plan (or the queue refusing it).
     Verdict(u8),
     Advance(u16),
 }
@@ -200,9 +211,17 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<u8>().prop_map(Op::Ack),
         1 => any::<u8>().prop_map(Op::Nack),
         2 => any::<u8>().prop_map(Op::Submit),
+        1 => any::<u8>().prop_map(Op::SubmitCopy),
+        2 => any::<u8>().prop_map(Op::Take),
         2 => any::<u8>().prop_map(Op::Verdict),
         1 => any::<u16>().prop_map(Op::Advance),
     ]
+}
+
+/// A plan with the applier: queued, or taken and committing.
+struct AtApplier {
+    token: String,
+    taken: bool,
 }
 
 /// A worker population driving the broker, and what the test has seen.
@@ -212,8 +231,10 @@ struct Model {
     next: u64,
     /// Dequeued and not yet acked or nacked: id → (job, token).
     outstanding: BTreeMap<String, (String, String)>,
-    /// Evaluations with a plan at the applier, which may still commit: id → token.
-    at_applier: BTreeMap<String, String>,
+    /// Evaluations with a plan at the applier, which may still commit.
+    at_applier: BTreeMap<String, AtApplier>,
+    /// Every plan submitted, for copies: (id, token, number).
+    submitted: Vec<(String, String, u64)>,
     /// How each evaluation left the broker.
     ended: BTreeMap<String, &'static str>,
     enqueued: BTreeSet<String>,
@@ -227,6 +248,7 @@ impl Model {
             next: 0,
             outstanding: BTreeMap::new(),
             at_applier: BTreeMap::new(),
+            submitted: Vec::new(),
             ended: BTreeMap::new(),
             enqueued: BTreeSet::new(),
         }
@@ -278,14 +300,42 @@ impl Model {
         }
     }
 
-    /// A worker holding an evaluation submits its plan (once at a time).
+    /// A worker holding an evaluation submits a plan (one at a time), numbered anew.
     fn submit(&mut self, k: usize) {
         let held = self.outstanding.iter().filter(|(id, _)| !self.at_applier.contains_key(*id));
         let held: Vec<(String, String)> =
             held.map(|(id, (_, token))| (id.clone(), token.clone())).collect();
         let Some((id, token)) = held.get(k % held.len().max(1)).cloned() else { return };
-        self.broker.pause_nack_timeout(self.now, &id, &token).expect("the worker holds it");
-        self.at_applier.insert(id, token);
+        let seq = self.submitted.len() as u64 + 1;
+        self.broker.pause_nack_timeout(&id, &token, seq).expect("the worker holds it");
+        self.submitted.push((id.clone(), token.clone(), seq));
+        self.at_applier.insert(id, AtApplier { token, taken: false });
+    }
+
+    /// A copy of an earlier submission arrives: always refused.
+    fn submit_copy(&mut self, k: usize) -> Result<(), TestCaseError> {
+        let Some((id, token, seq)) = self.submitted.get(k % self.submitted.len().max(1)).cloned()
+        else {
+            return Ok(());
+        };
+        let refused = self.broker.pause_nack_timeout(&id, &token, seq).is_err();
+        prop_assert!(refused, "a copy of plan {} of {} was taken", seq, id);
+        Ok(())
+    }
+
+    /// The applier takes a queued plan; refused when its worker nacked meanwhile.
+    fn take(&mut self, k: usize) -> Result<(), TestCaseError> {
+        let queued: Vec<String> =
+            self.at_applier.iter().filter(|(_, a)| !a.taken).map(|(id, _)| id.clone()).collect();
+        let Some(id) = queued.get(k % queued.len().max(1)).cloned() else { return Ok(()) };
+        let token = self.at_applier[&id].token.clone();
+        let taken = self.broker.take_plan(self.now, &id, &token).is_ok();
+        prop_assert_eq!(taken, self.outstanding.contains_key(&id), "taken iff still held");
+        match taken {
+            true => self.at_applier.get_mut(&id).expect("chosen from the map").taken = true,
+            false => drop(self.at_applier.remove(&id)),
+        }
+        Ok(())
     }
 
     /// The applier answers a plan; its worker, if it still waits, goes on holding it.
@@ -293,7 +343,7 @@ impl Model {
         let Some(id) = self.at_applier.keys().nth(k % self.at_applier.len().max(1)).cloned() else {
             return;
         };
-        let token = self.at_applier.remove(&id).expect("chosen from the map");
+        let token = self.at_applier.remove(&id).expect("chosen from the map").token;
         self.broker.resume_nack_timeout(self.now, &id, &token).expect("held until the verdict");
     }
 
@@ -310,6 +360,8 @@ impl Model {
             Op::Ack(k) => self.finish(usize::from(*k), true)?,
             Op::Nack(k) => self.finish(usize::from(*k), false)?,
             Op::Submit(k) => self.submit(usize::from(*k)),
+            Op::SubmitCopy(k) => self.submit_copy(usize::from(*k))?,
+            Op::Take(k) => self.take(usize::from(*k))?,
             Op::Verdict(k) => self.verdict(usize::from(*k)),
             Op::Advance(ms) => {
                 self.now = self.now + Millis(u64::from(*ms) * 10);

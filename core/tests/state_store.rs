@@ -149,19 +149,44 @@ fn a_plan_raises_its_jobs_wait_index_and_a_restore_keeps_it() {
     assert_eq!(state.job_wait_index("default", "web"), 0, "no evaluation, no plan yet");
     place(&mut state, 3, vec![placement("a1", "n1", 0), placement("a2", "n1", 1)]);
     assert_eq!(state.job_wait_index("default", "web"), 3);
-    let running = AllocClientUpdate {
-        alloc_id: "a1".into(),
-        client_status: AllocClientStatus::Running,
-        ..AllocClientUpdate::default()
+    let report = |state: &mut State, index, id: &str, client_status| {
+        let update = AllocClientUpdate {
+            alloc_id: id.into(),
+            client_status,
+            ..AllocClientUpdate::default()
+        };
+        let command = Command::AllocClientUpdate { updates: vec![update], evals: vec![] };
+        state.apply(index, NOW, command).unwrap();
     };
-    state
-        .apply(4, NOW, Command::AllocClientUpdate { updates: vec![running], evals: vec![] })
-        .unwrap();
+    report(&mut state, 4, "a1", AllocClientStatus::Running);
     assert_eq!(state.job_wait_index("default", "web"), 3, "a client's report is no plan");
-    let bytes = state.to_snapshot_bytes().unwrap();
-    let restored = State::from_snapshot_bytes(&bytes, 1 << 20).unwrap();
-    assert_eq!(restored.job_wait_index("default", "web"), 3);
-    assert_eq!(restored, state);
+    let restored = |state: &State| {
+        let bytes = state.to_snapshot_bytes().unwrap();
+        State::from_snapshot_bytes(&bytes, 1 << 20).unwrap()
+    };
+    assert_eq!(restored(&state).job_wait_index("default", "web"), 3);
+    assert_eq!(restored(&state), state);
+
+    // A later plan stops a2; GC then reaps it: the index falls back to what is left, as a
+    // restore derives it.
+    let mut stop = placement("a2", "n1", 1);
+    stop.desired_status = drover_core::model::AllocDesiredStatus::Stop;
+    let mut result = PlanResult::default();
+    result.node_update.insert("n1".into(), vec![stop]);
+    let job = state.job("default", "web").map(|j| (**j).clone());
+    state.apply(5, NOW, Command::PlanApply { result, job, evals: vec![] }).unwrap();
+    assert_eq!(state.job_wait_index("default", "web"), 5, "a plan's stops count too");
+    report(&mut state, 6, "a2", AllocClientStatus::Complete);
+    let reap = Command::Reap {
+        eval_ids: vec![],
+        alloc_ids: vec!["a2".into()],
+        jobs: vec![],
+        node_ids: vec![],
+    };
+    state.apply(7, NOW, reap).unwrap();
+    assert!(state.alloc("a2").is_none());
+    assert_eq!(state.job_wait_index("default", "web"), 3, "a1's plan is the newest left");
+    assert_eq!(restored(&state), state);
 }
 
 #[test]

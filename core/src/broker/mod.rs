@@ -61,10 +61,24 @@ impl Default for BrokerConfig {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BrokerError {
-    Full { evals_tracked_max: usize },
-    NotOutstanding { eval_id: String },
-    TokenMismatch { eval_id: String },
-    Duplicate { eval_id: String },
+    Full {
+        evals_tracked_max: usize,
+    },
+    NotOutstanding {
+        eval_id: String,
+    },
+    TokenMismatch {
+        eval_id: String,
+    },
+    Duplicate {
+        eval_id: String,
+    },
+    /// A copy of a plan already submitted (the network duplicated it): another plan of
+    /// the evaluation is with the applier (a worker has one there at a time), or this
+    /// one's number is not past the last one taken.
+    DuplicatePlan {
+        eval_id: String,
+    },
 }
 
 impl std::fmt::Display for BrokerError {
@@ -80,6 +94,9 @@ impl std::fmt::Display for BrokerError {
                 write!(f, "token does not match for evaluation ID {eval_id}")
             }
             BrokerError::Duplicate { eval_id } => write!(f, "evaluation {eval_id} already tracked"),
+            BrokerError::DuplicatePlan { eval_id } => {
+                write!(f, "a copy of a plan of evaluation {eval_id} already submitted")
+            }
         }
     }
 }
@@ -98,6 +115,8 @@ struct Entry {
 struct Unacked {
     token: String,
     clock: NackClock,
+    /// The number of the last plan of this delivery that was submitted (0: none yet).
+    plan_seq_max: u64,
 }
 
 /// Where a dequeued evaluation's nack clock stands.
@@ -224,7 +243,7 @@ impl EvalBroker {
         let id = key.2;
         let token = self.ids.next_id();
         let clock = NackClock::Running { deadline: now + Millis(self.config.nack_timeout_ms) };
-        self.unacked.insert(id.clone(), Unacked { token: token.clone(), clock });
+        self.unacked.insert(id.clone(), Unacked { token: token.clone(), clock, plan_seq_max: 0 });
         let entry = self.entries.get_mut(&id).expect("ready evals are tracked");
         entry.deliveries += 1;
         Some((entry.eval.clone(), token))
@@ -305,22 +324,36 @@ impl EvalBroker {
         self.delayed.insert((now + Millis(delay), id.to_owned()));
     }
 
-    /// Stops the nack clock while the evaluation's plan is with the applier. Refused when
-    /// the worker nacked meanwhile: the nack then takes effect, and the plan must not be
-    /// applied (its worker no longer holds the evaluation).
+    /// Plan `plan_seq` of the evaluation (its worker numbers its requests) joins the
+    /// applier's queue: the nack clock stops until its verdict
+    /// ([`EvalBroker::resume_nack_timeout`]). A copy is refused: a worker has one plan
+    /// with the applier at a time and numbers each anew, and a copy applied after its
+    /// original's verdict would write the plan again over newer state.
     pub fn pause_nack_timeout(
         &mut self,
-        now: Millis,
         id: &str,
         token: &str,
+        plan_seq: u64,
     ) -> Result<(), BrokerError> {
         self.check_token(id, token)?;
         let unacked = self.unacked.get_mut(id).expect("checked");
-        if unacked.clock == NackClock::PausedNacked {
+        if unacked.clock.deadline().is_none() || plan_seq <= unacked.plan_seq_max {
+            return Err(BrokerError::DuplicatePlan { eval_id: id.to_owned() });
+        }
+        unacked.plan_seq_max = plan_seq;
+        unacked.clock = NackClock::Paused;
+        Ok(())
+    }
+
+    /// The applier takes the evaluation's plan from its queue. Refused when the worker
+    /// nacked while the plan waited: the nack takes effect now, and the plan must not be
+    /// applied (its worker no longer holds the evaluation).
+    pub fn take_plan(&mut self, now: Millis, id: &str, token: &str) -> Result<(), BrokerError> {
+        self.check_token(id, token)?;
+        if self.unacked[id].clock == NackClock::PausedNacked {
             self.take_back(now, id);
             return Err(BrokerError::NotOutstanding { eval_id: id.to_owned() });
         }
-        unacked.clock = NackClock::Paused;
         Ok(())
     }
 

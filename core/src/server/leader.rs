@@ -8,8 +8,8 @@
 use super::autopilot::Autopilot;
 use super::requests::Waiter;
 use super::{Server, ServerConfig, Stage};
-use crate::broker::EvalBroker;
 use crate::broker::blocked::BlockedEvals;
+use crate::broker::{BrokerError, EvalBroker};
 use crate::model::{EvalStatus, Evaluation, JobType, NodeStatus, Plan, TriggeredBy};
 use crate::plan::evaluate_plan_owned;
 use crate::plan::queue::{PlanQueue, PlanTicket};
@@ -265,8 +265,11 @@ impl Server {
             return self.answer_plan(now, &origin, Err("not the leader".into()));
         };
         let (eval_id, token) = (plan.eval_id.clone(), plan.eval_token.clone());
-        if let Err(error) = leader.broker.pause_nack_timeout(now, &eval_id, &token) {
-            return self.answer_plan(now, &origin, Err(error.to_string()));
+        match leader.broker.pause_nack_timeout(&eval_id, &token, origin.seq) {
+            Ok(()) => {}
+            // A copy of a plan already submitted: its worker hears the original's verdict.
+            Err(BrokerError::DuplicatePlan { .. }) => return,
+            Err(error) => return self.answer_plan(now, &origin, Err(error.to_string())),
         }
         match leader.plans.handle_enqueue(plan) {
             Ok(ticket) => drop(leader.queued.insert(ticket, QueuedPlan { origin, followups })),
@@ -286,9 +289,9 @@ impl Server {
         let Some((ticket, plan)) = leader.plans.poll_next() else { return false };
         let queued = leader.queued.remove(&ticket).expect("every ticket is recorded");
         let (eval_id, token) = (plan.eval_id.clone(), plan.eval_token.clone());
-        // A plan whose evaluation was nacked meanwhile (and maybe handed to another
-        // worker) is refused: its worker no longer holds the evaluation.
-        if leader.broker.pause_nack_timeout(now, &eval_id, &token).is_err() {
+        // A plan whose worker nacked while it waited, or whose token is stale, is refused:
+        // its worker no longer holds the evaluation.
+        if leader.broker.take_plan(now, &eval_id, &token).is_err() {
             let message = format!("evaluation {eval_id} is no longer held with this token");
             self.answer_plan(now, &queued.origin, Err(message));
             return true;

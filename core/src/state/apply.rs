@@ -14,7 +14,7 @@ use crate::model::{
     NodeEligibility, NodeStatus, PlanResult, TaskState, Timestamp, deployment_description,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -684,7 +684,7 @@ impl State {
     ) {
         // The deployment first: the placements made for it count into it as they store.
         // Its one event is recorded after them, with the counts the entry leaves it at.
-        let mut deployment_ids = std::collections::BTreeSet::new();
+        let mut deployment_ids = BTreeSet::new();
         if let Some(deployment) = result.deployment {
             deployment_ids.insert(deployment.id.clone());
             self.store_deployment(index, now_ns, deployment);
@@ -710,9 +710,13 @@ impl State {
             stopped.alloc_modify_index = index;
             stopped.modify_time = now_ns;
             self.note_freed(&existing, &stopped, outcome);
+            self.raise_job_wait_index(&JobKey::new(&stopped.namespace, &stopped.job_id), index);
             self.put_alloc(index, stopped);
         }
         let mut key = job.map(JobKey::of_job);
+        if let Some(key) = key.as_ref().filter(|_| !result.node_allocation.is_empty()) {
+            self.raise_job_wait_index(key, index);
+        }
         let mut counted = false;
         for allocs in result.node_allocation.into_values() {
             let mut on_node = Vec::with_capacity(allocs.len());
@@ -751,7 +755,9 @@ impl State {
         alloc.modify_time = now_ns;
         self.link_previous(index, now_ns, &alloc);
         if key.as_ref().is_none_or(|k| k.id != alloc.job_id || k.namespace != alloc.namespace) {
-            *key = Some(JobKey::new(&alloc.namespace, &alloc.job_id));
+            let of_alloc = JobKey::new(&alloc.namespace, &alloc.job_id);
+            self.raise_job_wait_index(&of_alloc, index);
+            *key = Some(of_alloc);
         }
         // One walk of the alloc table both reads the stored version (an in-place
         // update keeps its creation and client side) and writes the new one.
@@ -917,9 +923,6 @@ impl State {
         }
         self.refresh_job_status(key, alloc);
         self.indexes.allocs = index;
-        if alloc.alloc_modify_index == index {
-            self.raise_job_wait_index(key, index);
-        }
     }
 
     fn refresh_job_status(&mut self, key: &JobKey, changed: &Allocation) {
@@ -1209,18 +1212,22 @@ impl State {
         jobs: &[JobKey],
         node_ids: &[String],
     ) {
+        let mut reaped_from = BTreeSet::new();
         for id in eval_ids {
             if self.evals.get(id).is_some_and(|e| e.is_terminal()) {
                 // Terminal, so no job's blocked evaluation: `blocked_evals` stays as it is.
-                self.evals.remove(id);
+                let eval = self.evals.remove(id).expect("checked above");
+                reaped_from.insert(JobKey::new(&eval.namespace, &eval.job_id));
                 self.indexes.evals = index;
             }
         }
         for id in alloc_ids {
-            if self.allocs.get(id.as_str()).is_some_and(|a| a.is_terminal()) {
+            if let Some(alloc) = self.allocs.get(id.as_str()).filter(|a| a.is_terminal()) {
+                reaped_from.insert(JobKey::new(&alloc.namespace, &alloc.job_id));
                 self.remove_alloc(index, id);
             }
         }
+        self.derive_job_wait_indexes(&reaped_from);
         for key in jobs {
             let live =
                 self.allocs_by_job.get(key).is_some_and(|m| m.values().any(|a| !a.is_terminal()));
@@ -1237,6 +1244,33 @@ impl State {
                 self.indexes.nodes = index;
                 self.node_list = Default::default();
             }
+        }
+    }
+
+    /// Derives the wait index of `jobs` again from what they still hold, as a restore
+    /// does: reaping dropped evaluations or allocations it may have come from. Reaps are
+    /// rare and batched, so one walk of the evaluations serves them all.
+    fn derive_job_wait_indexes(&mut self, jobs: &BTreeSet<JobKey>) {
+        if jobs.is_empty() {
+            return;
+        }
+        let mut newest: BTreeMap<&JobKey, u64> = BTreeMap::new();
+        for eval in self.evals.values() {
+            let key = JobKey::new(&eval.namespace, &eval.job_id);
+            if let Some(key) = jobs.get(&key) {
+                let kept = newest.entry(key).or_default();
+                *kept = (*kept).max(eval.modify_index);
+            }
+        }
+        for key in jobs {
+            let allocs = self.allocs_by_job.get(key).into_iter().flat_map(|m| m.values());
+            let of_allocs = allocs.map(|a| a.alloc_modify_index).max().unwrap_or(0);
+            let kept = newest.entry(key).or_default();
+            *kept = (*kept).max(of_allocs);
+        }
+        for (key, index) in newest {
+            self.job_wait_index.remove(key);
+            self.raise_job_wait_index(key, index);
         }
     }
 

@@ -155,8 +155,9 @@ pub struct State {
     allocs_by_job: Table<JobKey, Arc<BTreeMap<IdKey, Arc<Allocation>>>>,
     evals: Table<String, Arc<Evaluation>>,
     /// Per job, the highest index that wrote one of its evaluations or committed a plan
-    /// touching one of its allocations (derived: the evaluations' modify indexes and
-    /// the allocations' `alloc_modify_index`). A worker must plan from state at least
+    /// touching one of its allocations (derived from the evaluations' modify indexes and
+    /// the allocations' `alloc_modify_index`, and derived again for the jobs a reap took
+    /// some from, so a restored state holds the same). A worker must plan from state at least
     /// this new, or it could miss the plan of the job's previous evaluation, or an
     /// earlier delivery's plan of its own (committed, its answer lost), and place the
     /// same allocations again. Nomad's `getWaitIndex` counts only evaluations.
@@ -432,7 +433,7 @@ impl State {
     /// Raises the job's wait index to `index`; looked up before written, as a plan
     /// writes many allocations of one job.
     fn raise_job_wait_index(&mut self, key: &JobKey, index: u64) {
-        if self.job_wait_index.get(key).is_none_or(|&kept| kept < index) {
+        if index > 0 && self.job_wait_index.get(key).is_none_or(|&kept| kept < index) {
             self.job_wait_index.insert(key.clone(), index);
         }
     }

@@ -51,7 +51,6 @@ use drover_core::id::IdGen;
 use drover_core::server::{ApiCall, ApiReply, ApiResponse, MemberStatus, ServerConfig};
 use drover_core::time::Millis;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -1048,18 +1047,9 @@ fn save_peers(dir: &Path, peers: &BTreeMap<u64, String>) -> Result<(), String> {
     write_atomically(&dir.join("peers.json"), &bytes)
 }
 
-/// Writes `path` whole or not at all: a temporary file, fsync, rename, fsync the directory.
+/// Writes `path` whole or not at all (see [`crate::store::file::write_atomically`]).
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let fail = |what: &str, e: std::io::Error| format!("cannot {what} {}: {e}", path.display());
-    let temporary = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&temporary).map_err(|e| fail("create", e))?;
-    file.write_all(bytes).map_err(|e| fail("write", e))?;
-    file.sync_all().map_err(|e| fail("sync", e))?;
-    std::fs::rename(&temporary, path).map_err(|e| fail("rename into", e))?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| fail("sync the directory of", e))?;
-    }
-    Ok(())
+    crate::store::file::write_atomically(path, &path.with_extension("tmp"), bytes)
+        .map(drop)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

@@ -23,7 +23,7 @@
 //! length cut is reported. Damage anywhere else, the header included (it is synced before
 //! the segment is named), is [`StoreError::Corrupt`], and nothing is applied.
 
-use super::{LOG_FORMAT_VERSION, RaftStore, Record, SegmentHeader, StoreError, apply_record};
+use super::{LOG_FORMAT_VERSION, RaftStore, Record, StoreError, apply_record};
 use drover_core::codec::{
     self, CodecError, FRAME_LEN_MAX_BYTES_DEFAULT, FrameKind, HEADER_LEN_BYTES, Peek,
 };
@@ -117,14 +117,9 @@ impl FileStore {
     ) -> Result<(), StoreError> {
         let meta = snapshot.meta.clone();
         let path = snapshot_file(&self.dir, &meta);
-        let temporary = path.with_extension("tmp");
         let bytes = codec::encode(FrameKind::SNAPSHOT, &snapshot)
             .map_err(|reason| StoreError::Encode { reason })?;
-        let mut file = File::create(&temporary).map_err(io(&temporary, "create"))?;
-        file.write_all(&bytes).map_err(io(&temporary, "write"))?;
-        file.sync_all().map_err(io(&temporary, "fsync"))?;
-        fs::rename(&temporary, &path).map_err(io(&path, "rename into"))?;
-        sync_dir(&self.dir)?;
+        write_atomically(&path, &path.with_extension("tmp"), &bytes)?;
         let previous = snapshot_file(&self.dir, &self.state.snapshot.meta);
         if self.state.snapshot.meta.index > 0 && previous != path {
             self.obsolete_snapshots.push(previous);
@@ -156,8 +151,10 @@ impl FileStore {
             encode(&Record::Entry(entry.clone()))?;
         }
         let file = write_segment(&self.dir, seq, &preamble)?;
-        // Only now the new segment is the log's: a failure above left the store
-        // appending where it was, and the next open removes the temporary file.
+        // Only now the new segment is the log's: a failure before its rename left the
+        // store appending where it was (the next open removes the temporary file); one
+        // after it (the directory's fsync) leaves the new segment named and whole, and
+        // the host stops on the error.
         self.segment = BufWriter::new(file);
         self.segment_path = segment_file(&self.dir, seq);
         self.segment_seq = seq;
@@ -238,26 +235,29 @@ impl RaftStore for FileStore {
     }
 }
 
-/// The header frame every segment starts with.
+/// The header frame every segment starts with (see [`LOG_FORMAT_VERSION`]).
 fn segment_header() -> Result<Vec<u8>, StoreError> {
-    let header = SegmentHeader { format_version: LOG_FORMAT_VERSION };
-    codec::encode(FrameKind::LOG_SEGMENT_HEADER, &header)
+    codec::encode(FrameKind::LOG_SEGMENT_HEADER, &(LOG_FORMAT_VERSION, Vec::<u8>::new()))
         .map_err(|reason| StoreError::Encode { reason })
 }
 
+/// Writes `path` whole or not at all: `bytes` into `temporary`, fsynced, renamed to
+/// `path`, and the directory fsynced. Returns the file, positioned after `bytes`.
+pub fn write_atomically(path: &Path, temporary: &Path, bytes: &[u8]) -> Result<File, StoreError> {
+    let mut file = File::create(temporary).map_err(io(temporary, "create"))?;
+    file.write_all(bytes).map_err(io(temporary, "write"))?;
+    file.sync_all().map_err(io(temporary, "fsync"))?;
+    fs::rename(temporary, path).map_err(io(path, "rename into"))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    Ok(file)
+}
+
 /// Writes segment `seq` with its first bytes, `preamble` (the header, and for a segment
-/// after the first, the records restating the log), under a temporary name, fsynced,
-/// then renamed into place and the directory fsynced: a segment exists whole or not at
+/// after the first, the records restating the log): a segment exists whole or not at
 /// all. Returns the file, positioned to append.
 fn write_segment(dir: &Path, seq: u64, preamble: &[u8]) -> Result<File, StoreError> {
     let path = segment_file(dir, seq);
-    let temporary = path.with_extension(&SEGMENT_TMP_SUFFIX[1..]);
-    let mut file = File::create(&temporary).map_err(io(&temporary, "create"))?;
-    file.write_all(preamble).map_err(io(&temporary, "write"))?;
-    file.sync_data().map_err(io(&temporary, "fsync"))?;
-    fs::rename(&temporary, &path).map_err(io(&path, "rename into"))?;
-    sync_dir(dir)?;
-    Ok(file)
+    write_atomically(&path, &path.with_extension(&SEGMENT_TMP_SUFFIX[1..]), preamble)
 }
 
 /// Checks the segment's header and returns its length, where the records start.
@@ -283,10 +283,10 @@ fn read_header(path: &Path, bytes: &[u8]) -> Result<usize, StoreError> {
     if frame.kind == FrameKind::LOG_ENTRY {
         return Err(unsupported(None));
     }
-    let header: SegmentHeader =
+    let (version, _fields): (u32, Vec<u8>) =
         frame.decode(FrameKind::LOG_SEGMENT_HEADER).map_err(|e| corrupt(e.to_string()))?;
-    if header.format_version != LOG_FORMAT_VERSION {
-        return Err(unsupported(Some(header.format_version)));
+    if version != LOG_FORMAT_VERSION {
+        return Err(unsupported(Some(version)));
     }
     Ok(frame.frame_len_bytes())
 }

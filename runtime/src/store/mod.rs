@@ -44,15 +44,10 @@ pub(crate) enum Record {
 }
 
 /// The format of the records in a log segment, named by the header every segment starts
-/// with. Version 2 gave the snapshot record `log_first_index` (entries kept behind a
-/// snapshot); version 1 segments had no header.
-pub const LOG_FORMAT_VERSION: u32 = 2;
-
-/// The first frame of every log segment.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct SegmentHeader {
-    pub(crate) format_version: u32,
-}
+/// with: `(format version, header fields)`, the fields empty so far, so that a later
+/// version's header still reads as one of another version. Segments written before
+/// segments named their format have no header and are refused.
+pub const LOG_FORMAT_VERSION: u32 = 1;
 
 /// Why the store could not write, sync or load. Every variant names the file involved.
 #[derive(Debug)]
@@ -70,7 +65,7 @@ pub enum StoreError {
         reason: String,
     },
     /// A segment in a log format this build does not read (`None`: one without a header,
-    /// written before segments named their format).
+    /// written by a build from before segments named their format).
     UnsupportedFormat {
         path: PathBuf,
         found: Option<u32>,
@@ -96,12 +91,15 @@ impl fmt::Display for StoreError {
                 write!(f, "{} is corrupt at byte {offset_bytes}: {reason}", path.display())
             }
             StoreError::UnsupportedFormat { path, found, supported } => {
-                let found = found.map_or("1 (no format header)".to_owned(), |v| v.to_string());
+                let found = match found {
+                    Some(version) => format!("holds raft log format version {version}"),
+                    None => "has no raft log format header (an older build wrote it)".to_owned(),
+                };
                 write!(
                     f,
-                    "{} holds raft log format version {found}, and this build reads only \
-                     version {supported}: the data directory was written by another drover \
-                     version",
+                    "{} {found}, and this build reads only version {supported}: start this \
+                     server with the drover version that wrote its data directory, or with \
+                     an empty one and let it catch up from the other servers",
                     path.display()
                 )
             }
