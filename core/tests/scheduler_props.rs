@@ -4,19 +4,21 @@
 //! - any plan the scheduler produces from a snapshot is accepted whole by the applier on
 //!   that same state (no reject livelock, Nomad #9506);
 //! - no sequence of applied plans over-commits a node's CPU, memory, disk or a port,
-//!   including plans made from stale snapshots;
+//!   including plans made from stale snapshots and plans the applier evaluated while the
+//!   ones before them were still committing (pipelined);
 //! - during a rolling update, the deployment's allocations not yet healthy never exceed
 //!   `max_parallel` plus its canaries.
 
 #[path = "scheduler/harness.rs"]
 mod harness;
 
+use drover_core::id::seed_from;
 use drover_core::model::{
     Constraint, Job, JobType, NetworkResource, Port, Resources, Task, TaskGroup,
 };
-use drover_core::plan::evaluate_plan_verbose;
+use drover_core::plan::{InFlight, evaluate_plan_pipelined, evaluate_plan_verbose};
 use drover_core::scheduler::{SchedulerConfig, schedule};
-use drover_core::state::{State, alloc_ports};
+use drover_core::state::{Command, State, alloc_ports};
 use harness::Cluster;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -92,6 +94,9 @@ enum Op {
     /// Register two jobs, snapshot, place the second from fresh state, then plan the
     /// first against the stale snapshot (which does not see the second's allocations).
     StaleRace(usize, JobSpec, usize, JobSpec),
+    /// Register two jobs and plan both on one snapshot; the applier evaluates the
+    /// second while the first is committing.
+    PipelinedRace(usize, JobSpec, usize, JobSpec),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -102,6 +107,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..5usize).prop_map(Op::NodeUp),
         1 => (0..20usize).prop_map(Op::Fail),
         2 => (0..4usize, job_spec(), 0..4usize, job_spec()).prop_map(|(a, s, b, t)| Op::StaleRace(a, s, b, t)),
+        2 => (0..4usize, job_spec(), 0..4usize, job_spec()).prop_map(|(a, s, b, t)| Op::PipelinedRace(a, s, b, t)),
     ]
 }
 
@@ -187,6 +193,42 @@ fn check_state(state: &State) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Two jobs planned on one snapshot; the applier evaluates the second while the first's
+/// result is still committing, counting it as applied, then both commit in that order
+/// (as Raft commits a leader's entries) and no node is over-committed.
+fn pipelined_race(
+    cluster: &mut Cluster,
+    (a, s): (usize, &JobSpec),
+    (b, t): (usize, &JobSpec),
+) -> Result<(), TestCaseError> {
+    cluster.register_job(build_job(a, s));
+    if b != a {
+        cluster.register_job(build_job(b, t));
+    }
+    let snap = cluster.state.snapshot();
+    let due = cluster.due_evals();
+    let mut committing = Vec::new();
+    let jobs = [format!("j{a}"), format!("j{b}")];
+    for job_id in jobs.iter().take(if a == b { 1 } else { 2 }) {
+        let Some(eval) = due.iter().rev().find(|e| &e.job_id == job_id) else { continue };
+        // Seeded as a worker seeds its pass, so the two mint different allocation IDs.
+        let seed = seed_from(&eval.id, snap.latest_index());
+        let plan = schedule(&snap, eval, seed, cluster.now_ns, SchedulerConfig::default()).plan;
+        let job = plan.job.clone();
+        let results = committing.iter().map(|(result, _)| result).collect();
+        let in_flight = InFlight::new(results, cluster.index + committing.len() as u64);
+        let result = evaluate_plan_pipelined(&cluster.state, &in_flight, plan).result;
+        committing.push((result, job));
+    }
+    for (result, job) in committing {
+        cluster
+            .commit(Command::PlanApply { result, job, evals: Vec::new() })
+            .map_err(|e| TestCaseError::fail(format!("a pipelined plan did not apply: {e}")))?;
+        check_resources(&cluster.state)?;
+    }
+    Ok(())
+}
+
 fn apply_op(cluster: &mut Cluster, op: &Op) -> Result<(), TestCaseError> {
     match op {
         Op::Register(j, spec) => cluster.register_job(build_job(*j, spec)),
@@ -212,6 +254,7 @@ fn apply_op(cluster: &mut Cluster, op: &Op) -> Result<(), TestCaseError> {
             cluster.run_stale();
             check_resources(&cluster.state)?;
         }
+        Op::PipelinedRace(a, s, b, t) => pipelined_race(cluster, (*a, s), (*b, t))?,
     }
     check_plans_accepted(cluster)?;
     cluster.run();

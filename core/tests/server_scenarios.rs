@@ -139,6 +139,11 @@ fn plan_dry_run_commits_nothing() {
 }
 
 #[test]
+fn a_pipelined_plan_counts_the_one_committing_and_never_commits_without_it() {
+    check("plan_pipelined.txt");
+}
+
+#[test]
 fn follower_worker_submits_to_leader() {
     check("follower_worker.txt");
 }

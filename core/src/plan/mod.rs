@@ -12,11 +12,17 @@
 //! The applier's fit rules are a superset of the scheduler's, so a plan computed on the
 //! same state is always accepted (checked by a property test); a stricter applier would
 //! reject the same plan forever (Nomad #9506).
+//!
+//! The applier pipelines as Nomad's does: it evaluates the next plan while the results it
+//! proposed before are still committing ([`InFlight`]), counting their placements as if
+//! they had applied. Raft commits a leader's entries in log order, so the next plan
+//! commits only if every result it was evaluated on committed first.
 
 pub mod queue;
 
 use crate::model::{
-    Allocation, ComparableResources, NodeEligibility, NodeStatus, Plan, PlanResult,
+    Allocation, ComparableResources, DeploymentStatusUpdate, NodeEligibility, NodeStatus, Plan,
+    PlanResult,
 };
 use crate::state::{State, alloc_ports};
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,6 +41,34 @@ pub struct Evaluated {
     pub rejected: Vec<NodeRejection>,
 }
 
+/// Plan results proposed through Raft and not applied yet, in proposal order: the next
+/// plan is evaluated as if they had applied. Only what makes a node fuller or a
+/// deployment end is taken from them (placements, ended deployments); what they stop
+/// still counts as running until it applies, which can only make the check stricter.
+#[derive(Clone, Debug, Default)]
+pub struct InFlight<'a> {
+    results: Vec<&'a PlanResult>,
+    /// The Raft index of the last of them.
+    last_index: u64,
+}
+
+impl<'a> InFlight<'a> {
+    /// `results` proposed in this order, the last at Raft index `last_index`.
+    pub fn new(results: Vec<&'a PlanResult>, last_index: u64) -> InFlight<'a> {
+        InFlight { results, last_index }
+    }
+
+    /// The live placements the results make on `node_id`.
+    fn placements_on<'s>(&'s self, node_id: &'s str) -> impl Iterator<Item = &'a Allocation> + 's {
+        let on_node = self.results.iter().filter_map(move |r| r.node_allocation.get(node_id));
+        on_node.flatten().filter(|a| !a.is_terminal())
+    }
+
+    fn deployment_updates(&self) -> impl Iterator<Item = &'a DeploymentStatusUpdate> + '_ {
+        self.results.iter().flat_map(|r| &r.deployment_updates)
+    }
+}
+
 pub fn evaluate_plan(state: &State, plan: &Plan) -> PlanResult {
     evaluate_plan_verbose(state, plan).result
 }
@@ -45,12 +79,19 @@ pub fn evaluate_plan_verbose(state: &State, plan: &Plan) -> Evaluated {
 
 /// [`evaluate_plan_verbose`] taking the plan by value, so accepted allocations move into
 /// the result instead of being copied (the applier's hot path).
-pub fn evaluate_plan_owned(state: &State, mut plan: Plan) -> Evaluated {
+pub fn evaluate_plan_owned(state: &State, plan: Plan) -> Evaluated {
+    evaluate_plan_pipelined(state, &InFlight::default(), plan)
+}
+
+/// [`evaluate_plan_owned`] against `state` with the `in_flight` results counted as
+/// applied. A node refused here may fit once they apply, so the refresh index is at
+/// least the last of them.
+pub fn evaluate_plan_pipelined(state: &State, in_flight: &InFlight, mut plan: Plan) -> Evaluated {
     let mut out = Evaluated::default();
     let nodes: BTreeSet<&String> =
         plan.node_update.keys().chain(plan.node_allocation.keys()).collect();
     for node_id in nodes {
-        if let Err(reason) = evaluate_node(state, &plan, node_id) {
+        if let Err(reason) = evaluate_node(state, in_flight, &plan, node_id) {
             out.rejected.push(NodeRejection { node_id: node_id.clone(), reason });
         }
     }
@@ -64,7 +105,8 @@ pub fn evaluate_plan_owned(state: &State, mut plan: Plan) -> Evaluated {
     out.result.node_preemptions = std::mem::take(&mut plan.node_preemptions);
     if !out.rejected.is_empty() {
         let indexes = state.table_indexes();
-        out.result.refresh_index = indexes.nodes.max(indexes.allocs).max(1);
+        out.result.refresh_index =
+            indexes.nodes.max(indexes.allocs).max(in_flight.last_index).max(1);
         if plan.all_at_once {
             out.result.node_update.clear();
             out.result.node_allocation.clear();
@@ -78,12 +120,18 @@ pub fn evaluate_plan_owned(state: &State, mut plan: Plan) -> Evaluated {
 }
 
 /// Nomad's `evaluateNodePlan`.
-fn evaluate_node(state: &State, plan: &Plan, node_id: &str) -> Result<(), String> {
+fn evaluate_node(
+    state: &State,
+    in_flight: &InFlight,
+    plan: &Plan,
+    node_id: &str,
+) -> Result<(), String> {
     let placements = plan.node_allocation.get(node_id).map(Vec::as_slice).unwrap_or_default();
     if placements.is_empty() {
         return Ok(()); // stops and evictions always apply
     }
-    if let Some(ended) = placements.iter().find_map(|a| ended_deployment(state, plan, a)) {
+    let ended = placements.iter().find_map(|a| ended_deployment(state, in_flight, plan, a));
+    if let Some(ended) = ended {
         return Err(format!("deployment {ended} is no longer active"));
     }
     // The node list holds the node, its capacity and its live usage flat, found with one
@@ -135,6 +183,16 @@ fn evaluate_node(state: &State, plan: &Plan, node_id: &str) -> Result<(), String
             }
         }
     }
+    // What plans still committing place here counts as placed. An in-place update among
+    // them counts beside the version it replaces until it applies: stricter, never looser.
+    for alloc in in_flight.placements_on(node_id) {
+        add(&mut used, alloc, 1);
+        if asks_ports {
+            for port in alloc_ports(alloc) {
+                *ports.entry(port).or_default() += 1;
+            }
+        }
+    }
     let reserved: BTreeSet<i32> = if asks_ports {
         let reserved = node.reserved_resources.networks.ports().unwrap_or_default();
         reserved.into_iter().map(i32::from).collect()
@@ -165,16 +223,25 @@ fn evaluate_node(state: &State, plan: &Plan, node_id: &str) -> Result<(), String
 }
 
 /// The deployment a new placement joins, if it ended (failed, cancelled, successful)
-/// since the plan was made: nothing more is placed for it.
-fn ended_deployment<'a>(state: &State, plan: &Plan, alloc: &'a Allocation) -> Option<&'a str> {
+/// since the plan was made, or a plan still committing ends it: nothing more is placed
+/// for it.
+fn ended_deployment<'a>(
+    state: &State,
+    in_flight: &InFlight,
+    plan: &Plan,
+    alloc: &'a Allocation,
+) -> Option<&'a str> {
+    let id = alloc.deployment_id.as_str();
     if alloc.create_index != 0
-        || alloc.deployment_id.is_empty()
-        || plan.deployment.as_ref().is_some_and(|d| d.id == alloc.deployment_id)
+        || id.is_empty()
+        || plan.deployment.as_ref().is_some_and(|d| d.id == id)
     {
         return None;
     }
-    let deployment = state.deployment(&alloc.deployment_id)?;
-    (!deployment.is_active()).then_some(alloc.deployment_id.as_str())
+    let ending =
+        in_flight.deployment_updates().any(|u| u.deployment_id == id && !u.status.is_active());
+    let ended = ending || state.deployment(id).is_some_and(|d| !d.is_active());
+    ended.then_some(id)
 }
 
 fn add(used: &mut ComparableResources, alloc: &Allocation, sign: i64) {

@@ -10,15 +10,20 @@ use super::requests::Waiter;
 use super::{Server, ServerConfig, Stage};
 use crate::broker::blocked::BlockedEvals;
 use crate::broker::{BrokerError, EvalBroker};
-use crate::model::{EvalStatus, Evaluation, JobType, NodeStatus, Plan, TriggeredBy};
-use crate::plan::evaluate_plan_owned;
+use crate::model::{EvalStatus, Evaluation, JobType, NodeStatus, Plan, PlanResult, TriggeredBy};
 use crate::plan::queue::{PlanQueue, PlanTicket};
+use crate::plan::{InFlight, evaluate_plan_pipelined};
 use crate::raft::{Index, NodeId, Term};
 use crate::state::{ApplyOutcome, Command, JobKey, State};
 use crate::time::Millis;
 use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
 use std::collections::{BTreeMap, BTreeSet};
+
+/// Plans the applier has proposed and not yet seen applied. Nomad's applier keeps one
+/// committing while it evaluates the next; a few let Raft carry several in one append
+/// while the followers are busy applying.
+const PLANS_IN_FLIGHT_MAX: usize = 4;
 
 /// Nomad's heartbeat settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,9 +146,11 @@ pub(super) struct LeaderLoop {
     pub blocked: BlockedEvals,
     plans: PlanQueue,
     queued: BTreeMap<PlanTicket, QueuedPlan>,
-    /// The plan committing now; the next is evaluated only after it applied, so every
-    /// check sees the state every earlier plan left.
-    applying: Option<Index>,
+    /// The Raft indexes of the plans proposed and not applied yet. The next plan is
+    /// evaluated as if they had applied; it can commit only after them, as Raft commits
+    /// this leader's entries in order, and if one of them is lost so is every later
+    /// entry (and this loop with its term).
+    applying: BTreeSet<Index>,
     /// Node → when it is marked down without a heartbeat.
     pub heartbeats: HeartbeatDeadlines,
     /// The index of the last node change this loop proposed (registration, status,
@@ -167,7 +174,7 @@ impl LeaderLoop {
             blocked: BlockedEvals::default(),
             plans: PlanQueue::new(config.plans_pending_max),
             queued: BTreeMap::new(),
-            applying: None,
+            applying: BTreeSet::new(),
             heartbeats: HeartbeatDeadlines::default(),
             node_change_index: 0,
             next_gc: now + Millis(config.gc.interval_ms),
@@ -200,6 +207,11 @@ impl LeaderLoop {
         for class in &outcome.capacity_changed {
             self.blocked.unblock_class(class, index);
         }
+    }
+
+    /// The entry at `index` applied: the plans proposed up to it are in the state now.
+    pub fn entry_applied(&mut self, index: Index) {
+        self.applying = self.applying.split_off(&(index + 1));
     }
 
     pub fn poll_timeout(&self) -> Option<Millis> {
@@ -280,12 +292,19 @@ impl Server {
         }
     }
 
-    /// Re-checks the next plan against the latest state and commits what fits.
+    /// Re-checks the next plan against the latest state, with the plans still committing
+    /// counted as applied, and proposes what fits.
     fn apply_next_plan(&mut self, now: Millis) -> bool {
-        let leader = self.leader.as_mut().expect("leading");
-        if leader.applying.is_some() {
+        let leader = self.leader.as_ref().expect("leading");
+        if leader.applying.len() >= PLANS_IN_FLIGHT_MAX || leader.plans.is_empty() {
             return false;
         }
+        // The results of the plans in flight are kept until they apply; were one missing,
+        // the next plan would wait for it rather than be evaluated without it.
+        if self.plans_in_flight().is_none() {
+            return false;
+        }
+        let leader = self.leader.as_mut().expect("leading");
         let Some((ticket, plan)) = leader.plans.poll_next() else { return false };
         let queued = leader.queued.remove(&ticket).expect("every ticket is recorded");
         let (eval_id, token) = (plan.eval_id.clone(), plan.eval_token.clone());
@@ -299,7 +318,8 @@ impl Server {
         let expected = plan.placement_count();
         let job = plan.job.clone();
         self.stage_begin(Stage::PlanEvaluate);
-        let evaluated = evaluate_plan_owned(&self.state, plan);
+        let in_flight = self.plans_in_flight().expect("nothing applied since the check");
+        let evaluated = evaluate_plan_pipelined(&self.state, &in_flight, plan);
         self.stage_end(Stage::PlanEvaluate);
         let placed: usize = evaluated.result.node_allocation.values().map(Vec::len).sum();
         let evals = if placed == expected { queued.followups } else { Vec::new() };
@@ -307,15 +327,29 @@ impl Server {
         let index_before = self.raft.last_index();
         self.propose(command, now, Waiter::Plan { origin: queued.origin, eval_id, token });
         if self.raft.last_index() > index_before {
-            self.leader.as_mut().expect("leading").applying = Some(self.raft.last_index());
+            let index = self.raft.last_index();
+            self.leader.as_mut().expect("leading").applying.insert(index);
         }
         true
     }
 
-    /// The applied plan's verdict goes back to its worker; the applier takes the next.
+    /// The results of the plans still committing, from the commands this leader
+    /// proposed; `None` if one is missing.
+    fn plans_in_flight(&self) -> Option<InFlight<'_>> {
+        let leader = self.leader.as_ref()?;
+        let results = leader.applying.iter().map(|index| match self.proposed.get(index) {
+            Some((_, Command::PlanApply { result, .. })) => Some(result),
+            _ => None,
+        });
+        let results: Option<Vec<&PlanResult>> = results.collect();
+        let last_index = leader.applying.last().copied().unwrap_or(0);
+        Some(InFlight::new(results?, last_index))
+    }
+
+    /// The applied plan's verdict goes back to its worker, whose evaluation's nack clock
+    /// runs again.
     pub(super) fn plan_applied(&mut self, now: Millis, eval_id: &str, token: &str) {
         if let Some(leader) = self.leader.as_mut() {
-            leader.applying = None;
             let _ = leader.broker.resume_nack_timeout(now, eval_id, token);
         }
     }

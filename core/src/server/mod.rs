@@ -600,8 +600,11 @@ impl Server {
             },
             Payload::Noop | Payload::Membership(_) => None,
         };
-        if let (Some(leader), Some(Ok(outcome))) = (self.leader.as_mut(), &result) {
-            leader.absorb(now, entry.index, outcome);
+        if let Some(leader) = self.leader.as_mut() {
+            leader.entry_applied(entry.index);
+            if let Some(Ok(outcome)) = &result {
+                leader.absorb(now, entry.index, outcome);
+            }
         }
         if let Some(pending) = self.pending_writes.remove(&entry.index) {
             let result = if pending.term == entry.term {
