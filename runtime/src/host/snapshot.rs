@@ -94,9 +94,13 @@ const SNAPSHOT_THREAD_NICENESS: i32 = 10;
 /// Lowers the calling thread's scheduling priority (Linux keeps a niceness per thread, and
 /// `setpriority` of "this process" sets the caller's): on a busy machine an encoding of
 /// seconds at the loops' priority delayed their heartbeats and acknowledgements past the
-/// leader's lease. It only runs later; a refusal leaves it at its priority.
+/// leader's lease. It only runs later; a refusal leaves it at its priority. Relative to
+/// the thread's niceness (an agent started with `nice` keeps its encodings below it),
+/// capped at 19, the lowest.
 fn lower_own_priority() {
-    let _unchanged = rustix::process::setpriority_process(None, SNAPSHOT_THREAD_NICENESS);
+    let Ok(niceness) = rustix::process::getpriority_process(None) else { return };
+    let lowered = (niceness + SNAPSHOT_THREAD_NICENESS).min(19);
+    let _unchanged = rustix::process::setpriority_process(None, lowered);
 }
 
 fn encode(request: SnapshotRequest, inline: bool) -> Encoded {
