@@ -63,7 +63,10 @@ use harness::Cluster;
 
 /// Replays one script and compares (or, with REWRITE=1, rewrites) its expected output.
 fn check(name: &str) {
-    let mut cluster = Cluster::new(3, 7);
+    check_on(Cluster::new(3, 7), name);
+}
+
+fn check_on(mut cluster: Cluster, name: &str) {
     script::check_script("server", name, |line| cluster.run(line));
     assert!(cluster.violations.is_empty(), "{name}: {:?}", cluster.violations);
 }
@@ -311,4 +314,15 @@ fn healthy_canaries_are_promoted_automatically() {
 #[test]
 fn a_new_leader_resumes_the_deployment() {
     check("deploy_failover.txt");
+}
+
+#[test]
+fn gc_keeps_a_running_batch_jobs_completed_allocations() {
+    // Thresholds of 2 h (batch evaluations) and 1 h (jobs) instead of 24 h and 4 h, so
+    // the script crosses them in few steps.
+    let cluster = Cluster::with_config(3, 7, |config| {
+        config.gc.batch_eval_gc_threshold_ms = 7_200_000;
+        config.gc.job_gc_threshold_ms = 3_600_000;
+    });
+    check_on(cluster, "gc_batch.txt");
 }

@@ -141,6 +141,30 @@ impl Job {
         self.periodic.is_some() || self.parameterized_job.is_some()
     }
 
+    /// Batch and sysbatch jobs run to completion; service and system jobs run until stopped.
+    pub fn finishes(&self) -> bool {
+        matches!(self.job_type, JobType::Batch | JobType::Sysbatch)
+    }
+
+    /// Whether garbage collection may reap this job whole once its evaluations and
+    /// allocations are old enough: a dead job that was stopped, a launched child, or a
+    /// batch or sysbatch job that finished. A dead service or system job that was not
+    /// stopped stays (its allocations were lost, not finished); a template runs until
+    /// stopped.
+    pub fn is_reapable_dead(&self) -> bool {
+        let finished = !self.parent_id.is_empty() || (self.finishes() && !self.is_template());
+        self.status == "dead" && (self.stop || finished)
+    }
+
+    /// Whether the evaluation pass of garbage collection may reap this job's batch or
+    /// sysbatch evaluations (with their allocations) one by one: only once the job is
+    /// stopped and dead. A live batch job keeps them, since the scheduler counts its
+    /// completed allocations as work done and would run reaped ones again; a finished one
+    /// is reaped whole by the job pass.
+    pub fn batch_evals_reapable(&self) -> bool {
+        self.stop && self.status == "dead"
+    }
+
     /// Nomad's `IsPeriodicActive`: a periodic job the dispatcher launches children of.
     pub fn is_periodic_active(&self) -> bool {
         self.periodic.as_ref().is_some_and(|p| p.enabled)

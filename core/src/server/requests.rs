@@ -893,6 +893,9 @@ fn with_job(state: &State, alloc: &Arc<crate::model::Allocation>) -> crate::mode
 /// What garbage collection may reap now: terminal evaluations past their threshold with
 /// their terminal allocations, dead jobs past theirs with everything they left, and down
 /// nodes past theirs that run nothing. Each kind is bounded by `reap_batch_max`.
+/// A batch or sysbatch evaluation of a job that is not stopped and dead stays: the
+/// scheduler counts a live batch job's completed allocations as work done, and would run
+/// again what GC took (seed 19173). Such a job goes whole once it finishes.
 /// An allocation may be reaped once it is terminal on the servers' side and its client
 /// is done with it too: a client still starting or running it (Nomad refuses running
 /// ones) will report it, and its job summary counts it until then. A client whose node
@@ -900,6 +903,13 @@ fn with_job(state: &State, alloc: &Arc<crate::model::Allocation>) -> crate::mode
 fn alloc_gc_eligible(state: &State, alloc: &Allocation) -> bool {
     let node_gone = state.node(&alloc.node_id).is_none_or(|n| n.status == NodeStatus::Down);
     alloc.is_terminal() && (alloc.client_status.is_terminal() || node_gone)
+}
+
+/// Whether the evaluation pass must leave `eval` to its job: a batch or sysbatch
+/// evaluation of a job that exists and is not stopped and dead.
+pub fn batch_eval_kept(state: &State, eval: &Evaluation) -> bool {
+    let finishes = matches!(eval.scheduler, SchedulerType::Batch | SchedulerType::Sysbatch);
+    finishes && state.job(&eval.namespace, &eval.job_id).is_some_and(|j| !j.batch_evals_reapable())
 }
 
 pub(super) fn gc_candidates(state: &State, now_ns: i64, gc: &GcConfig) -> Command {
@@ -916,6 +926,9 @@ pub(super) fn gc_candidates(state: &State, now_ns: i64, gc: &GcConfig) -> Comman
         if !eval.is_terminal() || !older(eval.modify_time, threshold) {
             continue;
         }
+        if batch_eval_kept(state, eval) {
+            continue;
+        }
         let allocs = state.job_allocs(&eval.namespace, &eval.job_id);
         let mine: Vec<_> = allocs.iter().filter(|a| a.eval_id == eval.id).collect();
         if mine.iter().any(|a| !alloc_gc_eligible(state, a)) {
@@ -925,9 +938,7 @@ pub(super) fn gc_candidates(state: &State, now_ns: i64, gc: &GcConfig) -> Comman
         eval_ids.push(eval.id.clone());
     }
     let mut jobs = Vec::new();
-    // Stopped jobs, and launched children (which finish without being stopped), once dead.
-    let dead = |j: &Job| (j.stop || !j.parent_id.is_empty()) && j.status == "dead";
-    for job in state.jobs().filter(|j| dead(j)) {
+    for job in state.jobs().filter(|j| j.is_reapable_dead()) {
         let evals: Vec<_> =
             state.evals().filter(|e| e.job_id == job.id && e.namespace == job.namespace).collect();
         let newest =

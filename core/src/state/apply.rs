@@ -412,17 +412,17 @@ impl State {
     }
 
     /// Nomad's job status. Periodic and parameterized jobs run until stopped (they never
-    /// have allocations of their own). A launched child (`ParentID` set) is dead once
-    /// every evaluation and allocation it had is terminal, so GC can reap it. Any other
-    /// job is dead once stopped with nothing live, running with anything live, pending
-    /// otherwise.
+    /// have allocations of their own). A job that finishes (a launched child, `ParentID`
+    /// set, or a batch or sysbatch job) is dead once every evaluation and allocation it
+    /// had is terminal, so GC can reap it whole. Any other job is dead once stopped with
+    /// nothing live, running with anything live, pending otherwise.
     fn job_status(&self, key: &JobKey, job: &Job, stopped: bool) -> &'static str {
         if job.is_template() {
             return if stopped { "dead" } else { "running" };
         }
         let live =
             self.allocs_by_job.get(key).is_some_and(|m| m.values().any(|a| !a.is_terminal()));
-        if !live && !stopped && !job.parent_id.is_empty() {
+        if !live && !stopped && (!job.parent_id.is_empty() || job.finishes()) {
             let has_alloc = self.allocs_by_job.get(key).is_some_and(|m| !m.is_empty());
             let evals =
                 self.evals.values().filter(|e| e.job_id == key.id && e.namespace == key.namespace);
@@ -613,7 +613,7 @@ impl State {
             self.evals.insert(eval.id.clone(), eval.clone());
             self.indexes.evals = index;
             if eval.is_terminal() {
-                self.refresh_child_status(&JobKey::new(&eval.namespace, &eval.job_id));
+                self.refresh_finished_status(&JobKey::new(&eval.namespace, &eval.job_id));
             }
             if eval.should_enqueue() || eval.should_block() {
                 outcome.evals.push(eval);
@@ -933,11 +933,12 @@ impl State {
         self.set_job_status(key, status);
     }
 
-    /// A launched child's status after one of its evaluations finished (one that placed
-    /// nothing leaves no allocation to move the status).
-    fn refresh_child_status(&mut self, key: &JobKey) {
+    /// The status of a job that finishes (a launched child, a batch or sysbatch job)
+    /// after one of its evaluations finished (one that placed nothing leaves no
+    /// allocation to move the status).
+    fn refresh_finished_status(&mut self, key: &JobKey) {
         let Some(job) = self.jobs.get(key) else { return };
-        if job.parent_id.is_empty() {
+        if job.parent_id.is_empty() && !job.finishes() {
             return;
         }
         let status = self.job_status(key, job, job.stop);

@@ -107,6 +107,14 @@ impl Cluster {
     /// A region whose servers snapshot their state every `entries` applied entries and run
     /// `workers` scheduler workers each.
     pub fn with_settings(servers: u64, seed: u64, entries: u64, workers: u32) -> Cluster {
+        Cluster::with_config(servers, seed, |config| {
+            config.raft.snapshot_threshold_entries = entries;
+            config.workers_count = workers;
+        })
+    }
+
+    /// A region whose servers' configuration `adjust` changed from the default.
+    pub fn with_config(servers: u64, seed: u64, adjust: impl Fn(&mut ServerConfig)) -> Cluster {
         let addrs: BTreeMap<NodeId, String> =
             (1..=servers).map(|id| (id, server_addr(id))).collect();
         let now = Millis(START_MS);
@@ -140,8 +148,7 @@ impl Cluster {
         for id in 1..=servers {
             let mut config =
                 ServerConfig::new(id, seed.wrapping_mul(31).wrapping_add(id), addrs.clone());
-            config.raft.snapshot_threshold_entries = entries;
-            config.workers_count = workers;
+            adjust(&mut config);
             cluster.start_server(id, config);
         }
         cluster

@@ -14,7 +14,7 @@ use drover_core::model::{
     NodeStatus,
 };
 use drover_core::raft::{Entry, Index, NodeId, Payload, Term};
-use drover_core::server::{GcConfig, HeartbeatConfig, Server};
+use drover_core::server::{GcConfig, HeartbeatConfig, Server, batch_eval_kept};
 use drover_core::state::{Command, State};
 use drover_core::time::Millis;
 use std::collections::{BTreeMap, BTreeSet};
@@ -1057,8 +1057,11 @@ pub const GC_COMMIT_SLACK_MS: u64 = 10_000;
 /// that pass saw it as it is). The leader's state then holds none of:
 /// - a terminal evaluation last written before `cutoff - eval_gc_threshold_ms` (the
 ///   batch threshold for batch and sysbatch evaluations) whose allocations are all
-///   settled and reapable, nor any of those allocations;
-/// - a dead job (stopped, or launched by a periodic job) submitted and last evaluated
+///   settled and reapable, nor any of those allocations (a batch or sysbatch
+///   evaluation only once its job is stopped and dead or gone: a live batch job keeps
+///   what it completed, `batch_eval_kept`);
+/// - a dead job that GC reaps whole (`Job::is_reapable_dead`: stopped, launched by a
+///   periodic or parameterized job, or a finished batch or sysbatch job) submitted and last evaluated
 ///   before `cutoff - job_gc_threshold_ms`, whose evaluations are all terminal and whose
 ///   allocations are all settled and reapable ("last evaluated" counts evaluations GC
 ///   already reaped: the pass may have seen one the state no longer holds);
@@ -1106,7 +1109,7 @@ pub fn check_gc_bound(
             SchedulerType::Batch | SchedulerType::Sysbatch => gc.batch_eval_gc_threshold_ms,
             _ => gc.eval_gc_threshold_ms,
         };
-        if eval.modify_time > cutoff - ns(threshold) {
+        if eval.modify_time > cutoff - ns(threshold) || batch_eval_kept(state, eval) {
             continue;
         }
         let placed = state.job_allocs(&eval.namespace, &eval.job_id);
@@ -1123,8 +1126,7 @@ pub fn check_gc_bound(
         }
     }
     let mut jobs = Vec::new();
-    let dead = |j: &Job| (j.stop || !j.parent_id.is_empty()) && j.status == "dead";
-    for job in state.jobs().filter(|j| dead(j)) {
+    for job in state.jobs().filter(|j| j.is_reapable_dead()) {
         let mut job_evals =
             state.evals().filter(|e| e.job_id == job.id && e.namespace == job.namespace);
         let old = |t: i64| t <= cutoff - ns(gc.job_gc_threshold_ms);

@@ -20,7 +20,7 @@ use drover_core::model::DurationNs;
 use drover_core::model::{DrainSpec, Job, NodeEligibility};
 use drover_core::server::{ApiCall, ApiReply, ApiRequest};
 use drover_core::state::State;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Jobs a region holds at most, so demand stays under capacity.
 pub const JOBS_PER_REGION_MAX: usize = 6;
@@ -54,6 +54,8 @@ pub struct Workload {
     /// Per job, the last call sent about it that leaves it registered (register, update,
     /// re-register, scale), by request id; `None` once a stop or purge was ever sent.
     registrations: BTreeMap<(u8, String), Option<u64>>,
+    /// Batch and sysbatch jobs ever registered: they finish, and GC then reaps them.
+    finishing: BTreeSet<(u8, String)>,
 }
 
 /// One call for the supervisor to send: to `server`, described for the trace.
@@ -78,6 +80,7 @@ impl Workload {
             clients: by_region,
             draining: BTreeMap::new(),
             registrations: BTreeMap::new(),
+            finishing: BTreeSet::new(),
         }
     }
 
@@ -226,6 +229,9 @@ impl Workload {
     fn note_call(&mut self, region: u8, request: &ApiRequest, request_id: u64) {
         match request {
             ApiRequest::JobRegister { job, .. } => {
+                if job.finishes() && !job.is_template() {
+                    self.finishing.insert((region, job.id.clone()));
+                }
                 let seen = self.registrations.entry((region, job.id.clone())).or_insert(Some(0));
                 if seen.is_some() {
                     *seen = Some(request_id);
@@ -246,7 +252,8 @@ impl Workload {
     /// Nothing acknowledged is lost: every job whose last call (a registration or a
     /// scale) was acknowledged, and that was never stopped or purged, must be in its
     /// region's state after the liveness phase, not stopped. (A job ever stopped is left
-    /// out: a stop sent earlier may apply later, and GC may then purge it.)
+    /// out: a stop sent earlier may apply later, and GC may then purge it. A batch or
+    /// sysbatch job may be missing: once it finished, GC reaps it whole.)
     pub fn lost_acknowledged(
         &self,
         replies: &BTreeMap<u64, ApiReply>,
@@ -263,6 +270,7 @@ impl Workload {
                 Some(job) if !job.stop => {}
                 Some(_) => lost
                     .push(format!("r{region}: acknowledged job {id} (#{request_id}) is stopped")),
+                None if self.finishing.contains(&(*region, id.clone())) => {}
                 None => {
                     lost.push(format!("r{region}: acknowledged job {id} (#{request_id}) is lost"))
                 }
