@@ -326,3 +326,13 @@ fn gc_keeps_a_running_batch_jobs_completed_allocations() {
     });
     check_on(cluster, "gc_batch.txt");
 }
+
+#[test]
+fn gc_reaps_whole_evaluations_within_its_bound() {
+    // Evaluations reaped after 10 min instead of an hour, at most three of a kind a pass.
+    let cluster = Cluster::with_config(3, 7, |config| {
+        config.gc.eval_gc_threshold_ms = 600_000;
+        config.gc.reap_batch_max = 3;
+    });
+    check_on(cluster, "gc_reap_bound.txt");
+}

@@ -17,6 +17,7 @@ use crate::rpc::{ClientRequest, ServerReply, ServerRpc};
 use crate::state::{AllocClientUpdate, ApplyOutcome, AutopilotConfig, Command, JobKey, State};
 use crate::time::Millis;
 use rand_core::Rng;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Who asked an API question: a local caller, or a follower that forwarded it.
@@ -890,12 +891,6 @@ fn with_job(state: &State, alloc: &Arc<crate::model::Allocation>) -> crate::mode
     alloc_with_job
 }
 
-/// What garbage collection may reap now: terminal evaluations past their threshold with
-/// their terminal allocations, dead jobs past theirs with everything they left, and down
-/// nodes past theirs that run nothing. Each kind is bounded by `reap_batch_max`.
-/// A batch or sysbatch evaluation of a job that is not stopped and dead stays: the
-/// scheduler counts a live batch job's completed allocations as work done, and would run
-/// again what GC took (seed 19173). Such a job goes whole once it finishes.
 /// An allocation may be reaped once it is terminal on the servers' side and its client
 /// is done with it too: a client still starting or running it (Nomad refuses running
 /// ones) will report it, and its job summary counts it until then. A client whose node
@@ -912,12 +907,53 @@ pub fn batch_eval_kept(state: &State, eval: &Evaluation) -> bool {
     finishes && state.job(&eval.namespace, &eval.job_id).is_some_and(|j| !j.batch_evals_reapable())
 }
 
+/// One reap being gathered, in whole units: an evaluation with its allocations, a job
+/// with everything it left. A unit is taken only while the evaluations and allocations
+/// stay within `bound` each, so no reap takes an evaluation without its allocations
+/// (nothing would reap those later: the evaluation pass finds allocations through their
+/// evaluation) nor a job's allocations without the job. A unit larger than `bound` is
+/// taken alone, in a pass of its own.
+struct ReapBatch {
+    eval_ids: BTreeSet<String>,
+    alloc_ids: BTreeSet<String>,
+    jobs: Vec<JobKey>,
+    bound: usize,
+}
+
+impl ReapBatch {
+    fn new(bound: usize) -> ReapBatch {
+        ReapBatch { eval_ids: BTreeSet::new(), alloc_ids: BTreeSet::new(), jobs: Vec::new(), bound }
+    }
+
+    /// Adds the unit if it fits; says whether it did.
+    fn take(&mut self, evals: &[&Evaluation], allocs: &[&Arc<Allocation>]) -> bool {
+        let new_evals = evals.iter().filter(|e| !self.eval_ids.contains(&e.id)).count();
+        let new_allocs = allocs.iter().filter(|a| !self.alloc_ids.contains(&a.id)).count();
+        let empty = self.eval_ids.is_empty() && self.alloc_ids.is_empty();
+        let fits = self.eval_ids.len() + new_evals <= self.bound
+            && self.alloc_ids.len() + new_allocs <= self.bound;
+        if !(fits || empty) {
+            return false;
+        }
+        self.eval_ids.extend(evals.iter().map(|e| e.id.clone()));
+        self.alloc_ids.extend(allocs.iter().map(|a| a.id.clone()));
+        true
+    }
+}
+
+/// What garbage collection may reap now: terminal evaluations past their threshold with
+/// their terminal allocations, dead jobs past theirs with everything they left, and down
+/// nodes past theirs that run nothing, within `reap_batch_max` of each kind (`ReapBatch`;
+/// the next pass takes the rest). A batch or sysbatch evaluation of a job that is not
+/// stopped and dead stays: the scheduler counts a live batch job's completed allocations
+/// as work done, and would run again what GC took (seed 19173). Such a job goes whole
+/// once it finishes.
 pub(super) fn gc_candidates(state: &State, now_ns: i64, gc: &GcConfig) -> Command {
     let older = |time_ns: i64, threshold_ms: u64| {
         now_ns.saturating_sub(time_ns) >= (threshold_ms as i64).saturating_mul(1_000_000)
     };
-    let mut eval_ids = Vec::new();
-    let mut alloc_ids = Vec::new();
+    let bound = gc.reap_batch_max;
+    let mut batch = ReapBatch::new(bound);
     for eval in state.evals() {
         let threshold = match eval.scheduler {
             SchedulerType::Batch | SchedulerType::Sysbatch => gc.batch_eval_gc_threshold_ms,
@@ -934,11 +970,12 @@ pub(super) fn gc_candidates(state: &State, now_ns: i64, gc: &GcConfig) -> Comman
         if mine.iter().any(|a| !alloc_gc_eligible(state, a)) {
             continue;
         }
-        alloc_ids.extend(mine.iter().map(|a| a.id.clone()));
-        eval_ids.push(eval.id.clone());
+        batch.take(&[eval], &mine);
     }
-    let mut jobs = Vec::new();
     for job in state.jobs().filter(|j| j.is_reapable_dead()) {
+        if batch.jobs.len() >= bound {
+            break;
+        }
         let evals: Vec<_> =
             state.evals().filter(|e| e.job_id == job.id && e.namespace == job.namespace).collect();
         let newest =
@@ -950,9 +987,11 @@ pub(super) fn gc_candidates(state: &State, now_ns: i64, gc: &GcConfig) -> Comman
         {
             continue;
         }
-        eval_ids.extend(evals.iter().map(|e| e.id.clone()));
-        alloc_ids.extend(allocs.iter().map(|a| a.id.clone()));
-        jobs.push(JobKey::of_job(job));
+        let evals: Vec<&Evaluation> = evals.iter().map(|e| &***e).collect();
+        let allocs: Vec<_> = allocs.iter().collect();
+        if batch.take(&evals, &allocs) {
+            batch.jobs.push(JobKey::of_job(job));
+        }
     }
     let node_ids = state
         .nodes()
@@ -964,19 +1003,12 @@ pub(super) fn gc_candidates(state: &State, now_ns: i64, gc: &GcConfig) -> Comman
             state.node_allocs(&n.id).is_none_or(|a| a.allocs.values().all(|a| a.is_terminal()))
         })
         .map(|n| n.id.clone())
-        .collect::<Vec<_>>();
-    let bound = gc.reap_batch_max;
-    eval_ids.sort();
-    eval_ids.dedup();
-    alloc_ids.sort();
-    alloc_ids.dedup();
-    eval_ids.truncate(bound);
-    alloc_ids.truncate(bound);
-    jobs.truncate(bound);
+        .take(bound)
+        .collect();
     Command::Reap {
-        eval_ids,
-        alloc_ids,
-        jobs,
-        node_ids: node_ids.into_iter().take(bound).collect(),
+        eval_ids: batch.eval_ids.into_iter().collect(),
+        alloc_ids: batch.alloc_ids.into_iter().collect(),
+        jobs: batch.jobs,
+        node_ids,
     }
 }
