@@ -38,6 +38,7 @@ scenarios!(
     constraint_versions,
     datacenter_pool,
     deploy_canary,
+    deploy_canary_reschedule,
     deploy_failed_no_reschedule,
     deploy_newer_version,
     deploy_rolling,

@@ -23,7 +23,8 @@
 //!   `progress=` (seconds), `auto_promote`, `auto_revert`, and a reschedule policy from
 //!   `delay=` (seconds, constant) and `attempts=` (per hour; unlimited without), `plan ID …`,
 //!   `stop-job ID [purge]`, `scale ID count=N`, `revert ID version=V [prior=V]`,
-//!   `evaluate ID`, `drain C`, `alloc-stop NAME` (the live allocation of that name)
+//!   `evaluate ID`, `drain C`, `purge C` (`PUT /v1/node/C/purge`), `alloc-stop NAME` (the
+//!   live allocation of that name)
 //! - `periodic ID cron=SPEC [overlap-prohibited] [disabled]`: a periodic batch job (`_`
 //!   stands for a space in SPEC), `force ID`: `job periodic force`
 //! - `time`: the script's clock as unix seconds; `clock N ms=MS`: steps server N's clock
@@ -124,6 +125,11 @@ fn missed_heartbeats_mark_node_down() {
 #[test]
 fn drain_migrates() {
     check("drain.txt");
+}
+
+#[test]
+fn purge_forgets_the_node_and_its_allocations_are_lost() {
+    check("purge.txt");
 }
 
 #[test]

@@ -1072,6 +1072,93 @@ fn over_https_with_client_certificates_a_server_carries_logs_and_restarts_to_the
     assert!(logs_hold(2), "{}", drover(&["alloc", "logs", &alloc_id, "t"]));
 }
 
+/// How long a purged client agent may take to register again: its next heartbeat comes
+/// at most one TTL (Nomad's 10 s minimum, doubled by the random part) after its last.
+const REREGISTER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The job's allocations as (ID, desired status, client status, node ID).
+fn job_allocs(agent: &ClusterAgent, job: &str) -> Vec<(String, String, String, String)> {
+    let allocs = agent.http("GET", &format!("/v1/job/{job}/allocations"), b"").json();
+    let field = |a: &serde_json::Value, key: &str| a[key].as_str().unwrap_or_default().to_owned();
+    let rows = allocs.as_array().cloned().unwrap_or_default();
+    rows.iter()
+        .map(|a| {
+            let status = (field(a, "DesiredStatus"), field(a, "ClientStatus"));
+            (field(a, "ID"), status.0, status.1, field(a, "NodeID"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_purged_node_registers_again_and_once_gone_its_allocations_logs_are_unknown() {
+    let scratch = Scratch::new("purge");
+    let (server, client) = server_and_client(&scratch);
+    let marker = format!("drover-e2e-purge-{}", std::process::id());
+    let _reaper = TaskReaper { marker: marker.clone() };
+    let registered = server.http("PUT", "/v1/jobs", &hup_job("purged", &marker));
+    assert_eq!(registered.status, 200, "{}", registered.text());
+    let first_alloc = running_alloc(&server, "purged");
+    let alloc = server.http("GET", &format!("/v1/allocation/{first_alloc}"), b"").json();
+    let node_id = alloc["NodeID"].as_str().expect("placed on a node").to_owned();
+    let purge_path = format!("/v1/node/{node_id}/purge");
+
+    // A purge while the client agent runs: the node is forgotten and its job evaluated.
+    let purged = server.http("PUT", &purge_path, b"");
+    assert_eq!(purged.status, 200, "{}", purged.text());
+    let answer = purged.json();
+    for key in ["EvalIDs", "EvalCreateIndex", "NodeModifyIndex"] {
+        assert!(answer.get(key).is_some(), "{key} in {answer}");
+    }
+    let purge_index = answer["NodeModifyIndex"].as_u64().expect("an index");
+    assert!(purge_index > 0, "{answer}");
+    let eval_ids = answer["EvalIDs"].as_array().expect("a list");
+    assert_eq!((eval_ids.len(), answer["EvalCreateIndex"].as_u64()), (1, Some(purge_index)));
+    let eval_id = eval_ids[0].as_str().expect("an ID");
+    let eval = server.http("GET", &format!("/v1/evaluation/{eval_id}"), b"").json();
+    assert_eq!(
+        (eval["TriggeredBy"].as_str(), eval["NodeID"].as_str()),
+        (Some("node-update"), Some(node_id.as_str()))
+    );
+
+    // Its heartbeat answered "node not found", the client registers again (a new node
+    // record, created after the purge), and the job's allocation, lost with the node,
+    // is replaced on it.
+    let reregistered = poll_until(REREGISTER_TIMEOUT, || {
+        let node = try_http_request(&server.http_addr, "GET", &format!("/v1/node/{node_id}"), b"")?;
+        let node: serde_json::Value = serde_json::from_slice(&node.body).ok()?;
+        node["CreateIndex"].as_u64().filter(|&created| created > purge_index)
+    });
+    assert!(reregistered.is_some(), "the purged node registers again");
+    let replaced = poll_until(REREGISTER_TIMEOUT, || {
+        let allocs = job_allocs(&server, "purged");
+        let first = allocs.iter().find(|a| a.0 == first_alloc)?;
+        let running = allocs.iter().find(|a| a.0 != first_alloc && a.2 == "running")?;
+        (first.1 == "stop").then(|| running.0.clone())
+    });
+    let Some(alloc_id) = replaced else {
+        panic!("the lost allocation is replaced: {:?}", job_allocs(&server, "purged"));
+    };
+
+    // Purged once its agent is gone, the node stays unknown: a request for its
+    // allocation's logs finds no node to carry it to.
+    client.kill9();
+    let purged = server.http("POST", &purge_path, b"");
+    assert_eq!(purged.status, 200, "{}", purged.text());
+    let logs_path = format!("/v1/client/fs/logs/{alloc_id}?task=t&type=stdout&plain=true");
+    let answer = server.http("GET", &logs_path, b"");
+    assert_eq!((answer.status, answer.text()), (500, "Unknown node".to_owned()));
+    let address = format!("http://{}", server.http_addr);
+    let logs = scratch.drover(&["alloc", "logs", "-address", &address, &alloc_id, "t"]);
+    let refused = "Error reading file: Unexpected response code: 500 (Unknown node)";
+    assert_eq!((logs.code, logs.stderr.trim_end()), (1, refused), "{logs}");
+
+    // Purging a node the servers do not know is Nomad's "node not found".
+    for unknown in [node_id.as_str(), "00000000-0000-0000-0000-000000000000"] {
+        let answer = server.http("PUT", &format!("/v1/node/{unknown}/purge"), b"");
+        assert_eq!((answer.status, answer.text()), (404, "node not found".to_owned()));
+    }
+}
+
 /// Two regions, one server each, in one gossip pool: a request naming the other region is
 /// forwarded there (once), its answer comes back, and nothing is replicated between them.
 #[test]

@@ -219,6 +219,7 @@ fn autopilot_get_and_set_config() {
     for refused in [
         &["-last-contact-threshold", "soon"][..],
         &["-max-trailing-logs=-3"],
+        &["-cleanup-dead-servers=yes"],
         &["-last-contact-threshold=0s"],
         &["-enable-redundancy-zones"],
     ] {

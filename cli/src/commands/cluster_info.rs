@@ -6,7 +6,7 @@
 use super::{Io, api_command, print_json, report};
 use crate::flags::FlagSpec;
 use crate::output::{cells, table};
-use drover_core::model::{AutopilotConfiguration, go_duration_ms};
+use drover_core::model::{AUTOPILOT_SETTINGS, AutopilotConfiguration, AutopilotSettingKind};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -100,35 +100,6 @@ const JSON_FLAGS: &[FlagSpec] = &[FlagSpec::bool("json")];
 const RAFT_REMOVE_PEER_FLAGS: &[FlagSpec] =
     &[FlagSpec::value("peer-address"), FlagSpec::value("peer-id")];
 const RAFT_PEERS_FLAGS: &[FlagSpec] = &[FlagSpec::bool("stale")];
-/// How each `set-config` flag's value goes into the configuration's JSON.
-#[derive(Clone, Copy)]
-enum SettingKind {
-    Bool,
-    Count,
-    Duration,
-}
-
-/// Each `set-config` flag, the field it sets and how its value reads.
-const AUTOPILOT_SETTINGS: &[(&str, &str, SettingKind)] = &[
-    ("cleanup-dead-servers", "CleanupDeadServers", SettingKind::Bool),
-    ("last-contact-threshold", "LastContactThreshold", SettingKind::Duration),
-    ("max-trailing-logs", "MaxTrailingLogs", SettingKind::Count),
-    ("min-quorum", "MinQuorum", SettingKind::Count),
-    ("server-stabilization-time", "ServerStabilizationTime", SettingKind::Duration),
-    ("enable-redundancy-zones", "EnableRedundancyZones", SettingKind::Bool),
-    ("disable-upgrade-migration", "DisableUpgradeMigration", SettingKind::Bool),
-    ("enable-custom-upgrades", "EnableCustomUpgrades", SettingKind::Bool),
-];
-
-impl SettingKind {
-    fn flag(self, name: &'static str) -> FlagSpec {
-        match self {
-            SettingKind::Bool => FlagSpec::bool(name),
-            SettingKind::Count | SettingKind::Duration => FlagSpec::value(name),
-        }
-    }
-}
-
 /// `GET /v1/agent/self`'s `stats`: section → key → value.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(default)]
@@ -256,16 +227,25 @@ pub fn autopilot_get_config(args: &[String], io: &mut Io<'_>) -> u8 {
 /// flags are given (any value given counts, even the one already set) and writes it back
 /// only if nobody changed it meanwhile (`?cas=<ModifyIndex>`).
 pub fn autopilot_set_config(args: &[String], io: &mut Io<'_>) -> u8 {
-    let specs: Vec<FlagSpec> =
-        AUTOPILOT_SETTINGS.iter().map(|&(flag, _, kind)| kind.flag(flag)).collect();
+    let specs: Vec<FlagSpec> = AUTOPILOT_SETTINGS
+        .iter()
+        .map(|setting| match setting.kind {
+            AutopilotSettingKind::Bool => FlagSpec::bool(setting.flag),
+            AutopilotSettingKind::Count | AutopilotSettingKind::Duration => {
+                FlagSpec::value(setting.flag)
+            }
+        })
+        .collect();
     let (flags, client) = match api_command(args, &specs, AUTOPILOT_SET_HELP, io) {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
+    // A value that does not read is a flag error, answered as the flags' own are.
     let changes = match autopilot_changes(&flags) {
         Ok(changes) => changes,
         Err(message) => {
-            let _ = writeln!(io.err, "{message}");
+            let _ = writeln!(io.err, "{message}\n");
+            let _ = write!(io.err, "{AUTOPILOT_SET_HELP}");
             return 1;
         }
     };
@@ -296,21 +276,6 @@ pub fn autopilot_set_config(args: &[String], io: &mut Io<'_>) -> u8 {
 /// The fields the given flags set, as JSON; a value that does not read is refused the
 /// way Go's flag package words it.
 fn autopilot_changes(flags: &crate::flags::Parsed) -> Result<Vec<(String, Value)>, String> {
-    let mut changes = Vec::new();
-    for &(flag, field, kind) in AUTOPILOT_SETTINGS {
-        let Some(text) = flags.last(flag) else { continue };
-        let invalid = |why: &str| format!("invalid value {text:?} for flag -{flag}: {why}");
-        let value = match kind {
-            SettingKind::Bool => Value::Bool(text == "true"),
-            SettingKind::Count => {
-                Value::from(text.parse::<u64>().map_err(|_| invalid("parse error"))?)
-            }
-            SettingKind::Duration => {
-                go_duration_ms(text).map_err(|why| invalid(&why))?;
-                Value::String(text.to_owned())
-            }
-        };
-        changes.push((field.to_owned(), value));
-    }
-    Ok(changes)
+    let given = AUTOPILOT_SETTINGS.iter().filter_map(|s| Some((s, flags.last(s.flag)?)));
+    given.map(|(setting, text)| Ok((setting.field.to_owned(), setting.json_value(text)?))).collect()
 }

@@ -23,7 +23,9 @@ mod value;
 mod vec_map;
 
 pub use alloc::*;
-pub use autopilot::AutopilotConfiguration;
+pub use autopilot::{
+    AUTOPILOT_SETTINGS, AutopilotConfiguration, AutopilotSetting, AutopilotSettingKind,
+};
 pub use canonicalize::{
     ApiDecodeError, decode_api_json, job_from_api_json, job_from_json_str, job_to_api_json,
 };

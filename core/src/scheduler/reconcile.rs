@@ -206,6 +206,19 @@ impl Reconciler<'_> {
             match rollout.canary_verdict(self.snap, alloc) {
                 CanaryVerdict::Slot => {}
                 CanaryVerdict::Waiting => continue,
+                CanaryVerdict::Failed => {
+                    // Replaced by the rules of any failed allocation, as a canary.
+                    let kind = if alloc.next_allocation.is_empty() {
+                        self.failed_kind(job, group, deployment, alloc)
+                    } else {
+                        SlotKind::Done
+                    };
+                    if kind != SlotKind::Done {
+                        let slot = Slot { alloc: (*alloc).clone(), kind, canary: true };
+                        self.act(job, group, slot, &mut desired, out);
+                    }
+                    continue;
+                }
                 CanaryVerdict::Stop => {
                     if !alloc.is_terminal() {
                         desired.stop += 1;
@@ -298,16 +311,28 @@ impl Reconciler<'_> {
             AllocClientStatus::Complete if job.job_type == JobType::Batch => SlotKind::Done,
             AllocClientStatus::Complete | AllocClientStatus::Lost => return None,
             AllocClientStatus::Failed if !alloc.next_allocation.is_empty() => return None,
-            AllocClientStatus::Failed if in_failed_deployment(deployment, alloc) => SlotKind::Done,
-            AllocClientStatus::Failed if awaits_watcher(deployment, alloc) => SlotKind::Done,
-            AllocClientStatus::Failed => self.reschedule_kind(job, group, alloc),
+            AllocClientStatus::Failed => self.failed_kind(job, group, deployment, alloc),
             _ => match self.taint(alloc) {
                 NodeTaint::Lost => SlotKind::Lost,
                 NodeTaint::Draining => SlotKind::Migrate,
                 NodeTaint::Fine => self.update_kind(job, group, alloc),
             },
         };
-        Some(Slot { alloc: alloc.clone(), kind })
+        Some(Slot { alloc: alloc.clone(), kind, canary: false })
+    }
+
+    /// What becomes of a failed allocation not replaced yet.
+    fn failed_kind(
+        &self,
+        job: &Job,
+        group: &TaskGroup,
+        deployment: Option<&Deployment>,
+        alloc: &Allocation,
+    ) -> SlotKind {
+        if in_failed_deployment(deployment, alloc) || awaits_watcher(deployment, alloc) {
+            return SlotKind::Done;
+        }
+        self.reschedule_kind(job, group, alloc)
     }
 
     fn update_kind(&self, job: &Job, group: &TaskGroup, alloc: &Allocation) -> SlotKind {
@@ -409,7 +434,8 @@ impl Reconciler<'_> {
                     description: ALLOC_RESCHEDULED,
                     client_status: None,
                 });
-                out.place.push(self.request(job, group, index, Some(alloc), Some(event)));
+                let request = self.request(job, group, index, Some(alloc), Some(event));
+                out.place.push(PlaceRequest { canary: slot.canary, ..request });
             }
             SlotKind::RescheduleLater { at_ns } => {
                 desired.ignore += 1;
@@ -441,6 +467,9 @@ impl Reconciler<'_> {
 struct Slot {
     alloc: Arc<Allocation>,
     kind: SlotKind,
+    /// A canary of the current deployment waiting for promotion (it holds no name's
+    /// slot): its replacement is a canary too.
+    canary: bool,
 }
 
 impl Slot {
@@ -484,6 +513,12 @@ enum CanaryVerdict {
     Slot,
     /// A canary of the current deployment waiting for promotion: kept beside the slots.
     Waiting,
+    /// A canary of the current deployment, waiting for promotion, that failed: it keeps
+    /// its place among the canaries and is rescheduled as any failed allocation is (by
+    /// the group's policy, once the deployment watcher allows it), its replacement a
+    /// canary carrying its reschedule tracker (Nomad's reconciler reschedules failed
+    /// canaries rather than placing new ones beside them).
+    Failed,
     /// A canary of a deployment that ended (or was replaced) unpromoted.
     Stop,
 }
@@ -530,6 +565,10 @@ impl<'a> Rollout<'a> {
         }
         let current = self.deployment.is_some_and(|d| d.id == alloc.deployment_id);
         if current && self.is_active() && !self.promoted() {
+            if alloc.client_status == AllocClientStatus::Failed {
+                self.waiting_canaries.extend(alloc.index());
+                return CanaryVerdict::Failed;
+            }
             if alloc.client_status.is_terminal() {
                 return CanaryVerdict::Stop;
             }

@@ -106,6 +106,12 @@ impl HeartbeatDeadlines {
         self.by_deadline.insert((deadline, node_id.to_owned()));
     }
 
+    pub fn remove(&mut self, node_id: &str) {
+        if let Some(deadline) = self.by_node.remove(node_id) {
+            self.by_deadline.remove(&(deadline, node_id.to_owned()));
+        }
+    }
+
     pub fn earliest(&self) -> Option<Millis> {
         self.by_deadline.first().map(|(deadline, _)| *deadline)
     }
@@ -465,6 +471,13 @@ impl Server {
         ttl_ms
     }
 
+    /// Stops expecting heartbeats from a node (Nomad's `clearHeartbeatTimer`).
+    pub(super) fn clear_heartbeat(&mut self, node_id: &str) {
+        if let Some(leader) = self.leader.as_mut() {
+            leader.heartbeats.remove(node_id);
+        }
+    }
+
     /// Reaps terminal evaluations and their allocations, dead jobs and down nodes past
     /// Nomad's thresholds, in one bounded entry.
     fn collect_garbage(&mut self, now: Millis) {
@@ -504,5 +517,16 @@ mod tests {
         assert_eq!((deadlines.get("a"), deadlines.earliest()), (None, Some(Millis(40))));
         assert_eq!(deadlines.take_expired(Millis(40)), vec!["b".to_owned()]);
         assert_eq!(deadlines.earliest(), None);
+    }
+
+    #[test]
+    fn a_removed_node_never_expires() {
+        let mut deadlines = HeartbeatDeadlines::default();
+        deadlines.set("a", Millis(10));
+        deadlines.set("b", Millis(20));
+        deadlines.remove("a");
+        deadlines.remove("unknown");
+        assert_eq!((deadlines.get("a"), deadlines.earliest()), (None, Some(Millis(20))));
+        assert_eq!(deadlines.take_expired(Millis(20)), vec!["b".to_owned()]);
     }
 }

@@ -125,6 +125,11 @@ pub enum ApiRequest {
         config: crate::state::AutopilotConfig,
         cas_index: Option<u64>,
     },
+    /// `PUT /v1/node/:id/purge`: forgets a node, evaluating every job it ran (and every
+    /// system job) so the scheduler marks its allocations lost.
+    NodePurge {
+        node_id: String,
+    },
 }
 
 impl ApiRequest {

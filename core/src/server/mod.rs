@@ -726,6 +726,7 @@ impl Server {
                         | Command::NodeStatus { .. }
                         | Command::NodeDrain { .. }
                         | Command::NodeEligibility { .. }
+                        | Command::NodeDeregister { .. }
                 );
                 if let Some(leader) = self.leader.as_mut().filter(|_| node_change) {
                     leader.node_change_index = index;

@@ -13,7 +13,7 @@ use crate::model::{
     NodeEligibility, NodeStatus, SchedulerType, Timestamp, TriggeredBy, deployment_description,
 };
 use crate::raft::{Index, NodeId, Term};
-use crate::rpc::{ClientRequest, ServerReply, ServerRpc};
+use crate::rpc::{ClientRequest, NODE_NOT_FOUND, ServerReply, ServerRpc};
 use crate::state::{AllocClientUpdate, ApplyOutcome, AutopilotConfig, Command, JobKey, State};
 use crate::time::Millis;
 use rand_core::Rng;
@@ -374,6 +374,15 @@ impl Server {
                 let ids = evals.iter().map(|e| e.id.clone()).collect();
                 Ok((Command::NodeEligibility { node_id, eligibility, evals }, ids))
             }
+            ApiRequest::NodePurge { node_id } => {
+                self.stored_node(&node_id)?;
+                let evals = self.node_evals(now, &node_id, TriggeredBy::NodeUpdate);
+                // A purged node is no longer expected to heartbeat; one that still does is
+                // told it is unknown and registers again.
+                self.clear_heartbeat(&node_id);
+                let ids = evals.iter().map(|e| e.id.clone()).collect();
+                Ok((Command::NodeDeregister { node_id, evals }, ids))
+            }
             ApiRequest::AllocStop { alloc_id } => self.alloc_stop_command(now, &alloc_id),
             ApiRequest::DeploymentPromote { deployment_id, all, groups } => {
                 let eval = self.deployment_eval(now, &deployment_id, "promote")?;
@@ -542,7 +551,7 @@ impl Server {
     }
 
     fn stored_node(&self, node_id: &str) -> Result<(), String> {
-        self.state.node(node_id).map(drop).ok_or_else(|| format!("node not found: {node_id}"))
+        self.state.node(node_id).map(drop).ok_or_else(|| NODE_NOT_FOUND.to_owned())
     }
 
     /// The evaluation a change of `job` creates, as Nomad's job endpoints do: none for a

@@ -138,6 +138,15 @@ pub enum Command {
         config: AutopilotConfig,
         cas_index: Option<u64>,
     },
+    // Appended: entries are decoded by variant position (see `codec`).
+    /// `PUT /v1/node/:id/purge` (Nomad's `Node.Deregister`): forgets the node. Its
+    /// allocations stay as they were; `evals` (one per job with a live allocation there,
+    /// and every system job) let the scheduler find them on a node it no longer knows
+    /// and mark them lost, as for a node that went down.
+    NodeDeregister {
+        node_id: String,
+        evals: Vec<Evaluation>,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -318,6 +327,10 @@ impl State {
             }
             Command::AutopilotSetConfig { config, cas_index } => {
                 outcome.updated = self.set_autopilot_config(index, config, cas_index);
+            }
+            Command::NodeDeregister { node_id, evals } => {
+                self.deregister_node(index, &node_id)?;
+                self.upsert_evals(index, now_ns, evals, &mut outcome);
             }
         }
         Ok(outcome)
@@ -506,6 +519,17 @@ impl State {
         self.nodes.insert(node.id.clone(), node);
         self.indexes.nodes = index;
         self.node_list = Default::default();
+    }
+
+    /// Removes a node from the nodes table; its allocations keep naming it.
+    fn deregister_node(&mut self, index: u64, id: &str) -> Result<(), ApplyError> {
+        let Some(node) = self.nodes.remove(&id.to_owned()) else {
+            return Err(ApplyError::NotFound { what: "node", id: id.to_owned() });
+        };
+        self.recorder.record(|| EventPayload::Node(node));
+        self.indexes.nodes = index;
+        self.node_list = Default::default();
+        Ok(())
     }
 
     fn update_node(

@@ -4,8 +4,9 @@
 //! job, node, allocation, evaluation or deployment) becomes one [`Event`] at the entry's
 //! index. The event's type is the command's, as in Nomad, where the Raft message type
 //! names every event of the transaction (`nomad/state/events.go`): a plan's placements
-//! and the evaluations it updates are all `PlanResult`. Objects only deleted (a purge,
-//! garbage collection) make no event, as in Nomad. Events share the stored objects
+//! and the evaluations it updates are all `PlanResult`. Objects only deleted (a job purge,
+//! garbage collection) make no event, as in Nomad, except a purged node: Nomad announces
+//! its deregistration with the node as it was. Events share the stored objects
 //! (`Arc`), so recording one costs a pointer, not a copy.
 
 use super::Command;
@@ -30,6 +31,8 @@ pub enum EventType {
     DeploymentStatusUpdate,
     DeploymentPromotion,
     DeploymentAllocHealth,
+    /// A node was purged (Nomad's `TypeNodeDeregistration`).
+    NodeDeregistration,
 }
 
 impl EventType {
@@ -45,6 +48,7 @@ impl EventType {
             Command::NodeRegister { .. } => EventType::NodeRegistration,
             Command::NodeStatus { .. } => EventType::NodeStreamEvent,
             Command::NodeEligibility { .. } | Command::NodeDrain { .. } => EventType::NodeDrain,
+            Command::NodeDeregister { .. } => EventType::NodeDeregistration,
             Command::EvalUpsert { .. } => EventType::EvaluationUpdated,
             Command::PlanApply { .. } => EventType::PlanResult,
             Command::AllocClientUpdate { .. } => EventType::AllocationUpdated,
@@ -73,6 +77,7 @@ impl EventType {
             EventType::DeploymentStatusUpdate => "DeploymentStatusUpdate",
             EventType::DeploymentPromotion => "DeploymentPromotion",
             EventType::DeploymentAllocHealth => "DeploymentAllocHealth",
+            EventType::NodeDeregistration => "NodeDeregistration",
         }
     }
 }

@@ -1315,6 +1315,9 @@ impl Cluster {
                 let alloc_id = named.map_or(args[0].to_owned(), |a| a.id.clone());
                 self.api(to, "", ApiRequest::AllocStop { alloc_id });
             }
+            "purge" => {
+                self.api(to, "", ApiRequest::NodePurge { node_id: args[0].into() });
+            }
             "undrain" => {
                 let request = ApiRequest::NodeDrain { node_id: args[0].into(), drain: None };
                 self.api(to, "", request);

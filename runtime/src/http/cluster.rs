@@ -28,6 +28,7 @@ pub(super) fn routes() -> Router<AgentHandle> {
         .route("/v1/node/{id}/allocations", get(node_allocations))
         .route("/v1/node/{id}/drain", post(drain).put(drain))
         .route("/v1/node/{id}/eligibility", post(eligibility).put(eligibility))
+        .route("/v1/node/{id}/purge", post(purge).put(purge))
         .route("/v1/evaluations", get(evaluations))
         .route("/v1/evaluation/{id}", get(evaluation))
         .route("/v1/deployments", get(deployments))
@@ -171,7 +172,18 @@ async fn eligibility(
     Ok(write_response(&params, &meta, node_update_fields(&written)))
 }
 
-/// Nomad's `NodeDrainUpdateResponse` / `NodeEligibilityUpdateResponse`.
+/// Nomad's `Node.Deregister`: the node is forgotten and the jobs it ran are evaluated.
+async fn purge(
+    State(agent): State<AgentHandle>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult {
+    let (written, meta) = write(&agent, &params, ApiRequest::NodePurge { node_id: id }).await?;
+    Ok(write_response(&params, &meta, node_update_fields(&written)))
+}
+
+/// Nomad's `NodeDrainUpdateResponse` / `NodeEligibilityUpdateResponse`, and the
+/// purge's `NodeUpdateResponse`.
 fn node_update_fields(written: &super::Written) -> Map<String, Value> {
     let mut fields = Map::new();
     fields.insert("NodeModifyIndex".into(), written.index.into());

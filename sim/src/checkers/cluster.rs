@@ -828,6 +828,9 @@ fn describe(command: &Command) -> String {
         Command::NodeEligibility { node_id, eligibility, .. } => {
             format!("node {} eligibility {eligibility:?}", short(node_id))
         }
+        Command::NodeDeregister { node_id, evals } => {
+            format!("node {} purge evals={}", short(node_id), evals.len())
+        }
         Command::NodeDrain { node_id, drain, .. } => {
             format!(
                 "node {} drain {}",
