@@ -64,6 +64,9 @@ scenarios!(
     sysbatch,
     system_constraint_down,
     system_new_node,
+    system_rolling,
+    system_rolling_unhealthy,
+    system_update_at_once,
     update_destructive,
     update_inplace,
 );
