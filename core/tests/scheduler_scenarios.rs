@@ -65,6 +65,7 @@ scenarios!(
     system_constraint_down,
     system_new_node,
     system_rolling,
+    system_rolling_nodes,
     system_rolling_unhealthy,
     system_update_at_once,
     update_destructive,

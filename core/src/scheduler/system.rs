@@ -3,7 +3,9 @@
 //!
 //! Per group and node: place where none runs; stop on nodes that went down (lost), that
 //! drain (unless the drain ignores system jobs) or that no longer pass the constraints;
-//! update in place or destructively when the job changed. A finished sysbatch allocation
+//! update in place or destructively when the job changed, except on a node that takes
+//! no new allocations (ineligible, or draining but ignoring system jobs), where an
+//! allocation of an older version is stopped. A finished sysbatch allocation
 //! is left alone; a finished or failed system allocation is replaced. Every allocation is
 //! named `job.group[0]`, as Nomad names them. Nodes where a feasible group does not fit
 //! are reported in the group's metric and leave the evaluation blocked.
@@ -12,10 +14,11 @@
 //! version under a deployment, as Nomad (1.11 on) does, through the reconciler's
 //! [`Rollout`]: the deployment is created with the plan when the version never ran or
 //! the group updates allocations, and wants one healthy allocation on every node the
-//! group runs on after the pass. Placements and in-place updates (never limited) join
-//! it; destructive updates are limited to `max_parallel` minus the deployment's
-//! allocations not yet healthy (none while one is unhealthy or the deployment is paused
-//! or failed), the rest waiting for the deployment watcher's next evaluation. Without
+//! group runs on after the pass, a number each later pass sets again while it is active
+//! (nodes join and leave). Placements and in-place updates (never limited) join it;
+//! destructive updates are limited to `max_parallel` minus the deployment's allocations
+//! not yet healthy (none while one is unhealthy or the deployment is paused or failed),
+//! the rest waiting for the deployment watcher's next evaluation. Without
 //! an update block, or with `max_parallel = 0`, every update happens at once. A
 //! system group's `canary` (a percentage of nodes in Nomad) is not honoured.
 
@@ -60,7 +63,7 @@ pub fn schedule(
     let mut nodes: Vec<&Arc<Node>> =
         snap.nodes().filter(|n| feasible::in_job_scope(job, n)).collect();
     nodes.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut created: Option<Deployment> = None;
+    let mut planned: Option<Deployment> = None;
     for (index, group) in job.task_groups.iter().enumerate() {
         let mut on_node: BTreeMap<&str, Vec<&Arc<Allocation>>> = BTreeMap::new();
         for alloc in allocs.iter().filter(|a| a.task_group == group.name && !a.server_terminal()) {
@@ -80,11 +83,14 @@ pub fn schedule(
                 pass.stop(alloc, if lost { ALLOC_LOST } else { ALLOC_NOT_NEEDED }, lost);
             }
         }
-        pass.roll(&mut stack, current.deployment.as_deref(), &group_allocs, &mut created);
+        pass.roll(&mut stack, current.deployment.as_deref(), &group_allocs, &mut planned);
         out.queued.entry(group.name.clone()).or_default();
     }
-    if let Some(mut deployment) = created.filter(|d| !d.task_groups.is_empty()) {
-        deployment.status_description = created_description(&deployment).to_owned();
+    // A deployment created by this pass, or the active one with new desired totals.
+    if let Some(mut deployment) = planned.filter(|d| !d.task_groups.is_empty()) {
+        if current.deployment.is_none() {
+            deployment.status_description = created_description(&deployment).to_owned();
+        }
         out.plan.deployment = Some(deployment);
     }
     out
@@ -138,6 +144,9 @@ impl GroupPass<'_, '_> {
         }
     }
 
+    /// A node that takes no new allocations keeps those of the job's current version; one
+    /// of an older version is stopped, not updated (as Nomad does on a node that is not
+    /// ready), so a deployment never waits on a node it cannot roll.
     fn unschedulable(&mut self, node: &Node, live: &[&Arc<Allocation>]) {
         let ignore_drain = node.drain_strategy.as_ref().is_some_and(|d| d.ignore_system_jobs);
         for alloc in live {
@@ -146,7 +155,10 @@ impl GroupPass<'_, '_> {
                 _ if node.is_draining() && !ignore_drain => {
                     self.stop(alloc, ALLOC_MIGRATING, false)
                 }
-                _ => {}
+                _ if alloc.job_version != self.job.version => {
+                    self.stop(alloc, ALLOC_NOT_NEEDED, false)
+                }
+                _ => self.changes.push(Change::Keep((*alloc).clone())),
             }
         }
     }
@@ -168,14 +180,14 @@ impl GroupPass<'_, '_> {
     }
 
     /// Carries out the group's changes under its rollout: the deployment is created
-    /// (in `created`) if the group deploys, and destructive updates beyond the rollout's
+    /// (in `planned`) if the group deploys, and destructive updates beyond the rollout's
     /// limit wait for a later evaluation.
     fn roll(
         &mut self,
         stack: &mut Stack<'_>,
         deployment: Option<&Deployment>,
         group_allocs: &[&Arc<Allocation>],
-        created: &mut Option<Deployment>,
+        planned: &mut Option<Deployment>,
     ) {
         let changes = std::mem::take(&mut self.changes);
         let destructive = changes.iter().filter(|c| matches!(c, Change::Destructive(..))).count();
@@ -188,11 +200,11 @@ impl GroupPass<'_, '_> {
             group_allocs,
             (updating, destructive > 0),
             0,
-            created,
+            planned,
         );
         let starts_here = deployment.is_none()
-            && created.as_ref().is_some_and(|d| d.task_groups.contains_key(&self.group.name));
-        if let Some(new) = created.as_mut().filter(|d| starts_here && d.id.is_empty()) {
+            && planned.as_ref().is_some_and(|d| d.task_groups.contains_key(&self.group.name));
+        if let Some(new) = planned.as_mut().filter(|d| starts_here && d.id.is_empty()) {
             new.id = stack.ids().next_id();
             self.out.deployment_id = new.id.clone();
         }
@@ -231,13 +243,36 @@ impl GroupPass<'_, '_> {
             }
         }
         if !starts_here {
+            self.resize(deployment, running, planned);
             return;
         }
-        let Some(new) = created.as_mut() else { return };
+        let Some(new) = planned.as_mut() else { return };
         if running == 0 {
             new.task_groups.remove(&self.group.name);
         } else if let Some(state) = new.task_groups.get_mut(&self.group.name) {
             state.desired_total = i32::try_from(running).unwrap_or(i32::MAX);
+        }
+    }
+
+    /// An active deployment whose group now runs on another number of nodes (a node
+    /// joined, went down or stopped fitting) is planned again with the group's new desired
+    /// total, as Nomad's system scheduler does on every pass; otherwise it could never
+    /// finish, the watcher wanting exactly its desired total of healthy allocations.
+    fn resize(
+        &mut self,
+        deployment: Option<&Deployment>,
+        running: usize,
+        planned: &mut Option<Deployment>,
+    ) {
+        let Some(current) = deployment.filter(|d| d.is_active()) else { return };
+        let Some(state) = current.task_groups.get(&self.group.name) else { return };
+        let total = i32::try_from(running).unwrap_or(i32::MAX);
+        if state.desired_total == total {
+            return;
+        }
+        let resized = planned.get_or_insert_with(|| current.clone());
+        if let Some(state) = resized.task_groups.get_mut(&self.group.name) {
+            state.desired_total = total;
         }
     }
 
