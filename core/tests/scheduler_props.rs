@@ -14,7 +14,7 @@ mod harness;
 
 use drover_core::id::seed_from;
 use drover_core::model::{
-    Constraint, Job, JobType, NetworkResource, Port, Resources, Task, TaskGroup,
+    Constraint, Deployment, Job, JobType, NetworkResource, Port, Resources, Task, TaskGroup,
 };
 use drover_core::plan::{InFlight, evaluate_plan_pipelined, evaluate_plan_verbose};
 use drover_core::scheduler::{SchedulerConfig, schedule};
@@ -22,6 +22,7 @@ use drover_core::state::{Command, State, alloc_ports};
 use harness::Cluster;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 #[derive(Clone, Debug)]
 struct JobSpec {
@@ -307,7 +308,28 @@ fn rollout_op() -> impl Strategy<Value = RolloutOp> {
     ]
 }
 
+/// The one task of the rollout jobs; raising `memory` is a destructive update.
+fn rollout_task(memory: i32) -> String {
+    format!(
+        r#"    task "t" {{
+      driver = "docker"
+      config {{ image = "app" }}
+      resources {{
+        cpu    = 100
+        memory = {memory}
+      }}
+    }}
+"#
+    )
+}
+
+/// The active deployment of the job, if any.
+fn active_deployment(state: &State, job: &str) -> Option<Arc<Deployment>> {
+    state.latest_deployment("default", job).filter(|d| d.is_active()).cloned()
+}
+
 fn rollout_job(count: i32, max_parallel: i32, canary: i32, memory: i32) -> String {
+    let task = rollout_task(memory);
     format!(
         r#"job "web" {{
   datacenters = ["*"]
@@ -317,15 +339,7 @@ fn rollout_job(count: i32, max_parallel: i32, canary: i32, memory: i32) -> Strin
       max_parallel = {max_parallel}
       canary       = {canary}
     }}
-    task "t" {{
-      driver = "docker"
-      config {{ image = "app" }}
-      resources {{
-        cpu    = 100
-        memory = {memory}
-      }}
-    }}
-  }}
+{task}  }}
 }}"#
     )
 }
@@ -333,10 +347,7 @@ fn rollout_job(count: i32, max_parallel: i32, canary: i32, memory: i32) -> Strin
 /// The safety rule of rolling updates: the allocations of the active deployment that
 /// are not yet healthy never exceed `max_parallel` plus its canaries.
 fn check_rollout(state: &State, max_parallel: i32) -> Result<(), TestCaseError> {
-    let Some(deployment) = state.latest_deployment("default", "web").filter(|d| d.is_active())
-    else {
-        return Ok(());
-    };
+    let Some(deployment) = active_deployment(state, "web") else { return Ok(()) };
     let canaries = deployment.task_groups.get("g").map_or(0, |g| g.desired_canaries);
     let waiting = state
         .allocs()
@@ -398,6 +409,84 @@ proptest! {
             }
             cluster.run();
             check_rollout(&cluster.state, max_parallel)?;
+        }
+    }
+}
+
+fn system_rollout_job(max_parallel: i32, memory: i32) -> String {
+    let task = rollout_task(memory);
+    format!(
+        r#"job "agent" {{
+  datacenters = ["*"]
+  type = "system"
+  group "g" {{
+    update {{ max_parallel = {max_parallel} }}
+{task}  }}
+}}"#
+    )
+}
+
+/// The safety rule of a system job's rolling update: the replacements of the active
+/// deployment (destructive updates) not yet healthy never exceed `max_parallel`. New
+/// nodes' placements and in-place updates are not limited, so they are not counted.
+fn check_system_rollout(state: &State, max_parallel: i32) -> Result<(), TestCaseError> {
+    let Some(deployment) = active_deployment(state, "agent") else { return Ok(()) };
+    let replacing = state
+        .allocs()
+        .filter(|a| a.deployment_id == deployment.id && !a.is_terminal())
+        .filter(|a| !a.previous_allocation.is_empty() && a.deployment_healthy() != Some(true))
+        .count();
+    let allowed = max_parallel as usize;
+    prop_assert!(
+        replacing <= allowed,
+        "{replacing} replacements not yet healthy, allowed {allowed}"
+    );
+    Ok(())
+}
+
+/// `health` lines for the live allocations of the system job still without a verdict.
+fn system_waiting(cluster: &Cluster) -> Vec<String> {
+    cluster
+        .state
+        .allocs()
+        .filter(|a| !a.is_terminal() && a.deployment_healthy().is_none())
+        .map(|a| format!("health {}@{} healthy", a.name, a.node_id))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn system_rolling_updates_stay_within_max_parallel(
+        nodes in 1..6usize,
+        max_parallel in 1..4i32,
+        ops in proptest::collection::vec(rollout_op(), 1..24),
+    ) {
+        let mut cluster = cluster(&vec![(8000, 16384); nodes]);
+        let mut memory = 64;
+        cluster.register(&system_rollout_job(max_parallel, memory));
+        cluster.run();
+        for line in system_waiting(&cluster) {
+            drop(cluster.step_line(&line));
+        }
+        for op in &ops {
+            match op {
+                RolloutOp::Healthy(k) => {
+                    let waiting = system_waiting(&cluster);
+                    if !waiting.is_empty() {
+                        drop(cluster.step_line(&waiting[k % waiting.len()]));
+                    }
+                }
+                // A system job has no canaries to promote: the operator looks instead.
+                RolloutOp::Promote | RolloutOp::Eval => drop(cluster.step_line("eval agent")),
+                RolloutOp::Update => {
+                    memory += 16;
+                    cluster.register(&system_rollout_job(max_parallel, memory));
+                }
+            }
+            cluster.run();
+            check_system_rollout(&cluster.state, max_parallel)?;
         }
     }
 }

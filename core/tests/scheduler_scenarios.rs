@@ -65,6 +65,10 @@ scenarios!(
     sysbatch,
     system_constraint_down,
     system_new_node,
+    system_rolling,
+    system_rolling_nodes,
+    system_rolling_unhealthy,
+    system_update_at_once,
     update_destructive,
     update_inplace,
 );

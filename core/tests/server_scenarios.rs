@@ -303,6 +303,16 @@ fn the_deployment_watcher_drives_a_rollout_to_successful() {
 }
 
 #[test]
+fn the_deployment_watcher_drives_a_system_rollout_node_by_node() {
+    check("deploy_system_rollout.txt");
+}
+
+#[test]
+fn an_unhealthy_system_allocation_fails_the_deployment_and_reverts() {
+    check("deploy_system_auto_revert.txt");
+}
+
+#[test]
 fn an_unhealthy_allocation_fails_the_deployment_and_reverts() {
     check("deploy_auto_revert.txt");
 }

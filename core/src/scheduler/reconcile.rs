@@ -147,35 +147,15 @@ impl Reconciler<'_> {
         out
     }
 
-    /// The deployment of the job's current version, if any (whatever its status); an
-    /// active deployment of another version, or of a stopped or purged job, is cancelled.
     fn current_deployment(
         &self,
         job: Option<&Job>,
         out: &mut Reconciled,
     ) -> Option<Arc<Deployment>> {
-        let latest = self.snap.latest_deployment(self.namespace, self.job_id)?;
-        let current = job.is_some_and(|j| {
-            latest.job_create_index == j.create_index && latest.job_version == j.version
-        });
-        if current {
-            if latest.is_active() {
-                out.deployment_id = latest.id.clone();
-            }
-            return Some(latest.clone());
-        }
-        if latest.is_active() {
-            let description = match job {
-                Some(_) => deployment_description::NEWER_JOB,
-                None => deployment_description::STOPPED_JOB,
-            };
-            out.deployment_updates.push(DeploymentStatusUpdate {
-                deployment_id: latest.id.clone(),
-                status: DeploymentStatus::Cancelled,
-                status_description: description.to_owned(),
-            });
-        }
-        None
+        let current = current_deployment(self.snap, self.namespace, self.job_id, job);
+        out.deployment_id = current.active_id;
+        out.deployment_updates.extend(current.cancelled);
+        current.deployment
     }
 
     fn taint(&self, alloc: &Allocation) -> NodeTaint {
@@ -271,7 +251,8 @@ impl Reconciler<'_> {
             .collect();
         let updating =
             !destructive.is_empty() || ordered.iter().any(|s| s.kind == SlotKind::InPlace);
-        rollout.start(job, group, allocs, (updating, !destructive.is_empty()), out);
+        let changes = (updating, !destructive.is_empty());
+        rollout.start((job, group), allocs, changes, group.count, &mut out.new_deployment);
         for index in rollout.canary_indexes(&destructive) {
             desired.canary += 1;
             let request = self.request(job, group, index, None, None);
@@ -524,8 +505,11 @@ enum CanaryVerdict {
 }
 
 /// One group's rollout under its update strategy and the job's current deployment.
-struct Rollout<'a> {
-    /// The update strategy, when the group deploys (service jobs, `max_parallel` > 0).
+/// Service groups roll through it (with canaries); system groups too, one allocation
+/// per node, without canaries.
+pub(super) struct Rollout<'a> {
+    /// The update strategy, when the group deploys (service and system jobs,
+    /// `max_parallel` > 0).
     strategy: Option<&'a UpdateStrategy>,
     deployment: Option<&'a Deployment>,
     state: Option<&'a DeploymentState>,
@@ -536,11 +520,13 @@ struct Rollout<'a> {
 }
 
 impl<'a> Rollout<'a> {
-    fn new(job: &'a Job, group: &'a TaskGroup, deployment: Option<&'a Deployment>) -> Rollout<'a> {
-        let strategy = group
-            .update
-            .as_ref()
-            .filter(|u| u.max_parallel > 0 && job.job_type == JobType::Service);
+    pub(super) fn new(
+        job: &'a Job,
+        group: &'a TaskGroup,
+        deployment: Option<&'a Deployment>,
+    ) -> Rollout<'a> {
+        let deploys = matches!(job.job_type, JobType::Service | JobType::System);
+        let strategy = group.update.as_ref().filter(|u| u.max_parallel > 0 && deploys);
         let state = deployment.and_then(|d| d.task_groups.get(&group.name));
         Rollout {
             strategy,
@@ -582,18 +568,23 @@ impl<'a> Rollout<'a> {
         if promoted { CanaryVerdict::Slot } else { CanaryVerdict::Stop }
     }
 
-    /// Creates the deployment when the group rolls out a version that never ran (or
-    /// updates its allocations), and decides how many canaries to place.
-    fn start(
+    /// Creates the deployment (in `created`, shared by the job's groups) when the group
+    /// rolls out a version that never ran (or updates its allocations), wanting
+    /// `desired_total` allocations, and decides how many canaries to place. A system
+    /// group places none: its `canary` is a percentage of nodes, not supported here.
+    pub(super) fn start(
         &mut self,
-        job: &Job,
-        group: &TaskGroup,
+        (job, group): (&Job, &TaskGroup),
         allocs: &[&Arc<Allocation>],
         (updating, destructive): (bool, bool),
-        out: &mut Reconciled,
+        desired_total: i32,
+        created: &mut Option<Deployment>,
     ) {
         let Some(strategy) = self.strategy else { return };
-        let canarying = strategy.canary > 0 && destructive && !self.promoted();
+        let canarying = strategy.canary > 0
+            && job.job_type == JobType::Service
+            && destructive
+            && !self.promoted();
         if let Some(state) = self.state {
             if canarying && self.is_active() {
                 let wanted = usize::try_from(state.desired_canaries.max(0)).unwrap_or(0);
@@ -612,13 +603,13 @@ impl<'a> Rollout<'a> {
         }
         let desired_canaries = if canarying { strategy.canary } else { 0 };
         self.canaries_wanted = usize::try_from(desired_canaries).unwrap_or(0);
-        let deployment = out.new_deployment.get_or_insert_with(|| new_deployment(job));
+        let deployment = created.get_or_insert_with(|| new_deployment(job));
         let state = DeploymentState {
             auto_revert: strategy.auto_revert,
             auto_promote: strategy.auto_promote,
             progress_deadline: strategy.progress_deadline,
             desired_canaries,
-            desired_total: group.count,
+            desired_total,
             ..DeploymentState::default()
         };
         deployment.task_groups.insert(group.name.clone(), state);
@@ -637,7 +628,7 @@ impl<'a> Rollout<'a> {
 
     /// Nomad's `computeLimit`: how many of `destructive` updates this pass may make;
     /// none while an unhealthy allocation of the deployment holds its slot.
-    fn destructive_limit(
+    pub(super) fn destructive_limit(
         &self,
         allocs: &[&Arc<Allocation>],
         destructive: usize,
@@ -684,7 +675,7 @@ fn awaits_watcher(deployment: Option<&Deployment>, alloc: &Allocation) -> bool {
 
 /// What a deployment says as it is created: canaries that wait for a promotion say who
 /// promotes them (Nomad's `computeDeploymentUpdates`).
-fn created_description(deployment: &Deployment) -> &'static str {
+pub(super) fn created_description(deployment: &Deployment) -> &'static str {
     if !deployment.requires_promotion() {
         deployment_description::RUNNING
     } else if deployment.task_groups.values().all(|g| g.desired_canaries == 0 || g.auto_promote) {
@@ -692,6 +683,50 @@ fn created_description(deployment: &Deployment) -> &'static str {
     } else {
         deployment_description::RUNNING_NEEDS_PROMOTION
     }
+}
+
+/// The job's latest deployment as a scheduling pass sees it.
+pub(super) struct CurrentDeployment {
+    /// The deployment of the job's current version, whatever its status.
+    pub deployment: Option<Arc<Deployment>>,
+    /// Its ID while it is active: placements and in-place updates join it.
+    pub active_id: String,
+    /// The cancellation of an active deployment of another version or of a stopped job.
+    pub cancelled: Option<DeploymentStatusUpdate>,
+}
+
+/// The deployment of the job's current version, if any (whatever its status); an
+/// active deployment of another version, or of a stopped or purged job, is cancelled.
+/// Service and system schedulers alike read a job's deployment through this.
+pub(super) fn current_deployment(
+    snap: &Snapshot,
+    namespace: &str,
+    job_id: &str,
+    job: Option<&Job>,
+) -> CurrentDeployment {
+    let mut found =
+        CurrentDeployment { deployment: None, active_id: String::new(), cancelled: None };
+    let Some(latest) = snap.latest_deployment(namespace, job_id) else { return found };
+    let current = job.is_some_and(|j| {
+        latest.job_create_index == j.create_index && latest.job_version == j.version
+    });
+    if current {
+        if latest.is_active() {
+            found.active_id = latest.id.clone();
+        }
+        found.deployment = Some(latest.clone());
+    } else if latest.is_active() {
+        let description = match job {
+            Some(_) => deployment_description::NEWER_JOB,
+            None => deployment_description::STOPPED_JOB,
+        };
+        found.cancelled = Some(DeploymentStatusUpdate {
+            deployment_id: latest.id.clone(),
+            status: DeploymentStatus::Cancelled,
+            status_description: description.to_owned(),
+        });
+    }
+    found
 }
 
 /// A deployment of the job's current version, its groups still to be added.

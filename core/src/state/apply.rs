@@ -711,6 +711,10 @@ impl State {
         let mut deployment_ids = BTreeSet::new();
         if let Some(deployment) = result.deployment {
             deployment_ids.insert(deployment.id.clone());
+            let deployment = match self.deployments.get(&deployment.id) {
+                Some(stored) => resized(stored, &deployment),
+                None => deployment,
+            };
             self.store_deployment(index, now_ns, deployment);
         }
         for update in &result.deployment_updates {
@@ -1226,6 +1230,21 @@ impl State {
         self.indexes.deployments = index;
         deployment
     }
+}
+
+/// A plan that carries a deployment already stored resizes it: a system deployment
+/// wants one allocation per node the group runs on, and nodes come and go while it
+/// rolls out (Nomad's system scheduler sets each group's desired total every pass). Only
+/// the desired totals are taken from the plan; the counters stay the state's own, which
+/// may have moved since the plan's snapshot.
+fn resized(stored: &Deployment, planned: &Deployment) -> Deployment {
+    let mut deployment = stored.clone();
+    for (name, group) in &mut deployment.task_groups {
+        if let Some(planned) = planned.task_groups.get(name) {
+            group.desired_total = planned.desired_total;
+        }
+    }
+    deployment
 }
 
 impl State {

@@ -389,14 +389,23 @@ impl Cluster {
         Ok(deployment.id.clone())
     }
 
-    /// The newest allocation named `name` that neither the server nor its client has ended.
+    /// The newest allocation named `name` that neither the server nor its client has ended;
+    /// `name@node` picks the one on that node (a system job's are all named `job.g[0]`).
     fn newest_live_alloc(&self, name: &str) -> Result<Arc<Allocation>, String> {
+        let (name, node) = match name.split_once('@') {
+            Some((name, node)) => (name, Some(node)),
+            None => (name, None),
+        };
         self.state
             .allocs()
-            .filter(|a| a.name == name && !a.server_terminal() && !a.client_status.is_terminal())
+            .filter(|a| a.name == name && node.is_none_or(|n| a.node_id == n))
+            .filter(|a| !a.server_terminal() && !a.client_status.is_terminal())
             .max_by_key(|a| a.create_index)
             .cloned()
-            .ok_or_else(|| format!("no live allocation named {name}"))
+            .ok_or_else(|| match node {
+                Some(node) => format!("no live allocation named {name} on {node}"),
+                None => format!("no live allocation named {name}"),
+            })
     }
 
     /// The client's health verdict for the newest live allocation named `name`.

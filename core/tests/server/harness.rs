@@ -1323,10 +1323,17 @@ impl Cluster {
                 self.api(to, "", request);
             }
             "health" => {
+                // `name@node` picks the allocation on that node (a system job's are all
+                // named `job.g[0]`).
+                let (alloc_name, on_node) = match args[0].split_once('@') {
+                    Some((name, node)) => (name, Some(node)),
+                    None => (args[0], None),
+                };
                 let state = self.server(to).expect("up").state();
                 let alloc = state
                     .allocs()
-                    .filter(|a| a.name == args[0] && !a.server_terminal())
+                    .filter(|a| a.name == alloc_name && on_node.is_none_or(|n| a.node_id == n))
+                    .filter(|a| !a.server_terminal())
                     .max_by_key(|a| a.create_index)
                     .map(|a| (a.id.clone(), a.node_id.clone(), a.is_canary()));
                 let Some((alloc_id, node, canary)) = alloc else {

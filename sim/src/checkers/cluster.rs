@@ -986,10 +986,15 @@ pub fn check_converged(state: &State) -> Result<(), String> {
                 // A system group runs on every schedulable node its tasks fit on (where
                 // one does not fit, the job's latest finished evaluation says so). A node
                 // made ineligible keeps what it runs, as in Nomad, so it is not counted.
+                // A failed deployment stops the rolling update where it was, as for a
+                // service: older versions may still run on some nodes.
                 (false, JobType::System) => {
                     let running_on: BTreeSet<&str> =
                         live.iter().map(|a| a.node_id.as_str()).collect();
-                    live.len() == running_current
+                    let rolled = live.len() == running_current
+                        || (deployment_failed(state, job)
+                            && live.iter().all(|a| a.client_status == AllocClientStatus::Running));
+                    rolled
                         && (schedulable.iter().all(|node| running_on.contains(node))
                             || latest_eval_failed(state, job, &group.name))
                 }
