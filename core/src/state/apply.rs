@@ -253,7 +253,7 @@ impl State {
                 self.upsert_evals(index, now_ns, eval, &mut outcome);
             }
             Command::JobDeregister { namespace, job_id, purge, eval } => {
-                self.deregister_job(index, &JobKey::new(&namespace, &job_id), purge)?;
+                self.deregister_job(index, now_ns, &JobKey::new(&namespace, &job_id), purge)?;
                 self.upsert_evals(index, now_ns, eval, &mut outcome);
             }
             Command::NodeRegister { node } => self.register_node(index, now_ns, node, &mut outcome),
@@ -400,7 +400,16 @@ impl State {
         self.indexes.job_versions = index;
     }
 
-    fn deregister_job(&mut self, index: u64, key: &JobKey, purge: bool) -> Result<(), ApplyError> {
+    /// Purges the job, or stops it at `now_ns`: a stop is a submission of the job, as in
+    /// Nomad, so GC counts the job's threshold from it (a stopped periodic job writes no
+    /// evaluation to count from).
+    fn deregister_job(
+        &mut self,
+        index: u64,
+        now_ns: i64,
+        key: &JobKey,
+        purge: bool,
+    ) -> Result<(), ApplyError> {
         let Some(job) = self.jobs.get(key).cloned() else {
             return Err(ApplyError::NotFound { what: "job", id: key.id.clone() });
         };
@@ -414,6 +423,7 @@ impl State {
         } else {
             let mut stopped = (*job).clone();
             stopped.stop = true;
+            stopped.submit_time = now_ns;
             stopped.modify_index = index;
             stopped.status = self.job_status(key, &job, true).to_owned();
             let stopped = Arc::new(stopped);
@@ -1277,7 +1287,7 @@ impl State {
                 self.allocs_by_job.get(key).is_some_and(|m| m.values().any(|a| !a.is_terminal()));
             if !live && self.jobs.get(key).is_some_and(|j| j.stop || j.status == "dead") {
                 // Checked just above: the job exists, so purging cannot fail.
-                let _ = self.deregister_job(index, key, true);
+                let _ = self.deregister_job(index, 0, key, true);
             }
         }
         for id in node_ids {

@@ -1006,15 +1006,8 @@ pub fn check_converged(state: &State) -> Result<(), String> {
                 }
                 // A batch group is settled once nothing of it runs and no evaluation of
                 // the job is pending (checked above): its allocations completed or failed
-                // for good. Garbage collection keeps them while the job is not stopped (a
-                // finished batch job goes whole), so each index below the count has one
-                // (seed 19173: one reaped early would run again). A periodic or
-                // parameterized job has none of its own.
-                (false, JobType::Batch) if !job.is_template() => {
-                    let count = group.count.max(0) as u32;
-                    live.is_empty() && (0..count).all(|i| mine.iter().any(|a| a.index() == Some(i)))
-                }
-                // One per node: which nodes it ran on is not tracked past their reaping.
+                // for good, and garbage collection may have reaped them since (a stopped
+                // job's, before it was registered again), so their count is not judged.
                 (false, JobType::Batch | JobType::Sysbatch) => live.is_empty(),
             };
             if !settled {
