@@ -148,6 +148,11 @@ fn plan_dry_run_commits_nothing() {
 }
 
 #[test]
+fn plan_shows_system_scheduler_counts() {
+    check("plan_system.txt");
+}
+
+#[test]
 fn a_pipelined_plan_counts_the_one_committing_and_never_commits_without_it() {
     check("plan_pipelined.txt");
 }

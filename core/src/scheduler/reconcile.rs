@@ -99,6 +99,12 @@ pub struct Reconciler<'a> {
     pub now_ns: i64,
 }
 
+/// The allocation belongs to an older version of the job or to a job of the same
+/// name registered before this one (purged and registered again).
+fn ran_earlier_job(job: &Job, alloc: &Allocation) -> bool {
+    alloc.job_version < job.version || alloc.create_index < job.create_index
+}
+
 /// How a live allocation's node stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum NodeTaint {
@@ -185,7 +191,19 @@ impl Reconciler<'_> {
         for alloc in allocs {
             match rollout.canary_verdict(self.snap, alloc) {
                 CanaryVerdict::Slot => {}
-                CanaryVerdict::Waiting => continue,
+                CanaryVerdict::Waiting => {
+                    // A canary whose node is lost or drains is replaced now by a canary
+                    // of the same name (Nomad's lost and migrating canaries), whatever
+                    // its client last reported.
+                    let kind = match self.taint(alloc) {
+                        NodeTaint::Lost => SlotKind::Lost,
+                        NodeTaint::Draining => SlotKind::Migrate,
+                        NodeTaint::Fine => continue,
+                    };
+                    let slot = Slot { alloc: (*alloc).clone(), kind, canary: true };
+                    self.act(job, group, slot, &mut desired, out);
+                    continue;
+                }
                 CanaryVerdict::Failed => {
                     // Replaced by the rules of any failed allocation, as a canary.
                     let kind = if alloc.next_allocation.is_empty() {
@@ -288,6 +306,9 @@ impl Reconciler<'_> {
         deployment: Option<&Deployment>,
         alloc: &Arc<Allocation>,
     ) -> Option<Slot> {
+        if job.job_type == JobType::Batch && alloc.is_terminal() && ran_earlier_job(job, alloc) {
+            return None; // an updated or re-registered batch job runs again (as Nomad)
+        }
         let kind = match alloc.client_status {
             AllocClientStatus::Complete if job.job_type == JobType::Batch => SlotKind::Done,
             AllocClientStatus::Complete | AllocClientStatus::Lost => return None,
@@ -367,6 +388,11 @@ impl Reconciler<'_> {
     ) {
         let index = slot.alloc.index().unwrap_or(0);
         let alloc = slot.alloc;
+        // A canary's replacement is a canary.
+        let replacement = |previous, reschedule| PlaceRequest {
+            canary: slot.canary,
+            ..self.request(job, group, index, Some(previous), reschedule)
+        };
         match slot.kind {
             SlotKind::Ignore | SlotKind::Done => desired.ignore += 1,
             SlotKind::InPlace => {
@@ -380,7 +406,7 @@ impl Reconciler<'_> {
                     description: ALLOC_UPDATING,
                     client_status: None,
                 });
-                out.place.push(self.request(job, group, index, Some(alloc), None));
+                out.place.push(replacement(alloc, None));
             }
             SlotKind::Migrate => {
                 desired.migrate += 1;
@@ -389,7 +415,7 @@ impl Reconciler<'_> {
                     description: ALLOC_MIGRATING,
                     client_status: None,
                 });
-                out.place.push(self.request(job, group, index, Some(alloc), None));
+                out.place.push(replacement(alloc, None));
             }
             SlotKind::Lost => {
                 desired.place += 1;
@@ -400,7 +426,7 @@ impl Reconciler<'_> {
                     client_status: Some(AllocClientStatus::Lost),
                 };
                 out.stop.push(stop);
-                out.place.push(self.request(job, group, index, Some(alloc), None));
+                out.place.push(replacement(alloc, None));
             }
             SlotKind::RescheduleNow { delay } => {
                 desired.place += 1;
@@ -415,8 +441,7 @@ impl Reconciler<'_> {
                     description: ALLOC_RESCHEDULED,
                     client_status: None,
                 });
-                let request = self.request(job, group, index, Some(alloc), Some(event));
-                out.place.push(PlaceRequest { canary: slot.canary, ..request });
+                out.place.push(replacement(alloc, Some(event)));
             }
             SlotKind::RescheduleLater { at_ns } => {
                 desired.ignore += 1;
@@ -505,8 +530,8 @@ enum CanaryVerdict {
 }
 
 /// One group's rollout under its update strategy and the job's current deployment.
-/// Service groups roll through it (with canaries); system groups too, one allocation
-/// per node, without canaries.
+/// Service groups roll through it; system groups too, one allocation per node, their
+/// `canary` a percentage of the nodes the group runs on (Nomad 1.11).
 pub(super) struct Rollout<'a> {
     /// The update strategy, when the group deploys (service and system jobs,
     /// `max_parallel` > 0).
@@ -515,6 +540,9 @@ pub(super) struct Rollout<'a> {
     state: Option<&'a DeploymentState>,
     /// Canaries of the current deployment waiting for promotion, by name index.
     waiting_canaries: BTreeSet<u32>,
+    /// A system group's live canaries of the current deployment waiting for promotion:
+    /// all share one name, so they are counted, not named.
+    node_canaries: usize,
     /// Canaries this pass places.
     canaries_wanted: usize,
 }
@@ -533,6 +561,7 @@ impl<'a> Rollout<'a> {
             deployment,
             state,
             waiting_canaries: BTreeSet::new(),
+            node_canaries: 0,
             canaries_wanted: 0,
         }
     }
@@ -568,10 +597,24 @@ impl<'a> Rollout<'a> {
         if promoted { CanaryVerdict::Slot } else { CanaryVerdict::Stop }
     }
 
+    /// Counts a system group's canaries waiting for promotion (before [`Rollout::start`]).
+    pub(super) fn note_node_canaries(&mut self, allocs: &[&Arc<Allocation>]) {
+        if !self.is_active() || self.promoted() {
+            return;
+        }
+        let current = |a: &&&Arc<Allocation>| {
+            self.deployment.is_some_and(|d| d.id == a.deployment_id)
+                && a.is_canary()
+                && !a.is_terminal()
+        };
+        self.node_canaries = allocs.iter().filter(current).count();
+    }
+
     /// Creates the deployment (in `created`, shared by the job's groups) when the group
     /// rolls out a version that never ran (or updates its allocations), wanting
-    /// `desired_total` allocations, and decides how many canaries to place. A system
-    /// group places none: its `canary` is a percentage of nodes, not supported here.
+    /// `desired_total` allocations, and decides how many canaries to place: `canary` of
+    /// them for a service group; for a system group, `canary` percent of the
+    /// `desired_total` nodes it runs on, rounded up.
     pub(super) fn start(
         &mut self,
         (job, group): (&Job, &TaskGroup),
@@ -581,14 +624,12 @@ impl<'a> Rollout<'a> {
         created: &mut Option<Deployment>,
     ) {
         let Some(strategy) = self.strategy else { return };
-        let canarying = strategy.canary > 0
-            && job.job_type == JobType::Service
-            && destructive
-            && !self.promoted();
+        let canarying = strategy.canary > 0 && destructive && !self.promoted();
         if let Some(state) = self.state {
             if canarying && self.is_active() {
                 let wanted = usize::try_from(state.desired_canaries.max(0)).unwrap_or(0);
-                self.canaries_wanted = wanted.saturating_sub(self.waiting_canaries.len());
+                let live = self.waiting_canaries.len() + self.node_canaries;
+                self.canaries_wanted = wanted.saturating_sub(live);
             }
             return;
         }
@@ -601,7 +642,11 @@ impl<'a> Rollout<'a> {
         if had_running && !updating {
             return;
         }
-        let desired_canaries = if canarying { strategy.canary } else { 0 };
+        let desired_canaries = match job.job_type {
+            _ if !canarying => 0,
+            JobType::System => percent_of_nodes(strategy.canary, desired_total),
+            _ => strategy.canary,
+        };
         self.canaries_wanted = usize::try_from(desired_canaries).unwrap_or(0);
         let deployment = created.get_or_insert_with(|| new_deployment(job));
         let state = DeploymentState {
@@ -636,22 +681,51 @@ impl<'a> Rollout<'a> {
     ) -> usize {
         let Some(strategy) = self.strategy.filter(|_| destructive > 0) else { return destructive };
         let max_parallel = usize::try_from(strategy.max_parallel).unwrap_or(0);
-        if self.canaries_wanted > 0 || !self.waiting_canaries.is_empty() {
+        if self.canaries_wanted > 0 || !self.waiting_canaries.is_empty() || self.node_canaries > 0 {
             return 0; // canaries first, and the rest only once they are promoted
         }
         let Some(deployment) = self.deployment else { return max_parallel };
         let unpromoted = self.state.is_some_and(|s| s.desired_canaries > 0 && !s.promoted);
-        if matches!(deployment.status, DeploymentStatus::Paused | DeploymentStatus::Failed)
-            || unpromoted
-            || unhealthy_held
-        {
+        if !rolls(deployment) || unpromoted || unhealthy_held {
             return 0;
         }
-        let waiting_for_health = allocs.iter().filter(|a| {
-            a.deployment_id == deployment.id && !a.is_terminal() && a.deployment_healthy().is_none()
-        });
-        max_parallel.saturating_sub(waiting_for_health.count())
+        max_parallel.saturating_sub(waiting_for_health(deployment, allocs))
     }
+
+    /// How many of a system group's destructive updates this pass makes as canaries:
+    /// those still wanted, at most `max_parallel` less the deployment's allocations not
+    /// yet healthy (Nomad: "up to max_parallel ... whichever is lower").
+    pub(super) fn node_canary_limit(&self, allocs: &[&Arc<Allocation>]) -> usize {
+        let Some(strategy) = self.strategy.filter(|_| self.canaries_wanted > 0) else { return 0 };
+        let max_parallel = usize::try_from(strategy.max_parallel).unwrap_or(0);
+        let waiting = match self.deployment {
+            Some(deployment) if !rolls(deployment) => return 0,
+            Some(deployment) => waiting_for_health(deployment, allocs),
+            None => 0,
+        };
+        self.canaries_wanted.min(max_parallel.saturating_sub(waiting))
+    }
+}
+
+/// A paused or failed deployment makes no destructive update.
+fn rolls(deployment: &Deployment) -> bool {
+    !matches!(deployment.status, DeploymentStatus::Paused | DeploymentStatus::Failed)
+}
+
+/// The deployment's live allocations whose health is not known yet.
+fn waiting_for_health(deployment: &Deployment, allocs: &[&Arc<Allocation>]) -> usize {
+    let waiting = |a: &&&Arc<Allocation>| {
+        a.deployment_id == deployment.id && !a.is_terminal() && a.deployment_healthy().is_none()
+    };
+    allocs.iter().filter(waiting).count()
+}
+
+/// A system group's canaries: `percent` of `nodes`, rounded up (so any percentage of
+/// at least one node is one canary), never more than the nodes.
+fn percent_of_nodes(percent: i32, nodes: i32) -> i32 {
+    let percent = u64::try_from(percent.clamp(0, 100)).unwrap_or(0);
+    let nodes = u64::try_from(nodes).unwrap_or(0);
+    i32::try_from((percent * nodes).div_ceil(100)).unwrap_or(0)
 }
 
 /// The allocation belongs to the job's failed deployment. Nomad's reconciler never

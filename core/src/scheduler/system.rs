@@ -19,8 +19,11 @@
 //! destructive updates are limited to `max_parallel` minus the deployment's allocations
 //! not yet healthy (none while one is unhealthy or the deployment is paused or failed),
 //! the rest waiting for the deployment watcher's next evaluation. Without
-//! an update block, or with `max_parallel = 0`, every update happens at once. A
-//! system group's `canary` (a percentage of nodes in Nomad) is not honoured.
+//! an update block, or with `max_parallel = 0`, every update happens at once. A group's
+//! `canary` is a percentage of the nodes it runs on (rounded up): that many destructive
+//! updates are made first as canaries, at most `max_parallel` at a time, and the rest
+//! wait until the deployment is promoted (by hand, or by `auto_promote` once the
+//! canaries are healthy).
 
 use super::feasible;
 use super::generic::{inplace_copy, new_plan};
@@ -33,8 +36,9 @@ use super::update::tasks_updated;
 use super::{Algorithm, ScheduleOutput};
 use crate::id::IdGen;
 use crate::model::{
-    AllocClientStatus, AllocDesiredStatus, Allocation, AllocationMetric, Deployment, Evaluation,
-    Job, JobType, Node, NodeStatus, StopRequest, TaskGroup, alloc_name,
+    AllocClientStatus, AllocDeploymentStatus, AllocDesiredStatus, Allocation, AllocationMetric,
+    Deployment, DesiredUpdates, Evaluation, Job, JobType, Node, NodeStatus, StopRequest, TaskGroup,
+    alloc_name,
 };
 use crate::state::Snapshot;
 use std::collections::BTreeMap;
@@ -71,7 +75,9 @@ pub fn schedule(
         }
         let group_allocs: Vec<&Arc<Allocation>> = on_node.values().flatten().copied().collect();
         let gs = stack.group_stack(index);
-        let mut pass = GroupPass { snap, job, group, eval, gs, out: &mut out, changes: Vec::new() };
+        let desired = DesiredUpdates::default();
+        let mut pass =
+            GroupPass { snap, job, group, eval, gs, out: &mut out, changes: Vec::new(), desired };
         for node in &nodes {
             let existing = on_node.remove(node.id.as_str()).unwrap_or_default();
             pass.node(node, &existing);
@@ -84,6 +90,8 @@ pub fn schedule(
             }
         }
         pass.roll(&mut stack, current.deployment.as_deref(), &group_allocs, &mut planned);
+        let desired = std::mem::take(&mut pass.desired);
+        out.desired_updates.insert(group.name.clone(), desired);
         out.queued.entry(group.name.clone()).or_default();
     }
     // A deployment created by this pass, or the active one with new desired totals.
@@ -114,6 +122,8 @@ struct GroupPass<'a, 'o> {
     gs: GroupStack,
     out: &'o mut ScheduleOutput,
     changes: Vec<Change>,
+    /// What `job plan` shows for the group, counted as Nomad's system scheduler does.
+    desired: DesiredUpdates,
 }
 
 impl GroupPass<'_, '_> {
@@ -139,7 +149,9 @@ impl GroupPass<'_, '_> {
             }
             return;
         }
-        if !sysbatch_done {
+        if sysbatch_done {
+            self.desired.ignore += 1;
+        } else {
             self.changes.push(Change::Place(node.clone()));
         }
     }
@@ -193,13 +205,16 @@ impl GroupPass<'_, '_> {
         let destructive = changes.iter().filter(|c| matches!(c, Change::Destructive(..))).count();
         let updating = destructive > 0 || changes.iter().any(|c| matches!(c, Change::InPlace(_)));
         let mut rollout = Rollout::new(self.job, self.group, deployment);
+        rollout.note_node_canaries(group_allocs);
         // The desired total is known only once the placements are made (a node the
-        // group does not fit on runs nothing); it is set below.
+        // group does not fit on runs nothing); it is set below. The nodes it would run
+        // on count the canaries.
+        let nodes = i32::try_from(changes.len()).unwrap_or(i32::MAX);
         rollout.start(
             (self.job, self.group),
             group_allocs,
             (updating, destructive > 0),
-            0,
+            nodes,
             planned,
         );
         let starts_here = deployment.is_none()
@@ -217,28 +232,44 @@ impl GroupPass<'_, '_> {
         });
         let mut destructive_allowed =
             rollout.destructive_limit(group_allocs, destructive, unhealthy_held);
+        let mut canaries_allowed = rollout.node_canary_limit(group_allocs);
         let deployment_id = self.out.deployment_id.clone();
         let mut running = 0;
         for change in changes {
             match change {
-                Change::Keep(_) => running += 1,
+                Change::Keep(_) => {
+                    running += 1;
+                    self.desired.ignore += 1;
+                }
                 Change::Place(node) => {
-                    running += usize::from(self.place(stack, &node, None, &deployment_id));
+                    running += usize::from(self.place(stack, &node, None, &deployment_id, false));
+                    self.desired.place += 1;
                 }
                 Change::InPlace(alloc) => {
                     running += 1;
+                    self.desired.in_place_update += 1;
                     let updated = inplace_copy(&alloc, self.job, self.eval, &deployment_id);
                     self.out.plan.append_alloc(updated, None);
+                }
+                Change::Destructive(node, alloc) if canaries_allowed > 0 => {
+                    running += 1;
+                    canaries_allowed -= 1;
+                    self.desired.canary += 1;
+                    stack.note_stop(&alloc);
+                    self.append_stop(&alloc, ALLOC_UPDATING, false);
+                    self.place(stack, &node, Some(&alloc), &deployment_id, true);
                 }
                 Change::Destructive(node, alloc) => {
                     running += 1;
                     if destructive_allowed == 0 {
+                        self.desired.ignore += 1;
                         continue;
                     }
                     destructive_allowed -= 1;
+                    self.desired.destructive_update += 1;
                     stack.note_stop(&alloc);
-                    self.stop(&alloc, ALLOC_UPDATING, false);
-                    self.place(stack, &node, Some(&alloc), &deployment_id);
+                    self.append_stop(&alloc, ALLOC_UPDATING, false);
+                    self.place(stack, &node, Some(&alloc), &deployment_id, false);
                 }
             }
         }
@@ -276,21 +307,33 @@ impl GroupPass<'_, '_> {
         }
     }
 
+    /// Stops an allocation the group no longer wants on its node (migrating off a draining
+    /// node counts as a migration).
     fn stop(&mut self, alloc: &Allocation, description: &str, lost: bool) {
+        if description == ALLOC_MIGRATING {
+            self.desired.migrate += 1;
+        } else {
+            self.desired.stop += 1;
+        }
+        self.append_stop(alloc, description, lost);
+    }
+
+    fn append_stop(&mut self, alloc: &Allocation, description: &str, lost: bool) {
         let client_status = lost.then_some(AllocClientStatus::Lost);
         self.out
             .plan
             .append_stop(alloc, StopRequest { client_status, ..StopRequest::new(description) });
     }
 
-    /// Places the group on `node`, joining `deployment_id` if it is set; false if it
-    /// did not fit.
+    /// Places the group on `node`, joining `deployment_id` if it is set (as a canary if
+    /// `canary`); false if it did not fit.
     fn place(
         &mut self,
         stack: &mut Stack<'_>,
         node: &Node,
         previous: Option<&Arc<Allocation>>,
         deployment_id: &str,
+        canary: bool,
     ) -> bool {
         let mut metric = AllocationMetric {
             nodes_in_pool: stack.candidate_count() as u64,
@@ -332,6 +375,10 @@ impl GroupPass<'_, '_> {
             client_status: AllocClientStatus::Pending,
             previous_allocation: previous.map(|p| p.id.clone()).unwrap_or_default(),
             deployment_id: deployment_id.to_owned(),
+            deployment_status: canary.then(|| AllocDeploymentStatus {
+                canary: true,
+                ..AllocDeploymentStatus::default()
+            }),
             ..Allocation::default()
         };
         self.out.plan.append_alloc(alloc, None);

@@ -732,9 +732,21 @@ impl State {
                 self.set_deployment_status(index, now_ns, update);
             }
         }
+        // A stop whose replacement is in the same plan learns its successor with the stop,
+        // so it is written (and announced on the event stream) once, not twice.
+        let successors: BTreeMap<&str, &str> = result
+            .node_allocation
+            .values()
+            .flatten()
+            .filter(|a| !a.previous_allocation.is_empty())
+            .map(|a| (a.previous_allocation.as_str(), a.id.as_str()))
+            .collect();
         for stop in result.node_update.values().chain(result.node_preemptions.values()).flatten() {
             let Some(existing) = self.allocs.get(stop.id.as_str()).cloned() else { continue };
             let mut stopped = (*existing).clone();
+            if let Some(&next) = successors.get(stop.id.as_str()) {
+                stopped.next_allocation = next.to_owned();
+            }
             stopped.desired_status = stop.desired_status;
             stopped.desired_description = stop.desired_description.clone();
             // The plan's copy may be stale on the client side; only a verdict of "lost"

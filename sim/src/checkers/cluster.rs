@@ -79,6 +79,9 @@ pub struct ClusterChecker {
     applied: BTreeMap<ServerRef, Index>,
     /// Per region, the state invariants over the newest state seen.
     states: BTreeMap<u8, StateChecker>,
+    /// Per (region, namespace, job), when its last purge was proposed (leader's clock):
+    /// a purged job's evaluations are left to GC from then on.
+    purged_at: BTreeMap<(u8, String, String), Millis>,
 }
 
 impl ClusterChecker {
@@ -93,6 +96,7 @@ impl ClusterChecker {
             canon: BTreeMap::new(),
             applied: BTreeMap::new(),
             states: BTreeMap::new(),
+            purged_at: BTreeMap::new(),
         }
     }
 
@@ -109,6 +113,12 @@ impl ClusterChecker {
     pub fn eval_written(&self, region: u8, job: &Job) -> Option<i64> {
         let key = (job.namespace.clone(), job.id.clone());
         self.states.get(&region)?.eval_written.get(&key).copied()
+    }
+
+    /// When the job was last purged in `region` (the leader's clock), if ever.
+    pub fn purged_at(&self, region: u8, namespace: &str, job_id: &str) -> Option<Millis> {
+        let key = (region, namespace.to_owned(), job_id.to_owned());
+        self.purged_at.get(&key).copied()
     }
 
     /// When `at`'s running leader loop started, by its own clock.
@@ -299,6 +309,9 @@ impl ClusterChecker {
         };
         if let Command::NodeStatus { node_id, status: NodeStatus::Down, .. } = &command {
             self.check_down(at.0, entry, node_id);
+        }
+        if let Command::JobDeregister { namespace, job_id, purge: true, .. } = &command {
+            self.purged_at.insert((at.0, namespace.clone(), job_id.clone()), entry.at);
         }
         if self.tracing {
             notes.push(format!(
@@ -1004,14 +1017,38 @@ pub fn check_converged(state: &State) -> Result<(), String> {
                 (false, JobType::Batch) if launched_by_active_parent(state, job) => {
                     live.len() == running_current
                 }
-                // A batch group is settled once nothing of it runs and no evaluation of
-                // the job is pending (checked above): its allocations completed or failed
-                // for good, and garbage collection may have reaped them since (a stopped
-                // job's, before it was registered again), so their count is not judged.
+                // A batch group is settled once nothing of it runs, no evaluation of the
+                // job is pending (checked above) and it holds `count` allocations of the
+                // job as it stands (its version, this registration), completed or failed
+                // for good, none replaced or stopped: what the scheduler counts. An
+                // updated or re-registered job runs again (seed 975), and garbage
+                // collection keeps a live batch job's allocations (seed 19173). Names are
+                // not judged: a scale-down among finished allocations keeps whichever
+                // still count, as Nomad's reconciler does (seed 139). A periodic or
+                // parameterized job has none of its own.
+                (false, JobType::Batch) if !job.is_template() => {
+                    let holds = mine
+                        .iter()
+                        .filter(|a| {
+                            !a.server_terminal()
+                                && a.next_allocation.is_empty()
+                                && a.job_version == job.version
+                                && a.create_index >= job.create_index
+                        })
+                        .count();
+                    live.is_empty() && holds == group.count.max(0) as usize
+                }
+                // One per node: which nodes it ran on is not tracked past their reaping.
                 (false, JobType::Batch | JobType::Sysbatch) => live.is_empty(),
             };
             if !settled {
-                let live_on: Vec<String> = live
+                // A batch group is judged by all it holds, finished allocations too.
+                let shown: Vec<_> = if job.job_type == JobType::Batch {
+                    mine.iter().collect()
+                } else {
+                    live.clone()
+                };
+                let live_on: Vec<String> = shown
                     .iter()
                     .map(|a| {
                         let node = state.node(&a.node_id).map_or("?", |n| n.name.as_str());
@@ -1020,12 +1057,22 @@ pub fn check_converged(state: &State) -> Result<(), String> {
                             Some(false) => ":unhealthy",
                             None => "",
                         };
-                        let status = a.client_status.as_str();
-                        format!("{}@{node}:{status}:v{}{health}", a.name, a.job_version)
+                        let status = match a.desired_status {
+                            AllocDesiredStatus::Run => a.client_status.as_str().to_owned(),
+                            _ => format!(
+                                "{}/{}",
+                                a.desired_status.as_str(),
+                                a.client_status.as_str()
+                            ),
+                        };
+                        format!(
+                            "{}@{node}:{status}:v{}{health}@{}",
+                            a.name, a.job_version, a.create_index
+                        )
                     })
                     .collect();
                 return Err(format!(
-                    "{} {:?}{} group {}: {} live ({} running at v{}), count {}, {} schedulable nodes{}; live: {}",
+                    "{} {:?}{} group {}: {} live ({} running at v{}), count {}, {} schedulable nodes{}; {}: {}",
                     job.id,
                     job.job_type,
                     if job.stop { " (stopped)" } else { "" },
@@ -1036,6 +1083,7 @@ pub fn check_converged(state: &State) -> Result<(), String> {
                     group.count,
                     schedulable.len(),
                     describe_deployment(state, job, &group.name),
+                    if job.job_type == JobType::Batch { "allocations" } else { "live" },
                     live_on.join(" ")
                 ));
             }
@@ -1084,12 +1132,20 @@ pub const GC_COMMIT_SLACK_MS: u64 = 10_000;
 /// the end, plus those tied to an allocation that still runs: a number set by the
 /// workload's rate, not by the length of the run. `Err` says the loop is too young to
 /// judge; `Ok` holds the violations.
+/// What the checker remembers that a state no longer shows, for [`check_gc_bound`].
+pub struct GcHistory<'a> {
+    /// The newest write of any evaluation of the job, reaped ones included (unix ns).
+    pub eval_written: &'a dyn Fn(&Job) -> Option<i64>,
+    /// When the job was last purged (leader's clock), if ever.
+    pub purged_at: &'a dyn Fn(&str, &str) -> Option<Millis>,
+}
+
 pub fn check_gc_bound(
     state: &State,
     now: Millis,
     loop_started: Millis,
     gc: &GcConfig,
-    eval_written: impl Fn(&Job) -> Option<i64>,
+    history: &GcHistory<'_>,
 ) -> Result<Vec<String>, String> {
     let age_ms = now.as_u64().saturating_sub(loop_started.as_u64());
     if age_ms < gc.interval_ms + GC_COMMIT_SLACK_MS {
@@ -1120,6 +1176,16 @@ pub fn check_gc_bound(
         if eval.modify_time > cutoff - ns(threshold) || batch_eval_kept(state, eval) {
             continue;
         }
+        // A batch evaluation is left to GC by its job's stop (a submission) or purge: one
+        // after the last pass surely ran did not count for it (seed 421).
+        let finishes = matches!(eval.scheduler, SchedulerType::Batch | SchedulerType::Sysbatch);
+        let released = match state.job(&eval.namespace, &eval.job_id) {
+            Some(job) => Some(job.submit_time),
+            None => (history.purged_at)(&eval.namespace, &eval.job_id).map(|at| ns(at.as_u64())),
+        };
+        if finishes && released.is_none_or(|at| at > settled) {
+            continue;
+        }
         let placed = state.job_allocs(&eval.namespace, &eval.job_id);
         // An allocation of the job that changed since the last pass the leader surely ran
         // may have left this evaluation (a later evaluation updated it in place): the
@@ -1139,7 +1205,7 @@ pub fn check_gc_bound(
             state.evals().filter(|e| e.job_id == job.id && e.namespace == job.namespace);
         let old = |t: i64| t <= cutoff - ns(gc.job_gc_threshold_ms);
         let evals_old = job_evals.all(|e| e.is_terminal() && old(e.modify_time))
-            && eval_written(job).is_none_or(old);
+            && (history.eval_written)(job).is_none_or(old);
         let placed = state.job_allocs(&job.namespace, &job.id);
         if old(job.submit_time) && evals_old && placed.iter().all(|a| reapable(a)) {
             jobs.push(job.id.clone());
@@ -1253,6 +1319,9 @@ mod tests {
         AllocatedTaskResources, Evaluation, Job, Node, PlanResult, RescheduleEvent,
         RescheduleTracker, TaskGroup,
     };
+
+    const NO_HISTORY: GcHistory<'static> =
+        GcHistory { eval_written: &|_| None, purged_at: &|_, _| None };
 
     const NOW_NS: i64 = 1_700_000_000_000_000_000;
 
@@ -1434,12 +1503,12 @@ mod tests {
         // The pass that must have reaped it: 60 s past its write, plus one interval and
         // the commit slack.
         let late = stamped + Millis(60_000 + 30_000 + GC_COMMIT_SLACK_MS);
-        let found = check_gc_bound(&run.state, late, Millis(0), &gc, |_| None).expect("judged");
+        let found = check_gc_bound(&run.state, late, Millis(0), &gc, &NO_HISTORY).expect("judged");
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].contains("1 evaluations past their threshold"), "{found:?}");
         let young = late.as_u64() - 1_000;
-        assert!(check_gc_bound(&run.state, late, Millis(young), &gc, |_| None).is_err());
+        assert!(check_gc_bound(&run.state, late, Millis(young), &gc, &NO_HISTORY).is_err());
         let early = Millis(late.as_u64() - 1);
-        assert_eq!(check_gc_bound(&run.state, early, Millis(0), &gc, |_| None), Ok(Vec::new()));
+        assert_eq!(check_gc_bound(&run.state, early, Millis(0), &gc, &NO_HISTORY), Ok(Vec::new()));
     }
 }

@@ -22,7 +22,7 @@ mod server;
 mod workload;
 mod world;
 
-use crate::checkers::cluster::{check_converged, check_gc_bound};
+use crate::checkers::cluster::{GcHistory, check_converged, check_gc_bound};
 use crate::rng::SimRng;
 use drover_core::server::ApiReply;
 use faults::Faults;
@@ -349,8 +349,14 @@ fn check_gc_bound_on_leaders(w: &mut World) {
         };
         let state = state.clone();
         let now = w.clocks[&leader].local(w.global_now());
-        let eval_written = |job: &drover_core::model::Job| w.checker.eval_written(region, job);
-        match check_gc_bound(&state, now, started, &server::SIM_GC, eval_written) {
+        let found = {
+            let eval_written = |job: &drover_core::model::Job| w.checker.eval_written(region, job);
+            let purged_at =
+                |namespace: &str, job_id: &str| w.checker.purged_at(region, namespace, job_id);
+            let history = GcHistory { eval_written: &eval_written, purged_at: &purged_at };
+            check_gc_bound(&state, now, started, &server::SIM_GC, &history)
+        };
+        match found {
             Ok(found) => {
                 trace!(
                     w,
