@@ -561,3 +561,45 @@ fn deployment_promotion_and_status_changes_follow_nomads_rules() {
     ];
     insta::assert_snapshot!("deployment_rules", steps.join("\n"));
 }
+
+/// A client's health verdict counts only for the deployment it judged: a report sent
+/// before the client heard of an in-place update into a newer deployment is dropped (it
+/// once flagged the updated allocation as that deployment's canary, so the scheduler
+/// placed another beside it), and the canary flag stays the servers' to set.
+#[test]
+fn a_health_verdict_counts_only_for_the_deployment_it_judged() {
+    let mut state = State::new();
+    register(&mut state, 1, job("web", "a"), None).unwrap();
+    state.apply(2, NOW, Command::NodeRegister { node: node("n1") }).unwrap();
+    let canary = Allocation {
+        deployment_id: "d1".into(),
+        deployment_status: Some(AllocDeploymentStatus { canary: true, ..Default::default() }),
+        ..placement("a1", "n1", 0)
+    };
+    place(&mut state, 3, vec![canary]);
+    let moved = Allocation {
+        deployment_id: "d2".into(),
+        deployment_status: None,
+        ..(**state.alloc("a1").unwrap()).clone()
+    };
+    place(&mut state, 4, vec![moved]);
+    let report = |deployment_id: &str| AllocClientUpdate {
+        alloc_id: "a1".into(),
+        client_status: AllocClientStatus::Running,
+        deployment_status: Some(AllocDeploymentStatus {
+            healthy: Some(true),
+            canary: true,
+            ..Default::default()
+        }),
+        deployment_id: deployment_id.into(),
+        ..AllocClientUpdate::default()
+    };
+    let apply = |state: &mut State, index, update| {
+        let command = Command::AllocClientUpdate { updates: vec![update], evals: vec![] };
+        state.apply(index, NOW, command).unwrap();
+        state.alloc("a1").unwrap().deployment_status.clone()
+    };
+    assert_eq!(apply(&mut state, 5, report("d1")), None, "a verdict for d1 is stale in d2");
+    let judged = apply(&mut state, 6, report("d2")).expect("a verdict for d2 counts");
+    assert_eq!((judged.healthy, judged.canary), (Some(true), false));
+}

@@ -282,6 +282,7 @@ impl AllocRunner {
                 .map(|t| (t.task_ref.task.clone(), t.state.clone()))
                 .collect(),
             deployment_status: self.deployment_status(),
+            deployment_id: self.alloc.deployment_id.clone(),
         }
     }
 

@@ -158,6 +158,9 @@ pub struct AllocClientUpdate {
     pub task_states: BTreeMap<String, TaskState>,
     /// Set once the client decided the allocation's health for a deployment.
     pub deployment_status: Option<AllocDeploymentStatus>,
+    /// The deployment that verdict is for: one the servers moved the allocation out of
+    /// since (an in-place update into a newer deployment) does not count for the next.
+    pub deployment_id: String,
 }
 
 /// Why a command was refused. `Display` gives Nomad's texts.
@@ -870,8 +873,12 @@ impl State {
         if !update.task_states.is_empty() {
             alloc.task_states = update.task_states;
         }
-        if update.deployment_status.is_some() {
-            alloc.deployment_status = update.deployment_status;
+        // The canary flag is the servers' to set, never the client's.
+        let canary = existing.is_canary();
+        if let Some(status) =
+            update.deployment_status.filter(|_| update.deployment_id == existing.deployment_id)
+        {
+            alloc.deployment_status = Some(AllocDeploymentStatus { canary, ..status });
         }
         alloc.modify_index = index;
         alloc.modify_time = now_ns;

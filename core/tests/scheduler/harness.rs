@@ -421,6 +421,7 @@ impl Cluster {
             alloc_id: alloc.id.clone(),
             client_status: AllocClientStatus::Running,
             deployment_status: Some(status),
+            deployment_id: alloc.deployment_id.clone(),
             ..AllocClientUpdate::default()
         };
         self.commit(Command::AllocClientUpdate { updates: vec![update], evals: vec![] }).map(drop)

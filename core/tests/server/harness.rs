@@ -1335,8 +1335,10 @@ impl Cluster {
                     .filter(|a| a.name == alloc_name && on_node.is_none_or(|n| a.node_id == n))
                     .filter(|a| !a.server_terminal())
                     .max_by_key(|a| a.create_index)
-                    .map(|a| (a.id.clone(), a.node_id.clone(), a.is_canary()));
-                let Some((alloc_id, node, canary)) = alloc else {
+                    .map(|a| {
+                        (a.id.clone(), a.node_id.clone(), a.is_canary(), a.deployment_id.clone())
+                    });
+                let Some((alloc_id, node, canary, deployment_id)) = alloc else {
                     self.line(format!("no live allocation {}", args[0]));
                     return std::mem::take(&mut self.out);
                 };
@@ -1350,6 +1352,7 @@ impl Cluster {
                     alloc_id,
                     client_status: AllocClientStatus::Running,
                     deployment_status: Some(status),
+                    deployment_id,
                     ..AllocClientUpdate::default()
                 };
                 let request =

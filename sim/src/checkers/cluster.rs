@@ -756,9 +756,18 @@ fn check_group(
     let canaries = allocs.iter().filter(|a| a.is_canary()).count().min(canaries_allowed);
     let allowed = current.max(placed_for).max(0) as usize + canaries;
     if allocs.len() > allowed {
+        let held: Vec<String> = allocs
+            .iter()
+            .map(|a| {
+                let canary = if a.is_canary() { ":canary" } else { "" };
+                let deployment = short(&a.deployment_id);
+                format!("{}:v{}{canary}@{}:{deployment}", a.name, a.job_version, a.create_index)
+            })
+            .collect();
         found.push(format!(
-            "group {job_id}.{group} has {} live allocations, count allows {allowed}",
-            allocs.len()
+            "group {job_id}.{group} has {} live allocations, count allows {allowed}: {}",
+            allocs.len(),
+            held.join(" ")
         ));
     }
 }

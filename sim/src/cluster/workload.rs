@@ -4,6 +4,9 @@
 //! a random server of either region and names the job's region, so about half of them
 //! are forwarded to the other region.
 //!
+//! A service or system job may start its destructive updates with canaries, promoted
+//! automatically once healthy.
+//!
 //! A periodic job launches every one to three minutes (a seven-field cron, seconds
 //! first), with `prohibit_overlap` on half of them; its children are batch jobs whose
 //! tasks exit within half a minute.
@@ -41,6 +44,10 @@ struct JobModel {
     /// A periodic batch job: launches every this many minutes, with or without
     /// `prohibit_overlap`.
     periodic: Option<(u64, bool)>,
+    /// A service or system job whose destructive updates start with canaries,
+    /// promoted automatically once healthy: one for a service group, half the nodes
+    /// (rounded up) for a system group.
+    canary: bool,
 }
 
 pub struct Workload {
@@ -120,6 +127,7 @@ impl Workload {
         let kind = rng.range(0, 6) as usize;
         let job_type = ["service", "service", "batch", "system", "sysbatch", "batch"][kind];
         let periodic = (kind == 5).then(|| (rng.range(1, 4), rng.chance(0.5)));
+        let canary = matches!(job_type, "service" | "system") && rng.chance(0.3);
         let model = JobModel {
             job_type,
             count: rng.range(1, COUNT_MAX + 1),
@@ -131,12 +139,14 @@ impl Workload {
             priority: 50,
             stopped: false,
             periodic,
+            canary,
         };
         let request = register(&id, &model);
         let periodic = periodic.map_or(String::new(), |(m, o)| {
             format!(" periodic every {m}m{}", if o { " no-overlap" } else { "" })
         });
-        let what = format!("register {id} {job_type} count={}{periodic}", model.count);
+        let canary = if model.canary { " canary" } else { "" };
+        let what = format!("register {id} {job_type} count={}{periodic}{canary}", model.count);
         self.jobs.insert((region, id), model);
         Some((request, what))
     }
@@ -350,13 +360,18 @@ fn job(id: &str, model: &JobModel) -> Job {
         _ => format!("    count = {}\n", model.count),
     };
     let network = if model.port { "    network {\n      port \"http\" {}\n    }\n" } else { "" };
+    let update = match (model.canary, model.job_type) {
+        (true, "system") => "    update {\n      canary = 50\n      auto_promote = true\n    }\n",
+        (true, _) => "    update {\n      canary = 1\n      auto_promote = true\n    }\n",
+        (false, _) => "",
+    };
     let periodic = model.periodic.map_or(String::new(), |(minutes, overlap)| {
         format!(
             "  periodic {{\n    crons = [\"0 */{minutes} * * * * *\"]\n    prohibit_overlap = {overlap}\n  }}\n"
         )
     });
     let hcl = format!(
-        "job \"{id}\" {{\n  type = \"{}\"\n  priority = {}\n{periodic}  group \"g\" {{\n{count}{network}    restart {{\n      attempts = 2\n      interval = \"1m\"\n      delay = \"2s\"\n      mode = \"fail\"\n    }}\n    task \"t\" {{\n      driver = \"raw_exec\"\n      config {{\n        command = \"/bin/sleep\"\n      }}\n      env {{\n        GENERATION = \"{}\"\n      }}\n      resources {{\n        cpu = {}\n        memory = {}\n      }}\n    }}\n  }}\n}}\n",
+        "job \"{id}\" {{\n  type = \"{}\"\n  priority = {}\n{periodic}  group \"g\" {{\n{count}{network}{update}    restart {{\n      attempts = 2\n      interval = \"1m\"\n      delay = \"2s\"\n      mode = \"fail\"\n    }}\n    task \"t\" {{\n      driver = \"raw_exec\"\n      config {{\n        command = \"/bin/sleep\"\n      }}\n      env {{\n        GENERATION = \"{}\"\n      }}\n      resources {{\n        cpu = {}\n        memory = {}\n      }}\n    }}\n  }}\n}}\n",
         model.job_type, model.priority, model.generation, model.cpu, model.memory_mb
     );
     match parse("sim.nomad.hcl", hcl.as_bytes(), &ParseOptions::default()) {
