@@ -337,15 +337,23 @@ fn a_new_leader_resumes_the_deployment() {
     check("deploy_failover.txt");
 }
 
-#[test]
-fn gc_keeps_a_running_batch_jobs_completed_allocations() {
-    // Thresholds of 2 h (batch evaluations) and 1 h (jobs) instead of 24 h and 4 h, so
-    // the script crosses them in few steps.
-    let cluster = Cluster::with_config(3, 7, |config| {
+/// A cluster whose GC thresholds are 2 h (batch evaluations) and 1 h (jobs) instead of
+/// 24 h and 4 h, so a script crosses them in few steps.
+fn short_batch_gc() -> Cluster {
+    Cluster::with_config(3, 7, |config| {
         config.gc.batch_eval_gc_threshold_ms = 7_200_000;
         config.gc.job_gc_threshold_ms = 3_600_000;
-    });
-    check_on(cluster, "gc_batch.txt");
+    })
+}
+
+#[test]
+fn gc_keeps_a_running_batch_jobs_completed_allocations() {
+    check_on(short_batch_gc(), "gc_batch.txt");
+}
+
+#[test]
+fn gc_reaps_what_an_older_batch_job_version_completed() {
+    check_on(short_batch_gc(), "gc_batch_superseded.txt");
 }
 
 #[test]

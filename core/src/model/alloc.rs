@@ -124,6 +124,13 @@ pub struct Allocation {
 }
 
 impl Allocation {
+    /// It belongs to an older version of `job` or to a job of the same name registered
+    /// before `job` was (purged and registered again). A finished batch allocation of
+    /// such no longer counts as the job's work done.
+    pub fn ran_earlier_job(&self, job: &super::job::Job) -> bool {
+        self.job_version < job.version || self.create_index < job.create_index
+    }
+
     /// Terminal on either side: the servers stopped or evicted it, or the client finished,
     /// failed or lost it. A terminal allocation no longer holds resources for new plans.
     pub fn is_terminal(&self) -> bool {

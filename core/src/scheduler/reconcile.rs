@@ -99,12 +99,6 @@ pub struct Reconciler<'a> {
     pub now_ns: i64,
 }
 
-/// The allocation belongs to an older version of the job or to a job of the same
-/// name registered before this one (purged and registered again).
-fn ran_earlier_job(job: &Job, alloc: &Allocation) -> bool {
-    alloc.job_version < job.version || alloc.create_index < job.create_index
-}
-
 /// How a live allocation's node stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum NodeTaint {
@@ -306,7 +300,7 @@ impl Reconciler<'_> {
         deployment: Option<&Deployment>,
         alloc: &Arc<Allocation>,
     ) -> Option<Slot> {
-        if job.job_type == JobType::Batch && alloc.is_terminal() && ran_earlier_job(job, alloc) {
+        if job.job_type == JobType::Batch && alloc.is_terminal() && alloc.ran_earlier_job(job) {
             return None; // an updated or re-registered batch job runs again (as Nomad)
         }
         let kind = match alloc.client_status {

@@ -58,7 +58,7 @@ pub use message::{
 };
 pub use periodic::{PeriodicDispatcher, child_job_id, launch_command};
 pub use probe::{Stage, StageProbe};
-pub use requests::batch_eval_kept;
+pub use requests::{batch_eval_kept, batch_eval_superseded};
 pub use snapshot::SnapshotRequest;
 
 use crate::broker::BrokerConfig;

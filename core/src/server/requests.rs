@@ -916,6 +916,30 @@ pub fn batch_eval_kept(state: &State, eval: &Evaluation) -> bool {
     finishes && state.job(&eval.namespace, &eval.job_id).is_some_and(|j| !j.batch_evals_reapable())
 }
 
+/// What the evaluation pass may reap of a batch evaluation its live job keeps
+/// (Nomad's `olderVersionTerminalAllocs`): its allocations that are `reapable` and ran
+/// an earlier version or registration of the job, which the scheduler no longer counts
+/// as work done; and the evaluation with them (`true`) once all its allocations are
+/// such. A sysbatch job's finished allocations count whatever their version, so its
+/// evaluations keep all.
+pub fn batch_eval_superseded<'a, A: AsRef<Allocation>>(
+    state: &State,
+    eval: &Evaluation,
+    allocs: &[&'a A],
+    reapable: impl Fn(&State, &Allocation) -> bool,
+) -> (bool, Vec<&'a A>) {
+    let job = state.job(&eval.namespace, &eval.job_id);
+    let Some(job) = job.filter(|_| eval.scheduler == SchedulerType::Batch) else {
+        return (false, Vec::new());
+    };
+    let superseded: Vec<&A> = allocs
+        .iter()
+        .copied()
+        .filter(|a| a.as_ref().ran_earlier_job(job) && reapable(state, a.as_ref()))
+        .collect();
+    (superseded.len() == allocs.len(), superseded)
+}
+
 /// One reap being gathered, in whole units: an evaluation with its allocations, a job
 /// with everything it left. A unit is taken only while the evaluations and allocations
 /// stay within `bound` each, so no reap takes an evaluation without its allocations
@@ -956,7 +980,8 @@ impl ReapBatch {
 /// the next pass takes the rest). A batch or sysbatch evaluation of a job that is not
 /// stopped and dead stays: the scheduler counts a live batch job's completed allocations
 /// as work done, and would run again what GC took (seed 19173). Such a job goes whole
-/// once it finishes.
+/// once it finishes; until then only what its older versions ran goes
+/// (`batch_eval_superseded`).
 pub(super) fn gc_candidates(state: &State, now_ns: i64, gc: &GcConfig) -> Command {
     let older = |time_ns: i64, threshold_ms: u64| {
         now_ns.saturating_sub(time_ns) >= (threshold_ms as i64).saturating_mul(1_000_000)
@@ -971,11 +996,16 @@ pub(super) fn gc_candidates(state: &State, now_ns: i64, gc: &GcConfig) -> Comman
         if !eval.is_terminal() || !older(eval.modify_time, threshold) {
             continue;
         }
-        if batch_eval_kept(state, eval) {
-            continue;
-        }
         let allocs = state.job_allocs(&eval.namespace, &eval.job_id);
         let mine: Vec<_> = allocs.iter().filter(|a| a.eval_id == eval.id).collect();
+        if batch_eval_kept(state, eval) {
+            let (whole, superseded) = batch_eval_superseded(state, eval, &mine, alloc_gc_eligible);
+            match whole {
+                true => batch.take(&[eval], &superseded),
+                false => batch.take(&[], &superseded),
+            };
+            continue;
+        }
         if mine.iter().any(|a| !alloc_gc_eligible(state, a)) {
             continue;
         }

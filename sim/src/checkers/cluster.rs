@@ -14,7 +14,9 @@ use drover_core::model::{
     NodeStatus,
 };
 use drover_core::raft::{Entry, Index, NodeId, Payload, Term};
-use drover_core::server::{GcConfig, HeartbeatConfig, Server, batch_eval_kept};
+use drover_core::server::{
+    GcConfig, HeartbeatConfig, Server, batch_eval_kept, batch_eval_superseded,
+};
 use drover_core::state::{Command, State};
 use drover_core::time::Millis;
 use std::collections::{BTreeMap, BTreeSet};
@@ -1182,11 +1184,12 @@ pub fn check_gc_bound(
             SchedulerType::Batch | SchedulerType::Sysbatch => gc.batch_eval_gc_threshold_ms,
             _ => gc.eval_gc_threshold_ms,
         };
-        if eval.modify_time > cutoff - ns(threshold) || batch_eval_kept(state, eval) {
+        if eval.modify_time > cutoff - ns(threshold) {
             continue;
         }
-        // A batch evaluation is left to GC by its job's stop (a submission) or purge: one
-        // after the last pass surely ran did not count for it (seed 421).
+        // A batch evaluation is left to GC by its job's stop (a submission) or purge, and
+        // its allocations by a registration of a newer version: one after the last pass
+        // surely ran did not count for it (seed 421).
         let finishes = matches!(eval.scheduler, SchedulerType::Batch | SchedulerType::Sysbatch);
         let released = match state.job(&eval.namespace, &eval.job_id) {
             Some(job) => Some(job.submit_time),
@@ -1203,10 +1206,19 @@ pub fn check_gc_bound(
             continue;
         }
         let mine: Vec<_> = placed.iter().filter(|a| a.eval_id == eval.id).collect();
-        if mine.iter().all(|a| reapable(a)) {
+        // A live batch job keeps what it completed, but not what an older version of it
+        // did (`batch_eval_superseded`).
+        let (whole, reaped) = if batch_eval_kept(state, eval) {
+            batch_eval_superseded(state, eval, &mine, |_, a| reapable(a))
+        } else if mine.iter().all(|a| reapable(a)) {
+            (true, mine)
+        } else {
+            (false, Vec::new())
+        };
+        if whole {
             evals.push(short(&eval.id).to_owned());
-            allocs.extend(mine.iter().map(|a| a.name.clone()));
         }
+        allocs.extend(reaped.iter().map(|a| a.name.clone()));
     }
     let mut jobs = Vec::new();
     for job in state.jobs().filter(|j| j.is_reapable_dead()) {
