@@ -20,7 +20,7 @@
 
 use crate::rpc::ServerAddr;
 use crate::time::Millis;
-use foca::{Foca, NoCustomBroadcast, Notification, PostcardCodec, Runtime, Timer};
+use foca::{Foca, NoCustomBroadcast, Notification, PostcardCodec, Runtime, State, Timer};
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -33,8 +33,12 @@ use std::time::Duration;
 pub const TRANSMITS_PENDING_MAX: usize = 1024;
 /// Membership events waiting to be drained; past this the oldest is dropped and counted.
 pub const EVENTS_PENDING_MAX: usize = 4096;
-/// While a server knows no member, it announces itself to its join targets this often
-/// (Nomad's `retry_join` interval): a lost first announce must not isolate it for good.
+/// While a server knows no live member, it announces itself to its join targets and to
+/// every member it knows as down this often (Nomad's `retry_join` interval; serf likewise
+/// keeps trying to reach its failed members). A lost first announce must not isolate it
+/// for good, nor a partition that cut it off from every peer: each side then holds the
+/// other down, foca stops probing on the side that knows no live member, and the other
+/// side ignores the identity it declared down, so only a new announce brings them back.
 pub const JOIN_RETRY_INTERVAL_MS: u64 = 30_000;
 /// A datagram larger than this is refused before foca decodes it.
 pub const DATAGRAM_LEN_MAX_BYTES: usize = 64 * 1024;
@@ -135,6 +139,8 @@ struct Effects {
     /// Foca's timers by (deadline, arrival) so equal deadlines fire in submission order.
     timers: BTreeMap<(Millis, u64), Timer<Member>>,
     timers_submitted: u64,
+    /// foca renewed this server's identity after learning the pool holds it down.
+    rejoined: bool,
 }
 
 /// foca's [`Runtime`] for one input: it records instead of acting, with `now` fixed.
@@ -148,6 +154,10 @@ impl Runtime<Member> for Recorder<'_> {
         let event = match notification {
             Notification::MemberUp(member) => MemberEvent::Up(member.clone()),
             Notification::MemberDown(member) => MemberEvent::Down(member.clone()),
+            Notification::Rejoin(_) => {
+                self.effects.rejoined = true;
+                return;
+            }
             _ => return,
         };
         let effects = &mut *self.effects;
@@ -208,7 +218,9 @@ impl Gossip {
     pub fn handle_join(&mut self, now: Millis, gossip_addr: &str) -> Result<(), GossipError> {
         self.join_targets.insert(gossip_addr.to_owned());
         self.join_retry_at = Some(now + Millis(JOIN_RETRY_INTERVAL_MS));
-        self.announce(now, gossip_addr)
+        let announced = self.announce(now, gossip_addr);
+        self.after_input(now);
+        announced
     }
 
     fn announce(&mut self, now: Millis, gossip_addr: &str) -> Result<(), GossipError> {
@@ -217,17 +229,36 @@ impl Gossip {
         self.foca.announce(seed, recorder).map_err(protocol)
     }
 
+    /// Keeps the join retry armed, and brings it forward to `now` when foca renewed this
+    /// server's identity while it knows no live member: the pool ignores the identity it
+    /// declared down, and only an announce under the new one reaches it.
+    fn after_input(&mut self, now: Millis) {
+        let rejoined = std::mem::take(&mut self.effects.rejoined);
+        if rejoined && self.foca.iter_members().next().is_none() {
+            self.join_retry_at = Some(now);
+        } else if self.join_retry_at.is_none() {
+            self.join_retry_at = Some(now + Millis(JOIN_RETRY_INTERVAL_MS));
+        }
+    }
+
     fn retry_join(&mut self, now: Millis) {
         if self.join_retry_at.is_none_or(|at| at > now) {
             return;
         }
+        self.join_retry_at = Some(now + Millis(JOIN_RETRY_INTERVAL_MS));
         if self.foca.iter_members().next().is_some() {
-            self.join_retry_at = None;
             return;
         }
-        self.join_retry_at = Some(now + Millis(JOIN_RETRY_INTERVAL_MS));
-        for target in self.join_targets.clone() {
-            // Targets are addresses the operator gave; foca refuses only our own address.
+        let own = self.identity().gossip_addr.clone();
+        let down = self
+            .foca
+            .iter_membership_state()
+            .filter(|member| member.state() == State::Down)
+            .map(|member| member.id().gossip_addr.clone());
+        let targets: BTreeSet<String> =
+            self.join_targets.iter().cloned().chain(down).filter(|addr| *addr != own).collect();
+        for target in targets {
+            // foca refuses only our own address, which is left out.
             let _refused = self.announce(now, &target);
         }
     }
@@ -238,7 +269,9 @@ impl Gossip {
             return Err(GossipError::DatagramTooLarge { len_bytes: datagram.len() });
         }
         let recorder = Recorder { now, effects: &mut self.effects };
-        self.foca.handle_data(datagram, recorder).map_err(protocol)
+        let handled = self.foca.handle_data(datagram, recorder).map_err(protocol);
+        self.after_input(now);
+        handled
     }
 
     /// Runs every timer due at or before `now`, in deadline order.
@@ -253,6 +286,7 @@ impl Gossip {
             // refused by foca with an error that changes nothing, so it is dropped.
             let _stale = self.foca.handle_timer(timer, recorder);
         }
+        self.after_input(now);
         self.retry_join(now);
     }
 

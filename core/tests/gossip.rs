@@ -3,7 +3,8 @@
 //! string makes the machine panic. Timelines are insta snapshots.
 
 use drover_core::gossip::{
-    DATAGRAM_LEN_MAX_BYTES, Gossip, GossipConfig, GossipError, Member, MemberEvent, Pool,
+    DATAGRAM_LEN_MAX_BYTES, Gossip, GossipConfig, GossipError, JOIN_RETRY_INTERVAL_MS, Member,
+    MemberEvent, Pool,
 };
 use drover_core::time::Millis;
 use proptest::prelude::*;
@@ -168,6 +169,15 @@ fn wan_pool(seed: u64, loss_pct: u32) -> Net {
     net
 }
 
+/// One region of three servers in one LAN pool, r1-s2 and r1-s3 joining through r1-s1.
+fn lan_pool(seed: u64) -> Net {
+    let mut net = Net::new(seed, 0);
+    for i in 1..=3 {
+        net.start(member("r1", i, 0), Pool::Lan, 3, (i > 1).then_some("r1-s1"));
+    }
+    net
+}
+
 /// The one helper: runs a scenario and snapshots its timeline and final views.
 fn check(name: &str, net: &Net) {
     insta::assert_snapshot!(name, format!("{}\n{}", net.timeline, net.views()));
@@ -186,10 +196,7 @@ fn wan_pool_converges_and_names_every_region() {
 
 #[test]
 fn lan_pool_holds_one_region() {
-    let mut net = Net::new(3, 0);
-    for i in 1..=3 {
-        net.start(member("r1", i, 0), Pool::Lan, 3, (i > 1).then_some("r1-s1"));
-    }
+    let mut net = lan_pool(3);
     net.run_until(Millis::from_secs(10));
     for gossip in net.nodes.values() {
         assert_eq!(gossip.members().len(), 2);
@@ -234,6 +241,29 @@ fn a_partition_between_regions_heals() {
         assert_eq!(gossip.regions().len(), 2, "{}", net.views());
     }
     check("partition_heals", &net);
+}
+
+/// A server cut off from every peer declares them all down and they declare it down:
+/// foca then stops probing on its side and ignores it on theirs. Once the network heals
+/// it must come back within one join retry, whether or not it knew members when it
+/// joined (it once retried only until its first members, and stayed alone until a peer's
+/// periodic announce to down members happened to reach it, or for good).
+#[test]
+fn a_server_cut_off_from_every_peer_rejoins_after_the_heal() {
+    let mut net = lan_pool(17);
+    // Past the first join retry, which finds members.
+    net.run_until(Millis::from_secs(40));
+    for peer in ["r1-s1", "r1-s2"] {
+        net.cut.insert(("r1-s3".to_owned(), peer.to_owned()));
+    }
+    // Past the peers' periodic announces to down members at 65 s and 130 s.
+    net.run_until(Millis::from_secs(150));
+    assert!(net.nodes["r1-s3"].members().is_empty(), "{}", net.views());
+    net.cut.clear();
+    net.run_until(Millis::from_secs(150) + Millis(JOIN_RETRY_INTERVAL_MS + 5_000));
+    for gossip in net.nodes.values() {
+        assert_eq!(gossip.members().len(), 2, "{}", net.views());
+    }
 }
 
 #[test]

@@ -263,6 +263,11 @@ fn failed_servers_are_removed_only_while_quorum_allows() {
 }
 
 #[test]
+fn a_server_gossip_does_not_report_is_removed_as_failed() {
+    check("members_stale.txt");
+}
+
+#[test]
 fn failed_servers_stay_without_cleanup_dead_servers() {
     check("members_no_cleanup.txt");
 }

@@ -17,7 +17,10 @@
 //!    promoted to voter;
 //! 5. with `cleanup_dead_servers`, a failed learner is removed, and a failed voter only
 //!    while the live voters are a majority of the voters and the voters left stay at
-//!    least `min_quorum`;
+//!    least `min_quorum`; a server of the configuration gossip does not report at all
+//!    counts as failed (raft-autopilot's "stale" servers): gossip forgets a server it
+//!    declared down, and one that restarted never hears of a server that was gone by
+//!    then, so a server lost for good would otherwise stay a voter forever;
 //! 6. the address of a server that is neither a member nor alive is forgotten.
 //!
 //! A server that announces state of another Raft group (`cluster_id`) is never recorded
@@ -154,7 +157,8 @@ pub fn next_change(
 
 /// A failed learner, or a failed voter when the failed ones are a minority of the voters
 /// (Nomad's rule: a quorum of live voters remains, among the current voters and so
-/// among those left) and the removal keeps at least `min_quorum` voters.
+/// among those left) and the removal keeps at least `min_quorum` voters. A server gossip
+/// does not report counts as failed, never as alive.
 fn dead_to_remove(
     membership: &Membership,
     members: &BTreeMap<NodeId, ServerMember>,
@@ -162,7 +166,7 @@ fn dead_to_remove(
     config: &AutopilotConfig,
 ) -> Option<NodeId> {
     let failed = |id: &NodeId| {
-        *id != leader && members.get(id).is_some_and(|m| m.status == MemberStatus::Failed)
+        *id != leader && members.get(id).is_none_or(|m| m.status == MemberStatus::Failed)
     };
     if let Some(&id) = membership.learners.iter().find(|id| failed(id)) {
         return Some(id);

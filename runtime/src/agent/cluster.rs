@@ -36,8 +36,8 @@ use super::{
 };
 use crate::driver::raw_exec::{RawExec, RawExecConfig};
 use crate::host::{
-    ClientHost, HostError, PassPoolConfig, ServerHost, ThreadPassRunner, Transport, WakeFn,
-    WireMessage, decode_wire, encode_wire,
+    ClientHost, GossipMembership, HostError, PassPoolConfig, ServerHost, ThreadPassRunner,
+    Transport, WakeFn, WireMessage, decode_wire, encode_wire,
 };
 use crate::http::NodeHttp;
 use crate::net::gossip_key::GossipKey;
@@ -48,7 +48,7 @@ use crate::tls::{DOMAIN_DEFAULT, Role};
 use drover_core::client::ClientConfig;
 use drover_core::gossip::{Gossip, GossipConfig, Member, MemberEvent, Pool};
 use drover_core::id::IdGen;
-use drover_core::server::{ApiCall, ApiReply, ApiResponse, MemberStatus, ServerConfig};
+use drover_core::server::{ApiCall, ApiReply, ApiResponse, ServerConfig};
 use drover_core::time::Millis;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -151,8 +151,8 @@ struct ServerLoop {
     /// `client.<region>.drover`: a client agent of this region.
     client_name: String,
     quic: QuicNet,
-    /// Gossip and its socket, on a server.
-    gossip: Option<(Gossip, UdpSocket, std::net::UdpSocket)>,
+    /// Gossip (and the region's servers it shows) and its socket, on a server.
+    gossip: Option<(GossipMembership, UdpSocket, std::net::UdpSocket)>,
     /// The region's gossip key (`server { encrypt }`): datagrams are sealed with it and
     /// any that does not open with it is dropped unread.
     gossip_key: Option<GossipKey>,
@@ -160,10 +160,6 @@ struct ServerLoop {
     gossip_refused: u64,
     client: Option<ClusterClient>,
     host: Option<ClusterServer>,
-    /// Servers of the region gossip declared down (and has not seen back), by Raft id.
-    failed: BTreeMap<u64, Member>,
-    /// The gossip view last handed to the server.
-    members_told: Vec<drover_core::server::ServerMember>,
     /// The pass pool rings this when a result is ready.
     passes_ready: Arc<Notify>,
     replies: BTreeMap<u64, oneshot::Sender<ApiReply>>,
@@ -245,8 +241,6 @@ impl ServerLoop {
             gossip_refused: 0,
             client: None,
             host: None,
-            failed: BTreeMap::new(),
-            members_told: Vec::new(),
             passes_ready: Arc::new(Notify::new()),
             replies: BTreeMap::new(),
             next_request: 0,
@@ -527,10 +521,10 @@ impl ServerLoop {
                 self.deliver(waiting, ApiReply::Error { message });
             }
         }
-        if let Some((gossip, _, _)) = self.gossip.as_mut()
-            && gossip.poll_timeout().is_some_and(|d| d <= now)
+        if let Some((membership, _, _)) = self.gossip.as_mut()
+            && membership.poll_timeout().is_some_and(|d| d <= now)
         {
-            gossip.handle_timeout(now);
+            membership.handle_timeout(now);
             self.after_gossip().map_err(|_| HostError::Stopped)?;
         }
         Ok(())
@@ -540,19 +534,13 @@ impl ServerLoop {
     /// server what changed.
     fn after_gossip(&mut self) -> Result<(), AgentError> {
         self.send_gossip();
-        let Some((gossip, _, _)) = self.gossip.as_mut() else { return Ok(()) };
-        while let Some(event) = gossip.poll_event() {
-            match event {
-                MemberEvent::Up(member) if member.region == self.settings.region => {
-                    self.failed.remove(&member.server_id);
-                    if let Some(transport) = self.host.as_mut().map(ServerHost::transport_mut) {
-                        transport.add_server(&member.rpc_addr);
-                    }
-                }
-                MemberEvent::Down(member) if member.region == self.settings.region => {
-                    self.failed.insert(member.server_id, member);
-                }
-                MemberEvent::Up(_) | MemberEvent::Down(_) => {}
+        let Some((membership, _, _)) = self.gossip.as_mut() else { return Ok(()) };
+        while let Some(event) = membership.poll_event() {
+            if let MemberEvent::Up(member) = event
+                && member.region == self.settings.region
+                && let Some(transport) = self.host.as_mut().map(ServerHost::transport_mut)
+            {
+                transport.add_server(&member.rpc_addr);
             }
         }
         if self.host.is_none() {
@@ -561,70 +549,34 @@ impl ServerLoop {
         self.tell_members().map_err(AgentError::Host)
     }
 
-    /// The region's servers as gossip sees them: each alive one (this one included), and
-    /// each declared down and not seen alive since as failed. Gossip cannot tell a
-    /// server that left from one that failed, so neither is reported as left.
-    fn gossip_view(&self) -> Vec<drover_core::server::ServerMember> {
-        let Some((gossip, _, _)) = self.gossip.as_ref() else { return Vec::new() };
-        let region = &self.settings.region;
-        let mut view: BTreeMap<u64, drover_core::server::ServerMember> = BTreeMap::new();
-        let alive = gossip.members().into_iter().chain([gossip.identity()]);
-        for (member, status) in alive
-            .map(|m| (m, MemberStatus::Alive))
-            .chain(self.failed.values().map(|m| (m, MemberStatus::Failed)))
-        {
-            if &member.region != region || view.contains_key(&member.server_id) {
-                continue;
-            }
-            let told = drover_core::server::ServerMember {
-                id: member.server_id,
-                name: member.name.clone(),
-                addr: member.rpc_addr.clone(),
-                status,
-                cluster_id: member.cluster_id,
-            };
-            view.insert(member.server_id, told);
-        }
-        view.into_values().collect()
-    }
-
     /// Hands the server the gossip view when it changed.
     fn tell_members(&mut self) -> Result<(), HostError> {
-        let view = self.gossip_view();
-        let Some(host) = self.host.as_mut() else { return Ok(()) };
-        if view == self.members_told {
+        let (Some(host), Some((membership, _, _))) = (self.host.as_mut(), self.gossip.as_mut())
+        else {
             return Ok(());
+        };
+        match membership.poll_view() {
+            Some(view) => host.handle_members(self.clock.now(), view),
+            None => Ok(()),
         }
-        self.members_told.clone_from(&view);
-        host.handle_members(self.clock.now(), view)
     }
 
     /// Tells the pool this server holds Raft state, and of which Raft group, once its Raft
     /// committed an entry.
     fn announce_raft_state(&mut self) {
-        let (Some(host), Some((gossip, _, _))) = (self.host.as_ref(), self.gossip.as_mut()) else {
+        let (Some(host), Some((membership, _, _))) = (self.host.as_ref(), self.gossip.as_mut())
+        else {
             return;
         };
         let raft = host.server().raft();
-        let cluster_id = raft.membership().cluster_id;
-        let announced =
-            gossip.identity().has_raft_state && gossip.identity().cluster_id == cluster_id;
-        if announced || raft.commit_index() == 0 {
-            return;
-        }
-        let identity = drover_core::gossip::Member {
-            has_raft_state: true,
-            cluster_id,
-            ..gossip.identity().clone()
-        };
-        // Refused only for an unchanged identity, which this is not.
-        let _refused = gossip.handle_identity_change(self.clock.now(), identity);
+        let (commit_index, cluster_id) = (raft.commit_index(), raft.membership().cluster_id);
+        membership.handle_raft_state(self.clock.now(), commit_index, cluster_id);
         self.send_gossip();
     }
 
     fn send_gossip(&mut self) {
-        let Some((gossip, _, sender)) = self.gossip.as_mut() else { return };
-        while let Some((to, datagram)) = gossip.poll_transmit() {
+        let Some((membership, _, sender)) = self.gossip.as_mut() else { return };
+        while let Some((to, datagram)) = membership.poll_transmit() {
             let sealed = match &self.gossip_key {
                 Some(key) => match key.seal(&datagram) {
                     Ok(sealed) => sealed,
@@ -657,9 +609,9 @@ impl ServerLoop {
             },
             None => datagram,
         };
-        let Some((gossip, _, _)) = self.gossip.as_mut() else { return Ok(()) };
+        let Some((membership, _, _)) = self.gossip.as_mut() else { return Ok(()) };
         // A malformed datagram changes nothing; gossip is lossy anyway.
-        let _refused = gossip.handle_data(self.clock.now(), plain);
+        let _refused = membership.handle_data(self.clock.now(), plain);
         self.after_gossip().map_err(|_| HostError::Stopped)
     }
 
@@ -668,9 +620,9 @@ impl ServerLoop {
     /// as soon as one does.
     fn maybe_bootstrap(&mut self) -> Result<(), AgentError> {
         let region = self.settings.region.clone();
-        let Some((gossip, _, _)) = self.gossip.as_ref() else { return Ok(()) };
-        let own = gossip.identity().clone();
-        let members = gossip.members();
+        let Some((membership, _, _)) = self.gossip.as_ref() else { return Ok(()) };
+        let own = membership.gossip().identity().clone();
+        let members = membership.gossip().members();
         if members.iter().any(|m| m.region == region && m.has_raft_state) {
             return self.start_host(BTreeMap::new());
         }
@@ -702,7 +654,7 @@ impl ServerLoop {
         let client_name = Role::Client.dns_name(&self.settings.region, DOMAIN_DEFAULT);
         let mut transport =
             QuicTransport::new(self.quic.sender(), self.server_name.clone(), client_name);
-        let gossiped = self.gossip_view().into_iter().map(|m| m.addr);
+        let gossiped = self.gossip.iter().flat_map(|(g, _, _)| g.view()).map(|m| m.addr);
         for addr in peers.values().cloned().chain(gossiped) {
             transport.add_server(&addr);
         }
@@ -714,7 +666,9 @@ impl ServerLoop {
         // way a finished pass does.
         host.encode_snapshots_on_thread(Some(wake));
         self.host = Some(host);
-        self.members_told.clear();
+        if let Some((membership, _, _)) = self.gossip.as_mut() {
+            membership.handle_host_start();
+        }
         self.tell_members().map_err(AgentError::Host)
     }
 
@@ -797,7 +751,7 @@ impl ServerLoop {
     fn forward_to_region(&mut self, forward: drover_core::server::RegionForward) {
         let waiting_id = forward.call.request_id;
         let servers = match self.gossip.as_ref() {
-            Some((gossip, _, _)) => gossip.servers_in(&forward.region),
+            Some((membership, _, _)) => membership.gossip().servers_in(&forward.region),
             None => Vec::new(),
         };
         if servers.is_empty() {
@@ -855,7 +809,8 @@ impl ServerLoop {
             }
             None => self.identity.clone(),
         };
-        if let Some((gossip, _, _)) = self.gossip.as_ref() {
+        if let Some((membership, _, _)) = self.gossip.as_ref() {
+            let gossip = membership.gossip();
             let mut members: Vec<ServerMember> = gossip
                 .members()
                 .into_iter()
@@ -890,8 +845,8 @@ impl ServerLoop {
     /// reattaches to them (an operator stops them through their jobs).
     fn shutdown(&mut self) {
         let now = self.clock.now();
-        if let Some((gossip, _, _)) = self.gossip.as_mut()
-            && gossip.handle_leave(now).is_ok()
+        if let Some((membership, _, _)) = self.gossip.as_mut()
+            && membership.handle_leave(now).is_ok()
         {
             self.send_gossip();
         }
@@ -911,7 +866,7 @@ fn server_member(member: &Member) -> ServerMember {
 
 /// A datagram for gossip, or never on an agent without gossip.
 async fn recv_datagram(
-    gossip: Option<&(Gossip, UdpSocket, std::net::UdpSocket)>,
+    gossip: Option<&(GossipMembership, UdpSocket, std::net::UdpSocket)>,
     buf: &mut [u8],
 ) -> std::io::Result<usize> {
     match gossip {
@@ -928,7 +883,7 @@ fn start_gossip(
     rng_seed: u64,
     now: Millis,
     has_raft_state: bool,
-) -> Result<(Gossip, UdpSocket, std::net::UdpSocket), String> {
+) -> Result<(GossipMembership, UdpSocket, std::net::UdpSocket), String> {
     let serf_bind = resolve_one(&settings.serf_bind)?;
     // Sends go through a plain non-blocking clone of the socket: tokio's `try_send_to`
     // refuses until the reactor has seen the socket writable, which would lose the
@@ -958,7 +913,7 @@ fn start_gossip(
         cluster_size_hint: settings.bootstrap_expect,
         rng_seed: rng_seed ^ 0x6055,
     };
-    let mut gossip = Gossip::new(member, &gossip_config);
+    let mut gossip = GossipMembership::new(Gossip::new(member, &gossip_config));
     for target in &settings.retry_join {
         let target = with_default_port(target, SERF_PORT_DEFAULT);
         // A name that does not resolve now is tried again at the next start.

@@ -11,6 +11,9 @@
 //! returns. Inbound frames come from the caller too (`handle_frame`), with the address
 //! they came from.
 //!
+//! [`GossipMembership`] is shared the same way: a server's gossip, turned into the view of
+//! its region's servers the host is told (`ServerHost::handle_members`).
+//!
 //! After every input a host drains its machine until nothing is left, **in this order**:
 //!
 //! - [`ServerHost`]: 1. every Raft batch (`poll_persist`) is written, then ONE `sync` makes
@@ -35,12 +38,14 @@
 //! holds.
 
 mod client;
+mod membership;
 mod pass_pool;
 mod server;
 mod snapshot;
 mod wire;
 
 pub use client::{ClientCounters, ClientHost};
+pub use membership::GossipMembership;
 pub use pass_pool::{
     PASS_QUEUE_LEN_MAX_DEFAULT, PassFn, PassPoolConfig, PassPoolError, PassStats, ThreadPassRunner,
     WakeFn,

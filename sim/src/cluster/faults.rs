@@ -175,11 +175,9 @@ impl Faults {
         }
         w.checker.on_server_down((lost.region, u64::from(lost.index)));
         w.slow_ms.remove(&lost);
-        w.retired.insert(lost);
         w.joiners.insert(joiner);
         w.members.entry(region).or_default().retain(|&s| s != lost);
         w.members.entry(region).or_default().push(joiner);
-        w.gossip_changed();
         trace!(w, "fault: {} lost for good; {} joins in its place", lost.name(), joiner.name());
         drop(w);
         self.nodes.insert(joiner, super::start_machine(&self.handle, world, joiner));
@@ -296,7 +294,6 @@ impl Faults {
                 view.leader_loop = false;
             }
             w.checker.on_server_down((key.region, u64::from(key.index)));
-            w.gossip_changed();
             trace!(
                 w,
                 "fault: {why}: {} killed ({unsynced} unsynced writes, kept {kept}, torn {torn:?}), back at t={}s",

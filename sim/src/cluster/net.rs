@@ -30,6 +30,8 @@ pub enum SimMsg {
     Api(ApiCall),
     /// Its answer, back along the way the call came.
     ApiReply(ApiResponse),
+    /// A server's gossip datagram (`drover_core::gossip`), to another server of its region.
+    Gossip(Vec<u8>),
 }
 
 impl SimMsg {
@@ -38,6 +40,7 @@ impl SimMsg {
             SimMsg::Frame(_) => "frame",
             SimMsg::Api(_) => "api call",
             SimMsg::ApiReply(_) => "api reply",
+            SimMsg::Gossip(_) => "gossip",
         }
     }
 }

@@ -1,17 +1,22 @@
 //! One simulated server machine: a `runtime::host::ServerHost` over the simulated network,
-//! a disk from the world's registry (so it survives a crash), inline scheduling passes and
-//! a drifting clock. After every input it sends what the host queued, routes API answers
-//! and calls for another region, and shows the checker what it now holds.
+//! a disk from the world's registry (so it survives a crash), inline scheduling passes, a
+//! drifting clock, and SWIM gossip with its region's servers (`runtime::host::
+//! GossipMembership`, as the agent runs it) whose datagrams cross the same faulty network
+//! as Raft's, so the host learns its region's servers as late or as wrongly as gossip
+//! does. After every input it tells the host what gossip changed, sends what the host and
+//! gossip queued, routes API answers and calls for another region, and shows the checker
+//! what it now holds.
 
 use super::net::{self, AddrNames, Outbox, SimMsg, Wake};
 use super::params::SERVERS_PER_REGION;
 use super::world::{NodeKey, ServerView, Shared, lock, region_name, trace};
 use crate::checkers::cluster::StepTime;
 use crate::clock::Clock;
+use drover_core::gossip::{Gossip, GossipConfig, Member, MemberEvent, Pool};
 use drover_core::raft::{Persist, Restored, WriteId};
 use drover_core::server::{ApiCall, ApiResponse, GcConfig, ServerConfig};
 use drover_core::time::Millis;
-use drover_runtime::host::{HostError, InlinePassRunner, ServerHost};
+use drover_runtime::host::{GossipMembership, HostError, InlinePassRunner, ServerHost};
 use drover_runtime::store::mem::MemStore;
 use drover_runtime::store::{RaftStore, StoreError};
 use madsim::net::Endpoint;
@@ -71,6 +76,7 @@ struct ServerNode {
     /// Answers from another region waiting to go back to their callers.
     relayed: Vec<ApiResponse>,
     peers: AddrNames,
+    membership: GossipMembership,
 }
 
 /// A server's configuration: the region's first servers bootstrap it together; a server
@@ -110,6 +116,8 @@ pub async fn run(world: Shared, key: NodeKey) {
         let mut w = lock(&world);
         (w.clock(key), w.disk(key))
     };
+    let now = clock.local(lock(&world).global_now());
+    let membership = start_gossip(&world, key, now, config.rng_seed);
     let mut node = ServerNode {
         world,
         key,
@@ -118,8 +126,8 @@ pub async fn run(world: Shared, key: NodeKey) {
         callers: BTreeMap::new(),
         relayed: Vec::new(),
         peers: AddrNames::default(),
+        membership,
     };
-    let now = node.local_now();
     let disk_handle = Arc::clone(&disk);
     let host =
         Host::start(now, config, Outbox::default(), SharedDisk(disk), InlinePassRunner::default());
@@ -149,12 +157,10 @@ pub async fn run(world: Shared, key: NodeKey) {
             membership: None,
         });
         view.up = true;
-        w.gossip_changed();
     }
     let mut receive = net::recv(&node.ep);
-    let mut gossip_epoch_seen = None;
     loop {
-        if let Err(error) = node.gossip(&mut host, &mut gossip_epoch_seen) {
+        if let Err(error) = node.after_gossip(&mut host) {
             return stopped(&node.world, key, &disk_handle, error, "host stopped");
         }
         node.flush(&mut host).await;
@@ -163,10 +169,13 @@ pub async fn run(world: Shared, key: NodeKey) {
         if slow_ms > 0 {
             madsim::time::sleep(Duration::from_millis(slow_ms)).await;
         }
-        let deadline = host.next_deadline().map(|d| node.instant_of(d));
+        let deadline = host.next_deadline().into_iter().chain(node.membership.poll_timeout()).min();
+        let deadline = deadline.map(|d| node.instant_of(d));
         let result = match net::wait(&node.ep, &mut receive, deadline).await {
-            Wake::Message(message, from) => node.handle(&mut host, message, from),
-            Wake::Timeout => host.handle_timeout(node.local_now()),
+            Wake::Message(message, from) => {
+                node.handle(&mut host, message, from).and_then(|()| node.handle_due(&mut host))
+            }
+            Wake::Timeout => node.handle_timeout(&mut host),
             Wake::Closed => return,
         };
         if let Err(error) = result {
@@ -203,7 +212,40 @@ fn disk_failed(world: &Shared, key: NodeKey, error: &HostError) {
     }
     w.checker.on_server_down((key.region, u64::from(key.index)));
     w.disk_failed.insert(key);
-    w.gossip_changed();
+}
+
+/// The server's gossip, as the agent's `start_gossip` builds it: a LAN pool of its
+/// region's servers, seeded from its boot's seed so the run replays, announced to the
+/// region's other servers (its `retry_join`). The gossip address is the RPC address: the
+/// datagrams travel as their own kind of message on the same endpoint.
+fn start_gossip(world: &Shared, key: NodeKey, now: Millis, boot_seed: u64) -> GossipMembership {
+    let w = lock(world);
+    let member = Member {
+        name: format!("{}.{}", key.name(), region_name(key.region)),
+        region: region_name(key.region),
+        datacenter: "dc1".to_owned(),
+        server_id: u64::from(key.index),
+        rpc_addr: key.addr().to_string(),
+        gossip_addr: key.addr().to_string(),
+        // A restarted server must win over every identity it had before, including the
+        // ones gossip renewed it to (a generation each time it was declared down), so the
+        // boot count takes the high bits.
+        generation: u32::try_from(w.boots(key) << 16).unwrap_or(u32::MAX),
+        // Announced once its Raft committed an entry (`handle_raft_state`).
+        has_raft_state: false,
+        cluster_id: 0,
+    };
+    let config = GossipConfig {
+        pool: Pool::Lan,
+        cluster_size_hint: SERVERS_PER_REGION as u32,
+        rng_seed: boot_seed ^ 0x6055,
+    };
+    let mut membership = GossipMembership::new(Gossip::new(member, &config));
+    for peer in w.servers(key.region).into_iter().filter(|&peer| peer != key) {
+        // Refused only for this server's own address, which is filtered out.
+        let _refused = membership.handle_join(now, &peer.addr().to_string());
+    }
+    membership
 }
 
 fn fail(world: &Shared, key: NodeKey, reason: String) {
@@ -243,26 +285,77 @@ impl ServerNode {
                 self.relayed.push(response);
                 Ok(())
             }
+            SimMsg::Gossip(datagram) => {
+                // A malformed datagram changes nothing; gossip is lossy anyway.
+                let _refused = self.membership.handle_data(now, &datagram);
+                Ok(())
+            }
         }
     }
 
-    /// Tells the host the region's servers when what gossip reports changed since it
-    /// last heard (the simulation's stand-in for SWIM: a server is alive while its process
-    /// runs, failed while it is down or after it was replaced).
-    fn gossip(&self, host: &mut Host, seen: &mut Option<u64>) -> Result<(), HostError> {
-        let members = {
-            let w = lock(&self.world);
-            if *seen == Some(w.gossip_epoch) {
-                return Ok(());
-            }
-            *seen = Some(w.gossip_epoch);
-            w.gossip_members(self.key.region)
-        };
-        host.handle_members(self.local_now(), members)
+    /// The node woke at the earlier of the host's and gossip's deadlines.
+    fn handle_timeout(&mut self, host: &mut Host) -> Result<(), HostError> {
+        let now = self.local_now();
+        let gossip_due = self.membership.poll_timeout().is_some_and(|d| d <= now);
+        if gossip_due {
+            self.membership.handle_timeout(now);
+        }
+        // Unless gossip's deadline woke the node, the host's did.
+        if !gossip_due || host.next_deadline().is_some_and(|d| d <= now) {
+            host.handle_timeout(now)?;
+        }
+        Ok(())
     }
 
-    /// Sends every frame the host queued, every API answer to its caller and every call
-    /// for another region to one of that region's servers.
+    /// Runs the host's and gossip's timers that fell due while the node handled a message:
+    /// `net::wait` hands a waiting message over a passed deadline, so a node whose mailbox
+    /// never empties (a slow one under steady gossip) would otherwise never run them (a
+    /// leader's lease lapsing among them), where the agent's `select!`, polling its
+    /// branches in random order, does.
+    fn handle_due(&mut self, host: &mut Host) -> Result<(), HostError> {
+        let now = self.local_now();
+        if self.membership.poll_timeout().is_some_and(|d| d <= now) {
+            self.membership.handle_timeout(now);
+        }
+        if host.next_deadline().is_some_and(|d| d <= now) {
+            host.handle_timeout(now)?;
+        }
+        Ok(())
+    }
+
+    /// Announces this server's Raft state to the pool once it has one, records what gossip
+    /// changed in the trace, and tells the host the region's servers when that changed.
+    fn after_gossip(&mut self, host: &mut Host) -> Result<(), HostError> {
+        let now = self.local_now();
+        let raft = host.server().raft();
+        let (commit_index, cluster_id) = (raft.commit_index(), raft.membership().cluster_id);
+        self.membership.handle_raft_state(now, commit_index, cluster_id);
+        let mut w = lock(&self.world);
+        while let Some(event) = self.membership.poll_event() {
+            let (member, what) = match &event {
+                MemberEvent::Up(member) => (member, "up"),
+                MemberEvent::Down(member) => (member, "down"),
+            };
+            trace!(
+                w,
+                "{} gossip: {} {what} (generation {})",
+                self.key.name(),
+                member.name,
+                member.generation
+            );
+        }
+        let Some(view) = self.membership.poll_view() else { return Ok(()) };
+        if w.tracing() {
+            let view_text: Vec<String> =
+                view.iter().map(|m| format!("{}:{:?}", m.id, m.status)).collect();
+            trace!(w, "{} told members {}", self.key.name(), view_text.join(" "));
+        }
+        drop(w);
+        host.handle_members(now, view)
+    }
+
+    /// Sends every frame the host queued, every gossip datagram, every API answer to its
+    /// caller and every call for another region to one of that region's servers.
     async fn flush(&mut self, host: &mut Host) {
         let frames = std::mem::take(&mut host.transport_mut().frames);
         for (to, frame) in frames {
@@ -271,6 +364,15 @@ impl ServerNode {
                     net::send(&self.world, &self.ep, Some(self.key), to, SimMsg::Frame(frame)).await
                 }
                 Err(_) => fail(&self.world, self.key, format!("unroutable address {to:?}")),
+            }
+        }
+        while let Some((to, datagram)) = self.membership.poll_transmit() {
+            match to.parse::<SocketAddr>() {
+                Ok(to) => {
+                    let message = SimMsg::Gossip(datagram);
+                    net::send(&self.world, &self.ep, Some(self.key), to, message).await
+                }
+                Err(_) => fail(&self.world, self.key, format!("unroutable gossip address {to:?}")),
             }
         }
         let relayed = std::mem::take(&mut self.relayed);

@@ -11,7 +11,7 @@ use crate::checkers::cluster::ClusterChecker;
 use crate::clock::{Clock, RATE_IDEAL_PPM};
 use crate::rng::SimRng;
 use drover_core::raft::{Membership, Term};
-use drover_core::server::{ApiReply, MemberStatus, ServerMember};
+use drover_core::server::ApiReply;
 use drover_core::state::State;
 use drover_core::time::Millis;
 use drover_runtime::store::mem::MemStore;
@@ -137,17 +137,12 @@ pub struct World {
     pub net: NetStats,
     /// Inputs handled by all nodes.
     pub steps: u64,
-    /// Each region's servers, in the order they joined; a replaced server leaves this list
-    /// for `retired`.
+    /// Each region's servers, in the order they joined; a replaced server (killed for
+    /// good, disk and all) leaves this list.
     pub members: BTreeMap<u8, Vec<NodeKey>>,
-    /// Servers killed for good, disk and all (replaced by a new server).
-    pub retired: BTreeSet<NodeKey>,
     /// Servers that started with an empty disk in a running region: they join (wait to be
     /// added by the leader's autopilot) instead of bootstrapping.
     pub joiners: BTreeSet<NodeKey>,
-    /// Bumped whenever a server starts, goes down or is retired: what gossip would tell
-    /// the servers changed, and each tells its host again.
-    pub gossip_epoch: u64,
     /// How many times each machine's process started.
     boots: BTreeMap<NodeKey, u64>,
 }
@@ -187,9 +182,7 @@ impl World {
                     (r, (1..=SERVERS_PER_REGION as u8).map(|i| NodeKey::server(r, i)).collect())
                 })
                 .collect(),
-            retired: BTreeSet::new(),
             joiners: BTreeSet::new(),
-            gossip_epoch: 0,
             boots: BTreeMap::new(),
         }
     }
@@ -210,6 +203,11 @@ impl World {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
+    }
+
+    /// How many times machine `key`'s process started, this start included.
+    pub fn boots(&self, key: NodeKey) -> u64 {
+        self.boots.get(&key).copied().unwrap_or(0)
     }
 
     pub fn tracing(&self) -> bool {
@@ -279,34 +277,10 @@ impl World {
             .map(|(&k, _)| k)
     }
 
-    /// The region's servers now (a replaced one no longer among them).
+    /// The region's servers now (a replaced one no longer among them): the machines the
+    /// supervisor runs for it, whatever gossip believes of them.
     pub fn servers(&self, region: u8) -> Vec<NodeKey> {
         self.members.get(&region).cloned().unwrap_or_default()
-    }
-
-    /// The region's servers as gossip reports them: every server that ever joined, alive
-    /// while its process runs, failed while it is down or after it was retired.
-    pub fn gossip_members(&self, region: u8) -> Vec<ServerMember> {
-        let retired = self.retired.iter().filter(|k| k.region == region);
-        retired
-            .chain(self.members.get(&region).into_iter().flatten())
-            .map(|&key| {
-                let up = !self.retired.contains(&key) && self.views.get(&key).is_some_and(|v| v.up);
-                ServerMember {
-                    id: u64::from(key.index),
-                    name: format!("{}.{}", key.name(), region_name(region)),
-                    addr: key.addr().to_string(),
-                    status: if up { MemberStatus::Alive } else { MemberStatus::Failed },
-                    // The supervisor starts every server of a region in its region's group.
-                    cluster_id: 0,
-                }
-            })
-            .collect()
-    }
-
-    /// Something gossip reports changed (a server started, went down or was retired).
-    pub fn gossip_changed(&mut self) {
-        self.gossip_epoch += 1;
     }
 }
 
