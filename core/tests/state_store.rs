@@ -603,3 +603,34 @@ fn a_health_verdict_counts_only_for_the_deployment_it_judged() {
     let judged = apply(&mut state, 6, report("d2")).expect("a verdict for d2 counts");
     assert_eq!((judged.healthy, judged.canary), (Some(true), false));
 }
+
+/// A finished allocation never runs again: a client's report that it runs, arriving after
+/// the one that finished it (delayed or duplicated on the way), changes nothing. It once
+/// brought a completed batch allocation back to life beside its replacement (seed 565).
+#[test]
+fn a_stale_report_does_not_revive_a_finished_allocation() {
+    let mut state = State::new();
+    register(&mut state, 1, job("web", "a"), None).unwrap();
+    state.apply(2, NOW, Command::NodeRegister { node: node("n1") }).unwrap();
+    place(&mut state, 3, vec![placement("a1", "n1", 0)]);
+    let report = |client_status| AllocClientUpdate {
+        alloc_id: "a1".into(),
+        client_status,
+        ..AllocClientUpdate::default()
+    };
+    let statuses =
+        [AllocClientStatus::Running, AllocClientStatus::Complete, AllocClientStatus::Running];
+    let seen: Vec<AllocClientStatus> = statuses
+        .into_iter()
+        .zip(4..)
+        .map(|(status, index)| {
+            let command =
+                Command::AllocClientUpdate { updates: vec![report(status)], evals: vec![] };
+            state.apply(index, NOW, command).unwrap();
+            state.alloc("a1").unwrap().client_status
+        })
+        .collect();
+    let expected =
+        [AllocClientStatus::Running, AllocClientStatus::Complete, AllocClientStatus::Complete];
+    assert_eq!(seen, expected);
+}

@@ -867,6 +867,11 @@ impl State {
         outcome: &mut ApplyOutcome,
     ) {
         let Some(existing) = self.allocs.get(update.alloc_id.as_str()).cloned() else { return };
+        // A finished allocation never runs again: a report that says otherwise is older
+        // than the one that finished it (delayed or duplicated on the way; seed 565).
+        if existing.client_status.is_terminal() && !update.client_status.is_terminal() {
+            return;
+        }
         let mut alloc = (*existing).clone();
         alloc.client_status = update.client_status;
         alloc.client_description = update.client_description;

@@ -875,13 +875,23 @@ fn describe(command: &Command) -> String {
                 .node_allocation
                 .values()
                 .flatten()
-                .map(|a| format!("{}@{}", a.name, a.node_name))
+                .map(|a| format!("{}@{}:{}", a.name, a.node_name, short(&a.id)))
                 .collect();
-            let stopped: usize = result.node_update.values().map(Vec::len).sum();
-            format!("plan place=[{}] stop={stopped} evals={}", placed.join(" "), evals.len())
+            let stopped: Vec<&str> =
+                result.node_update.values().flatten().map(|s| short(&s.id)).collect();
+            format!(
+                "plan place=[{}] stop=[{}] evals={}",
+                placed.join(" "),
+                stopped.join(" "),
+                evals.len()
+            )
         }
         Command::AllocClientUpdate { updates, .. } => {
-            format!("alloc client updates {}", updates.len())
+            let each: Vec<String> = updates
+                .iter()
+                .map(|u| format!("{}:{}", short(&u.alloc_id), u.client_status.as_str()))
+                .collect();
+            format!("alloc client updates [{}]", each.join(" "))
         }
         Command::DeploymentUpsert { deployment } => format!("deployment {}", short(&deployment.id)),
         Command::Reap { eval_ids, alloc_ids, jobs, node_ids } => format!(
