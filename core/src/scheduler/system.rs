@@ -251,25 +251,23 @@ impl GroupPass<'_, '_> {
                     let updated = inplace_copy(&alloc, self.job, self.eval, &deployment_id);
                     self.out.plan.append_alloc(updated, None);
                 }
-                Change::Destructive(node, alloc) if canaries_allowed > 0 => {
-                    running += 1;
-                    canaries_allowed -= 1;
-                    self.desired.canary += 1;
-                    stack.note_stop(&alloc);
-                    self.append_stop(&alloc, ALLOC_UPDATING, false);
-                    self.place(stack, &node, Some(&alloc), &deployment_id, true);
-                }
                 Change::Destructive(node, alloc) => {
                     running += 1;
-                    if destructive_allowed == 0 {
+                    // Canaries first, then plain updates once promoted.
+                    let canary = canaries_allowed > 0;
+                    if canary {
+                        canaries_allowed -= 1;
+                        self.desired.canary += 1;
+                    } else if destructive_allowed > 0 {
+                        destructive_allowed -= 1;
+                        self.desired.destructive_update += 1;
+                    } else {
                         self.desired.ignore += 1;
                         continue;
                     }
-                    destructive_allowed -= 1;
-                    self.desired.destructive_update += 1;
                     stack.note_stop(&alloc);
                     self.append_stop(&alloc, ALLOC_UPDATING, false);
-                    self.place(stack, &node, Some(&alloc), &deployment_id, false);
+                    self.place(stack, &node, Some(&alloc), &deployment_id, canary);
                 }
             }
         }
