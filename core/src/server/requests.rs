@@ -996,14 +996,17 @@ pub(super) fn gc_candidates(state: &State, now_ns: i64, gc: &GcConfig) -> Comman
         if !eval.is_terminal() || !older(eval.modify_time, threshold) {
             continue;
         }
+        // A kept sysbatch evaluation keeps all it placed: its allocations are not read.
+        let kept = batch_eval_kept(state, eval);
+        if kept && eval.scheduler != SchedulerType::Batch {
+            continue;
+        }
         let allocs = state.job_allocs(&eval.namespace, &eval.job_id);
         let mine: Vec<_> = allocs.iter().filter(|a| a.eval_id == eval.id).collect();
-        if batch_eval_kept(state, eval) {
+        if kept {
             let (whole, superseded) = batch_eval_superseded(state, eval, &mine, alloc_gc_eligible);
-            match whole {
-                true => batch.take(&[eval], &superseded),
-                false => batch.take(&[], &superseded),
-            };
+            let evals: &[&Evaluation] = if whole { &[eval] } else { &[] };
+            batch.take(evals, &superseded);
             continue;
         }
         if mine.iter().any(|a| !alloc_gc_eligible(state, a)) {
