@@ -20,7 +20,7 @@
 
 use crate::rpc::ServerAddr;
 use crate::time::Millis;
-use foca::{Foca, NoCustomBroadcast, Notification, PostcardCodec, Runtime, State, Timer};
+use foca::{Foca, NoCustomBroadcast, Notification, PostcardCodec, Runtime, Timer};
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -33,12 +33,17 @@ use std::time::Duration;
 pub const TRANSMITS_PENDING_MAX: usize = 1024;
 /// Membership events waiting to be drained; past this the oldest is dropped and counted.
 pub const EVENTS_PENDING_MAX: usize = 4096;
-/// While a server knows no live member, it announces itself to its join targets and to
-/// every member it knows as down this often (Nomad's `retry_join` interval; serf likewise
-/// keeps trying to reach its failed members). A lost first announce must not isolate it
-/// for good, nor a partition that cut it off from every peer: each side then holds the
-/// other down, foca stops probing on the side that knows no live member, and the other
-/// side ignores the identity it declared down, so only a new announce brings them back.
+/// While no live member knows this server's identity, it announces itself to its join
+/// targets and to every member it knows, alive or down, this often (Nomad's `retry_join`
+/// interval; serf likewise keeps trying to reach its failed members). A lost first
+/// announce must not isolate it for good, nor a partition that cut it off from every
+/// peer: each side then holds the other down, foca stops probing on the side that knows
+/// no live member, and the other side ignores the identity it declared down. Nor a lost
+/// renewal: foca stops probing when it changes identity (renewed after the pool declared
+/// it down, or a new `has_raft_state`) until a peer talks to the new identity, and a peer
+/// hears of it only from the datagrams sent at the change; if the network drops them,
+/// the peers keep addressing the old identity, which foca ignores. Only an announce,
+/// accepted whatever identity it was addressed to, brings either back.
 pub const JOIN_RETRY_INTERVAL_MS: u64 = 30_000;
 /// A datagram larger than this is refused before foca decodes it.
 pub const DATAGRAM_LEN_MAX_BYTES: usize = 64 * 1024;
@@ -141,6 +146,8 @@ struct Effects {
     timers_submitted: u64,
     /// foca renewed this server's identity after learning the pool holds it down.
     rejoined: bool,
+    /// foca's latest word on whether a live member knows this server's identity.
+    connected: Option<bool>,
 }
 
 /// foca's [`Runtime`] for one input: it records instead of acting, with `now` fixed.
@@ -156,6 +163,14 @@ impl Runtime<Member> for Recorder<'_> {
             Notification::MemberDown(member) => MemberEvent::Down(member.clone()),
             Notification::Rejoin(_) => {
                 self.effects.rejoined = true;
+                return;
+            }
+            Notification::Active => {
+                self.effects.connected = Some(true);
+                return;
+            }
+            Notification::Idle | Notification::Defunct => {
+                self.effects.connected = Some(false);
                 return;
             }
             _ => return,
@@ -191,6 +206,10 @@ pub struct Gossip {
     effects: Effects,
     join_targets: BTreeSet<String>,
     join_retry_at: Option<Millis>,
+    /// A live member knows this server's current identity (foca probes only then).
+    connected: bool,
+    /// The server left the pool on purpose: it never announces itself again.
+    left: bool,
 }
 
 impl Gossip {
@@ -206,6 +225,8 @@ impl Gossip {
             effects: Effects::default(),
             join_targets: BTreeSet::new(),
             join_retry_at: None,
+            connected: false,
+            left: false,
         }
     }
 
@@ -214,7 +235,7 @@ impl Gossip {
     }
 
     /// Announces this server to a known gossip address (a `-join`/`retry_join` target),
-    /// and again every [`JOIN_RETRY_INTERVAL_MS`] for as long as it knows no member.
+    /// and again every [`JOIN_RETRY_INTERVAL_MS`] for as long as no live member knows it.
     pub fn handle_join(&mut self, now: Millis, gossip_addr: &str) -> Result<(), GossipError> {
         self.join_targets.insert(gossip_addr.to_owned());
         self.join_retry_at = Some(now + Millis(JOIN_RETRY_INTERVAL_MS));
@@ -229,16 +250,26 @@ impl Gossip {
         self.foca.announce(seed, recorder).map_err(protocol)
     }
 
-    /// Keeps the join retry armed, and brings it forward to `now` when foca renewed this
-    /// server's identity while it knows no live member: the pool ignores the identity it
-    /// declared down, and only an announce under the new one reaches it.
+    /// Follows foca's connection state and keeps the join retry armed. A renewed
+    /// identity is known to no one yet, so the retry is brought forward to `now`.
     fn after_input(&mut self, now: Millis) {
-        let rejoined = std::mem::take(&mut self.effects.rejoined);
-        if rejoined && self.foca.iter_members().next().is_none() {
-            self.join_retry_at = Some(now);
+        if let Some(connected) = self.effects.connected.take() {
+            self.connected = connected;
+        }
+        if self.left {
+            self.join_retry_at = None;
+        } else if std::mem::take(&mut self.effects.rejoined) {
+            self.identity_changed(now);
         } else if self.join_retry_at.is_none() {
             self.join_retry_at = Some(now + Millis(JOIN_RETRY_INTERVAL_MS));
         }
+    }
+
+    /// foca changed this server's identity: it no longer probes, and no peer knows the
+    /// new identity until a datagram sent under it arrives, so announce at once.
+    fn identity_changed(&mut self, now: Millis) {
+        self.connected = false;
+        self.join_retry_at = Some(now);
     }
 
     fn retry_join(&mut self, now: Millis) {
@@ -246,17 +277,13 @@ impl Gossip {
             return;
         }
         self.join_retry_at = Some(now + Millis(JOIN_RETRY_INTERVAL_MS));
-        if self.foca.iter_members().next().is_some() {
+        if self.connected {
             return;
         }
         let own = self.identity().gossip_addr.clone();
-        let down = self
-            .foca
-            .iter_membership_state()
-            .filter(|member| member.state() == State::Down)
-            .map(|member| member.id().gossip_addr.clone());
+        let known = self.foca.iter_membership_state().map(|member| member.id().gossip_addr.clone());
         let targets: BTreeSet<String> =
-            self.join_targets.iter().cloned().chain(down).filter(|addr| *addr != own).collect();
+            self.join_targets.iter().cloned().chain(known).filter(|addr| *addr != own).collect();
         for target in targets {
             // foca refuses only our own address, which is left out.
             let _refused = self.announce(now, &target);
@@ -299,13 +326,20 @@ impl Gossip {
     ) -> Result<(), GossipError> {
         let generation = self.identity().generation.wrapping_add(1);
         let recorder = Recorder { now, effects: &mut self.effects };
-        self.foca.change_identity(Member { generation, ..identity }, recorder).map_err(protocol)
+        let changed = self.foca.change_identity(Member { generation, ..identity }, recorder);
+        changed.map_err(protocol)?;
+        self.after_input(now);
+        self.identity_changed(now);
+        Ok(())
     }
 
     /// Tells the pool this server is leaving on purpose (a graceful shutdown).
     pub fn handle_leave(&mut self, now: Millis) -> Result<(), GossipError> {
+        self.left = true;
         let recorder = Recorder { now, effects: &mut self.effects };
-        self.foca.leave_cluster(recorder).map_err(protocol)
+        let left = self.foca.leave_cluster(recorder).map_err(protocol);
+        self.after_input(now);
+        left
     }
 
     /// The next datagram to send, with the gossip address it goes to.

@@ -266,6 +266,56 @@ fn a_server_cut_off_from_every_peer_rejoins_after_the_heal() {
     }
 }
 
+/// foca stops probing when it changes identity and waits for a peer to talk to the new
+/// one; a peer hears of it only from the datagrams sent at the change. Here every server
+/// changes identity while the network drops everything, so each keeps believing its
+/// peers alive under identities they no longer answer to, and no one probes or announces
+/// to the members it holds down any more. The servers must announce their new
+/// identities once the network heals (they once sat silent for good: a region whose
+/// servers were all renewed during a partition, found by the cluster simulation).
+#[test]
+fn identities_renewed_while_cut_off_are_announced_after_the_heal() {
+    let mut net = lan_pool(23);
+    net.run_until(Millis::from_secs(40));
+    let names: Vec<String> = net.nodes.keys().cloned().collect();
+    for a in &names {
+        for b in &names {
+            net.cut.insert((a.clone(), b.clone()));
+        }
+    }
+    for (i, name) in (1..).zip(&names) {
+        let renewed = Member { has_raft_state: true, ..member("r1", i, 0) };
+        let node = net.nodes.get_mut(name).expect("the node runs");
+        node.handle_identity_change(net.now, renewed).expect("a new identity is accepted");
+        net.drain(name);
+    }
+    net.run_until(Millis::from_secs(41));
+    net.cut.clear();
+    net.run_until(Millis::from_secs(41) + Millis(JOIN_RETRY_INTERVAL_MS + 5_000));
+    for (name, gossip) in &net.nodes {
+        let members = gossip.members();
+        assert_eq!(members.len(), 2, "{}", net.views());
+        let renewed = members.iter().all(|m| m.has_raft_state && m.generation == 1);
+        assert!(renewed, "{name} knows an old identity: {}", net.views());
+    }
+}
+
+/// A server that left the pool on purpose stays gone: its join retry must not bring it
+/// back.
+#[test]
+fn a_server_that_left_never_announces_itself_again() {
+    let mut net = lan_pool(29);
+    net.run_until(Millis::from_secs(40));
+    let node = net.nodes.get_mut("r1-s3").expect("r1-s3 runs");
+    node.handle_leave(net.now).expect("a member can leave");
+    net.drain("r1-s3");
+    net.run_until(Millis::from_secs(40) + Millis(4 * JOIN_RETRY_INTERVAL_MS));
+    for name in ["r1-s1", "r1-s2"] {
+        let members = net.nodes[name].members();
+        assert!(members.iter().all(|m| m.name != "r1-s3"), "{}", net.views());
+    }
+}
+
 #[test]
 fn the_same_seed_gives_the_same_timeline() {
     let run = |seed| {
