@@ -230,8 +230,14 @@ impl Reconciler<'_> {
         let mut ordered: Vec<Slot> = Vec::new();
         for (_, mut same_name) in slots {
             // Two live allocations with one name happen when a partial commit kept a
-            // replacement but dropped its predecessor's stop: keep the newest, stop the rest.
-            same_name.sort_by_key(|s| std::cmp::Reverse(s.alloc.create_index));
+            // replacement but dropped its predecessor's stop, or when a promoted canary
+            // meets the replacement of a lost allocation it was to take over: keep the
+            // deployment's canary (as Nomad), else the newest, and stop the rest.
+            same_name.sort_by_key(|s| {
+                let canary = s.alloc.is_canary()
+                    && deployment.is_some_and(|d| d.id == s.alloc.deployment_id);
+                (std::cmp::Reverse(canary), std::cmp::Reverse(s.alloc.create_index))
+            });
             let mut rest = same_name.into_iter();
             ordered.extend(rest.next());
             for duplicate in rest.filter(|s| !s.alloc.is_terminal()) {
@@ -271,8 +277,11 @@ impl Reconciler<'_> {
             out.place.push(PlaceRequest { canary: true, ..request });
         }
         let unhealthy_held = ordered.iter().any(|s| s.holds_unhealthy(deployment));
+        let stopping: BTreeSet<&str> = out.stop.iter().map(|s| s.alloc.id.as_str()).collect();
+        let kept: Vec<&Arc<Allocation>> =
+            allocs.iter().filter(|a| !stopping.contains(a.id.as_str())).copied().collect();
         let mut destructive_allowed =
-            rollout.destructive_limit(allocs, destructive.len(), unhealthy_held);
+            rollout.destructive_limit(&kept, destructive.len(), unhealthy_held);
         for slot in ordered {
             if slot.kind == SlotKind::Destructive {
                 if destructive_allowed == 0 {
@@ -666,7 +675,9 @@ impl<'a> Rollout<'a> {
     }
 
     /// Nomad's `computeLimit`: how many of `destructive` updates this pass may make;
-    /// none while an unhealthy allocation of the deployment holds its slot.
+    /// none while an unhealthy allocation of the deployment holds its slot. `allocs`
+    /// leaves out those this plan stops: they wait for no health, and counting them
+    /// would hold the rollout with nothing left to wake it.
     pub(super) fn destructive_limit(
         &self,
         allocs: &[&Arc<Allocation>],
