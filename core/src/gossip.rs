@@ -1,10 +1,11 @@
 //! Server membership by SWIM gossip, as a sans-IO machine over foca.
 //!
-//! Every server runs two pools: the LAN pool of its own region's servers, and the WAN pool
-//! of every server of every region. The LAN pool tells a server who its region's peers
-//! are; the WAN pool tells it which regions exist and whom to forward a request naming
-//! another region to. Nothing else travels by gossip: desired state is Raft's, and regions
-//! share none of it.
+//! Every server runs one pool, joined by the servers of every region (Nomad federates
+//! regions by joining their servers' gossip): its own region's members are its Raft peers
+//! (the LAN view, [`Gossip::servers_in`] of its region), the others tell it which regions
+//! exist and whom to forward a request naming another region to (the WAN view). A pool
+//! runs foca's LAN or WAN timings ([`Pool`]). Nothing else travels by gossip: desired
+//! state is Raft's, and regions share none of it.
 //!
 //! # Shape
 //!

@@ -1,5 +1,6 @@
-//! A server's view of its region's servers, kept from its LAN gossip: what the agent and
-//! the simulator both hand a [`ServerHost`](super::ServerHost) with `handle_members`.
+//! A server's view of its region's servers, kept from its gossip pool (which holds every
+//! region's servers): what the agent and the simulator both hand a
+//! [`ServerHost`](super::ServerHost) with `handle_members`.
 //!
 //! [`GossipMembership`] owns the [`Gossip`] machine and keeps its shape: `handle_*(now, …)`
 //! in; then, drained in this order, [`GossipMembership::poll_transmit`] (datagrams to send

@@ -14,7 +14,7 @@ use crate::checkers::cluster::StepTime;
 use crate::clock::Clock;
 use drover_core::gossip::{Gossip, GossipConfig, Member, MemberEvent, Pool};
 use drover_core::raft::{Persist, Restored, WriteId};
-use drover_core::server::{ApiCall, ApiResponse, GcConfig, ServerConfig};
+use drover_core::server::{ApiCall, ApiReply, ApiResponse, GcConfig, ServerConfig};
 use drover_core::time::Millis;
 use drover_runtime::host::{GossipMembership, HostError, InlinePassRunner, ServerHost};
 use drover_runtime::store::mem::MemStore;
@@ -214,10 +214,12 @@ fn disk_failed(world: &Shared, key: NodeKey, error: &HostError) {
     w.disk_failed.insert(key);
 }
 
-/// The server's gossip, as the agent's `start_gossip` builds it: a LAN pool of its
-/// region's servers, seeded from its boot's seed so the run replays, announced to the
-/// region's other servers (its `retry_join`). The gossip address is the RPC address: the
-/// datagrams travel as their own kind of message on the same endpoint.
+/// The server's gossip, as the agent's `start_gossip` builds it: one pool of every
+/// region's servers (Nomad federates regions by joining their servers' gossip), seeded
+/// from its boot's seed so the run replays, announced to every other server (its
+/// `retry_join`). Its own region's members are the Raft peers it is told of; the others
+/// are where it forwards a request naming their region. The gossip address is the RPC
+/// address: the datagrams travel as their own kind of message on the same endpoint.
 fn start_gossip(world: &Shared, key: NodeKey, now: Millis, boot_seed: u64) -> GossipMembership {
     let w = lock(world);
     let member = Member {
@@ -235,13 +237,14 @@ fn start_gossip(world: &Shared, key: NodeKey, now: Millis, boot_seed: u64) -> Go
         has_raft_state: false,
         cluster_id: 0,
     };
+    let servers: Vec<NodeKey> = w.members.values().flatten().copied().collect();
     let config = GossipConfig {
         pool: Pool::Lan,
-        cluster_size_hint: SERVERS_PER_REGION as u32,
+        cluster_size_hint: u32::try_from(servers.len()).unwrap_or(u32::MAX),
         rng_seed: boot_seed ^ 0x6055,
     };
     let mut membership = GossipMembership::new(Gossip::new(member, &config));
-    for peer in w.servers(key.region).into_iter().filter(|&peer| peer != key) {
+    for peer in servers.into_iter().filter(|&peer| peer != key) {
         // Refused only for this server's own address, which is filtered out.
         let _refused = membership.handle_join(now, &peer.addr().to_string());
     }
@@ -392,25 +395,37 @@ impl ServerNode {
         net::send(&self.world, &self.ep, Some(self.key), caller, SimMsg::ApiReply(response)).await;
     }
 
-    /// Carries a call naming another region to one of its servers, picked by the seed.
+    /// Carries a call naming another region to one of the servers of that region gossip
+    /// knows alive, picked by the seed; with none, answers Nomad's "No path to region"
+    /// (as the agent's `forward_to_region`).
     async fn forward(&mut self, region: String, call: ApiCall) {
+        let servers = self.membership.gossip().servers_in(&region);
         let target = {
             let mut w = lock(&self.world);
-            let region_id = region.strip_prefix('r').and_then(|r| r.parse::<u8>().ok());
-            let servers = region_id.map(|r| w.servers(r)).unwrap_or_default();
-            let target = w.rng.pick(&servers);
+            let target = w.rng.pick_cloned(&servers);
+            let target = target.map(|t| t.parse::<SocketAddr>().map_err(|_| t));
+            let via = match &target {
+                Some(Ok(to)) => NodeKey::from_addr(*to).map_or(to.to_string(), |k| k.name()),
+                Some(Err(unparsed)) => unparsed.clone(),
+                None => "nobody (no path to region)".to_owned(),
+            };
             trace!(
                 w,
-                "{} forward #{} to region {region} via {}",
+                "{} forward #{} to region {region} via {via}",
                 self.key.name(),
-                call.request_id,
-                target.map_or("nobody (unknown region)".to_owned(), |t| t.name())
+                call.request_id
             );
             target
         };
-        if let Some(target) = target {
-            net::send(&self.world, &self.ep, Some(self.key), target.addr(), SimMsg::Api(call))
-                .await;
+        match target {
+            Some(Ok(to)) => {
+                net::send(&self.world, &self.ep, Some(self.key), to, SimMsg::Api(call)).await
+            }
+            Some(Err(to)) => fail(&self.world, self.key, format!("unroutable server {to:?}")),
+            None => {
+                let reply = ApiReply::Error { message: "No path to region".to_owned() };
+                self.answer(ApiResponse { request_id: call.request_id, reply }).await;
+            }
         }
     }
 
