@@ -5,6 +5,9 @@
 //! `<data_dir>/server` also holds what a restart needs beyond Raft's own state:
 //! - `server-id`: this server's Raft id, drawn once, so it is the same server after a
 //!   restart and every peer knows it by the same number (gossip carries it);
+//! - `gossip-generation`: the gossip generation this server last started under; the next
+//!   start takes a higher one (see [`next_gossip_generation`]), so a restarted server's
+//!   new identity wins over the old one in every peer's memory whatever its clock says;
 //! - `peers.json`: the voter set the region bootstrapped with, id → RPC address. It is
 //!   written (atomically, synced) before Raft first starts; its presence means "already
 //!   bootstrapped", so a restarted server resumes from its log and never bootstraps
@@ -204,9 +207,11 @@ impl ServerLoop {
                 .map_err(|e| setup("the server id", &e))?;
             let peers = load_peers(&server_dir).map_err(|e| setup("the voter set", &e))?;
             let has_raft_state = peers.is_some() || server_dir.join("raft").exists();
-            let gossip =
-                start_gossip(&settings, server_id, config.rng_seed, clock.now(), has_raft_state)
-                    .map_err(AgentError::Setup)?;
+            let generation = load_and_advance_generation(&server_dir, clock.now())
+                .map_err(|e| setup("the gossip generation", &e))?;
+            let started = GossipStart { server_id, generation, has_raft_state };
+            let gossip = start_gossip(&settings, &started, config.rng_seed, clock.now())
+                .map_err(AgentError::Setup)?;
             (server_id, peers, Some(gossip))
         } else {
             (0, None, None)
@@ -877,12 +882,18 @@ async fn recv_datagram(
 
 /// A server's gossip: its member identity, its UDP socket on the serf port, and the
 /// `retry_join` targets announced to.
+/// Who a server is in gossip as it starts.
+struct GossipStart {
+    server_id: u64,
+    generation: u32,
+    has_raft_state: bool,
+}
+
 fn start_gossip(
     settings: &AgentSettings,
-    server_id: u64,
+    started: &GossipStart,
     rng_seed: u64,
     now: Millis,
-    has_raft_state: bool,
 ) -> Result<(GossipMembership, UdpSocket, std::net::UdpSocket), String> {
     let serf_bind = resolve_one(&settings.serf_bind)?;
     // Sends go through a plain non-blocking clone of the socket: tokio's `try_send_to`
@@ -899,12 +910,11 @@ fn start_gossip(
         name: format!("{}.{}", settings.name, settings.region),
         region: settings.region.clone(),
         datacenter: settings.datacenter.clone(),
-        server_id,
+        server_id: started.server_id,
         rpc_addr: settings.rpc_advertise.clone(),
         gossip_addr: settings.serf_advertise.clone(),
-        // A restarted server must win over the identity it had before.
-        generation: u32::try_from(now.0 / 1000).unwrap_or(u32::MAX),
-        has_raft_state,
+        generation: started.generation,
+        has_raft_state: started.has_raft_state,
         // Announced once Raft has committed an entry and the group is known.
         cluster_id: 0,
     };
@@ -978,6 +988,39 @@ fn load_or_create_server_id(dir: &Path, seed: u64) -> Result<u64, String> {
     }
 }
 
+/// Generations one start leaves to foca's renewals (one each time the pool declares the
+/// server down) before the next start's generation.
+const GOSSIP_RENEWALS_PER_START: u32 = 1 << 16;
+
+/// The generation this start gossips under: past every generation the last start could
+/// have reached (its own plus its renewals), and at least the wall clock in seconds, so
+/// a server whose data directory was wiped still wins over an identity its peers
+/// remember. The wall clock alone would not do: stepped back before a restart, it would
+/// give a generation that loses to the old identity, and the server could not rejoin.
+fn next_gossip_generation(last: Option<u32>, now: Millis) -> u32 {
+    let by_clock = u32::try_from(now.0 / 1000).unwrap_or(u32::MAX);
+    let after_last = last.map_or(0, |last| last.saturating_add(GOSSIP_RENEWALS_PER_START));
+    by_clock.max(after_last)
+}
+
+/// Reads `<dir>/gossip-generation`, saves the next generation there (synced) and returns
+/// it.
+fn load_and_advance_generation(dir: &Path, now: Millis) -> Result<u32, String> {
+    let path = dir.join("gossip-generation");
+    let last = match std::fs::read_to_string(&path) {
+        Ok(text) => Some(
+            text.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{} does not hold a generation", path.display()))?,
+        ),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
+    };
+    let generation = next_gossip_generation(last, now);
+    write_atomically(&path, generation.to_string().as_bytes())?;
+    Ok(generation)
+}
+
 fn splitmix(seed: u64) -> u64 {
     let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -1007,4 +1050,36 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
     crate::store::file::write_atomically(path, &path.with_extension("tmp"), bytes)
         .map(drop)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A restart's generation beats every generation the start before could reach, even
+    /// when the clock went back between the two.
+    #[test]
+    fn a_restart_wins_over_the_last_start_whatever_the_clock() {
+        let first = next_gossip_generation(None, Millis(1_700_000_000_000));
+        assert_eq!(first, 1_700_000_000);
+        let renewed_most = first + GOSSIP_RENEWALS_PER_START - 1;
+        for now_ms in [0, 1_600_000_000_000, 1_700_000_000_000, 1_800_000_000_000] {
+            let next = next_gossip_generation(Some(first), Millis(now_ms));
+            assert!(next > renewed_most, "clock {now_ms} ms gave {next}");
+        }
+        assert_eq!(next_gossip_generation(Some(u32::MAX - 1), Millis(0)), u32::MAX);
+    }
+
+    #[test]
+    fn the_generation_survives_in_the_data_directory() {
+        let dir = std::env::temp_dir().join(format!("drover-gossip-gen-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let first = load_and_advance_generation(&dir, Millis(5_000_000)).unwrap();
+        let second = load_and_advance_generation(&dir, Millis(1_000)).unwrap();
+        assert_eq!((first, second), (5_000, 5_000 + GOSSIP_RENEWALS_PER_START));
+        std::fs::write(dir.join("gossip-generation"), "garbage").unwrap();
+        let error = load_and_advance_generation(&dir, Millis(0)).unwrap_err();
+        assert!(error.contains("does not hold a generation"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
