@@ -17,7 +17,7 @@ use crate::rpc::{ClientRequest, NODE_NOT_FOUND, ServerReply, ServerRpc};
 use crate::state::{AllocClientUpdate, ApplyOutcome, AutopilotConfig, Command, JobKey, State};
 use crate::time::Millis;
 use rand_core::Rng;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// Who asked an API question: a local caller, or a follower that forwarded it.
@@ -972,6 +972,11 @@ impl ReapBatch {
         self.alloc_ids.extend(allocs.iter().map(|a| a.id.clone()));
         true
     }
+
+    /// No further evaluation fits: the evaluation pass may stop walking.
+    fn evals_full(&self) -> bool {
+        self.eval_ids.len() >= self.bound
+    }
 }
 
 /// What garbage collection may reap now: terminal evaluations past their threshold with
@@ -989,6 +994,11 @@ pub(super) fn gc_candidates(state: &State, now_ns: i64, gc: &GcConfig) -> Comman
     let bound = gc.reap_batch_max;
     let mut batch = ReapBatch::new(bound);
     for eval in state.evals() {
+        // What is left (an allocation-only unit of a kept batch evaluation included)
+        // waits for the next pass.
+        if batch.evals_full() {
+            break;
+        }
         let threshold = match eval.scheduler {
             SchedulerType::Batch | SchedulerType::Sysbatch => gc.batch_eval_gc_threshold_ms,
             _ => gc.eval_gc_threshold_ms,
@@ -1014,12 +1024,24 @@ pub(super) fn gc_candidates(state: &State, now_ns: i64, gc: &GcConfig) -> Comman
         }
         batch.take(&[eval], &mine);
     }
+    // The dead jobs' evaluations, gathered in one walk of the evaluations (not one per job).
+    let mut dead: BTreeMap<JobKey, Vec<&Evaluation>> = state
+        .jobs()
+        .filter(|j| j.is_reapable_dead())
+        .map(|j| (JobKey::of_job(j), Vec::new()))
+        .collect();
+    if !dead.is_empty() {
+        for eval in state.evals() {
+            if let Some(evals) = dead.get_mut(&JobKey::new(&eval.namespace, &eval.job_id)) {
+                evals.push(eval);
+            }
+        }
+    }
     for job in state.jobs().filter(|j| j.is_reapable_dead()) {
         if batch.jobs.len() >= bound {
             break;
         }
-        let evals: Vec<_> =
-            state.evals().filter(|e| e.job_id == job.id && e.namespace == job.namespace).collect();
+        let evals = dead.remove(&JobKey::of_job(job)).unwrap_or_default();
         let newest =
             evals.iter().map(|e| e.modify_time).chain([job.submit_time]).max().unwrap_or(0);
         let allocs = state.job_allocs(&job.namespace, &job.id);
@@ -1029,7 +1051,6 @@ pub(super) fn gc_candidates(state: &State, now_ns: i64, gc: &GcConfig) -> Comman
         {
             continue;
         }
-        let evals: Vec<&Evaluation> = evals.iter().map(|e| &***e).collect();
         let allocs: Vec<_> = allocs.iter().collect();
         if batch.take(&evals, &allocs) {
             batch.jobs.push(JobKey::of_job(job));
