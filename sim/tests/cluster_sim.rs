@@ -86,10 +86,13 @@ const TEST_SEEDS: std::ops::Range<u64> = 10..16;
 /// Seeds a soak once failed, each fixed: 7781 (a restarted server drew its last life's
 /// seed and reused evaluation IDs), 10450 (an evaluation nacked while its plan was being
 /// committed was planned again on a state without that plan, and placed twice), 19173
-/// (GC reaped a running batch job's completed allocation with its old evaluation). Changes
-/// to the code move what a seed exercises, so the rules behind them have their own tests;
-/// these stay as a cheap check on the paths that found them.
-const FIXED_SEEDS: [u64; 3] = [7781, 10450, 19173];
+/// (GC reaped a running batch job's completed allocation with its old evaluation), 25997
+/// (a region's servers all renewed their gossip identities during a partition and, the
+/// news lost, never announced them: a lost server stayed a voter), 30686 (a promotion
+/// stopped a lost allocation's replacement yet counted it against `max_parallel`, and the
+/// rollout stalled). Changes to the code move what a seed exercises, so the rules behind
+/// them have their own tests; these stay as a cheap check on the paths that found them.
+const FIXED_SEEDS: [u64; 5] = [7781, 10450, 19173, 25997, 30686];
 
 #[test]
 fn seeds_pass_every_checker() {
