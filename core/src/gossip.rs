@@ -270,7 +270,9 @@ impl Gossip {
     /// new identity until a datagram sent under it arrives, so announce at once.
     fn identity_changed(&mut self, now: Millis) {
         self.connected = false;
-        self.join_retry_at = Some(now);
+        if !self.left {
+            self.join_retry_at = Some(now);
+        }
     }
 
     fn retry_join(&mut self, now: Millis) {
@@ -319,12 +321,16 @@ impl Gossip {
     }
 
     /// Announces a changed identity (its `has_raft_state`, say) under the next
-    /// generation, so it wins over the one the pool knows.
+    /// generation, so it wins over the one the pool knows. Ignored once the server left:
+    /// foca would announce the new identity, and the server would be back.
     pub fn handle_identity_change(
         &mut self,
         now: Millis,
         identity: Member,
     ) -> Result<(), GossipError> {
+        if self.left {
+            return Ok(());
+        }
         let generation = self.identity().generation.wrapping_add(1);
         let recorder = Recorder { now, effects: &mut self.effects };
         let changed = self.foca.change_identity(Member { generation, ..identity }, recorder);

@@ -301,13 +301,15 @@ fn identities_renewed_while_cut_off_are_announced_after_the_heal() {
 }
 
 /// A server that left the pool on purpose stays gone: its join retry must not bring it
-/// back.
+/// back, nor a change of identity made while it shuts down.
 #[test]
 fn a_server_that_left_never_announces_itself_again() {
     let mut net = lan_pool(29);
     net.run_until(Millis::from_secs(40));
     let node = net.nodes.get_mut("r1-s3").expect("r1-s3 runs");
     node.handle_leave(net.now).expect("a member can leave");
+    let renewed = Member { has_raft_state: true, ..member("r1", 3, 0) };
+    node.handle_identity_change(net.now, renewed).expect("a new identity is accepted");
     net.drain("r1-s3");
     net.run_until(Millis::from_secs(40) + Millis(4 * JOIN_RETRY_INTERVAL_MS));
     for name in ["r1-s1", "r1-s2"] {
