@@ -94,7 +94,7 @@ impl TaskRunner {
             .unwrap_or_else(|| RestartPolicy::default_for(job_type));
         let rules =
             RestartRules::from_policy(&policy).map_err(|e| format!("task {:?}: {e}", spec.name))?;
-        let batch = matches!(job_type, JobType::Batch | JobType::Sysbatch);
+        let batch = job_type.finishes();
         let restart_on_success = match hook {
             Hook::Main => !batch,
             Hook::Prestart | Hook::Poststart => sidecar,

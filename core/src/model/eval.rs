@@ -71,6 +71,11 @@ impl SchedulerType {
             SchedulerType::Core => "_core",
         }
     }
+
+    /// It schedules a job that runs to completion ([`JobType::finishes`]).
+    pub fn finishes(self) -> bool {
+        matches!(self, SchedulerType::Batch | SchedulerType::Sysbatch)
+    }
 }
 
 impl From<JobType> for SchedulerType {

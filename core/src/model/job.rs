@@ -42,6 +42,12 @@ impl JobType {
     pub fn parse(text: &str) -> Option<JobType> {
         JobType::ALL.into_iter().find(|t| t.as_str() == text)
     }
+
+    /// Batch and sysbatch jobs run to completion; service and system jobs run until
+    /// stopped.
+    pub fn finishes(self) -> bool {
+        matches!(self, JobType::Batch | JobType::Sysbatch)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -143,7 +149,7 @@ impl Job {
 
     /// Batch and sysbatch jobs run to completion; service and system jobs run until stopped.
     pub fn finishes(&self) -> bool {
-        matches!(self.job_type, JobType::Batch | JobType::Sysbatch)
+        self.job_type.finishes()
     }
 
     /// Whether garbage collection may reap this job whole once its evaluations and
@@ -438,7 +444,7 @@ pub struct RestartPolicy {
 impl RestartPolicy {
     /// Nomad's default for a job type (`api/tasks.go`).
     pub fn default_for(job_type: JobType) -> RestartPolicy {
-        let batch = matches!(job_type, JobType::Batch | JobType::Sysbatch);
+        let batch = job_type.finishes();
         RestartPolicy {
             attempts: if batch { 3 } else { 2 },
             interval: if batch { DurationNs::from_hours(24) } else { DurationNs::from_mins(30) },

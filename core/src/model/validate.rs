@@ -101,11 +101,6 @@ struct Placement<'a> {
     spreads: &'a [Spread],
 }
 
-/// Batch and sysbatch jobs run to completion, so only they can be periodic or dispatched.
-fn batchlike(job_type: JobType) -> bool {
-    matches!(job_type, JobType::Batch | JobType::Sysbatch)
-}
-
 fn q(text: &str) -> String {
     format!("\"{text}\"")
 }
@@ -212,7 +207,7 @@ impl Validator {
         if !periodic.enabled {
             return;
         }
-        if !batchlike(job.job_type) {
+        if !job.job_type.finishes() {
             self.err(
                 path,
                 format!(
@@ -262,7 +257,7 @@ impl Validator {
     }
 
     fn parameterized(&mut self, job: &Job, param: &ParameterizedJobConfig, path: &Path, ctx: &str) {
-        if !batchlike(job.job_type) {
+        if !job.job_type.finishes() {
             self.err(
                 path,
                 format!(

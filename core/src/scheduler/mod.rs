@@ -80,8 +80,5 @@ pub fn schedule(
 /// Plan attempts before the worker gives up and blocks the evaluation: 5 for service
 /// and system, 2 for batch and sysbatch (Nomad's values).
 pub fn plan_attempts_max(scheduler: SchedulerType) -> u32 {
-    match scheduler {
-        SchedulerType::Batch | SchedulerType::Sysbatch => 2,
-        _ => 5,
-    }
+    if scheduler.finishes() { 2 } else { 5 }
 }

@@ -14,7 +14,7 @@ use super::rank::{self, Algorithm, SpreadTracker};
 use crate::id::IdGen;
 use crate::model::{
     AllocatedPortMapping, AllocatedResources, AllocatedTaskResources, Allocation, AllocationMetric,
-    ComparableResources, Job, JobType, NetworkResource, Node, TaskGroup,
+    ComparableResources, Job, NetworkResource, Node, TaskGroup,
 };
 use crate::state::{NodeAllocs, NodeList, Snapshot, alloc_ports};
 use std::collections::{BTreeMap, BTreeSet};
@@ -312,13 +312,11 @@ impl<'a> Stack<'a> {
         if preferences {
             return (group.count.max(0) as usize).max(NODE_LIMIT_FOR_PREFERENCES);
         }
-        match self.job.job_type {
-            JobType::Batch | JobType::Sysbatch => 2,
-            _ => {
-                let n = self.nodes.len().max(1) as f64;
-                (n.log2().ceil() as usize).max(2)
-            }
+        if self.job.job_type.finishes() {
+            return 2;
         }
+        let n = self.nodes.len().max(1) as f64;
+        (n.log2().ceil() as usize).max(2)
     }
 
     fn property_limit(

@@ -912,8 +912,8 @@ fn alloc_gc_eligible(state: &State, alloc: &Allocation) -> bool {
 /// Whether the evaluation pass must leave `eval` to its job: a batch or sysbatch
 /// evaluation of a job that exists and is not stopped and dead.
 pub fn batch_eval_kept(state: &State, eval: &Evaluation) -> bool {
-    let finishes = matches!(eval.scheduler, SchedulerType::Batch | SchedulerType::Sysbatch);
-    finishes && state.job(&eval.namespace, &eval.job_id).is_some_and(|j| !j.batch_evals_reapable())
+    eval.scheduler.finishes()
+        && state.job(&eval.namespace, &eval.job_id).is_some_and(|j| !j.batch_evals_reapable())
 }
 
 /// What the evaluation pass may reap of a batch evaluation its live job keeps
@@ -999,9 +999,10 @@ pub(super) fn gc_candidates(state: &State, now_ns: i64, gc: &GcConfig) -> Comman
         if batch.evals_full() {
             break;
         }
-        let threshold = match eval.scheduler {
-            SchedulerType::Batch | SchedulerType::Sysbatch => gc.batch_eval_gc_threshold_ms,
-            _ => gc.eval_gc_threshold_ms,
+        let threshold = if eval.scheduler.finishes() {
+            gc.batch_eval_gc_threshold_ms
+        } else {
+            gc.eval_gc_threshold_ms
         };
         if !eval.is_terminal() || !older(eval.modify_time, threshold) {
             continue;
