@@ -1025,24 +1025,24 @@ pub(super) fn gc_candidates(state: &State, now_ns: i64, gc: &GcConfig) -> Comman
         }
         batch.take(&[eval], &mine);
     }
-    // The dead jobs' evaluations, gathered in one walk of the evaluations (not one per job).
-    let mut dead: BTreeMap<JobKey, Vec<&Evaluation>> = state
+    // The dead jobs with their evaluations, gathered in one walk of the evaluations (not
+    // one per job), in the jobs' order.
+    let mut dead: BTreeMap<JobKey, (&Job, Vec<&Evaluation>)> = state
         .jobs()
         .filter(|j| j.is_reapable_dead())
-        .map(|j| (JobKey::of_job(j), Vec::new()))
+        .map(|j| (JobKey::of_job(j), (&**j, Vec::new())))
         .collect();
     if !dead.is_empty() {
         for eval in state.evals() {
-            if let Some(evals) = dead.get_mut(&JobKey::new(&eval.namespace, &eval.job_id)) {
+            if let Some((_, evals)) = dead.get_mut(&JobKey::new(&eval.namespace, &eval.job_id)) {
                 evals.push(eval);
             }
         }
     }
-    for job in state.jobs().filter(|j| j.is_reapable_dead()) {
+    for (key, (job, evals)) in dead {
         if batch.jobs.len() >= bound {
             break;
         }
-        let evals = dead.remove(&JobKey::of_job(job)).unwrap_or_default();
         let newest =
             evals.iter().map(|e| e.modify_time).chain([job.submit_time]).max().unwrap_or(0);
         let allocs = state.job_allocs(&job.namespace, &job.id);
@@ -1054,7 +1054,7 @@ pub(super) fn gc_candidates(state: &State, now_ns: i64, gc: &GcConfig) -> Comman
         }
         let allocs: Vec<_> = allocs.iter().collect();
         if batch.take(&evals, &allocs) {
-            batch.jobs.push(JobKey::of_job(job));
+            batch.jobs.push(key);
         }
     }
     let node_ids = state
