@@ -270,9 +270,7 @@ impl Gossip {
     /// new identity until a datagram sent under it arrives, so announce at once.
     fn identity_changed(&mut self, now: Millis) {
         self.connected = false;
-        if !self.left {
-            self.join_retry_at = Some(now);
-        }
+        self.join_retry_at = Some(now);
     }
 
     fn retry_join(&mut self, now: Millis) {
