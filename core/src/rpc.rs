@@ -38,8 +38,8 @@ pub enum ClientRequest {
     NodeHeartbeat { node_id: String, status: NodeStatus },
     /// Task and allocation status, batched by the client.
     AllocUpdate { node_id: String, updates: Vec<AllocClientUpdate> },
-    /// A blocking query: the node's allocations, answered once the allocation table's index
-    /// exceeds `min_index`, or after `wait_ms` with the current set.
+    /// A blocking query: the node's allocations, answered once the servers changed one of
+    /// them after `min_index`, or after `wait_ms` with the current set.
     NodeAllocs { node_id: String, min_index: u64, wait_ms: u64 },
 }
 
@@ -55,7 +55,10 @@ pub struct ServerRpc {
 pub enum ServerReply {
     /// Register and heartbeat: the node must heartbeat again within `heartbeat_ttl_ms`.
     /// `servers` is the region's current server list, so clients follow membership changes.
-    HeartbeatOk { index: u64, heartbeat_ttl_ms: u64, servers: Vec<ServerAddr> },
+    /// `allocs_index` is the last change the servers made to the node's allocations
+    /// (`NodeAllocs::server_index`): a client whose watch has not seen it for a while
+    /// knows the watch's answer was lost and asks again.
+    HeartbeatOk { index: u64, heartbeat_ttl_ms: u64, servers: Vec<ServerAddr>, allocs_index: u64 },
     /// The updates were committed at `index`.
     AllocUpdateOk { index: u64 },
     /// The node's allocations as of `index` (the allocation table's index), every one the

@@ -206,6 +206,12 @@ impl World {
                     index: self.index,
                     heartbeat_ttl_ms: 10_000,
                     servers: vec!["s1".into(), "s2".into()],
+                    allocs_index: self
+                        .allocs
+                        .values()
+                        .map(|a| a.alloc_modify_index)
+                        .max()
+                        .unwrap_or(0),
                 }
             }
             ClientRequest::NodeAllocs { .. } => ServerReply::NodeAllocs {

@@ -28,6 +28,8 @@
 //! - `driver started|exited|start-failed TASK [code=N] [signal=N] [attempt=N]
 //!   [unrecoverable]`: a driver report for `ALLOC/TASK` (or `ALLOC/*`: every task with a
 //!   start outstanding), for the task's latest attempt unless `attempt` says otherwise
+//! - `allocs-index N`: the servers' last change to the node's allocations, which every
+//!   heartbeat reply carries from now on (0 until set)
 //! - `tick DURATION`: advance time, firing deadlines as they fall due
 //! - `status`: the client's view of its connection and allocations
 
@@ -63,6 +65,8 @@ struct Env {
     /// Kinds of request answered with success at once, and the TTL heartbeats get.
     autoreply: Vec<String>,
     autoreply_ttl_ms: u64,
+    /// What heartbeat replies carry as `allocs_index`.
+    allocs_index: u64,
     out: String,
 }
 
@@ -133,6 +137,7 @@ impl Env {
                 self.autoreply = if args[0] == "off" { Vec::new() } else { list(args[0]) };
                 self.autoreply_ttl_ms = arg(args, "ttl").map_or(10_000, duration_ms);
             }
+            "allocs-index" => self.allocs_index = number(args[0]),
             "tick" => self.tick(duration_ms(args[0])),
             "status" => self.status(),
             other => panic!("unknown command {other:?}"),
@@ -236,6 +241,7 @@ impl Env {
                 index: 1,
                 heartbeat_ttl_ms: arg(args, "ttl").map_or(10_000, duration_ms),
                 servers: list(arg(args, "servers").unwrap_or("")),
+                allocs_index: self.allocs_index,
             },
             "allocs" => {
                 let index = number(arg(args, "index").expect("index=N"));
@@ -340,6 +346,7 @@ impl Env {
                         index: 1,
                         heartbeat_ttl_ms: self.autoreply_ttl_ms,
                         servers: Vec::new(),
+                        allocs_index: self.allocs_index,
                     },
                 };
                 answers.push(ServerRpc { request_id: rpc.request_id, reply });
@@ -477,6 +484,9 @@ fn describe_event(event: &ClientEvent) -> String {
         ClientEvent::Task { task, event } => {
             format!("event {task} {}: {}", event.event_type, event.display_message)
         }
+        ClientEvent::WatchRenewed { watch_index, allocs_index } => {
+            format!("event watch renewed: index {watch_index} behind {allocs_index}")
+        }
         ClientEvent::ReplyIgnored { request_id } => format!("event reply #{request_id} ignored"),
         ClientEvent::DriverEventIgnored { task, attempt } => {
             format!("event driver report for {task} #{attempt} ignored")
@@ -563,6 +573,11 @@ fn unknown_node_registers_again() {
 #[test]
 fn duplicate_and_late_replies_are_ignored() {
     check("late_replies.txt");
+}
+
+#[test]
+fn a_watch_behind_the_heartbeats_is_asked_again() {
+    check("watch_lost.txt");
 }
 
 #[test]

@@ -58,6 +58,9 @@ pub(crate) struct Links {
     pub registered: bool,
     pub connected: bool,
     pub watch_index: u64,
+    /// When a heartbeat first reported a change to the node's allocations past
+    /// `watch_index` (see `Client::note_allocs_index`).
+    watch_behind_since: Option<Millis>,
     /// Allocations whose status changed since it was last sent, oldest first.
     pub dirty: VecDeque<String>,
     dirty_set: BTreeSet<String>,
@@ -72,6 +75,7 @@ impl Links {
             registered: false,
             connected: false,
             watch_index: 0,
+            watch_behind_since: None,
             dirty: VecDeque::new(),
             dirty_set: BTreeSet::new(),
         }
@@ -147,8 +151,12 @@ impl Client {
             {
                 self.node_unknown(now, request)
             }
-            (Channel::Node, ServerReply::HeartbeatOk { heartbeat_ttl_ms, servers, .. }) => {
-                self.on_heartbeat_ok(now, &request.server, heartbeat_ttl_ms, &servers)
+            (
+                Channel::Node,
+                ServerReply::HeartbeatOk { heartbeat_ttl_ms, servers, allocs_index, .. },
+            ) => {
+                self.on_heartbeat_ok(now, &request.server, heartbeat_ttl_ms, &servers);
+                self.note_allocs_index(now, allocs_index);
             }
             (Channel::Watch, ServerReply::NodeAllocs { index, allocs }) => {
                 self.on_allocs(now, index, allocs)
@@ -282,15 +290,43 @@ impl Client {
 
     /// Reloads every allocation from index 0 and reports every status again.
     fn resync(&mut self, now: Millis) {
-        if let Some(request_id) = self.links.watch.in_flight.take() {
-            self.in_flight.remove(&request_id);
-        }
+        self.restart_watch(now);
         self.links.watch = Link { next_at: Some(now), ..Link::default() };
         self.links.watch_index = 0;
         let alloc_ids: Vec<String> = self.allocs.keys().cloned().collect();
         for alloc_id in alloc_ids {
             self.mark_dirty(now, &alloc_id);
         }
+    }
+
+    /// A heartbeat reported `allocs_index`, the servers' last change to the node's
+    /// allocations. The watch brings such a change as soon as its server applies it, so a
+    /// watch in flight that still has not brought one a whole RPC timeout after a
+    /// heartbeat first reported it lost its answer (its server restarted while holding
+    /// it, or the connection broke): the client asks again at once rather than wait out
+    /// the rest of a five-minute wait.
+    fn note_allocs_index(&mut self, now: Millis, allocs_index: u64) {
+        let links = &mut self.links;
+        if allocs_index <= links.watch_index || links.watch.in_flight.is_none() {
+            links.watch_behind_since = None;
+            return;
+        }
+        let since = *links.watch_behind_since.get_or_insert(now);
+        if now - since < Millis(self.config.rpc_timeout_ms) {
+            return;
+        }
+        let watch_index = links.watch_index;
+        self.restart_watch(now);
+        self.out.event(ClientEvent::WatchRenewed { watch_index, allocs_index });
+    }
+
+    /// Gives up the watch in flight (a late answer is ignored) and asks again at once.
+    fn restart_watch(&mut self, now: Millis) {
+        if let Some(request_id) = self.links.watch.in_flight.take() {
+            self.in_flight.remove(&request_id);
+        }
+        self.links.watch.next_at = Some(now);
+        self.links.watch_behind_since = None;
     }
 
     /// The servers do not know this node (they lost it, or it talks to a new cluster):
@@ -351,6 +387,7 @@ impl Client {
         if index > self.links.watch_index {
             self.apply_allocs(now, allocs);
             self.links.watch_index = index;
+            self.links.watch_behind_since = None;
             self.links.watch.next_at = Some(now);
         } else {
             // Nothing newer (the wait expired, or a lagging server answered): ask again,

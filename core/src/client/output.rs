@@ -57,6 +57,13 @@ pub enum ClientEvent {
         task: TaskRef,
         event: Box<TaskEvent>,
     },
+    /// Heartbeats reported a change to the node's allocations (`allocs_index`) that the
+    /// allocation watch, in flight since before, had still not brought a whole RPC
+    /// timeout later: its answer was lost, so the client gave it up and asked again.
+    WatchRenewed {
+        watch_index: u64,
+        allocs_index: u64,
+    },
     /// A reply that matched no request in flight (late, duplicated, or for a request the
     /// client gave up on).
     ReplyIgnored {

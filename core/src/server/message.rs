@@ -198,6 +198,14 @@ pub enum Query {
     },
     /// The autopilot configuration the region runs with.
     AutopilotConfig,
+    // Appended: frames are decoded by variant position (see `codec`).
+    /// A client's watch of its own node's allocations: what `NodeAllocs` answers, but it
+    /// blocks until the servers change one of them (`NodeAllocs::server_index`), not
+    /// until any allocation anywhere changes. The answer's index is still the allocation
+    /// table's, which only grows, so the client can tell a lagging server's answer.
+    ClientAllocs {
+        node_id: String,
+    },
 }
 
 /// The answer to an [`ApiCall`], echoing its id.

@@ -38,6 +38,7 @@ pub(super) enum Waiter {
     Heartbeat {
         conn: ClientConn,
         request_id: u64,
+        node_id: String,
         ttl_ms: u64,
     },
     AllocUpdate {
@@ -108,7 +109,7 @@ impl Server {
             // Reads are served by any server, from its own state.
             ClientRequest::NodeAllocs { node_id, min_index, wait_ms } => {
                 let caller = ReadCaller::Client { conn, request_id };
-                self.read(now, caller, Query::NodeAllocs { node_id }, min_index, wait_ms)
+                self.read(now, caller, Query::ClientAllocs { node_id }, min_index, wait_ms)
             }
         }
     }
@@ -131,11 +132,8 @@ impl Server {
         let ttl_ms = self.reset_heartbeat(now, &node.id);
         let ready = node.status == NodeStatus::Ready;
         let node_id = node.id.clone();
-        self.propose(
-            Command::NodeRegister { node },
-            now,
-            Waiter::Heartbeat { conn, request_id, ttl_ms },
-        );
+        let waiter = Waiter::Heartbeat { conn, request_id, node_id: node_id.clone(), ttl_ms };
+        self.propose(Command::NodeRegister { node }, now, waiter);
         // A new ready node may run system jobs: evaluate them for it.
         let evals: Vec<Evaluation> =
             if ready { self.system_job_evals(now, &node_id) } else { Vec::new() };
@@ -176,7 +174,7 @@ impl Server {
         };
         let changed = node.status != status;
         let ttl_ms = self.reset_heartbeat(now, node_id);
-        let waiter = Waiter::Heartbeat { conn, request_id, ttl_ms };
+        let waiter = Waiter::Heartbeat { conn, request_id, node_id: node_id.to_owned(), ttl_ms };
         if changed {
             let evals = if status == NodeStatus::Ready {
                 self.node_evals(now, node_id, TriggeredBy::NodeUpdate)
@@ -644,9 +642,15 @@ impl Server {
             (Waiter::Cas { caller }, Ok(outcome)) => {
                 self.answer(caller, ApiReply::CasWrite { index, updated: outcome.updated })
             }
-            (Waiter::Heartbeat { conn, request_id, ttl_ms }, Ok(_)) => {
+            (Waiter::Heartbeat { conn, request_id, node_id, ttl_ms }, Ok(_)) => {
                 let servers = self.voter_addrs();
-                let reply = ServerReply::HeartbeatOk { index, heartbeat_ttl_ms: ttl_ms, servers };
+                let allocs_index = self.state.node_allocs(&node_id).map_or(0, |n| n.server_index);
+                let reply = ServerReply::HeartbeatOk {
+                    index,
+                    heartbeat_ttl_ms: ttl_ms,
+                    servers,
+                    allocs_index,
+                };
                 self.reply_client(conn, request_id, reply);
             }
             (Waiter::AllocUpdate { conn, request_id }, Ok(_)) => {
@@ -715,11 +719,16 @@ impl Server {
     }
 
     /// Whether a read can be answered: index 0 answers at once, except an event read,
-    /// which waits for an event after the one it names.
+    /// which waits for an event after the one it names. A client's watch waits for a
+    /// change the servers made to its node's allocations.
     fn read_ready(&self, query: &Query, min_index: u64) -> bool {
         match query {
             Query::Events { after_index } => {
                 self.events.back().is_some_and(|last| last.index > *after_index)
+            }
+            Query::ClientAllocs { node_id } => {
+                let changed = self.state.node_allocs(node_id).map_or(0, |n| n.server_index);
+                min_index == 0 || changed > min_index
             }
             _ => min_index == 0 || table_index(&self.state, query) > min_index,
         }
@@ -809,6 +818,7 @@ fn table_index(state: &State, query: &Query) -> u64 {
         Query::JobAllocs { .. }
         | Query::DeploymentAllocs { .. }
         | Query::NodeAllocs { .. }
+        | Query::ClientAllocs { .. }
         | Query::Alloc { .. }
         | Query::Allocs => indexes.allocs,
         Query::Eval { .. } | Query::Evals | Query::JobEvals { .. } => indexes.evals,
@@ -849,7 +859,7 @@ fn run_query(state: &State, query: &Query, own_autopilot: AutopilotConfig) -> Qu
             });
             QueryResult::Allocs(allocs.unwrap_or_default())
         }
-        Query::NodeAllocs { node_id } => {
+        Query::NodeAllocs { node_id } | Query::ClientAllocs { node_id } => {
             // Clients need the job each allocation runs; state stores it once per version.
             let allocs =
                 state.node_allocs(node_id).map(|n| n.allocs.values().cloned().collect::<Vec<_>>());

@@ -1359,7 +1359,7 @@ impl State {
         // Empty per-node and per-job maps are dropped, as a restore would never build them.
         if let Some(by_node) = self.allocs_by_node.get_mut(alloc.node_id.as_str()) {
             let by_node = Arc::make_mut(by_node);
-            by_node.allocs.remove(id);
+            by_node.remove(id);
             if by_node.allocs.is_empty() {
                 self.allocs_by_node.remove(&alloc.node_id);
             }

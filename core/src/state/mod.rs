@@ -73,6 +73,10 @@ pub struct NodeAllocs {
     /// Host ports held by non-terminal allocations, with how many hold each (more than one
     /// would be a collision, which the plan applier never commits).
     pub ports: BTreeMap<i32, u32>,
+    /// The highest `alloc_modify_index` among the allocations: the last change the
+    /// servers made to what the node runs. The client's watch waits on it, so a status
+    /// report, its own or another node's, wakes no watch.
+    pub server_index: u64,
 }
 
 impl NodeAllocs {
@@ -81,6 +85,17 @@ impl NodeAllocs {
             self.account(&old, -1);
         }
         self.account(alloc, 1);
+        self.server_index = self.server_index.max(alloc.alloc_modify_index);
+    }
+
+    /// Drops a terminal allocation. The server index is derived again from those left,
+    /// as a restore would derive it.
+    fn remove(&mut self, id: &str) {
+        let Some(removed) = self.allocs.remove(id) else { return };
+        if removed.alloc_modify_index == self.server_index {
+            self.server_index =
+                self.allocs.values().map(|a| a.alloc_modify_index).max().unwrap_or(0);
+        }
     }
 
     fn account(&mut self, alloc: &Allocation, sign: i64) {

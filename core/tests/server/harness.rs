@@ -1033,8 +1033,12 @@ fn render_event(event: &drover_core::state::Event) -> String {
 
 fn render_client_reply(reply: &ServerReply) -> String {
     match reply {
-        ServerReply::HeartbeatOk { index, heartbeat_ttl_ms, servers } => {
-            format!("heartbeat ok index={index} ttl={heartbeat_ttl_ms}ms servers={}", servers.len())
+        ServerReply::HeartbeatOk { index, heartbeat_ttl_ms, servers, allocs_index } => {
+            let servers = servers.len();
+            format!(
+                "heartbeat ok index={index} ttl={heartbeat_ttl_ms}ms servers={servers} \
+                 allocs_index={allocs_index}"
+            )
         }
         ServerReply::AllocUpdateOk { index } => format!("alloc update ok index={index}"),
         ServerReply::NodeAllocs { index, allocs } => {
