@@ -278,10 +278,9 @@ impl Reconciler<'_> {
         }
         let unhealthy_held = ordered.iter().any(|s| s.holds_unhealthy(deployment));
         let stopping: BTreeSet<&str> = out.stop.iter().map(|s| s.alloc.id.as_str()).collect();
-        let kept: Vec<&Arc<Allocation>> =
-            allocs.iter().filter(|a| !stopping.contains(a.id.as_str())).copied().collect();
+        let stopped = |a: &Allocation| stopping.contains(a.id.as_str());
         let mut destructive_allowed =
-            rollout.destructive_limit(&kept, destructive.len(), unhealthy_held);
+            rollout.destructive_limit((allocs, &stopped), destructive.len(), unhealthy_held);
         for slot in ordered {
             if slot.kind == SlotKind::Destructive {
                 if destructive_allowed == 0 {
@@ -675,12 +674,10 @@ impl<'a> Rollout<'a> {
     }
 
     /// Nomad's `computeLimit`: how many of `destructive` updates this pass may make;
-    /// none while an unhealthy allocation of the deployment holds its slot. `allocs`
-    /// leaves out those this plan stops: they wait for no health, and counting them
-    /// would hold the rollout with nothing left to wake it.
+    /// none while an unhealthy allocation of the deployment holds its slot.
     pub(super) fn destructive_limit(
         &self,
-        allocs: &[&Arc<Allocation>],
+        allocs: GroupAllocs<'_>,
         destructive: usize,
         unhealthy_held: bool,
     ) -> usize {
@@ -700,7 +697,7 @@ impl<'a> Rollout<'a> {
     /// How many of a system group's destructive updates this pass makes as canaries:
     /// those still wanted, at most `max_parallel` less the deployment's allocations not
     /// yet healthy (Nomad: "up to max_parallel ... whichever is lower").
-    pub(super) fn node_canary_limit(&self, allocs: &[&Arc<Allocation>]) -> usize {
+    pub(super) fn node_canary_limit(&self, allocs: GroupAllocs<'_>) -> usize {
         let Some(strategy) = self.strategy.filter(|_| self.canaries_wanted > 0) else { return 0 };
         let max_parallel = usize::try_from(strategy.max_parallel).unwrap_or(0);
         let waiting = match self.deployment {
@@ -717,10 +714,19 @@ fn rolls(deployment: &Deployment) -> bool {
     !matches!(deployment.status, DeploymentStatus::Paused | DeploymentStatus::Failed)
 }
 
-/// The deployment's live allocations whose health is not known yet.
-fn waiting_for_health(deployment: &Deployment, allocs: &[&Arc<Allocation>]) -> usize {
+/// A group's allocations, as the rollout limits count them, and which of them the
+/// pass's own plan stops.
+pub(super) type GroupAllocs<'a> = (&'a [&'a Arc<Allocation>], &'a dyn Fn(&Allocation) -> bool);
+
+/// The deployment's live allocations whose health is not known yet. Those the pass's
+/// plan stops do not count: they wait for no health, and counting them would hold the
+/// rollout with nothing left to wake it.
+fn waiting_for_health(deployment: &Deployment, (allocs, stopped): GroupAllocs<'_>) -> usize {
     let waiting = |a: &&&Arc<Allocation>| {
-        a.deployment_id == deployment.id && !a.is_terminal() && a.deployment_healthy().is_none()
+        a.deployment_id == deployment.id
+            && !a.is_terminal()
+            && a.deployment_healthy().is_none()
+            && !stopped(a)
     };
     allocs.iter().filter(waiting).count()
 }

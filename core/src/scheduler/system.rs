@@ -230,14 +230,13 @@ impl GroupPass<'_, '_> {
             }
             _ => false,
         });
-        // What this plan stops waits for no health (see `destructive_limit`).
         let stops = &self.out.plan.node_update;
-        let stopping =
+        let stopped =
             |a: &Allocation| stops.get(&a.node_id).is_some_and(|s| s.iter().any(|x| x.id == a.id));
-        let kept: Vec<&Arc<Allocation>> =
-            group_allocs.iter().filter(|a| !stopping(a)).copied().collect();
-        let mut destructive_allowed = rollout.destructive_limit(&kept, destructive, unhealthy_held);
-        let mut canaries_allowed = rollout.node_canary_limit(&kept);
+        let counted = (group_allocs, &stopped as &dyn Fn(&Allocation) -> bool);
+        let mut destructive_allowed =
+            rollout.destructive_limit(counted, destructive, unhealthy_held);
+        let mut canaries_allowed = rollout.node_canary_limit(counted);
         let deployment_id = self.out.deployment_id.clone();
         let mut running = 0;
         for change in changes {
