@@ -18,8 +18,10 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let tty = std::io::stdout().is_terminal();
-    let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr().lock();
+    // Unlocked handles, each write taking the lock for itself: an agent's node loop
+    // writes its log to stdout from its own thread while the command waits.
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
     let code = commands::run(&args, &mut commands::Io { out: &mut out, err: &mut err, tty });
     ExitCode::from(code)
 }

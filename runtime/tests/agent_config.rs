@@ -67,6 +67,7 @@ fn a_server_file_resolves_with_its_ports_and_join_targets() {
 fn a_later_file_wins_and_lists_are_replaced_whole() {
     let later = r#"
 name = "server-9"
+log_level = "DEBUG"
 advertise { rpc = "192.0.2.1" }
 server { retry_join = ["10.0.0.9"] }
 client {
@@ -107,6 +108,7 @@ fn unknown_keys_and_bad_values_are_reported_where_they_are() {
     let bad = r#"
 data_dir = 7
 regoin   = "eu"
+log_level = "verbose"
 ports {
   http = 70000
   grpc = 1

@@ -340,20 +340,37 @@ pub struct ClusterAgent {
     pub http_addr: String,
     pub args: Vec<String>,
     dir: PathBuf,
+    /// Everything the agent wrote to stdout so far, its log included.
+    output: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl ClusterAgent {
     /// Starts `drover agent args...` in `dir`; returns once it says it started.
     pub fn start(dir: &Path, http_addr: &str, args: &[String]) -> ClusterAgent {
-        let (child, _, lines_rx) = spawn_agent(drover_binary(), Some(dir), args, "agent: started");
-        // The rest of stdout is drained so the agent never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines_rx {});
+        let (child, said, lines_rx) =
+            spawn_agent(drover_binary(), Some(dir), args, "agent: started");
+        let output = std::sync::Arc::new(std::sync::Mutex::new(said));
+        // The rest of stdout is read as it comes, so the agent never blocks on a full pipe.
+        let collected = std::sync::Arc::clone(&output);
+        std::thread::spawn(move || {
+            for line in lines_rx {
+                let mut output = collected.lock().expect("not poisoned");
+                output.push_str(&line);
+                output.push('\n');
+            }
+        });
         ClusterAgent {
             child,
             http_addr: http_addr.to_owned(),
             args: args.to_vec(),
             dir: dir.to_owned(),
+            output,
         }
+    }
+
+    /// What the agent wrote to stdout so far.
+    pub fn said(&self) -> String {
+        self.output.lock().expect("not poisoned").clone()
     }
 
     /// The same agent started again, same directory and arguments.

@@ -176,9 +176,23 @@ fn a_raw_exec_job_runs_logs_and_stops_and_the_agent_leaves_nothing_behind() {
         .to_owned();
     assert!(std::path::Path::new(&data_dir).join("alloc").exists());
     let Session { agent, transcript } = s;
+    let banner = agent.banner.clone();
     let (code, said) = agent.stop();
     assert_eq!(code, 0, "{said}");
     assert!(said.contains("Gracefully shutting down"), "{said}");
+    // The agent's log, at its default level: leadership and registration before the
+    // ready line, then the tasks' events.
+    let log = format!("{banner}{said}");
+    for line in [
+        "[INFO]  nomad: cluster leadership acquired: term=",
+        "[INFO]  client: node registration complete: server=",
+        "[INFO]  client.alloc_runner.task_runner: Task event: alloc_id=",
+        "type=Started msg=\"Task started by client\" failed=false",
+        "type=Killed msg=\"Task successfully killed\" failed=false",
+    ] {
+        assert!(log.contains(line), "no {line:?} in the agent's log:\n{log}");
+    }
+    assert!(!log.contains("[DEBUG]"), "debug lines at the default level:\n{log}");
     assert!(!process_with(&marker), "a task outlived the agent");
     assert!(!std::path::Path::new(&data_dir).exists(), "the data directory outlived the agent");
     snapshot("agent_raw_exec_job", &transcript);
@@ -290,6 +304,7 @@ fn a_dev_agent_takes_a_config_file_and_serves_https_from_its_tls_block() {
         scratch.drover(&["status", "-address", &https]),
         scratch.drover(&["status", "-address", &format!("http://{}", agent.http_addr)]),
         scratch.drover(&["agent", "-dev", "-config", "cluster.hcl"]),
+        scratch.drover(&["agent", "-dev", "-log-level", "loud"]),
     ]
     .iter()
     .map(|transcript| port.replace_all(&transcript.to_string(), "127.0.0.1:PORT").into_owned())

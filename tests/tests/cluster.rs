@@ -373,6 +373,26 @@ fn three_servers_survive_a_kill_9_of_the_leader_and_it_rejoins_and_clients_reatt
     let failover = killed.elapsed();
     println!("new leader {new_leader} {failover:?} after kill -9 of the leader");
     assert!(failover < Duration::from_secs(10), "{failover:?}");
+    // The agents' logs tell the story: the new leader took over, and gossip found the
+    // old one failed.
+    let new_leader_agent = (0..servers.len())
+        .filter(|&i| new_leader.ends_with(&format!(":{}", rpc[i])))
+        .find_map(|i| servers[i].as_ref())
+        .expect("the new leader runs");
+    let logged = |agent: &ClusterAgent, line: &str| {
+        poll_until(LEADER_TIMEOUT, || agent.said().contains(line).then_some(())).is_some()
+    };
+    assert!(
+        logged(new_leader_agent, "[INFO]  nomad: cluster leadership acquired: term="),
+        "{}",
+        new_leader_agent.said()
+    );
+    let failed_line = format!("[WARN]  nomad.gossip: member failed: name=s{leader_index}");
+    assert!(logged(survivor, &failed_line), "{}", survivor.said());
+    for client in &clients {
+        let registered = "[INFO]  client: node registration complete: server=";
+        assert!(client.said().contains(registered), "{}", client.said());
+    }
     let still_running =
         poll_until(LEADER_TIMEOUT, || (running_allocs(survivor, "web")? == 2).then_some(()));
     assert!(still_running.is_some(), "the job's allocations still run after the failover");

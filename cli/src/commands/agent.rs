@@ -5,6 +5,7 @@
 use super::{Io, parse_flags};
 use crate::flags::FlagSpec;
 use drover_runtime::agent::config::{self, FileConfig, HttpTls, HttpsOptions};
+use drover_runtime::agent::log::{AgentLog, LogLevel};
 use drover_runtime::agent::{
     AgentHandle, ClusterConfig, DevConfig, LoopEnd, start_cluster, start_dev,
 };
@@ -29,8 +30,8 @@ General Options:
 
   -config=<path>
     An agent configuration file in HCL (data_dir, bind_addr, region,
-    datacenter, name, ports, addresses, advertise, server, client, tls,
-    autopilot). May be given more than once: later files win, and flags win
+    datacenter, name, log_level, ports, addresses, advertise, server, client,
+    tls, autopilot). May be given more than once: later files win, and flags win
     over files. With -dev the files apply over the development defaults, so
     tls { http = true ... } serves the API over HTTPS.
 
@@ -60,6 +61,10 @@ General Options:
 
   -region=<region>
     The region of the agent. Defaults to global.
+
+  -log-level=<level>
+    The least severe level the agent logs to standard output: trace, debug,
+    info, warn, error or off (log_level in a -config file). Defaults to info.
 
 Server Options:
 
@@ -104,6 +109,7 @@ const FLAGS: &[FlagSpec] = &[
     FlagSpec::value("node"),
     FlagSpec::value("dc"),
     FlagSpec::value("region"),
+    FlagSpec::value("log-level"),
 ];
 
 /// How often readiness (the node registered) is looked at while starting.
@@ -227,6 +233,10 @@ fn flag_config(flags: &crate::flags::Parsed) -> Result<FileConfig, String> {
         config.server.encrypt = Some(key.map_err(|why| format!("Invalid -encrypt: {why}"))?);
     }
     config.client.servers = list("servers");
+    if let Some(text) = flags.last("log-level") {
+        let level = LogLevel::parse(text).map_err(|why| format!("Invalid -log-level: {why}"))?;
+        config.log_level = Some(level);
+    }
     if let Some(text) = flags.last("http-port") {
         // 0 asks for an ephemeral port, which the ready line names (`-dev` only).
         let port = text.parse::<u16>().ok();
@@ -264,7 +274,9 @@ async fn run_cluster((settings, tls): (config::AgentSettings, TlsIdentity), io: 
     };
     let bootstrap_expect = settings.bootstrap_expect;
     let advertised = settings.http_advertise.clone();
-    let config = ClusterConfig { settings, tls, http_addr: advertised, executor, rng_seed: seed() };
+    let log = AgentLog::stdout(settings.log_level);
+    let config =
+        ClusterConfig { settings, tls, http_addr: advertised, executor, rng_seed: seed(), log };
     let (agent, ended) = match start_cluster(config) {
         Ok(started) => started,
         Err(error) => {
@@ -371,6 +383,7 @@ async fn run_dev((settings, https): (config::DevSettings, DevHttps), io: &mut Io
         executor,
         rng_seed: seed(),
         autopilot: settings.autopilot,
+        log: AgentLog::stdout(settings.log_level),
     };
     let (agent, ended) = match start_dev(config) {
         Ok(started) => started,

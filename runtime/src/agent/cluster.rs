@@ -31,6 +31,7 @@
 use super::config::{
     AgentSettings, HttpTls, RPC_PORT_DEFAULT, SERF_PORT_DEFAULT, with_default_port,
 };
+use super::log::{AgentLog, LogObserver};
 use super::node_loop::fingerprinted_node;
 use super::node_loop::{Clock, act_here, server_status};
 use super::{
@@ -83,6 +84,8 @@ pub struct ClusterConfig {
     /// The executor command line (the agent's own binary and `executor`).
     pub executor: Vec<String>,
     pub rng_seed: u64,
+    /// Where the agent's log lines go ([`super::log`]).
+    pub log: AgentLog,
 }
 
 /// Starts a cluster agent's node loop (see the module docs): a server, a client, or both.
@@ -108,6 +111,7 @@ pub fn start_cluster(
         executor: config.executor.clone(),
         rng_seed: config.rng_seed,
         autopilot: settings.autopilot,
+        log: config.log.clone(),
     };
     spawn_node_loop(identity, move |identity, inputs, receiver, known_leader| {
         let mut server_loop = ServerLoop::start(config, known_leader)?;
@@ -181,6 +185,7 @@ struct ServerLoop {
     forwarded: BTreeMap<u64, (Waiting, Millis)>,
     /// The servers a client-only agent forwards API calls to, in turn.
     forward_servers: Vec<String>,
+    log: LogObserver,
 }
 
 impl ServerLoop {
@@ -256,6 +261,7 @@ impl ServerLoop {
             remote_calls: BTreeMap::new(),
             forwarded: BTreeMap::new(),
             forward_servers: Vec::new(),
+            log: LogObserver::new(config.log),
         };
         if let Some(peers) = peers {
             server_loop.start_host(peers)?;
@@ -541,6 +547,7 @@ impl ServerLoop {
         self.send_gossip();
         let Some((membership, _, _)) = self.gossip.as_mut() else { return Ok(()) };
         while let Some(event) = membership.poll_event() {
+            self.log.member(&event);
             if let MemberEvent::Up(member) = event
                 && member.region == self.settings.region
                 && let Some(transport) = self.host.as_mut().map(ServerHost::transport_mut)
@@ -679,11 +686,11 @@ impl ServerLoop {
 
     /// Answers what the server answered.
     fn settle(&mut self) {
-        // The client's events are for traces; the agent keeps no log of them yet.
-        while let Some(client) = self.client.as_mut()
-            && client.poll_event().is_some()
-        {}
+        while let Some(event) = self.client.as_mut().and_then(|c| c.poll_event()) {
+            self.log.client(&event);
+        }
         let Some(host) = self.host.as_mut() else { return };
+        self.log.server(host.server());
         let mut answers = Vec::new();
         while let Some(response) = host.poll_api_reply() {
             answers.push(response);

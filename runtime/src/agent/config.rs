@@ -10,6 +10,7 @@
 //! `file:line:col`; nothing is ignored, because a misspelt `bootstrap_expect` that was
 //! silently dropped would start a server that never elects a leader.
 
+use super::log::LogLevel;
 use crate::net::gossip_key::GossipKey;
 use drover_core::jobspec::{Diagnostic, line_col};
 use drover_core::server::{AUTOPILOT_COUNT_MAX, AutopilotConfig, LAST_CONTACT_THRESHOLD_MIN_MS};
@@ -82,6 +83,8 @@ pub struct FileConfig {
     pub region: Option<String>,
     pub datacenter: Option<String>,
     pub name: Option<String>,
+    /// `log_level`: the agent log's least severe level (Nomad's default `INFO`).
+    pub log_level: Option<LogLevel>,
     pub ports: Ports,
     pub addresses: Addresses,
     pub advertise: Addresses,
@@ -191,6 +194,7 @@ impl FileConfig {
             region: later.region.or(self.region),
             datacenter: later.datacenter.or(self.datacenter),
             name: later.name.or(self.name),
+            log_level: later.log_level.or(self.log_level),
             ports: Ports {
                 http: later.ports.http.or(self.ports.http),
                 rpc: later.ports.rpc.or(self.ports.rpc),
@@ -285,6 +289,7 @@ const TOP_KEYS: &[&str] = &[
     "region",
     "datacenter",
     "name",
+    "log_level",
     "ports",
     "addresses",
     "advertise",
@@ -322,6 +327,7 @@ impl Reader {
                     "region" => config.region = self.name(attr),
                     "datacenter" => config.datacenter = self.name(attr),
                     "name" => config.name = self.name(attr),
+                    "log_level" => config.log_level = self.log_level(attr),
                     key => self.unknown(attr, key, "the top level", TOP_KEYS),
                 },
                 Structure::Block(block) => match self.block_name(block) {
@@ -541,6 +547,20 @@ impl Reader {
         Some(text)
     }
 
+    fn log_level(&mut self, attr: &Attribute) -> Option<LogLevel> {
+        let text = self.string(attr)?;
+        match LogLevel::parse(&text) {
+            Ok(level) => Some(level),
+            Err(_) => {
+                self.type_error(
+                    attr,
+                    "one of \"trace\", \"debug\", \"info\", \"warn\", \"error\", \"off\"",
+                );
+                None
+            }
+        }
+    }
+
     fn bool(&mut self, attr: &Attribute) -> Option<bool> {
         match &attr.value {
             Expression::Bool(value) => Some(*value.value()),
@@ -639,6 +659,7 @@ pub struct AgentSettings {
     /// How the HTTP API is served.
     pub http_tls: HttpTls,
     pub autopilot: AutopilotConfig,
+    pub log_level: LogLevel,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -781,6 +802,7 @@ pub fn resolve(config: FileConfig, hostname: &str) -> Result<AgentSettings, Stri
         gossip_key: config.server.encrypt,
         http_tls,
         autopilot: config.autopilot.resolve(bootstrap_expect),
+        log_level: config.log_level.unwrap_or(LogLevel::Info),
     })
 }
 
@@ -828,6 +850,7 @@ pub struct DevSettings {
     /// theirs.
     pub https: Option<(TlsFiles, HttpsOptions)>,
     pub autopilot: AutopilotConfig,
+    pub log_level: LogLevel,
 }
 
 /// The bind address of a `-dev` agent unless its configuration gives another.
@@ -865,6 +888,7 @@ pub fn resolve_dev(config: FileConfig, hostname: &str) -> Result<DevSettings, St
         http_bind: join_host_port(http_host, config.ports.http.unwrap_or(HTTP_PORT_DEFAULT)),
         https,
         autopilot: config.autopilot.resolve(0),
+        log_level: config.log_level.unwrap_or(LogLevel::Info),
     })
 }
 

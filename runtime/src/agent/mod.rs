@@ -12,6 +12,7 @@ mod cluster;
 pub mod config;
 mod drivers;
 mod local;
+pub mod log;
 mod node_loop;
 
 pub use cluster::{ClusterConfig, start_cluster};
@@ -53,6 +54,8 @@ pub struct DevConfig {
     pub rng_seed: u64,
     /// What the server's autopilot runs with until an operator sets a configuration.
     pub autopilot: drover_core::server::AutopilotConfig,
+    /// Where the agent's log lines go ([`log`]).
+    pub log: log::AgentLog,
 }
 
 /// One input of the node loop.

@@ -3,6 +3,7 @@
 //! replies came out, and sleeps until the next input or the hosts' next deadline.
 
 use super::local::{LocalNet, LocalTransport};
+use super::log::LogObserver;
 use super::{AgentRoles, AgentStatus, DevConfig, Input, RawExecDrivers, ServerMember};
 use crate::driver::raw_exec::{RawExec, RawExecConfig};
 use crate::fingerprint::fingerprint;
@@ -75,6 +76,7 @@ pub struct NodeLoop {
     next_request: u64,
     identity: AgentStatus,
     known_leader: Arc<AtomicBool>,
+    log: LogObserver,
 }
 
 impl NodeLoop {
@@ -142,6 +144,7 @@ impl NodeLoop {
             next_request: 0,
             identity,
             known_leader,
+            log: LogObserver::new(config.log.clone()),
         })
     }
 
@@ -250,10 +253,10 @@ impl NodeLoop {
         }
         let leader = self.server.server().leader_addr().is_some();
         self.known_leader.store(leader, Ordering::Relaxed);
-        // The client's events are for traces; the agent keeps no log of them yet.
-        while let Some(client) = self.client.as_mut()
-            && client.poll_event().is_some()
-        {}
+        self.log.server(self.server.server());
+        while let Some(event) = self.client.as_mut().and_then(|c| c.poll_event()) {
+            self.log.client(&event);
+        }
         Ok(())
     }
 
