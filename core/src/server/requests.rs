@@ -644,7 +644,7 @@ impl Server {
             }
             (Waiter::Heartbeat { conn, request_id, node_id, ttl_ms }, Ok(_)) => {
                 let servers = self.voter_addrs();
-                let allocs_index = self.state.node_allocs(&node_id).map_or(0, |n| n.server_index);
+                let allocs_index = self.state.node_server_index(&node_id);
                 let reply = ServerReply::HeartbeatOk {
                     index,
                     heartbeat_ttl_ms: ttl_ms,
@@ -727,8 +727,7 @@ impl Server {
                 self.events.back().is_some_and(|last| last.index > *after_index)
             }
             Query::ClientAllocs { node_id } => {
-                let changed = self.state.node_allocs(node_id).map_or(0, |n| n.server_index);
-                min_index == 0 || changed > min_index
+                min_index == 0 || self.state.node_server_index(node_id) > min_index
             }
             _ => min_index == 0 || table_index(&self.state, query) > min_index,
         }

@@ -410,6 +410,12 @@ impl State {
         self.allocs_by_node.get(node_id)
     }
 
+    /// The last change the servers made to a node's allocations
+    /// ([`NodeAllocs::server_index`]); 0 for a node without any.
+    pub fn node_server_index(&self, node_id: &str) -> u64 {
+        self.node_allocs(node_id).map_or(0, |n| n.server_index)
+    }
+
     /// Every allocation of a job, terminal ones included, keyed by alloc ID.
     pub fn job_allocs(&self, namespace: &str, id: &str) -> Vec<Arc<Allocation>> {
         self.job_allocs_iter(namespace, id).cloned().collect()

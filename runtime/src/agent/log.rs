@@ -126,36 +126,41 @@ fn timestamp() -> String {
 pub struct LogObserver {
     log: AgentLog,
     leader_loop_term: Option<u64>,
-    leader_addr: Option<String>,
+    /// The Raft id of the leader this server follows.
+    leader_id: Option<u64>,
 }
 
 impl LogObserver {
     pub fn new(log: AgentLog) -> LogObserver {
-        LogObserver { log, leader_loop_term: None, leader_addr: None }
+        LogObserver { log, leader_loop_term: None, leader_id: None }
     }
 
     pub fn log(&self) -> &AgentLog {
         &self.log
     }
 
-    /// Logs a change of the leader this server follows and of its own leadership.
+    /// Logs a change of the leader this server follows and of its own leadership. It
+    /// runs after every input, so it compares ids and looks up an address only on a change.
     pub fn server(&mut self, server: &Server) {
-        let leader_addr = server.leader_addr();
-        if leader_addr != self.leader_addr {
+        let leader_id = server.raft().leader();
+        if leader_id != self.leader_id {
+            self.leader_id = leader_id;
             let term = server.raft().term();
-            match &leader_addr {
-                Some(addr) => self.log.write(
-                    LogLevel::Info,
-                    "nomad.raft",
-                    format_args!("leader elected: leader={addr} term={term}"),
-                ),
+            match leader_id {
+                Some(id) => {
+                    let addr = server.leader_addr().unwrap_or_default();
+                    self.log.write(
+                        LogLevel::Info,
+                        "nomad.raft",
+                        format_args!("leader elected: id={id} address={addr} term={term}"),
+                    )
+                }
                 None => self.log.write(
                     LogLevel::Warn,
                     "nomad.raft",
                     format_args!("no known leader: term={term}"),
                 ),
             }
-            self.leader_addr = leader_addr;
         }
         let term = server.leader_loop_term();
         if term != self.leader_loop_term {
