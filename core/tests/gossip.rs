@@ -1,10 +1,12 @@
 //! Gossip membership in a deterministic in-memory network: pools converge, a crash is
 //! noticed by every survivor, a restarted server rejoins, a partition heals, and no byte
-//! string makes the machine panic. Timelines are insta snapshots.
+//! string makes the machine panic. A server's two pools together: the region's pool
+//! holds only the region's servers and notices a crash in seconds, the pool of every
+//! region tells the regions and whom to forward to. Timelines are insta snapshots.
 
 use drover_core::gossip::{
-    DATAGRAM_LEN_MAX_BYTES, Gossip, GossipConfig, GossipError, JOIN_RETRY_INTERVAL_MS, Member,
-    MemberEvent, Pool,
+    DATAGRAM_LEN_MAX_BYTES, Gossip, GossipConfig, GossipError, GossipMembership,
+    JOIN_RETRY_INTERVAL_MS, Member, MemberEvent, POOL_TAG_LAN, POOL_TAG_WAN, Pool,
 };
 use drover_core::time::Millis;
 use proptest::prelude::*;
@@ -13,10 +15,78 @@ use rand_core::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-/// A network of gossiping servers with seeded delay and loss; addresses are server names.
-struct Net {
+/// What the network runs on each server: one pool, or a server's two.
+trait Node {
+    fn data(&mut self, now: Millis, bytes: &[u8]) -> Result<(), GossipError>;
+    fn timeout(&mut self, now: Millis);
+    fn deadline(&self) -> Option<Millis>;
+    fn transmit(&mut self) -> Option<(String, Vec<u8>)>;
+    fn event(&mut self) -> Option<MemberEvent>;
+    /// One line on what the server believes.
+    fn describe(&self) -> String;
+    /// Panics on a datagram the server must never send.
+    fn check_transmit(&self, _from: &str, _to: &str, _bytes: &[u8]) {}
+}
+
+/// A pool and a server's two pools take the same inputs and give the same outputs.
+macro_rules! node_io {
+    () => {
+        fn data(&mut self, now: Millis, bytes: &[u8]) -> Result<(), GossipError> {
+            self.handle_data(now, bytes)
+        }
+        fn timeout(&mut self, now: Millis) {
+            self.handle_timeout(now);
+        }
+        fn deadline(&self) -> Option<Millis> {
+            self.poll_timeout()
+        }
+        fn transmit(&mut self) -> Option<(String, Vec<u8>)> {
+            self.poll_transmit()
+        }
+        fn event(&mut self) -> Option<MemberEvent> {
+            self.poll_event()
+        }
+    };
+}
+
+impl Node for Gossip {
+    node_io!();
+    fn describe(&self) -> String {
+        let members: Vec<String> =
+            self.members().iter().map(|m| format!("{}@{}", m.name, m.generation)).collect();
+        let regions: Vec<&str> = self.regions().into_iter().collect();
+        format!("regions {regions:?} members {members:?}")
+    }
+}
+
+impl Node for GossipMembership {
+    node_io!();
+    /// The region's servers, the regions, and whom a request for the other region goes to.
+    fn describe(&self) -> String {
+        let view: Vec<String> =
+            self.view().iter().map(|m| format!("{} {:?}", m.name, m.status)).collect();
+        let regions: Vec<&str> = self.regions().into_iter().collect();
+        let own = &self.identity().region;
+        let other = if own == "r1" { "r2" } else { "r1" };
+        let forward = self.servers_in(other);
+        format!("view {view:?} regions {regions:?} {other} {forward:?}")
+    }
+    /// The region's pool never talks to another region.
+    fn check_transmit(&self, from: &str, to: &str, bytes: &[u8]) {
+        let region_of = |addr: &str| addr.split('-').next().unwrap_or_default().to_owned();
+        match bytes.first() {
+            Some(&POOL_TAG_LAN) => assert_eq!(region_of(to), region_of(from), "{from}→{to}"),
+            Some(&POOL_TAG_WAN) => {}
+            other => panic!("{from} sent a datagram with pool byte {other:?}"),
+        }
+    }
+}
+
+/// A network of gossiping servers with seeded delay and loss; addresses are server names,
+/// whose prefix is the region (`r1-s2`).
+struct Net<N> {
     now: Millis,
-    nodes: BTreeMap<String, Gossip>,
+    nodes: BTreeMap<String, N>,
     in_flight: BTreeMap<(Millis, u64), (String, String, Vec<u8>)>,
     sent: u64,
     crashed: BTreeSet<String>,
@@ -42,8 +112,8 @@ fn member(region: &str, i: u32, generation: u32) -> Member {
     }
 }
 
-impl Net {
-    fn new(seed: u64, loss_pct: u32) -> Net {
+impl<N: Node> Net<N> {
+    fn new(seed: u64, loss_pct: u32) -> Net<N> {
         Net {
             now: Millis::ZERO,
             nodes: BTreeMap::new(),
@@ -57,18 +127,11 @@ impl Net {
         }
     }
 
-    /// Starts a server in `pool`, announcing itself to `join` if given.
-    fn start(&mut self, identity: Member, pool: Pool, size: u32, join: Option<&str>) {
-        let name = identity.gossip_addr.clone();
-        let seed = self.rng.next_u64();
-        let config = GossipConfig { pool, cluster_size_hint: size, rng_seed: seed };
-        let mut gossip = Gossip::new(identity, &config);
-        if let Some(target) = join {
-            gossip.handle_join(self.now, target).expect("announce is accepted");
-        }
-        self.crashed.remove(&name);
-        self.nodes.insert(name.clone(), gossip);
-        self.drain(&name);
+    /// Runs `node` as server `name` from now on.
+    fn add(&mut self, name: &str, node: N) {
+        self.crashed.remove(name);
+        self.nodes.insert(name.to_owned(), node);
+        self.drain(name);
     }
 
     fn crash(&mut self, name: &str) {
@@ -88,10 +151,11 @@ impl Net {
     fn drain(&mut self, name: &str) {
         let Some(node) = self.nodes.get_mut(name) else { return };
         let mut transmits = Vec::new();
-        while let Some(transmit) = node.poll_transmit() {
+        while let Some(transmit) = node.transmit() {
+            node.check_transmit(name, &transmit.0, &transmit.1);
             transmits.push(transmit);
         }
-        while let Some(event) = node.poll_event() {
+        while let Some(event) = node.event() {
             let (what, who) = match event {
                 MemberEvent::Up(m) => ("up", m),
                 MemberEvent::Down(m) => ("down", m),
@@ -114,7 +178,7 @@ impl Net {
     fn run_until(&mut self, until: Millis) {
         loop {
             let next_datagram = self.in_flight.keys().next().map(|(at, _)| *at);
-            let next_timer = self.nodes.values().filter_map(Gossip::poll_timeout).min();
+            let next_timer = self.nodes.values().filter_map(N::deadline).min();
             let Some(next) = next_datagram.into_iter().chain(next_timer).min() else { break };
             if next > until {
                 break;
@@ -125,7 +189,7 @@ impl Net {
                 if self.reachable(&from, &to) {
                     let node = self.nodes.get_mut(&to).expect("reachable nodes run");
                     // Stale datagrams for an older generation are refused; that is fine.
-                    let _refused = node.handle_data(self.now, &bytes);
+                    let _refused = node.data(self.now, &bytes);
                     self.drain(&to);
                 }
                 continue;
@@ -133,11 +197,11 @@ impl Net {
             let due: Vec<String> = self
                 .nodes
                 .iter()
-                .filter(|(_, g)| g.poll_timeout() == Some(next))
+                .filter(|(_, g)| g.deadline() == Some(next))
                 .map(|(n, _)| n.clone())
                 .collect();
             for name in due {
-                self.nodes.get_mut(&name).expect("due nodes run").handle_timeout(next);
+                self.nodes.get_mut(&name).expect("due nodes run").timeout(next);
                 self.drain(&name);
             }
         }
@@ -147,18 +211,29 @@ impl Net {
     /// Every running server's view: the members it believes alive, and its regions.
     fn views(&self) -> String {
         let mut out = String::new();
-        for (name, gossip) in &self.nodes {
-            let members: Vec<String> =
-                gossip.members().iter().map(|m| format!("{}@{}", m.name, m.generation)).collect();
-            let regions: Vec<&str> = gossip.regions().into_iter().collect();
-            writeln!(out, "{name}: regions {regions:?} members {members:?}").unwrap();
+        for (name, node) in &self.nodes {
+            writeln!(out, "{name}: {}", node.describe()).unwrap();
         }
         out
     }
 }
 
+impl Net<Gossip> {
+    /// Starts a server in `pool`, announcing itself to `join` if given.
+    fn start(&mut self, identity: Member, pool: Pool, size: u32, join: Option<&str>) {
+        let name = identity.gossip_addr.clone();
+        let seed = self.rng.next_u64();
+        let config = GossipConfig { pool, cluster_size_hint: size, rng_seed: seed };
+        let mut gossip = Gossip::new(identity, &config);
+        if let Some(target) = join {
+            gossip.handle_join(self.now, target).expect("announce is accepted");
+        }
+        self.add(&name, gossip);
+    }
+}
+
 /// Two regions of three servers in one WAN pool, every server joining through r1-s1.
-fn wan_pool(seed: u64, loss_pct: u32) -> Net {
+fn wan_pool(seed: u64, loss_pct: u32) -> Net<Gossip> {
     let mut net = Net::new(seed, loss_pct);
     for region in ["r1", "r2"] {
         for i in 1..=3 {
@@ -170,7 +245,7 @@ fn wan_pool(seed: u64, loss_pct: u32) -> Net {
 }
 
 /// One region of three servers in one LAN pool, r1-s2 and r1-s3 joining through r1-s1.
-fn lan_pool(seed: u64) -> Net {
+fn lan_pool(seed: u64) -> Net<Gossip> {
     let mut net = Net::new(seed, 0);
     for i in 1..=3 {
         net.start(member("r1", i, 0), Pool::Lan, 3, (i > 1).then_some("r1-s1"));
@@ -178,8 +253,24 @@ fn lan_pool(seed: u64) -> Net {
     net
 }
 
+/// Two regions of three servers, each running both pools and joining through r1-s1
+/// (its `retry_join`).
+fn two_regions(seed: u64) -> Net<GossipMembership> {
+    let mut net = Net::new(seed, 0);
+    for region in ["r1", "r2"] {
+        for i in 1..=3 {
+            let mut node = GossipMembership::new(member(region, i, 0), 3, 6, net.rng.next_u64());
+            if (region, i) != ("r1", 1) {
+                node.handle_join(net.now, "r1-s1").expect("announce is accepted");
+            }
+            net.add(&format!("{region}-s{i}"), node);
+        }
+    }
+    net
+}
+
 /// The one helper: runs a scenario and snapshots its timeline and final views.
-fn check(name: &str, net: &Net) {
+fn check<N: Node>(name: &str, net: &Net<N>) {
     insta::assert_snapshot!(name, format!("{}\n{}", net.timeline, net.views()));
 }
 
@@ -341,6 +432,45 @@ fn oversized_datagrams_are_refused() {
     assert_eq!(error, Err(GossipError::DatagramTooLarge { len_bytes: DATAGRAM_LEN_MAX_BYTES + 1 }));
 }
 
+#[test]
+fn each_region_pool_holds_its_region_and_every_server_knows_both_regions() {
+    let mut net = two_regions(7);
+    net.run_until(Millis::from_secs(20));
+    for node in net.nodes.values() {
+        assert_eq!(node.view().len(), 3, "{}", net.views());
+        assert_eq!(node.members().len(), 5, "{}", net.views());
+    }
+    check("two_pools_converge", &net);
+}
+
+/// The region's pool declares a crashed server down within seconds and the view reports
+/// it failed; the other region's servers, on wide-area timings, keep forwarding to it a
+/// while longer.
+#[test]
+fn a_crash_is_failed_in_its_region_before_the_other_region_forgets_it() {
+    let mut net = two_regions(7);
+    net.run_until(Millis::from_secs(20));
+    net.timeline.clear();
+    net.crash("r1-s2");
+    net.run_until(Millis::from_secs(30));
+    writeln!(net.timeline, "-- at t={}:\n{}", net.now, net.views()).unwrap();
+    net.run_until(Millis::from_secs(120));
+    check("two_pools_crash", &net);
+}
+
+#[test]
+fn a_datagram_naming_no_pool_changes_nothing() {
+    let mut node = GossipMembership::new(member("r1", 1, 0), 3, 6, 1);
+    for datagram in [&[][..], &[b'X', 1, 2, 3][..], &[POOL_TAG_LAN, 0xff][..]] {
+        let refused = node.handle_data(Millis(5), datagram);
+        assert!(refused.is_err(), "{datagram:?} was accepted");
+    }
+    assert_eq!(node.poll_transmit(), None);
+    assert_eq!(node.poll_event(), None);
+    assert!(node.members().is_empty());
+    assert_eq!(node.view().len(), 1);
+}
+
 proptest! {
     /// Arbitrary bytes are an error or a no-op, never a panic, and never a phantom member.
     #[test]
@@ -354,6 +484,19 @@ proptest! {
             gossip.handle_timeout(Millis(i as u64));
         }
         prop_assert!(gossip.members().len() <= datagrams.len());
+    }
+
+    /// The same for a server's two pools, each datagram behind either pool's byte.
+    #[test]
+    fn arbitrary_bytes_behind_a_pool_byte_never_panic(datagrams in prop::collection::vec((any::<bool>(), prop::collection::vec(any::<u8>(), 0..300)), 1..20)) {
+        let mut node = GossipMembership::new(member("r1", 1, 0), 3, 6, 2);
+        for (i, (lan, bytes)) in datagrams.iter().enumerate() {
+            let tag = if *lan { POOL_TAG_LAN } else { POOL_TAG_WAN };
+            let datagram: Vec<u8> = [tag].into_iter().chain(bytes.iter().copied()).collect();
+            let _outcome = node.handle_data(Millis(i as u64), &datagram);
+            node.handle_timeout(Millis(i as u64));
+        }
+        prop_assert!(node.members().len() <= datagrams.len());
     }
 
 }

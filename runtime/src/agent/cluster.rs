@@ -40,8 +40,8 @@ use super::{
 };
 use crate::driver::raw_exec::{RawExec, RawExecConfig};
 use crate::host::{
-    ClientHost, GossipMembership, HostError, PassPoolConfig, ServerHost, ThreadPassRunner,
-    Transport, WakeFn, WireMessage, decode_wire, encode_wire,
+    ClientHost, HostError, PassPoolConfig, ServerHost, ThreadPassRunner, Transport, WakeFn,
+    WireMessage, decode_wire, encode_wire,
 };
 use crate::http::NodeHttp;
 use crate::net::gossip_key::GossipKey;
@@ -50,7 +50,7 @@ use crate::net::transport::QuicTransport;
 use crate::store::file::FileStore;
 use crate::tls::{DOMAIN_DEFAULT, Role};
 use drover_core::client::ClientConfig;
-use drover_core::gossip::{Gossip, GossipConfig, Member, MemberEvent, Pool};
+use drover_core::gossip::{GossipMembership, Member, MemberEvent};
 use drover_core::id::IdGen;
 use drover_core::server::{ApiCall, ApiReply, ApiResponse, ServerConfig};
 use drover_core::time::Millis;
@@ -633,8 +633,8 @@ impl ServerLoop {
     fn maybe_bootstrap(&mut self) -> Result<(), AgentError> {
         let region = self.settings.region.clone();
         let Some((membership, _, _)) = self.gossip.as_ref() else { return Ok(()) };
-        let own = membership.gossip().identity().clone();
-        let members = membership.gossip().members();
+        let own = membership.identity().clone();
+        let members = membership.region_members();
         if members.iter().any(|m| m.region == region && m.has_raft_state) {
             return self.start_host(BTreeMap::new());
         }
@@ -763,7 +763,7 @@ impl ServerLoop {
     fn forward_to_region(&mut self, forward: drover_core::server::RegionForward) {
         let waiting_id = forward.call.request_id;
         let servers = match self.gossip.as_ref() {
-            Some((membership, _, _)) => membership.gossip().servers_in(&forward.region),
+            Some((membership, _, _)) => membership.servers_in(&forward.region),
             None => Vec::new(),
         };
         if servers.is_empty() {
@@ -822,16 +822,15 @@ impl ServerLoop {
             None => self.identity.clone(),
         };
         if let Some((membership, _, _)) = self.gossip.as_ref() {
-            let gossip = membership.gossip();
-            let mut members: Vec<ServerMember> = gossip
+            let mut members: Vec<ServerMember> = membership
                 .members()
                 .into_iter()
-                .chain([gossip.identity()])
+                .chain([membership.identity()])
                 .map(server_member)
                 .collect();
             members.sort_by(|a, b| a.name.cmp(&b.name));
             status.members = members;
-            status.regions = gossip.regions().into_iter().map(str::to_owned).collect();
+            status.regions = membership.regions().into_iter().map(str::to_owned).collect();
         }
         let members = status.members.len().saturating_sub(1);
         status.counters.extend([
@@ -925,12 +924,11 @@ fn start_gossip(
         // Announced once Raft has committed an entry and the group is known.
         cluster_id: 0,
     };
-    let gossip_config = GossipConfig {
-        pool: Pool::Lan,
-        cluster_size_hint: settings.bootstrap_expect,
-        rng_seed: rng_seed ^ 0x6055,
-    };
-    let mut gossip = GossipMembership::new(Gossip::new(member, &gossip_config));
+    // The other regions' servers are not known before they answer; their targets are
+    // the best guess.
+    let servers = settings.bootstrap_expect.max(settings.retry_join.len() as u32 + 1);
+    let mut gossip =
+        GossipMembership::new(member, settings.bootstrap_expect, servers, rng_seed ^ 0x6055);
     for target in &settings.retry_join {
         let target = with_default_port(target, SERF_PORT_DEFAULT);
         // A name that does not resolve now is tried again at the next start.

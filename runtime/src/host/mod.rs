@@ -11,8 +11,9 @@
 //! returns. Inbound frames come from the caller too (`handle_frame`), with the address
 //! they came from.
 //!
-//! [`GossipMembership`] is shared the same way: a server's gossip, turned into the view of
-//! its region's servers the host is told (`ServerHost::handle_members`).
+//! A server's gossip (`drover_core::gossip::GossipMembership`, which is sans-IO itself)
+//! is what the agent and the simulator tell the host of its region's servers
+//! (`ServerHost::handle_members`).
 //!
 //! After every input a host drains its machine until nothing is left, **in this order**:
 //!
@@ -38,14 +39,12 @@
 //! holds.
 
 mod client;
-mod membership;
 mod pass_pool;
 mod server;
 mod snapshot;
 mod wire;
 
 pub use client::{ClientCounters, ClientHost};
-pub use membership::GossipMembership;
 pub use pass_pool::{
     PASS_QUEUE_LEN_MAX_DEFAULT, PassFn, PassPoolConfig, PassPoolError, PassStats, ThreadPassRunner,
     WakeFn,

@@ -12,11 +12,11 @@ use super::params::SERVERS_PER_REGION;
 use super::world::{NodeKey, ServerView, Shared, lock, region_name, trace};
 use crate::checkers::cluster::StepTime;
 use crate::clock::Clock;
-use drover_core::gossip::{Gossip, GossipConfig, Member, MemberEvent, Pool};
+use drover_core::gossip::{GossipMembership, Member, MemberEvent};
 use drover_core::raft::{Persist, Restored, WriteId};
 use drover_core::server::{ApiCall, ApiReply, ApiResponse, GcConfig, ServerConfig};
 use drover_core::time::Millis;
-use drover_runtime::host::{GossipMembership, HostError, InlinePassRunner, ServerHost};
+use drover_runtime::host::{HostError, InlinePassRunner, ServerHost};
 use drover_runtime::store::mem::MemStore;
 use drover_runtime::store::{RaftStore, StoreError};
 use madsim::net::Endpoint;
@@ -214,12 +214,12 @@ fn disk_failed(world: &Shared, key: NodeKey, error: &HostError) {
     w.disk_failed.insert(key);
 }
 
-/// The server's gossip, as the agent's `start_gossip` builds it: one pool of every
-/// region's servers (Nomad federates regions by joining their servers' gossip), seeded
-/// from its boot's seed so the run replays, announced to every other server (its
-/// `retry_join`). Its own region's members are the Raft peers it is told of; the others
-/// are where it forwards a request naming their region. The gossip address is the RPC
-/// address: the datagrams travel as their own kind of message on the same endpoint.
+/// The server's gossip, as the agent's `start_gossip` builds it: its region's pool and
+/// the pool of every region's servers, seeded from its boot's seed so the run replays,
+/// announced to every other server (its `retry_join`). Its own region's members are the
+/// Raft peers it is told of; the others are where it forwards a request naming their
+/// region. The gossip address is the RPC address: the datagrams travel as their own kind
+/// of message on the same endpoint.
 fn start_gossip(world: &Shared, key: NodeKey, now: Millis, boot_seed: u64) -> GossipMembership {
     let w = lock(world);
     let member = Member {
@@ -238,12 +238,14 @@ fn start_gossip(world: &Shared, key: NodeKey, now: Millis, boot_seed: u64) -> Go
         cluster_id: 0,
     };
     let servers: Vec<NodeKey> = w.members.values().flatten().copied().collect();
-    let config = GossipConfig {
-        pool: Pool::Lan,
-        cluster_size_hint: u32::try_from(servers.len()).unwrap_or(u32::MAX),
-        rng_seed: boot_seed ^ 0x6055,
-    };
-    let mut membership = GossipMembership::new(Gossip::new(member, &config));
+    let region_servers = servers.iter().filter(|peer| peer.region == key.region).count();
+    let size = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    let mut membership = GossipMembership::new(
+        member,
+        size(region_servers),
+        size(servers.len()),
+        boot_seed ^ 0x6055,
+    );
     for peer in servers.into_iter().filter(|&peer| peer != key) {
         // Refused only for this server's own address, which is filtered out.
         let _refused = membership.handle_join(now, &peer.addr().to_string());
@@ -399,7 +401,7 @@ impl ServerNode {
     /// knows alive, picked by the seed; with none, answers Nomad's "No path to region"
     /// (as the agent's `forward_to_region`).
     async fn forward(&mut self, region: String, call: ApiCall) {
-        let servers = self.membership.gossip().servers_in(&region);
+        let servers = self.membership.servers_in(&region);
         let target = {
             let mut w = lock(&self.world);
             let target = w.rng.pick_cloned(&servers);

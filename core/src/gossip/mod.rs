@@ -1,11 +1,10 @@
 //! Server membership by SWIM gossip, as a sans-IO machine over foca.
 //!
-//! Every server runs one pool, joined by the servers of every region (Nomad federates
-//! regions by joining their servers' gossip): its own region's members are its Raft peers
-//! (the LAN view, [`Gossip::servers_in`] of its region), the others tell it which regions
-//! exist and whom to forward a request naming another region to (the WAN view). A pool
-//! runs foca's LAN or WAN timings ([`Pool`]). Nothing else travels by gossip: desired
-//! state is Raft's, and regions share none of it.
+//! One [`Gossip`] is one pool. Every server runs two, which [`GossipMembership`] pairs: a
+//! LAN pool of its own region's servers, its Raft peers, and a WAN pool of every region's
+//! servers, which tells it which regions exist and whom to forward a request naming
+//! another region to. A pool runs foca's LAN or WAN timings ([`Pool`]).
+//! Nothing else travels by gossip: desired state is Raft's, and regions share none of it.
 //!
 //! # Shape
 //!
@@ -18,6 +17,10 @@
 //!
 //! foca draws its probe targets from a `ChaCha8Rng` seeded by [`GossipConfig::rng_seed`];
 //! together with the inputs, the seed fixes every datagram this machine sends.
+
+mod membership;
+
+pub use membership::{GossipMembership, POOL_TAG_LAN, POOL_TAG_WAN};
 
 use crate::rpc::ServerAddr;
 use crate::time::Millis;
