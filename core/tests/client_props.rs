@@ -115,6 +115,8 @@ struct World {
     stopping: Vec<(TaskRef, u32)>,
     received_at: BTreeMap<String, Millis>,
     restarts: BTreeMap<TaskRef, Vec<Millis>>,
+    /// The sequence number of the last report sent for each allocation.
+    report_seqs: BTreeMap<String, u64>,
 }
 
 impl World {
@@ -137,6 +139,7 @@ impl World {
             stopping: Vec::new(),
             received_at: BTreeMap::new(),
             restarts: BTreeMap::new(),
+            report_seqs: BTreeMap::new(),
         };
         world.drain();
         world
@@ -176,6 +179,8 @@ impl World {
             job: Some(Box::new(job)),
             task_group: "g".into(),
             alloc_modify_index: self.index,
+            // As if an earlier run of the client had reported it this many times.
+            client_report_seq: self.index * 3,
             ..Allocation::default()
         };
         self.allocs.insert(id.clone(), alloc);
@@ -341,6 +346,11 @@ impl World {
                     for state in update.task_states.values() {
                         assert!(state.events.len() <= TASK_EVENTS_MAX);
                     }
+                    // Every report is newer than the servers' and than the last one sent,
+                    // so the servers never take an older one for the newest.
+                    let held = self.allocs.get(&update.alloc_id).map_or(0, |a| a.client_report_seq);
+                    let sent = self.report_seqs.insert(update.alloc_id.clone(), update.report_seq);
+                    assert!(update.report_seq > sent.unwrap_or(held), "{update:?}");
                 }
             }
             self.requests.push(rpc);

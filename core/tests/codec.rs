@@ -231,9 +231,9 @@ fn frames_over_the_limit_are_refused_from_the_header() {
 #[test]
 fn wrong_versions_name_both_versions() {
     let mut bytes = codec::encode(FrameKind::JOB, &Job::default()).unwrap();
-    bytes[2] = 2;
+    bytes[2] = 1;
     let error = codec::decode::<Job>(FrameKind::JOB, &bytes, FRAME_LEN_MAX_BYTES).unwrap_err();
-    assert_eq!(error, CodecError::UnsupportedVersion { found: 2, supported: 1 });
+    assert_eq!(error, CodecError::UnsupportedVersion { found: 1, supported: 2 });
     let mut decoder = FrameDecoder::new(FRAME_LEN_MAX_BYTES);
     decoder.push(&bytes[..3]);
     assert_eq!(decoder.next_frame(), Err(error), "refused as soon as the version byte arrives");

@@ -123,6 +123,7 @@ fn summaries_follow_client_status_and_match_a_recount() {
         alloc_id: id.into(),
         client_status: status,
         client_description: String::new(),
+        report_seq: 1,
         ..AllocClientUpdate::default()
     };
     let updates =
@@ -153,6 +154,7 @@ fn a_plan_raises_its_jobs_wait_index_and_a_restore_keeps_it() {
         let update = AllocClientUpdate {
             alloc_id: id.into(),
             client_status,
+            report_seq: index,
             ..AllocClientUpdate::default()
         };
         let command = Command::AllocClientUpdate { updates: vec![update], evals: vec![] };
@@ -286,6 +288,7 @@ fn build(ops: &[(u8, u8)]) -> State {
                     alloc_id: alloc.id.clone(),
                     client_status: status,
                     client_description: "x".into(),
+                    report_seq: alloc.client_report_seq + 1,
                     ..AllocClientUpdate::default()
                 };
                 Command::AllocClientUpdate { updates: vec![update], evals: vec![] }
@@ -465,6 +468,7 @@ fn canary_deployment(state: &mut State) {
         alloc_id: "c1".into(),
         client_status: AllocClientStatus::Running,
         deployment_status: Some(healthy),
+        report_seq: 1,
         ..AllocClientUpdate::default()
     };
     state
@@ -531,6 +535,7 @@ fn deployment_promotion_and_status_changes_follow_nomads_rules() {
                 alloc_id: "c2".into(),
                 client_status: AllocClientStatus::Running,
                 deployment_status: Some(healthy),
+                report_seq: 1,
                 ..AllocClientUpdate::default()
             };
             let healthy = Command::AllocClientUpdate { updates: vec![update], evals: vec![] };
@@ -583,7 +588,7 @@ fn a_health_verdict_counts_only_for_the_deployment_it_judged() {
         ..(**state.alloc("a1").unwrap()).clone()
     };
     place(&mut state, 4, vec![moved]);
-    let report = |deployment_id: &str| AllocClientUpdate {
+    let report = |deployment_id: &str, report_seq| AllocClientUpdate {
         alloc_id: "a1".into(),
         client_status: AllocClientStatus::Running,
         deployment_status: Some(AllocDeploymentStatus {
@@ -592,6 +597,7 @@ fn a_health_verdict_counts_only_for_the_deployment_it_judged() {
             ..Default::default()
         }),
         deployment_id: deployment_id.into(),
+        report_seq,
         ..AllocClientUpdate::default()
     };
     let apply = |state: &mut State, index, update| {
@@ -599,8 +605,8 @@ fn a_health_verdict_counts_only_for_the_deployment_it_judged() {
         state.apply(index, NOW, command).unwrap();
         state.alloc("a1").unwrap().deployment_status.clone()
     };
-    assert_eq!(apply(&mut state, 5, report("d1")), None, "a verdict for d1 is stale in d2");
-    let judged = apply(&mut state, 6, report("d2")).expect("a verdict for d2 counts");
+    assert_eq!(apply(&mut state, 5, report("d1", 1)), None, "a verdict for d1 is stale in d2");
+    let judged = apply(&mut state, 6, report("d2", 2)).expect("a verdict for d2 counts");
     assert_eq!((judged.healthy, judged.canary), (Some(true), false));
 }
 
@@ -613,24 +619,59 @@ fn a_stale_report_does_not_revive_a_finished_allocation() {
     register(&mut state, 1, job("web", "a"), None).unwrap();
     state.apply(2, NOW, Command::NodeRegister { node: node("n1") }).unwrap();
     place(&mut state, 3, vec![placement("a1", "n1", 0)]);
-    let report = |client_status| AllocClientUpdate {
-        alloc_id: "a1".into(),
-        client_status,
-        ..AllocClientUpdate::default()
-    };
     let statuses =
         [AllocClientStatus::Running, AllocClientStatus::Complete, AllocClientStatus::Running];
-    let seen: Vec<AllocClientStatus> = statuses
-        .into_iter()
-        .zip(4..)
-        .map(|(status, index)| {
-            let command =
-                Command::AllocClientUpdate { updates: vec![report(status)], evals: vec![] };
-            state.apply(index, NOW, command).unwrap();
-            state.alloc("a1").unwrap().client_status
-        })
-        .collect();
+    // The last report even claims to be the newest: a finished allocation stays finished.
+    let seen = report_in_turn(&mut state, statuses.into_iter().zip([1, 2, 3]));
     let expected =
         [AllocClientStatus::Running, AllocClientStatus::Complete, AllocClientStatus::Complete];
     assert_eq!(seen, expected);
+}
+
+/// A client's report older than the one the servers hold (its sequence number no
+/// higher) changes nothing: a running allocation's "pending", sent before it started and
+/// held up on the way, once set it back to pending for good (seed 60346).
+#[test]
+fn a_report_older_than_the_one_held_changes_nothing() {
+    let mut state = State::new();
+    register(&mut state, 1, job("web", "a"), None).unwrap();
+    state.apply(2, NOW, Command::NodeRegister { node: node("n1") }).unwrap();
+    place(&mut state, 3, vec![placement("a1", "n1", 0)]);
+    let reports = [
+        (AllocClientStatus::Running, 2),
+        (AllocClientStatus::Pending, 1),
+        (AllocClientStatus::Pending, 2),
+        (AllocClientStatus::Pending, 3),
+    ];
+    let seen = report_in_turn(&mut state, reports.into_iter());
+    let expected = [
+        AllocClientStatus::Running,
+        AllocClientStatus::Running,
+        AllocClientStatus::Running,
+        AllocClientStatus::Pending,
+    ];
+    assert_eq!(seen, expected, "only a newer report (a restart's pending) counts");
+    assert_eq!(state.alloc("a1").unwrap().client_report_seq, 3);
+}
+
+/// Applies a client's reports of `a1`, (status, sequence number) each, from index 4 on,
+/// and returns the status the servers hold after each.
+fn report_in_turn(
+    state: &mut State,
+    reports: impl Iterator<Item = (AllocClientStatus, u64)>,
+) -> Vec<AllocClientStatus> {
+    reports
+        .zip(4..)
+        .map(|((client_status, report_seq), index)| {
+            let update = AllocClientUpdate {
+                alloc_id: "a1".into(),
+                client_status,
+                report_seq,
+                ..AllocClientUpdate::default()
+            };
+            let command = Command::AllocClientUpdate { updates: vec![update], evals: vec![] };
+            state.apply(index, NOW, command).unwrap();
+            state.alloc("a1").unwrap().client_status
+        })
+        .collect()
 }

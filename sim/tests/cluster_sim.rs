@@ -90,9 +90,10 @@ const TEST_SEEDS: std::ops::Range<u64> = 10..16;
 /// (a region's servers all renewed their gossip identities during a partition and, the
 /// news lost, never announced them: a lost server stayed a voter), 30686 (a promotion
 /// stopped a lost allocation's replacement yet counted it against `max_parallel`, and the
-/// rollout stalled). Changes to the code move what a seed exercises, so the rules behind
+/// rollout stalled), 60346 (a client's "pending", held up in a slow leader's inbox, was
+/// applied after its "running" and left the allocation pending for good). Changes to the code move what a seed exercises, so the rules behind
 /// them have their own tests; these stay as a cheap check on the paths that found them.
-const FIXED_SEEDS: [u64; 5] = [7781, 10450, 19173, 25997, 30686];
+const FIXED_SEEDS: [u64; 6] = [7781, 10450, 19173, 25997, 30686, 60346];
 
 #[test]
 fn seeds_pass_every_checker() {

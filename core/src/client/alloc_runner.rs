@@ -33,7 +33,14 @@ pub(crate) struct AllocRunner {
     pub description: String,
     /// Deployment health, for allocations the client judges.
     health: Option<HealthWatch>,
+    /// The sequence number of the last report built ([`AllocRunner::next_report`]).
+    report_seq: u64,
 }
+
+/// How far a client's reports for an allocation it (re)starts running skip past the
+/// servers' last one: the earlier run of the client may have sent reports the servers
+/// have not applied yet, and each of those must stay older than the new run's.
+pub const REPORT_SEQ_RUN_GAP: u64 = 1 << 32;
 
 impl AllocRunner {
     pub fn new(ctx: &mut Ctx<'_>, alloc: Arc<Allocation>, tasks_max: usize) -> AllocRunner {
@@ -44,6 +51,7 @@ impl AllocRunner {
             status: AllocClientStatus::Pending,
             description: String::new(),
             health: HealthWatch::for_alloc(ctx.now, &alloc),
+            report_seq: alloc.client_report_seq.saturating_add(REPORT_SEQ_RUN_GAP),
             alloc,
         };
         match build_tasks(ctx.now, &runner.alloc, tasks_max) {
@@ -271,6 +279,13 @@ impl AllocRunner {
     }
 
     /// The allocation's status as the servers should record it.
+    /// The report to send now, under the next sequence number.
+    pub fn next_report(&mut self) -> AllocClientUpdate {
+        self.report_seq = self.report_seq.saturating_add(1);
+        self.report()
+    }
+
+    /// What the client would report now, under the last sequence number sent.
     pub fn report(&self) -> AllocClientUpdate {
         AllocClientUpdate {
             alloc_id: self.alloc.id.clone(),
@@ -283,6 +298,7 @@ impl AllocRunner {
                 .collect(),
             deployment_status: self.deployment_status(),
             deployment_id: self.alloc.deployment_id.clone(),
+            report_seq: self.report_seq,
         }
     }
 

@@ -248,8 +248,7 @@ impl Client {
         let alloc_ids = self.links.take_dirty(self.config.updates_batch_max);
         let updates: Vec<_> = alloc_ids
             .iter()
-            .filter_map(|id| self.allocs.get(id))
-            .map(AllocRunner::report)
+            .filter_map(|id| self.allocs.get_mut(id).map(AllocRunner::next_report))
             .collect();
         if updates.is_empty() {
             self.links.update.next_at = None;

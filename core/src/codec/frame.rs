@@ -17,8 +17,9 @@ use std::fmt;
 
 /// The two bytes that open every frame.
 pub const FRAME_MAGIC: [u8; 2] = *b"DR";
-/// The envelope and payload encoding this build writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+/// The envelope and payload encoding this build writes and reads. Version 2: an
+/// allocation and a client's report of it carry the report's sequence number.
+pub const FORMAT_VERSION: u8 = 2;
 pub const HEADER_LEN_BYTES: usize = 12;
 
 /// What a frame holds, so a reader can refuse a frame meant for another purpose.

@@ -135,7 +135,7 @@ mod tests {
         let version = decode::<u8>(FrameKind::JOB, &bytes, 1024).unwrap_err();
         assert_eq!(
             version.to_string(),
-            "frame has codec version 9, but this build reads only version 1"
+            "frame has codec version 9, but this build reads only version 2"
         );
     }
 

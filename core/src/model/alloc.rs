@@ -104,6 +104,10 @@ pub struct Allocation {
     pub client_status: AllocClientStatus,
     pub client_description: String,
     pub task_states: BTreeMap<String, TaskState>,
+    /// The sequence number of the client's report the client side came from: a report
+    /// with a lower or equal one is older (delayed, duplicated, or sent by an earlier run
+    /// of the client) and changes nothing.
+    pub client_report_seq: u64,
     #[serde(rename = "DeploymentID")]
     pub deployment_id: String,
     pub deployment_status: Option<AllocDeploymentStatus>,

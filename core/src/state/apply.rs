@@ -161,6 +161,10 @@ pub struct AllocClientUpdate {
     /// The deployment that verdict is for: one the servers moved the allocation out of
     /// since (an in-place update into a newer deployment) does not count for the next.
     pub deployment_id: String,
+    /// Grows with every report the client sends for the allocation, across its restarts
+    /// ([`Allocation::client_report_seq`]): the servers apply only a report newer than
+    /// the one they hold.
+    pub report_seq: u64,
 }
 
 /// Why a command was refused. `Display` gives Nomad's texts.
@@ -825,6 +829,7 @@ impl State {
                     fresh.create_index = old.create_index;
                     fresh.create_time = old.create_time;
                     fresh.client_status = old.client_status;
+                    fresh.client_report_seq = old.client_report_seq;
                     fresh.task_states = old.task_states.clone();
                 }
                 None => {
@@ -867,12 +872,19 @@ impl State {
         outcome: &mut ApplyOutcome,
     ) {
         let Some(existing) = self.allocs.get(update.alloc_id.as_str()).cloned() else { return };
+        // A report the servers hold a newer one of was delayed or duplicated on the way,
+        // or sent by an earlier run of the client: it would set the allocation back (a
+        // running one to pending, and nothing after it would correct that; seed 60346).
+        if update.report_seq <= existing.client_report_seq {
+            return;
+        }
         // A finished allocation never runs again: a report that says otherwise is older
         // than the one that finished it (delayed or duplicated on the way; seed 565).
         if existing.client_status.is_terminal() && !update.client_status.is_terminal() {
             return;
         }
         let mut alloc = (*existing).clone();
+        alloc.client_report_seq = update.report_seq;
         alloc.client_status = update.client_status;
         alloc.client_description = update.client_description;
         if !update.task_states.is_empty() {

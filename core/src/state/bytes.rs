@@ -15,8 +15,9 @@ use std::fmt;
 use std::sync::Arc;
 
 /// The body layout this build writes and reads.
-/// Version 2 added the periodic launch table, version 3 the autopilot configuration.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
+/// Version 2 added the periodic launch table, version 3 the autopilot configuration,
+/// version 4 each allocation's client report sequence.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 4;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum SnapshotError {

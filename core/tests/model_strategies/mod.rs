@@ -798,6 +798,8 @@ pub fn allocation() -> impl Strategy<Value = Allocation> {
                 desired_transition,
                 client_status,
                 client_description,
+                // Derived from the indexes so the tuple strategies stay within their arity.
+                client_report_seq: modify_index ^ create_index,
                 task_states,
                 deployment_id,
                 deployment_status,

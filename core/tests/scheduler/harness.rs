@@ -422,6 +422,7 @@ impl Cluster {
             client_status: AllocClientStatus::Running,
             deployment_status: Some(status),
             deployment_id: alloc.deployment_id.clone(),
+            report_seq: self.index + 1,
             ..AllocClientUpdate::default()
         };
         self.commit(Command::AllocClientUpdate { updates: vec![update], evals: vec![] }).map(drop)
@@ -455,6 +456,7 @@ impl Cluster {
             alloc_id: alloc.id.clone(),
             client_status,
             client_description: String::new(),
+            report_seq: self.index + 1,
             ..AllocClientUpdate::default()
         };
         let evals = if client_status == AllocClientStatus::Failed {

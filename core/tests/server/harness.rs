@@ -676,9 +676,11 @@ impl Cluster {
     }
 
     pub fn alloc_update(&mut self, name: &str, alloc_id: &str, status: AllocClientStatus) {
+        // Request ids only grow, as a client's report sequence does.
         let update = AllocClientUpdate {
             alloc_id: alloc_id.into(),
             client_status: status,
+            report_seq: self.next_request + 1,
             ..AllocClientUpdate::default()
         };
         let request = ClientRequest::AllocUpdate { node_id: name.into(), updates: vec![update] };
@@ -1357,6 +1359,7 @@ impl Cluster {
                     client_status: AllocClientStatus::Running,
                     deployment_status: Some(status),
                     deployment_id,
+                    report_seq: self.next_request + 1,
                     ..AllocClientUpdate::default()
                 };
                 let request =
